@@ -1,0 +1,113 @@
+// gpt2ts checkpoints: int32 magic, int32 version, u64 JSON header length, JSON header (config, sections, state),
+// padding to 64 bytes, then float32 sections: params, and for training checkpoints AdamW m and v.
+// Written atomically (temp file + rename); read section by section into preallocated backend buffers.
+
+import * as fs from "node:fs";
+import type { Backend, Tensor } from "../kernels/backend.js";
+import { sameShape, validateConfig, describeConfig, type GPT2Config } from "../model/config.js";
+import { GPT2 } from "../model/gpt2.js";
+import { FormatError, floatBytes, readExact, readFloatsInto, requireFile, writeFileAtomic } from "./files.js";
+
+export const CHECKPOINT_MAGIC = 20261126;
+export const CHECKPOINT_VERSION = 1;
+
+export interface CheckpointHeader {
+  config: GPT2Config;
+  /** section name -> [byte offset from file start, float count] */
+  sections: Record<string, [number, number]>;
+  /** training state (step, loader position, RNG, run config); opaque to io/ */
+  state: Record<string, unknown>;
+}
+
+export interface OptimizerBuffers { m: Tensor; v: Tensor }
+
+export function saveCheckpoint(file: string, model: GPT2, state: Record<string, unknown> = {}, opt?: OptimizerBuffers): void {
+  const be = model.backend, n = model.layout.total;
+  const names = opt ? ["params", "adam_m", "adam_v"] : ["params"];
+  // the header holds the section offsets, which depend on the header's length: settle it in two passes
+  let headerLen = 0, sections: Record<string, [number, number]> = {}, json = "";
+  for (let pass = 0; pass < 3; pass++) {
+    const start = Math.ceil((16 + headerLen) / 64) * 64;
+    sections = {};
+    names.forEach((s, i) => { sections[s] = [start + i * n * 4, n]; });
+    json = JSON.stringify({ config: model.config, sections, state });
+    if (Buffer.byteLength(json) === headerLen) break;
+    headerLen = Buffer.byteLength(json);
+  }
+  const hb = Buffer.from(json, "utf8");
+  const pre = Buffer.alloc(16);
+  pre.writeInt32LE(CHECKPOINT_MAGIC, 0);
+  pre.writeInt32LE(CHECKPOINT_VERSION, 4);
+  pre.writeBigUInt64LE(BigInt(hb.length), 8);
+  const pad = Buffer.alloc(sections.params[0] - 16 - hb.length);
+  writeFileAtomic(file, (append) => {
+    append(pre); append(hb); append(pad);
+    append(floatBytes(be.read(model.params)));
+    if (opt) { append(floatBytes(be.read(opt.m))); append(floatBytes(be.read(opt.v))); }
+  });
+}
+
+export function readCheckpointHeader(file: string): CheckpointHeader {
+  requireFile(file, "checkpoint");
+  const fd = fs.openSync(file, "r");
+  try {
+    const pre = readExact(fd, file, 16, 0);
+    const magic = pre.readInt32LE(0), version = pre.readInt32LE(4);
+    if (magic !== CHECKPOINT_MAGIC) throw new FormatError(`bad magic in ${file}: ${magic} (expected ${CHECKPOINT_MAGIC}, a gpt2ts checkpoint)`);
+    if (version !== CHECKPOINT_VERSION) throw new FormatError(`${file}: checkpoint version ${version}, expected ${CHECKPOINT_VERSION}`);
+    const len = Number(pre.readBigUInt64LE(8));
+    let h: CheckpointHeader;
+    try { h = JSON.parse(readExact(fd, file, len, 16).toString("utf8")); } catch (e) {
+      if (e instanceof FormatError) throw e;
+      throw new FormatError(`${file}: checkpoint header is not valid JSON (${(e as Error).message})`);
+    }
+    validateConfig(h.config);
+    const size = fs.fstatSync(fd).size;
+    for (const [name, [off, count]] of Object.entries(h.sections)) {
+      if (off + count * 4 > size) throw new FormatError(`${file}: section ${name} ends at byte ${off + count * 4} past the file end (${size}); truncated?`);
+    }
+    return h;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function readSection(file: string, fd: number, h: CheckpointHeader, name: string, be: Backend, dst: Tensor): void {
+  const sec = h.sections[name];
+  if (!sec) throw new FormatError(`${file}: checkpoint has no ${name} section`);
+  if (sec[1] !== dst.length) throw new FormatError(`${file}: section ${name} holds ${sec[1]} floats, expected ${dst.length}`);
+  const chunk = new Float32Array(Math.min(sec[1], 1 << 24));
+  for (let off = 0; off < sec[1]; off += chunk.length) {
+    const part = chunk.subarray(0, Math.min(chunk.length, sec[1] - off));
+    readFloatsInto(fd, file, part, sec[0] + off * 4);
+    be.write(dst, part, off);
+  }
+}
+
+/** Loads the weights of a checkpoint into a new model. */
+export function loadCheckpoint(file: string, backend: Backend): { model: GPT2; header: CheckpointHeader } {
+  const header = readCheckpointHeader(file);
+  const model = new GPT2(header.config, backend);
+  const fd = fs.openSync(file, "r");
+  try { readSection(file, fd, header, "params", backend, model.params); } finally { fs.closeSync(fd); }
+  return { model, header };
+}
+
+/** Restores params and optimizer state into an existing model (shape checked) for resuming a run. */
+export function restoreCheckpoint(file: string, model: GPT2, opt?: OptimizerBuffers): CheckpointHeader {
+  const header = readCheckpointHeader(file);
+  if (!sameShape(header.config, model.config)) {
+    throw new FormatError(`${file}: checkpoint model (${describeConfig(header.config)}) does not match this run (${describeConfig(model.config)})`);
+  }
+  const fd = fs.openSync(file, "r");
+  try {
+    readSection(file, fd, header, "params", model.backend, model.params);
+    if (opt) {
+      readSection(file, fd, header, "adam_m", model.backend, opt.m);
+      readSection(file, fd, header, "adam_v", model.backend, opt.v);
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return header;
+}

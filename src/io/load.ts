@@ -1,0 +1,48 @@
+// Opens any model file this project reads, detecting the format: an HF directory, an llm.c .bin, or ours.
+
+import * as fs from "node:fs";
+import * as path from "node:path";
+import type { Backend } from "../kernels/backend.js";
+import type { GPT2 } from "../model/gpt2.js";
+import { CHECKPOINT_MAGIC, loadCheckpoint, saveCheckpoint } from "./checkpoint.js";
+import { FormatError } from "./files.js";
+import { loadHF, saveHF } from "./hf.js";
+import { LLMC_MODEL_MAGIC, loadLlmc, saveLlmc } from "./llmc.js";
+
+export type ModelFormat = "hf" | "llmc" | "gpt2ts";
+
+export function detectFormat(p: string): ModelFormat {
+  if (!fs.existsSync(p)) throw new FormatError(`model ${p} does not exist (expected an HF directory, an llm.c .bin or a gpt2ts checkpoint)`);
+  if (fs.statSync(p).isDirectory()) {
+    if (fs.existsSync(path.join(p, "config.json"))) return "hf";
+    throw new FormatError(`${p} is a directory without config.json (expected a Hugging Face GPT-2 directory)`);
+  }
+  const fd = fs.openSync(p, "r");
+  const b = Buffer.alloc(4);
+  const n = fs.readSync(fd, b, 0, 4, 0);
+  fs.closeSync(fd);
+  const magic = n === 4 ? b.readInt32LE(0) : -1;
+  if (magic === LLMC_MODEL_MAGIC) return "llmc";
+  if (magic === CHECKPOINT_MAGIC) return "gpt2ts";
+  throw new FormatError(`${p}: unknown model format (magic ${magic}; expected ${LLMC_MODEL_MAGIC} for llm.c, ${CHECKPOINT_MAGIC} for gpt2ts, or an HF directory)`);
+}
+
+export function loadModel(p: string, backend: Backend): GPT2 {
+  const format = detectFormat(p);
+  if (format === "hf") return loadHF(p, backend);
+  if (format === "llmc") return loadLlmc(p, backend);
+  return loadCheckpoint(p, backend).model;
+}
+
+/** Output format from the path: a directory or no extension = HF, .bin = llm.c, anything else = gpt2ts. */
+export function formatForOutput(p: string): ModelFormat {
+  if (p.endsWith(".bin")) return "llmc";
+  if (path.extname(p) === "" || (fs.existsSync(p) && fs.statSync(p).isDirectory())) return "hf";
+  return "gpt2ts";
+}
+
+export function saveModel(model: GPT2, p: string, format = formatForOutput(p)): void {
+  if (format === "hf") saveHF(model, p);
+  else if (format === "llmc") saveLlmc(model, p);
+  else saveCheckpoint(p, model);
+}

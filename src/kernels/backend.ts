@@ -1,0 +1,88 @@
+// The kernel interface: the one seam between the model ("what") and a backend ("how").
+//
+// A backend owns its buffers. Model code only holds opaque Tensor handles, makes views of them, and moves data in
+// and out through read/write. CPU backends use Float32Array storage; a GPU backend will use device memory with the
+// same interface, so no model or training code changes.
+//
+// Conventions (llm.c): arguments are outputs, saved statistics, inputs, weights, dims. Shapes in comments use
+// B, T, C, NH, hs, V, Vp; N = B*T rows. Backward kernels ACCUMULATE (+=) into parameter gradients (dweight,
+// dbias, dwte, dwpe); activation gradients are overwritten (=), except layernormBackward's dinp, which accumulates
+// into the residual-stream gradient. Gradients are zeroed in exactly one place: the model's zeroGrad().
+
+/** An opaque buffer of float32 values owned by a backend. */
+export interface Tensor {
+  readonly length: number;
+}
+
+export interface Backend {
+  readonly name: string;
+  /** threads the backend computes with */
+  readonly threads: number;
+
+  // ---- memory
+  /** a zero-filled buffer of n floats */
+  alloc(n: number): Tensor;
+  /** a view of length n starting at offset (no copy) */
+  view(t: Tensor, offset: number, n: number): Tensor;
+  /** copies host data into t at offset */
+  write(t: Tensor, src: Float32Array, offset?: number): void;
+  /** copies n floats of t from offset into a new host array */
+  read(t: Tensor, offset?: number, n?: number): Float32Array;
+  fill(t: Tensor, value: number): void;
+
+  // ---- layers: forward and backward side by side
+  /** out (N,C) = wte[inp] + wpe[t] for inp (B,T) */
+  encoderForward(out: Tensor, inp: Int32Array, wte: Tensor, wpe: Tensor, B: number, T: number, C: number): void;
+  encoderBackward(dwte: Tensor, dwpe: Tensor, dout: Tensor, inp: Int32Array, B: number, T: number, C: number): void;
+
+  /** out (N,C), mean/rstd (N) */
+  layernormForward(out: Tensor, mean: Tensor, rstd: Tensor, inp: Tensor, weight: Tensor, bias: Tensor, N: number, C: number): void;
+  /** dinp += ; dweight, dbias += */
+  layernormBackward(dinp: Tensor, dweight: Tensor, dbias: Tensor, dout: Tensor, inp: Tensor, weight: Tensor,
+    mean: Tensor, rstd: Tensor, N: number, C: number): void;
+
+  /** out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC) */
+  matmulForward(out: Tensor, inp: Tensor, weight: Tensor, bias: Tensor | null, N: number, C: number, OC: number): void;
+  /** dinp (N,C) = dout @ weight; dweight (OC,C) += dout^T @ inp; dbias += sum over rows of dout. dinp may be null. */
+  matmulBackward(dinp: Tensor | null, dweight: Tensor, dbias: Tensor | null, dout: Tensor, inp: Tensor, weight: Tensor,
+    N: number, C: number, OC: number): void;
+
+  /**
+   * Causal self-attention, flash-style: never builds the T x T matrix.
+   * out (B,T,C); lse (B,NH,T) log-sum-exp of each query's scaled scores, saved for backward; qkv (B,T,3C).
+   */
+  attentionForward(out: Tensor, lse: Tensor, qkv: Tensor, B: number, T: number, C: number, NH: number): void;
+  /** dqkv (B,T,3C) = ; recomputes probabilities from qkv and lse */
+  attentionBackward(dqkv: Tensor, dout: Tensor, qkv: Tensor, out: Tensor, lse: Tensor,
+    B: number, T: number, C: number, NH: number): void;
+  /**
+   * KV-cached attention for inference. qkv (B,Tq,3C) holds the new tokens at positions pos..pos+Tq-1; their K and V
+   * are stored into kcache/vcache (B,NH,maxT,hs), then each query attends to positions 0..its own. out (B,Tq,C).
+   */
+  attentionCached(out: Tensor, kcache: Tensor, vcache: Tensor, qkv: Tensor, B: number, Tq: number, pos: number,
+    maxT: number, C: number, NH: number): void;
+
+  /** GELU, tanh approximation (GPT-2's gelu_new) */
+  geluForward(out: Tensor, inp: Tensor, N: number): void;
+  /** dinp = dout * gelu'(inp) */
+  geluBackward(dinp: Tensor, inp: Tensor, dout: Tensor, N: number): void;
+
+  /** out = a + b */
+  residualForward(out: Tensor, a: Tensor, b: Tensor, N: number): void;
+
+  /**
+   * Fused classifier: losses (N) = -log softmax(logits[:V])[target] over the first V of Vp columns.
+   * If dlogits is given (it may alias logits) it receives (softmax - onehot) * gradScale, zeros in padded columns.
+   * Rows with target < 0 get loss 0 and zero gradient.
+   */
+  crossEntropy(losses: Tensor, dlogits: Tensor | null, logits: Tensor, targets: Int32Array, N: number, V: number,
+    Vp: number, gradScale: number): void;
+
+  /** AdamW as torch.optim.AdamW (decoupled decay); t is the 1-based step for bias correction */
+  adamw(params: Tensor, grads: Tensor, m: Tensor, v: Tensor, n: number, lr: number, beta1: number, beta2: number,
+    eps: number, weightDecay: number, t: number): void;
+  /** sum of squares of t[0..n) in double precision */
+  sumSquares(t: Tensor, n: number): number;
+  /** t[0..n) *= s */
+  scale(t: Tensor, n: number, s: number): void;
+}

@@ -1,0 +1,38 @@
+// Picks a backend by name at the edge (CLI / env); the model receives it as an argument.
+
+import * as os from "node:os";
+import type { Backend } from "./backend.js";
+import { JsBackend } from "./js/backend.js";
+import { loadNativeAddon, NativeBackend } from "./native.js";
+
+export type BackendName = "js" | "native";
+
+export interface BackendOptions {
+  /** "native" (default when the addon loads) or "js" */
+  name?: string;
+  threads?: number;
+  dtype?: "fp32" | "bf16";
+  /** told once when the native addon is unavailable and the pure-TS backend is used instead */
+  warn?: (msg: string) => void;
+}
+
+let warned = false;
+
+export function createBackend(opts: BackendOptions = {}): Backend {
+  const name = opts.name ?? "native";
+  const threads = opts.threads ?? os.availableParallelism();
+  if (!Number.isInteger(threads) || threads < 1) throw new RangeError(`threads must be a positive integer, got ${threads}`);
+  if (name === "js") {
+    if (opts.dtype === "bf16") throw new RangeError("--dtype bf16 needs the native backend");
+    return new JsBackend();
+  }
+  if (name !== "native") throw new RangeError(`unknown backend "${name}" (expected js or native)`);
+  const { addon, error } = loadNativeAddon();
+  if (!addon) {
+    if (opts.name === "native") throw new Error(error);
+    if (!warned && opts.warn) opts.warn(`note: ${error}; using the pure-TypeScript backend (much slower)`);
+    warned = true;
+    return new JsBackend();
+  }
+  return new NativeBackend(addon, threads, opts.dtype ?? "fp32");
+}

@@ -1,0 +1,291 @@
+// GPT-2: the model as a sequence of kernel calls, forward and backward (llm.c's train_gpt2.c, in TypeScript).
+// Parameters, gradients and activations are flat backend buffers allocated once; tensors are views.
+
+import type { Backend, Tensor } from "../kernels/backend.js";
+import type { Rng } from "../util/rng.js";
+import type { GPT2Config } from "./config.js";
+import { paramLayout, type ParamLayout } from "./layout.js";
+
+export type ParamName = "wte" | "wpe" | "ln1w" | "ln1b" | "qkvw" | "qkvb" | "attprojw" | "attprojb" | "ln2w" | "ln2b" |
+  "fcw" | "fcb" | "fcprojw" | "fcprojb" | "lnfw" | "lnfb";
+
+export type Views = Record<ParamName, Tensor>;
+
+export class ShapeError extends Error {
+  override name = "ShapeError";
+}
+
+/** Activation recompute: 0 stores everything; 1 recomputes GELU in backward; 2 also recomputes the LayerNorms. */
+export type RecomputeLevel = 0 | 1 | 2;
+
+interface Activations {
+  B: number;
+  T: number;
+  encoded: Tensor; // (B,T,C)
+  ln1: Tensor; // (L,B,T,C), or (B,T,C) with recompute >= 2
+  ln1Mean: Tensor; // (L,B,T)
+  ln1Rstd: Tensor; // (L,B,T)
+  qkv: Tensor; // (L,B,T,3C)
+  atty: Tensor; // (L,B,T,C)
+  lse: Tensor; // (L,B,NH,T)
+  attproj: Tensor; // (B,T,C) scratch: only its sum with the residual is needed later
+  residual2: Tensor; // (L,B,T,C)
+  ln2: Tensor; // (L,B,T,C), or (B,T,C) with recompute >= 2
+  ln2Mean: Tensor; // (L,B,T)
+  ln2Rstd: Tensor; // (L,B,T)
+  fch: Tensor; // (L,B,T,4C)
+  fchGelu: Tensor; // (L,B,T,4C), or (B,T,4C) with recompute >= 1
+  fcproj: Tensor; // (B,T,C) scratch
+  residual3: Tensor; // (L,B,T,C)
+  lnf: Tensor; // (B,T,C)
+  lnfMean: Tensor; // (B,T)
+  lnfRstd: Tensor; // (B,T)
+  logits: Tensor; // (B,T,Vp); holds dlogits after a training forward
+  losses: Tensor; // (B,T)
+  // backward scratch, one layer at a time
+  dres: Tensor; // (B,T,C) gradient of the residual stream
+  dln: Tensor; // (B,T,C)
+  datty: Tensor; // (B,T,C)
+  dqkv: Tensor; // (B,T,3C)
+  dfch: Tensor; // (B,T,4C)
+  dfchGelu: Tensor; // (B,T,4C)
+  floats: number;
+}
+
+export class GPT2 {
+  readonly layout: ParamLayout;
+  readonly params: Tensor;
+  readonly p: Views;
+  grads: Tensor | null = null;
+  g: Views | null = null;
+  private acts: Activations | null = null;
+  private lastInputs: Int32Array | null = null;
+  private lastBT: [number, number] = [0, 0];
+  private hasDlogits = false;
+
+  constructor(readonly config: GPT2Config, readonly backend: Backend, readonly recompute: RecomputeLevel = 0) {
+    this.layout = paramLayout(config);
+    this.params = backend.alloc(this.layout.total);
+    this.p = this.views(this.params);
+  }
+
+  get numParams(): number { return this.layout.total; }
+
+  private views(buf: Tensor): Views {
+    const out = {} as Views;
+    for (const t of this.layout.tensors) out[t.name as ParamName] = this.backend.view(buf, t.offset, t.size);
+    return out;
+  }
+
+  /** GPT-2 init: N(0, 0.02); residual projections 0.02/sqrt(2L); biases 0; LayerNorm weights 1; padded vocab rows 0. */
+  initWeights(rng: Rng): void {
+    const { nLayer: L, nEmbd: C, vocabSize: V } = this.config;
+    const host = new Float32Array(this.layout.total);
+    const residualStd = 0.02 / Math.sqrt(2 * L);
+    for (const t of this.layout.tensors) {
+      const dst = host.subarray(t.offset, t.offset + t.size);
+      if (t.name.startsWith("ln") && t.name.endsWith("w")) dst.fill(1);
+      else if (t.decay) {
+        const std = t.name === "attprojw" || t.name === "fcprojw" ? residualStd : 0.02;
+        const n = t.name === "wte" ? V * C : t.size;
+        for (let i = 0; i < n; i++) dst[i] = rng.normal() * std;
+      }
+    }
+    this.backend.write(this.params, host);
+  }
+
+  /** Allocates gradients (once) and zeroes them: the one place gradients are zeroed. */
+  zeroGrad(): void {
+    if (!this.grads) {
+      this.grads = this.backend.alloc(this.layout.total);
+      this.g = this.views(this.grads);
+    } else {
+      this.backend.fill(this.grads, 0);
+    }
+  }
+
+  /** Allocates activations for (B, T) once. Later calls may use any B' <= B, T' <= T. */
+  allocate(B: number, T: number): void {
+    if (this.acts) {
+      if (B <= this.acts.B && T <= this.acts.T) return;
+      throw new ShapeError(`activations were allocated for B=${this.acts.B}, T=${this.acts.T}; got B=${B}, T=${T}`);
+    }
+    if (T > this.config.blockSize) throw new ShapeError(`sequence length ${T} exceeds block size ${this.config.blockSize}`);
+    this.acts = this.makeActivations(B, T);
+  }
+
+  /** Floats of activation memory for (B, T) at this recompute level. */
+  static activationFloats(c: GPT2Config, B: number, T: number, recompute: RecomputeLevel): number {
+    const { nLayer: L, nEmbd: C, nHead: NH, paddedVocabSize: Vp } = c;
+    const BT = B * T;
+    const lnL = recompute >= 2 ? 1 : L, geluL = recompute >= 1 ? 1 : L;
+    return BT * C + 2 * lnL * BT * C + 4 * L * BT + L * BT * 3 * C + L * BT * C + L * B * NH * T + BT * C +
+      L * BT * C + L * BT * 4 * C + geluL * BT * 4 * C + BT * C + L * BT * C + BT * C + 2 * BT + BT * Vp + BT +
+      4 * BT * C + BT * 3 * C + 2 * BT * 4 * C;
+  }
+
+  private makeActivations(B: number, T: number): Activations {
+    const { nLayer: L, nEmbd: C, nHead: NH, paddedVocabSize: Vp } = this.config;
+    const be = this.backend, BT = B * T;
+    const lnL = this.recompute >= 2 ? 1 : L, geluL = this.recompute >= 1 ? 1 : L;
+    let floats = 0;
+    const a = (n: number): Tensor => { floats += n; return be.alloc(n); };
+    return {
+      B, T,
+      encoded: a(BT * C),
+      ln1: a(lnL * BT * C), ln1Mean: a(L * BT), ln1Rstd: a(L * BT),
+      qkv: a(L * BT * 3 * C), atty: a(L * BT * C), lse: a(L * B * NH * T), attproj: a(BT * C),
+      residual2: a(L * BT * C),
+      ln2: a(lnL * BT * C), ln2Mean: a(L * BT), ln2Rstd: a(L * BT),
+      fch: a(L * BT * 4 * C), fchGelu: a(geluL * BT * 4 * C), fcproj: a(BT * C),
+      residual3: a(L * BT * C),
+      lnf: a(BT * C), lnfMean: a(BT), lnfRstd: a(BT),
+      logits: a(BT * Vp), losses: a(BT),
+      dres: a(BT * C), dln: a(BT * C), datty: a(BT * C), dqkv: a(BT * 3 * C), dfch: a(BT * 4 * C), dfchGelu: a(BT * 4 * C),
+      get floats() { return floats; },
+    };
+  }
+
+  get activationFloats(): number { return this.acts ? this.acts.floats : 0; }
+
+  /** Slice l of a (L, ...) activation with n floats per layer; `shared` buffers hold one layer, reused by all. */
+  private at(t: Tensor, l: number, n: number, shared = false): Tensor {
+    return this.backend.view(t, shared ? 0 : l * n, n);
+  }
+
+  private layerParams(l: number, p: Views = this.p) {
+    const { nEmbd: C } = this.config;
+    const be = this.backend;
+    return {
+      ln1w: be.view(p.ln1w, l * C, C), ln1b: be.view(p.ln1b, l * C, C),
+      qkvw: be.view(p.qkvw, l * 3 * C * C, 3 * C * C), qkvb: be.view(p.qkvb, l * 3 * C, 3 * C),
+      attprojw: be.view(p.attprojw, l * C * C, C * C), attprojb: be.view(p.attprojb, l * C, C),
+      ln2w: be.view(p.ln2w, l * C, C), ln2b: be.view(p.ln2b, l * C, C),
+      fcw: be.view(p.fcw, l * 4 * C * C, 4 * C * C), fcb: be.view(p.fcb, l * 4 * C, 4 * C),
+      fcprojw: be.view(p.fcprojw, l * 4 * C * C, 4 * C * C), fcprojb: be.view(p.fcprojb, l * C, C),
+    };
+  }
+
+  private checkInputs(inputs: Int32Array, targets: Int32Array | null, B: number, T: number): void {
+    const BT = B * T;
+    if (inputs.length < BT) throw new ShapeError(`inputs hold ${inputs.length} tokens, expected B*T = ${BT}`);
+    if (targets && targets.length < BT) throw new ShapeError(`targets hold ${targets.length} tokens, expected B*T = ${BT}`);
+    const V = this.config.vocabSize;
+    for (let i = 0; i < BT; i++) {
+      if (inputs[i] < 0 || inputs[i] >= V) throw new RangeError(`token id ${inputs[i]} at position ${i} is outside the vocabulary [0, ${V})`);
+    }
+  }
+
+  /**
+   * Forward pass over inputs (B,T). With targets, returns the mean loss over positions whose target >= 0
+   * (per-position losses are in `losses`); without, returns NaN and leaves logits (B,T,Vp) readable.
+   * With `grad` the classifier writes dlogits (scaled by lossScale / count) over the logits, ready for backward().
+   */
+  forward(inputs: Int32Array, targets: Int32Array | null, B: number, T: number, grad = false, lossScale = 1): number {
+    this.allocate(B, T);
+    this.checkInputs(inputs, targets, B, T);
+    const { nLayer: L, nEmbd: C, nHead: NH, vocabSize: V, paddedVocabSize: Vp } = this.config;
+    const be = this.backend, a = this.acts!, p = this.p, BT = B * T;
+    const v = (t: Tensor, n: number) => be.view(t, 0, n);
+
+    be.encoderForward(v(a.encoded, BT * C), inputs, p.wte, p.wpe, B, T, C);
+    let residual = v(a.encoded, BT * C);
+    for (let l = 0; l < L; l++) {
+      const w = this.layerParams(l);
+      const ln1 = this.at(a.ln1, l, BT * C, this.recompute >= 2), qkv = this.at(a.qkv, l, BT * 3 * C), atty = this.at(a.atty, l, BT * C);
+      const lse = this.at(a.lse, l, B * NH * T), res2 = this.at(a.residual2, l, BT * C), ln2 = this.at(a.ln2, l, BT * C, this.recompute >= 2);
+      const fch = this.at(a.fch, l, BT * 4 * C), fchGelu = this.at(a.fchGelu, l, BT * 4 * C, this.recompute >= 1), res3 = this.at(a.residual3, l, BT * C);
+      const attproj = v(a.attproj, BT * C), fcproj = v(a.fcproj, BT * C);
+      be.layernormForward(ln1, this.at(a.ln1Mean, l, BT), this.at(a.ln1Rstd, l, BT), residual, w.ln1w, w.ln1b, BT, C);
+      be.matmulForward(qkv, ln1, w.qkvw, w.qkvb, BT, C, 3 * C);
+      be.attentionForward(atty, lse, qkv, B, T, C, NH);
+      be.matmulForward(attproj, atty, w.attprojw, w.attprojb, BT, C, C);
+      be.residualForward(res2, residual, attproj, BT * C);
+      be.layernormForward(ln2, this.at(a.ln2Mean, l, BT), this.at(a.ln2Rstd, l, BT), res2, w.ln2w, w.ln2b, BT, C);
+      be.matmulForward(fch, ln2, w.fcw, w.fcb, BT, C, 4 * C);
+      be.geluForward(fchGelu, fch, BT * 4 * C);
+      be.matmulForward(fcproj, fchGelu, w.fcprojw, w.fcprojb, BT, 4 * C, C);
+      be.residualForward(res3, res2, fcproj, BT * C);
+      residual = res3;
+    }
+    const lnf = v(a.lnf, BT * C), logits = v(a.logits, BT * Vp);
+    be.layernormForward(lnf, v(a.lnfMean, BT), v(a.lnfRstd, BT), residual, p.lnfw, p.lnfb, BT, C);
+    be.matmulForward(logits, lnf, p.wte, null, BT, C, Vp);
+
+    this.lastInputs = inputs;
+    this.lastBT = [B, T];
+    this.hasDlogits = false;
+    if (!targets) return NaN;
+    let count = 0;
+    for (let i = 0; i < BT; i++) if (targets[i] >= 0) count++;
+    be.crossEntropy(v(a.losses, BT), grad ? logits : null, logits, targets, BT, V, Vp, count ? lossScale / count : 0);
+    this.hasDlogits = grad;
+    const losses = be.read(a.losses, 0, BT);
+    let sum = 0;
+    for (let i = 0; i < BT; i++) sum += losses[i];
+    return count ? sum / count : NaN;
+  }
+
+  /** Logits (B,T,Vp) of the last forward without grad, copied to the host. */
+  readLogits(): Float32Array {
+    const [B, T] = this.lastBT;
+    return this.backend.read(this.acts!.logits, 0, B * T * this.config.paddedVocabSize);
+  }
+
+  /** Per-position losses (B,T) of the last forward with targets. */
+  readLosses(): Float32Array {
+    const [B, T] = this.lastBT;
+    return this.backend.read(this.acts!.losses, 0, B * T);
+  }
+
+  /** forward(grad) + backward: gradients ACCUMULATE into this.grads (call zeroGrad() once per optimizer step). */
+  forwardBackward(inputs: Int32Array, targets: Int32Array, B: number, T: number, lossScale = 1): number {
+    if (!this.grads) this.zeroGrad();
+    const loss = this.forward(inputs, targets, B, T, true, lossScale);
+    this.backward();
+    return loss;
+  }
+
+  private backward(): void {
+    if (!this.hasDlogits || !this.lastInputs) throw new Error("backward() needs a forward pass with targets and grad first");
+    const { nLayer: L, nEmbd: C, nHead: NH, paddedVocabSize: Vp } = this.config;
+    const be = this.backend, a = this.acts!, p = this.p, g = this.g!;
+    const [B, T] = this.lastBT, BT = B * T;
+    const v = (t: Tensor, n: number) => be.view(t, 0, n);
+    const dres = v(a.dres, BT * C), dln = v(a.dln, BT * C), datty = v(a.datty, BT * C), dqkv = v(a.dqkv, BT * 3 * C);
+    const dfch = v(a.dfch, BT * 4 * C), dfchGelu = v(a.dfchGelu, BT * 4 * C);
+
+    // classifier and final LayerNorm; the lm_head weight is wte (tied), so its gradient lands in dwte
+    be.matmulBackward(dln, g.wte, null, v(a.logits, BT * Vp), v(a.lnf, BT * C), p.wte, BT, C, Vp);
+    be.fill(dres, 0);
+    const lastRes = this.at(a.residual3, L - 1, BT * C);
+    be.layernormBackward(dres, g.lnfw, g.lnfb, dln, lastRes, p.lnfw, v(a.lnfMean, BT), v(a.lnfRstd, BT), BT, C);
+
+    for (let l = L - 1; l >= 0; l--) {
+      const w = this.layerParams(l), dw = this.layerParams(l, g);
+      const residual = l === 0 ? v(a.encoded, BT * C) : this.at(a.residual3, l - 1, BT * C);
+      const ln1 = this.at(a.ln1, l, BT * C, this.recompute >= 2), qkv = this.at(a.qkv, l, BT * 3 * C), atty = this.at(a.atty, l, BT * C);
+      const lse = this.at(a.lse, l, B * NH * T), res2 = this.at(a.residual2, l, BT * C), ln2 = this.at(a.ln2, l, BT * C, this.recompute >= 2);
+      const fch = this.at(a.fch, l, BT * 4 * C), fchGelu = this.at(a.fchGelu, l, BT * 4 * C, this.recompute >= 1);
+      const ln1Mean = this.at(a.ln1Mean, l, BT), ln1Rstd = this.at(a.ln1Rstd, l, BT);
+      const ln2Mean = this.at(a.ln2Mean, l, BT), ln2Rstd = this.at(a.ln2Rstd, l, BT);
+      // recompute what was not stored, from what was
+      if (this.recompute >= 1) be.geluForward(fchGelu, fch, BT * 4 * C);
+      if (this.recompute >= 2) be.layernormForward(ln2, ln2Mean, ln2Rstd, res2, w.ln2w, w.ln2b, BT, C);
+
+      // MLP: dres is d(residual3), which flows unchanged to residual2
+      be.matmulBackward(dfchGelu, dw.fcprojw, dw.fcprojb, dres, fchGelu, w.fcprojw, BT, 4 * C, C);
+      be.geluBackward(dfch, fch, dfchGelu, BT * 4 * C);
+      be.matmulBackward(dln, dw.fcw, dw.fcb, dfch, ln2, w.fcw, BT, C, 4 * C);
+      be.layernormBackward(dres, dw.ln2w, dw.ln2b, dln, res2, w.ln2w, ln2Mean, ln2Rstd, BT, C);
+      // attention: dres is now d(residual2), which flows unchanged to the layer input
+      if (this.recompute >= 2) be.layernormForward(ln1, ln1Mean, ln1Rstd, residual, w.ln1w, w.ln1b, BT, C);
+      be.matmulBackward(datty, dw.attprojw, dw.attprojb, dres, atty, w.attprojw, BT, C, C);
+      be.attentionBackward(dqkv, datty, qkv, atty, lse, B, T, C, NH);
+      be.matmulBackward(dln, dw.qkvw, dw.qkvb, dqkv, ln1, w.qkvw, BT, C, 3 * C);
+      be.layernormBackward(dres, dw.ln1w, dw.ln1b, dln, residual, w.ln1w, ln1Mean, ln1Rstd, BT, C);
+    }
+    be.encoderBackward(g.wte, g.wpe, dres, this.lastInputs, B, T, C);
+    this.hasDlogits = false;
+  }
+}

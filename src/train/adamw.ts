@@ -1,0 +1,48 @@
+// AdamW as torch.optim.AdamW (decoupled weight decay), betas (0.9, 0.95), eps 1e-8 as GPT-2/llm.c; decay only on
+// 2-D tensors (matmul weights and embeddings), never on biases or LayerNorm parameters. State m, v: one flat buffer each.
+
+import type { Tensor } from "../kernels/backend.js";
+import type { GPT2 } from "../model/gpt2.js";
+
+export interface AdamWConfig {
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+}
+
+export const ADAMW_DEFAULTS: AdamWConfig = { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.0 };
+
+export class AdamW {
+  readonly m: Tensor;
+  readonly v: Tensor;
+  /** optimizer steps taken (bias correction uses t = step + 1) */
+  step = 0;
+
+  constructor(readonly model: GPT2, readonly cfg: AdamWConfig = ADAMW_DEFAULTS) {
+    this.m = model.backend.alloc(model.layout.total);
+    this.v = model.backend.alloc(model.layout.total);
+  }
+
+  /** One update with learning rate lr from the model's current gradients. */
+  update(lr: number): void {
+    const { model, cfg } = this;
+    const be = model.backend;
+    if (!model.grads) throw new Error("AdamW.update() needs gradients: run forwardBackward() first");
+    const t = ++this.step;
+    for (const spec of model.layout.tensors) {
+      const v = (buf: Tensor) => be.view(buf, spec.offset, spec.size);
+      be.adamw(v(model.params), v(model.grads), v(this.m), v(this.v), spec.size, lr, cfg.beta1, cfg.beta2, cfg.eps,
+        spec.decay ? cfg.weightDecay : 0, t);
+    }
+  }
+}
+
+/** Global L2 norm of the gradients; if it exceeds maxNorm (> 0) they are scaled down to it (torch clip_grad_norm_). */
+export function clipGradNorm(model: GPT2, maxNorm: number): number {
+  const be = model.backend, n = model.layout.total;
+  if (!model.grads) throw new Error("no gradients to clip");
+  const norm = Math.sqrt(be.sumSquares(model.grads, n));
+  if (maxNorm > 0 && norm > maxNorm) be.scale(model.grads, n, maxNorm / (norm + 1e-6));
+  return norm;
+}

@@ -1,0 +1,159 @@
+// SGEMM in the Goto/BLIS style: B packed into KC x NC panels (shared), A into MC x KC blocks (shared), an MR x NR
+// register-blocked micro-kernel; both packing and the macro-kernel are split across the OpenMP team.
+// Micro-kernels: AVX-512 6x64 (24 zmm accumulators), AVX2+FMA 6x16, portable 4x16. Chosen once at run time.
+
+#include "gemm.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#include "gemm_kernels.h"
+#include "threads.h"
+
+namespace {
+
+struct Plan {
+  int MR, NR, KC, MC, NC;
+  // kpack: values packed per k step (1 for fp32, 2 for bf16 pairs)
+  int kpack;
+  MicroKernel kernel;
+  Packer packA, packB;
+};
+
+float* scratch(int which, size_t n) {
+  static float* bufs[2] = {nullptr, nullptr};
+  static size_t caps[2] = {0, 0};
+  if (caps[which] < n) {
+    std::free(bufs[which]);
+    bufs[which] = static_cast<float*>(std::aligned_alloc(64, ((n * sizeof(float) + 63) / 64) * 64));
+    caps[which] = n;
+  }
+  return bufs[which];
+}
+
+// Small M (token-by-token generation): dot products straight from the operands; packing would cost more than it saves.
+void gemm_small_m(int M, int N, int K, const float* A, long rsa, long csa, const float* B, long rsb, long csb,
+                  float* C, long ldc, bool accumulate, const float* bias) {
+#pragma omp parallel for schedule(static)
+  for (int j = 0; j < N; j++) {
+    for (int i = 0; i < M; i++) {
+      const float* a = A + i * rsa;
+      const float* b = B + j * csb;
+      float s = 0.f;
+      if (csa == 1 && rsb == 1) {
+#pragma omp simd reduction(+ : s)
+        for (int k = 0; k < K; k++) s += a[k] * b[k];
+      } else {
+        for (int k = 0; k < K; k++) s += a[k * csa] * b[k * rsb];
+      }
+      C[i * ldc + j] = (accumulate ? C[i * ldc + j] : bias ? bias[j] : 0.f) + s;
+    }
+  }
+}
+
+void run(const Plan& p, int M, int N, int K, const float* A, long rsa, long csa, const float* B, long rsb, long csb,
+         float* C, long ldc, bool accumulate, const float* bias) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {
+    if (!accumulate)
+      for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) C[i * ldc + j] = bias ? bias[j] : 0.f;
+    return;
+  }
+  const int MR = p.MR, NR = p.NR, KC = p.KC;
+  // block sizes are whole numbers of micro-tiles, so the strips of a block never overrun its packed buffer
+  const int NC = std::min(std::max(NR, p.NC / NR * NR), ((N + NR - 1) / NR) * NR);
+  const int MC = std::min(std::max(MR, p.MC / MR * MR), ((M + MR - 1) / MR) * MR);
+  // packed buffers hold floats (fp32) or bf16 pairs stored in float-sized words
+  float* Bp = scratch(0, (size_t)KC * NC);
+  float* Ap = scratch(1, (size_t)KC * MC);
+#pragma omp parallel
+  {
+    alignas(64) float tile[16 * 64];
+    for (int jc = 0; jc < N; jc += NC) {
+      const int nc = std::min(NC, N - jc), nStrips = (nc + NR - 1) / NR;
+      for (int pc = 0; pc < K; pc += KC) {
+        const int kc = std::min(KC, K - pc), kcp = (kc + p.kpack - 1) / p.kpack;
+        const bool acc = accumulate || pc > 0;
+#pragma omp for schedule(static)
+        for (int s = 0; s < nStrips; s++) {
+          const int j0 = jc + s * NR;
+          p.packB(Bp + (size_t)s * NR * kcp, B + (long)pc * rsb + (long)j0 * csb, rsb, csb, kc, std::min(NR, jc + nc - j0), NR);
+        }
+        for (int ic = 0; ic < M; ic += MC) {
+          const int mc = std::min(MC, M - ic), mStrips = (mc + MR - 1) / MR;
+#pragma omp for schedule(static)
+          for (int s = 0; s < mStrips; s++) {
+            const int i0 = ic + s * MR;
+            p.packA(Ap + (size_t)s * MR * kcp, A + (long)i0 * rsa + (long)pc * csa, csa, rsa, kc, std::min(MR, ic + mc - i0), MR);
+          }
+          // jr-major order: a thread walks down one B strip, which stays in L1
+#pragma omp for schedule(static)
+          for (int u = 0; u < nStrips * mStrips; u++) {
+            const int sj = u / mStrips, si = u % mStrips;
+            const int i0 = ic + si * MR, j0 = jc + sj * NR;
+            const int mr = std::min(MR, ic + mc - i0), nr = std::min(NR, jc + nc - j0);
+            const float* a = Ap + (size_t)si * MR * kcp;
+            const float* b = Bp + (size_t)sj * NR * kcp;
+            float* c = C + (long)i0 * ldc + j0;
+            const float* bj = bias && !acc ? bias + j0 : nullptr;
+            if (mr == MR && nr == NR) {
+              p.kernel(kcp, a, b, c, ldc, acc, bj);
+            } else {
+              p.kernel(kcp, a, b, tile, NR, false, nullptr);
+              for (int r = 0; r < mr; r++)
+                for (int q = 0; q < nr; q++)
+                  c[r * ldc + q] = (acc ? c[r * ldc + q] : bj ? bj[q] : 0.f) + tile[r * NR + q];
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+Plan make_plan(bool bf16) {
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  if (bf16 && __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw"))
+    return {6, 64, 256, 384, 3072, 2, kernel_bf16_6x64, pack_bf16_pairs, pack_bf16_pairs};
+  // KC = 768 covers GPT-2's C in one block: each C tile is loaded and stored once per K=C product (measured best
+  // of KC 128..1024 on Zen 5; the B micro-panel then lives in L2, which keeps up with the FMAs)
+  if (__builtin_cpu_supports("avx512f")) return {6, 64, 768, 768, 3072, 1, kernel_avx512_6x64, pack_panel, pack_panel};
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    return {6, 16, 256, 192, 2048, 1, kernel_avx2_6x16, pack_panel, pack_panel};
+#endif
+  (void)bf16;
+  return {4, 16, 256, 128, 2048, 1, kernel_generic_4x16, pack_panel, pack_panel};
+}
+
+const Plan& plan_fp32() {
+  static const Plan p = make_plan(false);
+  return p;
+}
+const Plan& plan_bf16() {
+  static const Plan p = make_plan(true);
+  return p;
+}
+
+}  // namespace
+
+void sgemm(int M, int N, int K, const float* A, long rsa, long csa, const float* B, long rsb, long csb, float* C,
+           long ldc, bool accumulate, const float* bias) {
+  if (M <= 4) return gemm_small_m(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, bias);
+  run(plan_fp32(), M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, bias);
+}
+
+void sgemm_bf16(int M, int N, int K, const float* A, long rsa, long csa, const float* B, long rsb, long csb,
+                float* C, long ldc, bool accumulate, const float* bias) {
+  if (M <= 4 || plan_bf16().kpack != 2) return sgemm(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, bias);
+  run(plan_bf16(), M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, bias);
+}
+
+const char* gemm_isa() {
+  const Plan& p = plan_fp32();
+  return p.NR == 64 ? "avx512" : p.MR == 6 ? "avx2" : "generic";
+}
+
+bool cpu_has_bf16() { return plan_bf16().kpack == 2; }

@@ -1,0 +1,18 @@
+// Packed, cache-blocked, multithreaded SGEMM with runtime CPU dispatch (AVX-512, AVX2+FMA, portable).
+#pragma once
+#include <cstddef>
+
+// C (M x N, row stride ldc) = (accumulate ? C : 0) + A' B', where A'(i,k) = A[i*rsa + k*csa] and
+// B'(k,j) = B[k*rsb + j*csb]. Strides express the transposes GPT-2's matmuls need. Without accumulate, a
+// non-null bias (length N) is added to every row in the store (fused bias epilogue).
+void sgemm(int M, int N, int K, const float* A, long rsa, long csa, const float* B, long rsb, long csb,
+           float* C, long ldc, bool accumulate, const float* bias = nullptr);
+
+// The same with A' and B' rounded to bf16 and multiplied with vdpbf16ps (fp32 accumulation). Falls back to
+// sgemm when the CPU has no AVX512-BF16.
+void sgemm_bf16(int M, int N, int K, const float* A, long rsa, long csa, const float* B, long rsb, long csb,
+                float* C, long ldc, bool accumulate, const float* bias = nullptr);
+
+// Which micro-kernel the dispatcher picked: "avx512", "avx2" or "generic".
+const char* gemm_isa();
+bool cpu_has_bf16();

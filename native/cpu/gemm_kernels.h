@@ -1,0 +1,163 @@
+// Packing routines and register-blocked micro-kernels for gemm.cc. Each micro-kernel computes an MR x NR tile
+// C (+)= Ap (MR x kc, packed k-major) * Bp (kc x NR, packed k-major); ISA-specific ones carry target attributes
+// so one build runs on any x86-64 and the dispatcher picks at run time.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+// acc: add to C; otherwise C = result (+ bias[j] when bias is given, the fused bias epilogue)
+typedef void (*MicroKernel)(int kc, const float* a, const float* b, float* c, long ldc, bool acc, const float* bias);
+// Packs `width` (<= W) lines of kc values: out[k*W + w] = src[w*lineStride + k*kStride]; missing lines are zero.
+typedef void (*Packer)(float* out, const float* src, long kStride, long lineStride, int kc, int width, int W);
+
+inline void pack_panel(float* out, const float* src, long kStride, long lineStride, int kc, int width, int W) {
+  if (lineStride == 1 && width == W) {
+    for (int k = 0; k < kc; k++) std::memcpy(out + (long)k * W, src + k * kStride, sizeof(float) * W);
+    return;
+  }
+  for (int w = 0; w < W; w++) {
+    if (w >= width) {
+      for (int k = 0; k < kc; k++) out[(long)k * W + w] = 0.f;
+      continue;
+    }
+    const float* s = src + w * lineStride;
+    if (kStride == 1)
+      for (int k = 0; k < kc; k++) out[(long)k * W + w] = s[k];
+    else
+      for (int k = 0; k < kc; k++) out[(long)k * W + w] = s[k * kStride];
+  }
+}
+
+// fp32 -> bf16, round to nearest even (NaN kept quiet)
+inline uint16_t to_bf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffff) > 0x7f800000) return (uint16_t)((u >> 16) | 0x40);
+  u += 0x7fff + ((u >> 16) & 1);
+  return (uint16_t)(u >> 16);
+}
+
+// bf16 pairs along k for vdpbf16ps: 32-bit word (k/2)*W + w holds [bf16 v(k), bf16 v(k+1)] of line w.
+inline void pack_bf16_pairs(float* outf, const float* src, long kStride, long lineStride, int kc, int width, int W) {
+  uint16_t* out = reinterpret_cast<uint16_t*>(outf);
+  const int kp = (kc + 1) / 2;
+  for (int w = 0; w < W; w++) {
+    const float* s = src + w * lineStride;
+    for (int q = 0; q < kp; q++) {
+      const int k = 2 * q;
+      const float v0 = w < width ? s[k * kStride] : 0.f;
+      const float v1 = w < width && k + 1 < kc ? s[(k + 1) * kStride] : 0.f;
+      out[2 * ((long)q * W + w)] = to_bf16(v0);
+      out[2 * ((long)q * W + w) + 1] = to_bf16(v1);
+    }
+  }
+}
+
+inline void kernel_generic_4x16(int kc, const float* a, const float* b, float* c, long ldc, bool acc, const float* bias) {
+  float t[4][16] = {};
+  for (int k = 0; k < kc; k++)
+    for (int r = 0; r < 4; r++) {
+      const float av = a[k * 4 + r];
+      for (int q = 0; q < 16; q++) t[r][q] += av * b[k * 16 + q];
+    }
+  for (int r = 0; r < 4; r++)
+    for (int q = 0; q < 16; q++) c[r * ldc + q] = acc ? c[r * ldc + q] + t[r][q] : t[r][q] + (bias ? bias[q] : 0.f);
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2,fma"))) inline void kernel_avx2_6x16(int kc, const float* a, const float* b, float* c,
+                                                                 long ldc, bool acc, const float* bias) {
+  __m256 t[6][2];
+  for (int r = 0; r < 6; r++) t[r][0] = t[r][1] = _mm256_setzero_ps();
+  for (int k = 0; k < kc; k++) {
+    const __m256 b0 = _mm256_loadu_ps(b + k * 16), b1 = _mm256_loadu_ps(b + k * 16 + 8);
+#pragma GCC unroll 6
+    for (int r = 0; r < 6; r++) {
+      const __m256 av = _mm256_broadcast_ss(a + k * 6 + r);
+      t[r][0] = _mm256_fmadd_ps(av, b0, t[r][0]);
+      t[r][1] = _mm256_fmadd_ps(av, b1, t[r][1]);
+    }
+  }
+  for (int r = 0; r < 6; r++)
+    for (int q = 0; q < 2; q++) {
+      float* p = c + r * ldc + q * 8;
+      const __m256 base = acc ? _mm256_loadu_ps(p) : bias ? _mm256_loadu_ps(bias + q * 8) : _mm256_setzero_ps();
+      _mm256_storeu_ps(p, _mm256_add_ps(base, t[r][q]));
+    }
+}
+
+__attribute__((target("avx512f,fma"))) inline void kernel_avx512_6x64(int kc, const float* a, const float* b,
+                                                                      float* c, long ldc, bool acc, const float* bias) {
+  // the C tile is read at the end: start fetching it now
+  if (acc)
+    for (int r = 0; r < 6; r++)
+      for (int q = 0; q < 4; q++) _mm_prefetch((const char*)(c + r * ldc + q * 16), _MM_HINT_T0);
+  __m512 t00 = _mm512_setzero_ps(), t01 = t00, t02 = t00, t03 = t00, t10 = t00, t11 = t00, t12 = t00, t13 = t00;
+  __m512 t20 = t00, t21 = t00, t22 = t00, t23 = t00, t30 = t00, t31 = t00, t32 = t00, t33 = t00;
+  __m512 t40 = t00, t41 = t00, t42 = t00, t43 = t00, t50 = t00, t51 = t00, t52 = t00, t53 = t00;
+  for (int k = 0; k < kc; k++, a += 6, b += 64) {
+    const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16), b2 = _mm512_loadu_ps(b + 32),
+                 b3 = _mm512_loadu_ps(b + 48);
+    __m512 av = _mm512_set1_ps(a[0]);
+    t00 = _mm512_fmadd_ps(av, b0, t00); t01 = _mm512_fmadd_ps(av, b1, t01);
+    t02 = _mm512_fmadd_ps(av, b2, t02); t03 = _mm512_fmadd_ps(av, b3, t03);
+    av = _mm512_set1_ps(a[1]);
+    t10 = _mm512_fmadd_ps(av, b0, t10); t11 = _mm512_fmadd_ps(av, b1, t11);
+    t12 = _mm512_fmadd_ps(av, b2, t12); t13 = _mm512_fmadd_ps(av, b3, t13);
+    av = _mm512_set1_ps(a[2]);
+    t20 = _mm512_fmadd_ps(av, b0, t20); t21 = _mm512_fmadd_ps(av, b1, t21);
+    t22 = _mm512_fmadd_ps(av, b2, t22); t23 = _mm512_fmadd_ps(av, b3, t23);
+    av = _mm512_set1_ps(a[3]);
+    t30 = _mm512_fmadd_ps(av, b0, t30); t31 = _mm512_fmadd_ps(av, b1, t31);
+    t32 = _mm512_fmadd_ps(av, b2, t32); t33 = _mm512_fmadd_ps(av, b3, t33);
+    av = _mm512_set1_ps(a[4]);
+    t40 = _mm512_fmadd_ps(av, b0, t40); t41 = _mm512_fmadd_ps(av, b1, t41);
+    t42 = _mm512_fmadd_ps(av, b2, t42); t43 = _mm512_fmadd_ps(av, b3, t43);
+    av = _mm512_set1_ps(a[5]);
+    t50 = _mm512_fmadd_ps(av, b0, t50); t51 = _mm512_fmadd_ps(av, b1, t51);
+    t52 = _mm512_fmadd_ps(av, b2, t52); t53 = _mm512_fmadd_ps(av, b3, t53);
+  }
+  const __m512 rows[6][4] = {{t00, t01, t02, t03}, {t10, t11, t12, t13}, {t20, t21, t22, t23},
+                             {t30, t31, t32, t33}, {t40, t41, t42, t43}, {t50, t51, t52, t53}};
+  for (int r = 0; r < 6; r++)
+    for (int q = 0; q < 4; q++) {
+      float* p = c + r * ldc + q * 16;
+      const __m512 base = acc ? _mm512_loadu_ps(p) : bias ? _mm512_loadu_ps(bias + q * 16) : _mm512_setzero_ps();
+      _mm512_storeu_ps(p, _mm512_add_ps(base, rows[r][q]));
+    }
+}
+
+// kc here counts bf16 pairs; a and b hold 32-bit words of two bf16 each.
+__attribute__((target("avx512f,avx512bw,avx512bf16"))) inline void kernel_bf16_6x64(int kcp, const float* af,
+                                                                                   const float* bf, float* c,
+                                                                                   long ldc, bool acc,
+                                                                                   const float* bias) {
+  const int32_t* a = reinterpret_cast<const int32_t*>(af);
+  __m512 t[6][4];
+  for (int r = 0; r < 6; r++)
+    for (int q = 0; q < 4; q++) t[r][q] = _mm512_setzero_ps();
+  for (int k = 0; k < kcp; k++, a += 6, bf += 64) {
+    const __m512bh b0 = (__m512bh)_mm512_loadu_si512(bf), b1 = (__m512bh)_mm512_loadu_si512(bf + 16),
+                   b2 = (__m512bh)_mm512_loadu_si512(bf + 32), b3 = (__m512bh)_mm512_loadu_si512(bf + 48);
+#pragma GCC unroll 6
+    for (int r = 0; r < 6; r++) {
+      const __m512bh av = (__m512bh)_mm512_set1_epi32(a[r]);
+      t[r][0] = _mm512_dpbf16_ps(t[r][0], av, b0);
+      t[r][1] = _mm512_dpbf16_ps(t[r][1], av, b1);
+      t[r][2] = _mm512_dpbf16_ps(t[r][2], av, b2);
+      t[r][3] = _mm512_dpbf16_ps(t[r][3], av, b3);
+    }
+  }
+  for (int r = 0; r < 6; r++)
+    for (int q = 0; q < 4; q++) {
+      float* p = c + r * ldc + q * 16;
+      const __m512 base = acc ? _mm512_loadu_ps(p) : bias ? _mm512_loadu_ps(bias + q * 16) : _mm512_setzero_ps();
+      _mm512_storeu_ps(p, _mm512_add_ps(base, t[r][q]));
+    }
+}
+#endif

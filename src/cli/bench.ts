@@ -1,0 +1,53 @@
+// gpt2 bench --model d12 --batch 4 --seq 256 [--dtype fp32|bf16] [--steps N] [--generate] [--json]
+
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { loadNativeAddon } from "../kernels/native.js";
+import { makeConfig, PRESETS } from "../model/config.js";
+import type { RecomputeLevel } from "../model/gpt2.js";
+import { benchGenerate, benchTrain, type BenchResult } from "../train/bench.js";
+import { BACKEND_OPTIONS, backendFromFlags, num, parse, UsageError } from "./common.js";
+
+export function benchCachePath(): string {
+  return path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), ".cache"), "gpt2ts", "bench.json");
+}
+
+export async function benchCommand(argv: string[]): Promise<void> {
+  const { values } = parse(argv, {
+    ...BACKEND_OPTIONS, model: { type: "string" }, batch: { type: "string" }, seq: { type: "string" },
+    steps: { type: "string" }, generate: { type: "boolean" }, tokens: { type: "string" }, json: { type: "boolean" },
+    recompute: { type: "string" },
+  });
+  const preset = values.model ?? "d12";
+  if (!PRESETS[preset]) throw new UsageError(`--model expects a preset (${Object.keys(PRESETS).join(", ")}), got "${preset}"`);
+  const B = num(values.batch, "batch", 4, { int: true, min: 1 });
+  const T = num(values.seq, "seq", 256, { int: true, min: 1, max: 1024 });
+  const steps = num(values.steps, "steps", 5, { int: true, min: 1 });
+  const recompute = num(values.recompute, "recompute", 0, { int: true, min: 0, max: 2 }) as RecomputeLevel;
+  const backend = backendFromFlags(values);
+  const dtype = (values.dtype as string | undefined) ?? "fp32";
+  const config = makeConfig(preset);
+  const { addon } = loadNativeAddon();
+  // vdpbf16ps does two multiply-adds per fp32 lane: the bf16 peak is twice the fp32 one
+  const fp32Peak = backend.name === "native" && addon ? addon.measurePeakGflops(0.3) : NaN;
+  const peak = dtype === "bf16" ? 2 * fp32Peak : fp32Peak;
+  const log = (s: string) => { if (!values.json) process.stdout.write(s + "\n"); };
+  log(`backend ${backend.name} (${backend.threads} threads${addon && backend.name === "native" ? `, ${addon.cpuFeatures()}` : ""}), ` +
+    `dtype ${dtype}; measured ${dtype} peak ${peak.toFixed(0)} GFLOP/s (FMA chains on all threads)`);
+  let r: BenchResult;
+  if (values.generate) {
+    const tokens = num(values.tokens, "tokens", 64, { int: true, min: 2 });
+    log(`generating ${tokens} tokens with ${preset}, batch 1, KV cache`);
+    r = benchGenerate(config, backend, tokens, peak);
+  } else {
+    log(`training ${preset} at B=${B}, T=${T} on random tokens, ${steps} timed steps (+1 warm-up)`);
+    r = benchTrain(config, backend, B, T, steps, peak, recompute, (i, ms) => log(`  step ${i}: ${ms.toFixed(0)} ms${i === 0 ? " (warm-up)" : ""}`));
+  }
+  const out = { model: preset, batch: values.generate ? 1 : B, seq: T, dtype, backend: backend.name, threads: backend.threads, ...r };
+  fs.mkdirSync(path.dirname(benchCachePath()), { recursive: true });
+  fs.writeFileSync(benchCachePath(), JSON.stringify({ ...out, date: new Date().toISOString() }) + "\n");
+  if (values.json) { process.stdout.write(JSON.stringify(out) + "\n"); return; }
+  log(`median ${r.ms_per_step.toFixed(1)} ms/step, ${r.tokens_per_s.toFixed(1)} tokens/s, ${r.gflops.toFixed(1)} GFLOP/s, ` +
+    `MFU ${(100 * r.mfu).toFixed(1)}%, peak RSS ${r.peak_rss_mib.toFixed(0)} MiB (params+grads+AdamW+activations ${r.memory_mib.toFixed(0)} MiB)`);
+}

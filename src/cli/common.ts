@@ -1,0 +1,68 @@
+// Shared CLI plumbing: strict flag parsing, backend selection from flags/env, one-line errors.
+
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import type { Backend } from "../kernels/backend.js";
+import { createBackend } from "../kernels/select.js";
+
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+type Options = NonNullable<ParseArgsConfig["options"]>;
+
+export const BACKEND_OPTIONS = {
+  backend: { type: "string" },
+  threads: { type: "string" },
+  dtype: { type: "string" },
+} as const;
+
+export type Values<O extends Options> = { [K in keyof O]?: O[K]["type"] extends "boolean" ? boolean : string };
+
+/** node:util parseArgs with unknown flags and stray positionals turned into UsageErrors. */
+export function parse<O extends Options>(argv: string[], options: O, positionals = 0): { values: Values<O>; positionals: string[] } {
+  try {
+    const r = parseArgs({ args: argv, options, strict: true, allowPositionals: positionals > 0 });
+    if (r.positionals.length > positionals) throw new UsageError(`unexpected argument "${r.positionals[positionals]}"`);
+    return r as { values: Values<O>; positionals: string[] };
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+    throw new UsageError((e as Error).message.split("\n")[0].replace(/^Unknown option/, "unknown flag"));
+  }
+}
+
+export function num(v: string | undefined, name: string, def: number, opts: { int?: boolean; min?: number; max?: number } = {}): number {
+  if (v === undefined) return def;
+  const x = Number(v);
+  if (!Number.isFinite(x) || (opts.int && !Number.isInteger(x))) throw new UsageError(`--${name} expects ${opts.int ? "an integer" : "a number"}, got "${v}"`);
+  if (opts.min !== undefined && x < opts.min) throw new UsageError(`--${name} must be >= ${opts.min}, got ${x}`);
+  if (opts.max !== undefined && x > opts.max) throw new UsageError(`--${name} must be <= ${opts.max}, got ${x}`);
+  return x;
+}
+
+export function backendFromFlags(values: { backend?: string | boolean; threads?: string | boolean; dtype?: string | boolean }): Backend {
+  const name = (values.backend as string | undefined) ?? process.env.GPT2_BACKEND;
+  const threadsRaw = (values.threads as string | undefined) ?? process.env.GPT2_THREADS;
+  const threads = threadsRaw === undefined ? undefined : num(threadsRaw, "threads", 1, { int: true, min: 1 });
+  const dtype = (values.dtype as string | undefined) ?? "fp32";
+  if (dtype !== "fp32" && dtype !== "bf16") throw new UsageError(`--dtype expects fp32 or bf16, got "${dtype}"`);
+  if (name !== undefined && name !== "js" && name !== "native") throw new UsageError(`--backend expects js or native, got "${name}"`);
+  return createBackend({ name, threads, dtype, warn: (m) => process.stderr.write(m + "\n") });
+}
+
+/** Reads all of stdin as text. */
+export async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+/** Parses ids given as a JSON array or separated by commas/whitespace. */
+export function parseIds(text: string, what: string): number[] {
+  const t = text.trim();
+  let ids: unknown;
+  if (t.startsWith("[")) {
+    try { ids = JSON.parse(t); } catch { throw new UsageError(`${what}: not a valid JSON array`); }
+  } else ids = t === "" ? [] : t.split(/[\s,]+/).map(Number);
+  if (!Array.isArray(ids) || !ids.every((x) => Number.isInteger(x) && x >= 0)) throw new UsageError(`${what}: expected non-negative integer token ids`);
+  return ids as number[];
+}

@@ -1,0 +1,17 @@
+// gpt2 convert IN OUT: between HF directories, llm.c .bin files and gpt2ts checkpoints (format from the path).
+
+import { JsBackend } from "../kernels/js/backend.js";
+import { formatForOutput, loadModel, saveModel, type ModelFormat } from "../io/load.js";
+import { parse, UsageError } from "./common.js";
+
+export async function convertCommand(argv: string[]): Promise<void> {
+  const { values, positionals } = parse(argv, { to: { type: "string" } }, 2);
+  if (positionals.length !== 2) throw new UsageError("usage: gpt2 convert IN OUT [--to hf|llmc|gpt2ts]");
+  const [input, output] = positionals;
+  const to = (values.to ?? formatForOutput(output)) as ModelFormat;
+  if (!["hf", "llmc", "gpt2ts"].includes(to)) throw new UsageError(`--to expects hf, llmc or gpt2ts, got "${to}"`);
+  // conversion moves bytes only: the reference backend's host buffers are all it needs
+  const model = loadModel(input, new JsBackend());
+  saveModel(model, output, to);
+  process.stderr.write(`wrote ${output} (${to})\n`);
+}

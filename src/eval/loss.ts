@@ -1,0 +1,34 @@
+// Mean next-token cross-entropy of a model over token sequences (every position of every sequence counts once).
+
+import type { GPT2 } from "../model/gpt2.js";
+
+export interface LossResult {
+  loss: number;
+  /** predicted positions counted */
+  tokens: number;
+}
+
+/**
+ * Sequences longer than the block size are scored in windows of blockSize + 1 tokens that overlap by one, so each
+ * position is predicted exactly once. `targetsMask`, when given, selects which next-token positions count.
+ */
+export function sequenceLoss(model: GPT2, seqs: ArrayLike<number>[], onProgress?: (done: number) => void): LossResult {
+  const maxT = model.config.blockSize;
+  let longest = 1;
+  for (const s of seqs) longest = Math.max(longest, Math.min(s.length - 1, maxT));
+  model.allocate(1, longest);
+  let sum = 0, count = 0;
+  seqs.forEach((seq, i) => {
+    for (let start = 0; start + 1 < seq.length; start += maxT) {
+      const T = Math.min(maxT, seq.length - 1 - start);
+      const inputs = new Int32Array(T), targets = new Int32Array(T);
+      for (let t = 0; t < T; t++) { inputs[t] = seq[start + t]; targets[t] = seq[start + t + 1]; }
+      const loss = model.forward(inputs, targets, 1, T);
+      sum += loss * T;
+      count += T;
+    }
+    onProgress?.(i + 1);
+  });
+  if (count === 0) throw new RangeError("no sequence holds two or more tokens: nothing to score");
+  return { loss: sum / count, tokens: count };
+}

@@ -1,0 +1,80 @@
+// Training-step and generation benchmarks on random tokens: median ms, tokens/s, achieved GFLOP/s, MFU, peak RSS.
+
+import type { Backend } from "../kernels/backend.js";
+import type { GPT2Config } from "../model/config.js";
+import { KVCache, sampleToken } from "../model/generate.js";
+import { GPT2, type RecomputeLevel } from "../model/gpt2.js";
+import { Rng } from "../util/rng.js";
+import { AdamW, ADAMW_DEFAULTS, clipGradNorm } from "./adamw.js";
+import { flopsPerToken } from "./flops.js";
+
+export interface BenchResult {
+  mode: "train" | "generate";
+  ms_per_step: number;
+  tokens_per_s: number;
+  gflops: number;
+  /** model FLOPs utilisation against the peak given (0..1); NaN when no peak is known */
+  mfu: number;
+  peak_gflops: number;
+  peak_rss_mib: number;
+  memory_mib: number;
+  steps: number;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+export function benchTrain(config: GPT2Config, backend: Backend, B: number, T: number, steps: number, peakGflops: number,
+  recompute: RecomputeLevel = 0, onStep?: (i: number, ms: number) => void): BenchResult {
+  const model = new GPT2(config, backend, recompute);
+  model.initWeights(new Rng(1337));
+  const opt = new AdamW(model, { ...ADAMW_DEFAULTS, weightDecay: 0.1 });
+  model.allocate(B, T);
+  model.zeroGrad();
+  const memFloats = model.layout.total * 4 + model.activationFloats;
+  const rng = new Rng(42);
+  const inputs = Int32Array.from({ length: B * T }, () => rng.int(config.vocabSize));
+  const targets = Int32Array.from({ length: B * T }, () => rng.int(config.vocabSize));
+  const times: number[] = [];
+  for (let i = 0; i < steps + 1; i++) {
+    const t0 = performance.now();
+    model.zeroGrad();
+    model.forwardBackward(inputs, targets, B, T);
+    clipGradNorm(model, 1.0);
+    opt.update(1e-4);
+    const ms = performance.now() - t0;
+    if (i > 0) times.push(ms); // the first step warms caches and page-faults the buffers
+    onStep?.(i, ms);
+  }
+  const ms = median(times);
+  const tps = (B * T * 1000) / ms;
+  const gflops = (tps * flopsPerToken(config, T)) / 1e9;
+  return {
+    mode: "train", ms_per_step: ms, tokens_per_s: tps, gflops, mfu: gflops / peakGflops, peak_gflops: peakGflops,
+    peak_rss_mib: process.resourceUsage().maxRSS / 1024, memory_mib: (memFloats * 4) / 2 ** 20, steps,
+  };
+}
+
+export function benchGenerate(config: GPT2Config, backend: Backend, tokens: number, peakGflops: number): BenchResult {
+  const model = new GPT2(config, backend);
+  model.initWeights(new Rng(1337));
+  const cache = new KVCache(model, 1, Math.min(config.blockSize, tokens + 1));
+  const rng = new Rng(3);
+  let logits = cache.step(Int32Array.of(50256), 1);
+  const times: number[] = [];
+  for (let i = 0; i < tokens; i++) {
+    const t0 = performance.now();
+    const tok = sampleToken(logits, config.vocabSize, rng, { temperature: 1 });
+    logits = cache.step(Int32Array.of(tok), 1);
+    times.push(performance.now() - t0);
+  }
+  const ms = median(times);
+  const tps = 1000 / ms;
+  const gflops = (tps * 2 * model.numParams) / 1e9; // forward only: 2 FLOPs per parameter per token
+  return {
+    mode: "generate", ms_per_step: ms, tokens_per_s: tps, gflops, mfu: gflops / peakGflops, peak_gflops: peakGflops,
+    peak_rss_mib: process.resourceUsage().maxRSS / 1024, memory_mib: (model.layout.total * 4) / 2 ** 20, steps: tokens,
+  };
+}

@@ -1,0 +1,116 @@
+// Every layer's hand-written backward against central finite differences, in float64 storage.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import * as k from "../../src/kernels/js/layers.js";
+import { GPT2 } from "../../src/model/gpt2.js";
+import { makeConfig } from "../../src/model/config.js";
+import { Rng } from "../../src/util/rng.js";
+import { Float64Backend } from "../helpers.js";
+
+type F = Float32Array; // float64 arrays pass through the kernels unchanged
+const rng = new Rng(42);
+const randn = (n: number, s = 1): F => { const a = new Float64Array(n); for (let i = 0; i < n; i++) a[i] = rng.normal() * s; return a as unknown as F; };
+const zeros = (n: number): F => new Float64Array(n) as unknown as F;
+
+/** checks d(sum(out * w))/d(x) from `analytic` against central differences of `f` */
+function check(name: string, x: F, f: () => number, analytic: F, eps = 1e-6, tol = 1e-6): void {
+  let worst = 0;
+  for (let i = 0; i < x.length; i++) {
+    const old = x[i];
+    x[i] = old + eps; const fp = f();
+    x[i] = old - eps; const fm = f();
+    x[i] = old;
+    const num = (fp - fm) / (2 * eps);
+    worst = Math.max(worst, Math.abs(num - analytic[i]) / Math.max(1, Math.abs(num)));
+  }
+  assert.ok(worst < tol, `${name}: worst relative error ${worst}`);
+}
+
+const dot = (a: F, b: F): number => { let s = 0; for (let i = 0; i < a.length; i++) s += a[i] * b[i]; return s; };
+
+test("layernorm backward = finite differences (input, weight, bias)", () => {
+  const N = 3, C = 7;
+  const inp = randn(N * C), w = randn(C), b = randn(C), dout = randn(N * C);
+  const out = zeros(N * C), mean = zeros(N), rstd = zeros(N);
+  const f = () => { k.layernormForward(out, mean, rstd, inp, w, b, N, C); return dot(out, dout); };
+  f();
+  const dinp = zeros(N * C), dw = zeros(C), db = zeros(C);
+  k.layernormBackward(dinp, dw, db, dout, inp, w, mean, rstd, N, C);
+  check("dinp", inp, f, dinp); check("dweight", w, f, dw); check("dbias", b, f, db);
+});
+
+test("matmul backward = finite differences (input, weight, bias)", () => {
+  const N = 5, C = 6, OC = 4;
+  const inp = randn(N * C), w = randn(OC * C), b = randn(OC), dout = randn(N * OC), out = zeros(N * OC);
+  const f = () => { k.matmulForward(out, inp, w, b, N, C, OC); return dot(out, dout); };
+  const dinp = zeros(N * C), dw = zeros(OC * C), db = zeros(OC);
+  k.matmulBackward(dinp, dw, db, dout, inp, w, N, C, OC);
+  check("dinp", inp, f, dinp); check("dweight", w, f, dw); check("dbias", b, f, db);
+});
+
+test("attention backward = finite differences, and never builds T x T", () => {
+  const B = 2, T = 5, C = 8, NH = 2;
+  const qkv = randn(B * T * 3 * C), dout = randn(B * T * C), out = zeros(B * T * C), lse = zeros(B * NH * T);
+  const scores = new Float64Array(T);
+  const f = () => { k.attentionForward(out, lse, qkv, B, T, C, NH, scores); return dot(out, dout); };
+  f();
+  const dqkv = zeros(B * T * 3 * C);
+  k.attentionBackward(dqkv, dout, qkv, out, lse, B, T, C, NH);
+  check("dqkv", qkv, f, dqkv);
+});
+
+test("gelu backward = finite differences", () => {
+  const N = 20, inp = randn(N, 2), dout = randn(N), out = zeros(N), dinp = zeros(N);
+  const f = () => { k.geluForward(out, inp, N); return dot(out, dout); };
+  k.geluBackward(dinp, inp, dout, N);
+  check("dinp", inp, f, dinp);
+});
+
+test("encoder backward = finite differences", () => {
+  const B = 2, T = 3, C = 4, V = 5;
+  const inp = Int32Array.from([1, 4, 1, 0, 2, 4]), wte = randn(V * C), wpe = randn(T * C), dout = randn(B * T * C), out = zeros(B * T * C);
+  const f = () => { k.encoderForward(out, inp, wte, wpe, B, T, C); return dot(out, dout); };
+  const dwte = zeros(V * C), dwpe = zeros(T * C);
+  k.encoderBackward(dwte, dwpe, dout, inp, B, T, C);
+  check("dwte", wte, f, dwte); check("dwpe", wpe, f, dwpe);
+});
+
+test("cross-entropy gradient = finite differences, padded columns ignored", () => {
+  const N = 3, V = 5, Vp = 8;
+  const logits = randn(N * Vp), targets = Int32Array.from([2, 4, 0]), losses = zeros(N), dlogits = zeros(N * Vp);
+  const f = () => { k.crossEntropy(losses, null, logits, targets, N, V, Vp, 1); let s = 0; for (let i = 0; i < N; i++) s += losses[i]; return s; };
+  k.crossEntropy(losses, dlogits, logits, targets, N, V, Vp, 1);
+  check("dlogits", logits, f, dlogits);
+  for (let n = 0; n < N; n++) for (let i = V; i < Vp; i++) assert.equal(dlogits[n * Vp + i], 0);
+});
+
+test("whole-model gradient = finite differences (float64 model, recompute 0, 1, 2)", () => {
+  for (const r of [0, 1, 2] as const) {
+    const config = makeConfig("tiny", { nLayer: 2, nHead: 2, nEmbd: 8, blockSize: 8, vocabSize: 11 });
+    const model = new GPT2(config, new Float64Backend(), r);
+    model.initWeights(new Rng(3));
+    // larger weights than GPT-2's init so every path carries signal
+    const p = model.params as unknown as Float64Array;
+    for (let i = 0; i < p.length; i++) p[i] += rng.normal() * 0.3;
+    const B = 2, T = 5;
+    const inputs = Int32Array.from({ length: B * T }, () => rng.int(11));
+    const targets = Int32Array.from({ length: B * T }, () => rng.int(11));
+    model.zeroGrad();
+    model.forwardBackward(inputs, targets, B, T);
+    const g = model.grads as unknown as Float64Array;
+    const f = () => model.forward(inputs, targets, B, T);
+    // every tensor, a spread of entries in each (padded wte rows excluded: they get no gradient by design)
+    for (const spec of model.layout.tensors) {
+      const n = spec.name === "wte" ? config.vocabSize * config.nEmbd : spec.size;
+      for (let j = 0; j < 6; j++) {
+        const i = spec.offset + Math.floor((j * n) / 6 + 1) % n;
+        const old = p[i], eps = 1e-5;
+        p[i] = old + eps; const fp = f();
+        p[i] = old - eps; const fm = f();
+        p[i] = old;
+        const num = (fp - fm) / (2 * eps);
+        assert.ok(Math.abs(num - g[i]) <= 1e-6 + 1e-5 * Math.abs(num), `recompute ${r}: ${spec.name}[${i - spec.offset}] ${g[i]} vs ${num}`);
+      }
+    }
+  }
+});

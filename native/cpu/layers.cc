@@ -258,10 +258,17 @@ void adamw(float* params, const float* grads, float* m, float* v, long n, float 
   parallel_range(n, [=](long i0, long i1) { adamw_range(params, grads, m, v, i0, i1, lr, beta1, beta2, eps, decay, c1, c2); });
 }
 
+// Per-thread partial sums added in thread order: the same bits on every run with the same thread count (an OpenMP
+// reduction may combine partials in any order, which would break bit-exact resume).
 double sum_squares(const float* x, long n) {
+  std::vector<double> part(g_threads(), 0.0);
+  parallel_range(n, [&](long i0, long i1) {
+    double s = 0.0;
+    for (long i = i0; i < i1; i++) s += (double)x[i] * x[i];
+    part[omp_get_thread_num()] = s;
+  });
   double s = 0.0;
-#pragma omp parallel for reduction(+ : s) schedule(static)
-  for (long i = 0; i < n; i++) s += (double)x[i] * x[i];
+  for (double p : part) s += p;
   return s;
 }
 

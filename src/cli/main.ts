@@ -4,17 +4,21 @@
 import { benchCommand } from "./bench.js";
 import { convertCommand } from "./convert.js";
 import { UsageError } from "./common.js";
+import { demoCommand } from "./demo.js";
 import { evalCommand } from "./eval.js";
 import { prepareCommand } from "./prepare.js";
 import { sampleCommand } from "./sample.js";
 import { detokenizeCommand, tokenizeCommand } from "./tokenize.js";
+import { trainCommand } from "./train.js";
 
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; help: string }> = {
+  demo: { run: demoCommand, help: "the npm start job: train a small GPT on the built-in corpus, offline [--steps N] [--out DIR]" },
   tokenize: { run: tokenizeCommand, help: "text on stdin -> GPT-2 token ids [--json] [--allow-special]" },
   detokenize: { run: detokenizeCommand, help: "token ids on stdin (JSON array or comma/space separated) -> text" },
   sample: { run: sampleCommand, help: "--model PATH (--prompt TEXT | --prompt-ids 1,2) [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--num-samples N] [--json]" },
   eval: { run: evalCommand, help: "loss --model PATH --tokens FILE [--json]" },
   bench: { run: benchCommand, help: "--model d12 --batch 4 --seq 256 [--dtype fp32|bf16] [--steps N] [--generate] [--json]" },
+  train: { run: trainCommand, help: "llm.c's flags: -i TRAIN_GLOB -j VAL_GLOB -o DIR -e d12|PATH -b B -t T -d TOKENS -x STEPS -l LR ... (--help)" },
   prepare: { run: prepareCommand, help: "(tinyshakespeare | fineweb-edu | --input [NAME=]PATH ...) [--out DIR] [--shard-size N] [--val-tokens N] [--mix a=0.7,b=0.3]" },
   convert: { run: convertCommand, help: "IN OUT: between HF dirs, llm.c .bin and gpt2ts checkpoints" },
 };

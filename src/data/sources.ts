@@ -7,6 +7,7 @@ import * as path from "node:path";
 import * as readline from "node:readline";
 import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } from "hyparquet";
 import { compressors } from "hyparquet-compressors";
+import { globSync } from "tinyglobby";
 import { FormatError } from "../io/files.js";
 
 export interface SourceOptions {
@@ -27,6 +28,11 @@ export interface Doc {
 const TEXT_CHUNK = 1 << 20;
 
 export function listInputFiles(input: string): string[] {
+  if (/[*?[]/.test(input) && !fs.existsSync(input)) {
+    const files = globSync(input, { absolute: true, onlyFiles: true }).sort();
+    if (files.length === 0) throw new FormatError(`no input files match ${input}`);
+    return files;
+  }
   if (!fs.existsSync(input)) throw new FormatError(`input ${input} does not exist`);
   if (!fs.statSync(input).isDirectory()) return [input];
   const out: string[] = [];

@@ -1,5 +1,6 @@
 // Mean next-token cross-entropy of a model over token sequences (every position of every sequence counts once).
 
+import type { DataLoader } from "../data/loader.js";
 import type { GPT2 } from "../model/gpt2.js";
 
 export interface LossResult {
@@ -31,4 +32,16 @@ export function sequenceLoss(model: GPT2, seqs: ArrayLike<number>[], onProgress?
   });
   if (count === 0) throw new RangeError("no sequence holds two or more tokens: nothing to score");
   return { loss: sum / count, tokens: count };
+}
+
+/** Mean loss over the first `batches` batches of a loader (reset first, so every evaluation sees the same data). */
+export function datasetLoss(model: GPT2, loader: DataLoader, batches: number): number {
+  loader.reset();
+  const n = Math.min(batches, Math.max(1, loader.batchesPerEpoch));
+  let sum = 0;
+  for (let i = 0; i < n; i++) {
+    const b = loader.next();
+    sum += model.forward(b.inputs, b.targets, loader.B, loader.T);
+  }
+  return sum / n;
 }

@@ -63,7 +63,8 @@ export class GPT2 {
   private lastBT: [number, number] = [0, 0];
   private hasDlogits = false;
 
-  constructor(readonly config: GPT2Config, readonly backend: Backend, readonly recompute: RecomputeLevel = 0) {
+  /** recompute level; takes effect when activations are allocated */
+  constructor(readonly config: GPT2Config, readonly backend: Backend, public recompute: RecomputeLevel = 0) {
     this.layout = paramLayout(config);
     this.params = backend.alloc(this.layout.total);
     this.p = this.views(this.params);

@@ -1,0 +1,141 @@
+// The training run's configuration: one typed object, defaults in one place with their reasons (llm.c's
+// train_gpt2 defaults unless said otherwise). Precedence: defaults < --config JSON file < flags.
+
+import type { ScheduleKind } from "./schedule.js";
+import { SCHEDULES } from "./schedule.js";
+
+export interface TrainConfig {
+  /** -i: train shards (glob) */
+  trainData: string;
+  /** -j: validation shards (glob); empty = no validation */
+  valData: string;
+  /** -o: output dir for main.log, metrics.jsonl and checkpoints; empty = none */
+  outDir: string;
+  /** -e: a preset (tiny, d6, d12, ...) to train from scratch, or a checkpoint path to continue / fine-tune */
+  init: string;
+  nLayer: number; // 0 = the preset's
+  nHead: number;
+  nEmbd: number;
+  /** -b: micro-batch size */
+  batchSize: number;
+  /** -t: sequence length */
+  seqLen: number;
+  /** -d: total batch in tokens; -1 = one micro-batch (no accumulation) */
+  totalBatch: number;
+  /** -x: optimizer steps; -1 = one epoch of the train shards */
+  maxSteps: number;
+  /** -l */
+  lr: number;
+  /** -u */
+  warmup: number;
+  /** -k */
+  schedule: ScheduleKind;
+  /** -q: final LR as a fraction of -l */
+  finalLrFrac: number;
+  /** -c: AdamW weight decay on 2-D parameters */
+  weightDecay: number;
+  gradClip: number;
+  /** -v: validate every N steps (0 = never) */
+  valEvery: number;
+  /** -m: validation batches */
+  valBatches: number;
+  /** -s: sample every N steps (0 = never) */
+  sampleEvery: number;
+  /** -g: tokens to generate per sample */
+  genTokens: number;
+  /** -h: HellaSwag at every validation */
+  hellaswag: number;
+  hellaswagData: string;
+  /** -n: checkpoint every N steps (0 = only at the end when -o is given) */
+  checkpointEvery: number;
+  /** --keep: checkpoints kept */
+  keep: number;
+  /** -y: resume from the latest checkpoint in -o */
+  resume: number;
+  /** -r: recompute level */
+  recompute: 0 | 1 | 2;
+  /** -a: overfit a single batch (debugging) */
+  overfitSingleBatch: number;
+  dtype: "fp32" | "bf16";
+  seed: number;
+  backend: string;
+  threads: number; // 0 = all cores
+}
+
+export const DEFAULTS: TrainConfig = {
+  trainData: "",
+  valData: "",
+  outDir: "",
+  init: "d12", // GPT-2 124M, the model people reproduce
+  nLayer: 0,
+  nHead: 0,
+  nEmbd: 0,
+  batchSize: 4, // llm.c's default micro-batch
+  seqLen: 1024, // GPT-2's context
+  totalBatch: -1, // no accumulation unless asked
+  maxSteps: -1, // one epoch
+  lr: 3e-4, // llm.c / nanoGPT's default for small GPTs
+  warmup: 0,
+  schedule: "cosine",
+  finalLrFrac: 1.0, // llm.c: no decay unless -q says so
+  weightDecay: 0.0, // llm.c's default; GPT-2 reproductions use -c 0.1
+  gradClip: 1.0, // GPT-2 / GPT-3 clip the global norm at 1.0
+  valEvery: 20,
+  valBatches: 20,
+  sampleEvery: 20,
+  genTokens: 64,
+  hellaswag: 0,
+  hellaswagData: "",
+  checkpointEvery: 0,
+  keep: 2, // the last two: one may be mid-write when the machine dies (writes are atomic anyway)
+  resume: 0,
+  recompute: 1, // llm.c's default: recompute GELU, saving L*B*T*4C floats for ~2% time
+  overfitSingleBatch: 0,
+  dtype: "fp32",
+  seed: 1337,
+  backend: "",
+  threads: 0,
+};
+
+export class TrainConfigError extends Error {
+  override name = "TrainConfigError";
+}
+
+/** Merges a partial config (from a JSON file or flags) into a base; unknown keys are errors. */
+export function mergeConfig(base: TrainConfig, over: Record<string, unknown>, source: string): TrainConfig {
+  const out: Record<string, unknown> = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    if (v === undefined) continue;
+    if (!(k in DEFAULTS)) throw new TrainConfigError(`${source}: unknown setting "${k}" (known: ${Object.keys(DEFAULTS).join(", ")})`);
+    const want = typeof DEFAULTS[k as keyof TrainConfig];
+    if (typeof v !== want) throw new TrainConfigError(`${source}: "${k}" must be a ${want}, got ${JSON.stringify(v)}`);
+    out[k] = v;
+  }
+  return validate(out as unknown as TrainConfig, source);
+}
+
+function validate(c: TrainConfig, source: string): TrainConfig {
+  const posInt = ["batchSize", "seqLen", "valBatches", "genTokens", "keep"] as const;
+  for (const k of posInt) if (!Number.isInteger(c[k]) || c[k] < 1) throw new TrainConfigError(`${source}: ${k} must be a positive integer, got ${c[k]}`);
+  const nonNeg = ["warmup", "valEvery", "sampleEvery", "checkpointEvery", "nLayer", "nHead", "nEmbd", "threads", "resume", "hellaswag", "overfitSingleBatch"] as const;
+  for (const k of nonNeg) if (!Number.isInteger(c[k]) || c[k] < 0) throw new TrainConfigError(`${source}: ${k} must be a non-negative integer, got ${c[k]}`);
+  if (!SCHEDULES.includes(c.schedule)) throw new TrainConfigError(`${source}: schedule must be one of ${SCHEDULES.join(", ")}, got "${c.schedule}"`);
+  if (![0, 1, 2].includes(c.recompute)) throw new TrainConfigError(`${source}: recompute must be 0, 1 or 2, got ${c.recompute}`);
+  if (c.dtype !== "fp32" && c.dtype !== "bf16") throw new TrainConfigError(`${source}: dtype must be fp32 or bf16, got "${c.dtype}"`);
+  if (!(c.lr > 0)) throw new TrainConfigError(`${source}: lr must be positive, got ${c.lr}`);
+  if (!(c.finalLrFrac >= 0 && c.finalLrFrac <= 1)) throw new TrainConfigError(`${source}: finalLrFrac must be in [0, 1], got ${c.finalLrFrac}`);
+  if (!(c.weightDecay >= 0)) throw new TrainConfigError(`${source}: weightDecay must be >= 0`);
+  if (c.maxSteps !== -1 && !(Number.isInteger(c.maxSteps) && c.maxSteps >= 1)) throw new TrainConfigError(`${source}: maxSteps must be -1 or a positive integer`);
+  if (c.totalBatch !== -1 && !(Number.isInteger(c.totalBatch) && c.totalBatch >= 1)) throw new TrainConfigError(`${source}: totalBatch must be -1 or a positive integer`);
+  return c;
+}
+
+/** Gradient-accumulation steps: total batch / (B * T * ranks), which must divide evenly. */
+export function accumulationSteps(c: TrainConfig, ranks = 1): number {
+  const micro = c.batchSize * c.seqLen * ranks;
+  const total = c.totalBatch === -1 ? micro : c.totalBatch;
+  if (total % micro !== 0) {
+    throw new TrainConfigError(`total batch ${total} tokens (-d) is not a multiple of B*T${ranks > 1 ? "*ranks" : ""} = ${micro}; choose -d as a multiple of ${micro}`);
+  }
+  return total / micro;
+}

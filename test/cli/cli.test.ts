@@ -1,0 +1,79 @@
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { test } from "node:test";
+import { CLI, fixture, readJson, tmpDir } from "../helpers.js";
+
+const gpt2 = (args: string[], input?: string) => spawnSync(process.execPath, [CLI, ...args], { encoding: "utf8", input });
+
+test("tokenize / detokenize: GPT-2 ids as published by OpenAI's tiktoken tests, <|endoftext|> only when allowed", () => {
+  assert.equal(gpt2(["tokenize", "--json"], "hello world").stdout.trim(), "[31373,995]");
+  assert.equal(gpt2(["tokenize", "--json"], "Hello, I'm a language model,").stdout.trim(), "[15496,11,314,1101,257,3303,2746,11]");
+  assert.equal(gpt2(["tokenize", "--json"], "<|endoftext|>").stdout.trim(), "[27,91,437,1659,5239,91,29]");
+  assert.equal(gpt2(["tokenize", "--json", "--allow-special"], "<|endoftext|>").stdout.trim(), "[50256]");
+  assert.equal(gpt2(["tokenize"], "hello world").stdout.trim(), "31373 995");
+  assert.equal(gpt2(["detokenize"], "[31373, 995]").stdout, "hello world");
+  assert.equal(gpt2(["detokenize"], "31373,995").stdout, "hello world");
+  const text = "Émoji 👋🏽, 中文, e\u0301, tabs\t\tand   spaces, don't 12345\n";
+  const ids = gpt2(["tokenize", "--json"], text).stdout;
+  assert.equal(gpt2(["detokenize"], ids).stdout, text);
+  const bad = gpt2(["detokenize"], "[1, 99999]");
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /token id 99999 is outside GPT-2's vocabulary/);
+});
+
+test("sample: greedy --json equals PyTorch's greedy continuation; streams text; seeds reproduce", () => {
+  const exp = readJson(fixture("ref-gpt2vocab", "greedy.json"));
+  const r = gpt2(["sample", "--model", fixture("ref-gpt2vocab"), "--prompt-ids", exp.prompt.join(","), "--temperature", "0",
+    "--max-new-tokens", String(exp.max_new_tokens), "--json", "--no-stop", "--backend", "js"]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout).ids, exp.new_tokens);
+  const args = ["sample", "--model", fixture("ref-gpt2vocab"), "--prompt", "Hello", "--max-new-tokens", "8", "--seed", "4", "--num-samples", "2", "--json"];
+  const a = gpt2(args), b = gpt2(args);
+  assert.equal(a.stdout, b.stdout);
+  const lines = a.stdout.trim().split("\n").map((l) => JSON.parse(l));
+  assert.equal(lines.length, 2);
+  assert.ok(lines.every((l) => Array.isArray(l.ids) && typeof l.text === "string"));
+  const plain = gpt2(["sample", "--model", fixture("ref-gpt2vocab"), "--prompt", "Hello", "--max-new-tokens", "4", "--seed", "4"]);
+  assert.ok(plain.stdout.startsWith("Hello"));
+});
+
+test("eval loss: equals PyTorch's float64 loss within 1e-5 relative", () => {
+  const exp = readJson(fixture("ref-small", "expected.json"));
+  const { tokens } = readJson(fixture("ref-small", "tokens.json"));
+  const dir = tmpDir();
+  fs.writeFileSync(path.join(dir, "t.json"), JSON.stringify(tokens));
+  for (const backend of ["js", "native"]) {
+    const r = gpt2(["eval", "loss", "--model", fixture("ref-small"), "--tokens", path.join(dir, "t.json"), "--json", "--backend", backend]);
+    if (backend === "native" && r.status !== 0 && /native addon not built/.test(r.stderr)) continue;
+    assert.equal(r.status, 0, r.stderr);
+    const { loss } = JSON.parse(r.stdout);
+    assert.ok(Math.abs(loss - exp.loss) / exp.loss < 1e-5, `${backend}: ${loss} vs ${exp.loss}`);
+  }
+});
+
+test("convert: HF -> llm.c -> gpt2ts -> HF keeps every weight bit-identical", () => {
+  const dir = tmpDir();
+  assert.equal(gpt2(["convert", fixture("ref-small"), path.join(dir, "m.bin")]).status, 0);
+  assert.equal(gpt2(["convert", path.join(dir, "m.bin"), path.join(dir, "m.gpt2ts")]).status, 0);
+  assert.equal(gpt2(["convert", path.join(dir, "m.gpt2ts"), path.join(dir, "hf")]).status, 0);
+  assert.ok(fs.readFileSync(path.join(dir, "hf", "model.safetensors")).equals(fs.readFileSync(fixture("ref-small", "model.safetensors"))));
+});
+
+test("errors: unknown command, unknown flag, missing file, malformed checkpoint: one line, non-zero exit", () => {
+  const cases: [string[], RegExp, number][] = [
+    [["frobnicate"], /^gpt2: unknown command "frobnicate"/, 2],
+    [["sample", "--model", fixture("ref-small"), "--prompt", "x", "--tempreature", "1"], /^gpt2: unknown flag '--tempreature'/, 2],
+    [["sample", "--model", "/no/such/model", "--prompt", "x"], /^gpt2: model \/no\/such\/model does not exist/, 1],
+    [["sample", "--model", fixture("tiny_shard.bin"), "--prompt", "x"], /^gpt2: .*tiny_shard\.bin: unknown model format \(magic 20240520/, 1],
+    [["eval", "loss", "--model", fixture("ref-small")], /^gpt2: --tokens FILE is required/, 2],
+    [["sample", "--model", fixture("ref-small"), "--prompt", "x", "--top-p", "2"], /^gpt2: --top-p must be <= 1/, 2],
+  ];
+  for (const [args, re, code] of cases) {
+    const r = gpt2(args);
+    assert.equal(r.status, code, `${args.join(" ")}: ${r.stderr}`);
+    assert.match(r.stderr, re);
+    assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+  }
+});

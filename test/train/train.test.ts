@@ -1,0 +1,97 @@
+import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { test } from "node:test";
+import { prepare } from "../../src/data/prepare.js";
+import { loadNativeAddon } from "../../src/kernels/native.js";
+import { learningRate } from "../../src/train/schedule.js";
+import { CLI, ROOT, tmpDir } from "../helpers.js";
+
+const SHAKESPEARE = path.join(ROOT, "..", "shared", "data", "tinyshakespeare.txt");
+const native = loadNativeAddon();
+const noNative = native.addon ? undefined : `native backend unavailable (${native.error}); the pure-TS backend is too slow for this`;
+
+async function shakespeareShards(): Promise<{ train: string; val: string }> {
+  const dir = tmpDir();
+  await prepare({ inputs: [{ name: "s", path: SHAKESPEARE }], outDir: dir, name: "s", shardSize: 100_000_000, valTokens: 32768, workers: 2, docSeparator: "\n\n" });
+  return { train: path.join(dir, "s_train_*.bin"), val: path.join(dir, "s_val_*.bin") };
+}
+
+function trainLosses(dir: string): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const line of fs.readFileSync(path.join(dir, "metrics.jsonl"), "utf8").trim().split("\n")) {
+    const m = JSON.parse(line);
+    if (m.train_loss !== undefined) out.set(m.step, m.train_loss); // the last record of a step wins
+  }
+  return out;
+}
+
+test("learning-rate schedules: warmup, cosine and linear to the final fraction, constant, WSD", () => {
+  const s = { maxLr: 1, warmup: 10, totalSteps: 110, finalFraction: 0.1 };
+  assert.equal(learningRate({ ...s, kind: "cosine" }, 0), 0.1);
+  assert.equal(learningRate({ ...s, kind: "cosine" }, 9), 1);
+  assert.ok(Math.abs(learningRate({ ...s, kind: "cosine" }, 60) - 0.55) < 1e-12);
+  assert.ok(Math.abs(learningRate({ ...s, kind: "cosine" }, 110) - 0.1) < 1e-12);
+  assert.ok(Math.abs(learningRate({ ...s, kind: "linear" }, 60) - 0.55) < 1e-12);
+  assert.equal(learningRate({ ...s, kind: "constant" }, 100), 1);
+  assert.equal(learningRate({ ...s, kind: "wsd" }, 80), 1);
+  assert.ok(Math.abs(learningRate({ ...s, kind: "wsd" }, 110) - 0.1) < 1e-12);
+});
+
+test("resume is exact: 8 steps in one go = 4 steps, kill -9, resume for 4 more (bit-identical losses)", { skip: noNative }, async () => {
+  const data = await shakespeareShards();
+  const args = (out: string) => ["train", "-i", data.train, "-e", "tiny", "-b", "4", "-t", "64", "-x", "8", "-l", "1e-3",
+    "-u", "2", "-q", "0.1", "-c", "0.1", "-v", "0", "-s", "0", "-n", "4", "-o", out, "--threads", "2", "-d", "512"];
+  const full = tmpDir();
+  const r = spawnSync(process.execPath, [CLI, ...args(full)], { encoding: "utf8" });
+  assert.equal(r.status, 0, r.stderr);
+  const interrupted = tmpDir();
+  // run until the step-4 checkpoint exists, then kill -9 mid-run
+  await new Promise<void>((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args(interrupted)], { stdio: "ignore" });
+    const timer = setInterval(() => {
+      if (fs.existsSync(path.join(interrupted, "checkpoint_00000004.gpt2ts"))) { child.kill("SIGKILL"); }
+    }, 20);
+    child.on("exit", () => { clearInterval(timer); resolve(); });
+    child.on("error", reject);
+  });
+  const resumed = spawnSync(process.execPath, [CLI, ...args(interrupted), "-y", "1"], { encoding: "utf8" });
+  assert.equal(resumed.status, 0, resumed.stderr);
+  assert.match(resumed.stdout, /resumed from .*checkpoint_0000000[4-8]/);
+  const a = trainLosses(full), b = trainLosses(interrupted);
+  assert.equal(a.size, 8);
+  for (let s = 1; s <= 8; s++) assert.equal(b.get(s), a.get(s), `step ${s}`);
+  const fa = fs.readFileSync(path.join(full, "checkpoint_00000008.gpt2ts"));
+  const fb = fs.readFileSync(path.join(interrupted, "checkpoint_00000008.gpt2ts"));
+  assert.ok(fa.subarray(fa.length - 1000).equals(fb.subarray(fb.length - 1000)), "final optimizer state identical");
+});
+
+test("a tiny model on Tiny Shakespeare: the loss falls well below 5 within a few minutes", { skip: noNative }, async () => {
+  const data = await shakespeareShards();
+  const out = tmpDir();
+  const r = spawnSync(process.execPath, [CLI, "train", "-i", data.train, "-j", data.val, "-e", "tiny", "-b", "16", "-t", "128",
+    "-x", "250", "-l", "3e-3", "-u", "20", "-q", "0.1", "-c", "0.1", "-v", "250", "-m", "4", "-s", "0", "-o", out, "-r", "0"], { encoding: "utf8" });
+  assert.equal(r.status, 0, r.stderr);
+  const losses = trainLosses(out);
+  const first = losses.get(1)!, last = [...losses.values()].slice(-10).reduce((a, b) => a + b, 0) / 10;
+  assert.ok(first > 10, `initial loss ${first}`);
+  assert.ok(last < 5, `mean train loss of the last 10 steps ${last}`);
+});
+
+test("train: one-line errors for a batch that does not divide, missing shards, unknown flags, a mismatched resume", () => {
+  const run = (...a: string[]) => spawnSync(process.execPath, [CLI, "train", ...a], { encoding: "utf8" });
+  let r = run("-i", "/nonexistent/x_*.bin", "-e", "tiny");
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /^gpt2: no shards match \/nonexistent\/x_\*\.bin; run "gpt2 prepare" first\n$/);
+  r = run("--frobnicate", "3");
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /unknown flag '--frobnicate'/);
+  r = run("-k", "zigzag");
+  assert.match(r.stderr, /schedule must be one of cosine, linear, constant, wsd/);
+  const dir = tmpDir();
+  const shard = path.join(dir, "a_train_000001.bin");
+  fs.copyFileSync(path.join(ROOT, "test", "fixtures", "tiny_shard.bin"), shard);
+  r = run("-i", shard, "-e", "tiny", "-b", "2", "-t", "8", "-d", "24");
+  assert.match(r.stderr, /total batch 24 tokens \(-d\) is not a multiple of B\*T = 16/);
+});

@@ -1,29 +1,55 @@
-// gpt2 eval loss --model PATH (--tokens FILE | --data GLOB) [--json]
+// gpt2 eval loss --model PATH (--tokens FILE | --data GLOB [--batches N]) [--json]
+// gpt2 eval hellaswag --model PATH [--data hellaswag_val.jsonl] [--limit N] [--batch N] [--json] [--details]
 
 import * as fs from "node:fs";
-import { sequenceLoss } from "../eval/loss.js";
+import { DataLoader } from "../data/loader.js";
+import { readShardHeader } from "../data/shard.js";
+import { evaluateHellaswag, hellaswagFile, HELLASWAG_REFERENCES, readHellaswag } from "../eval/hellaswag.js";
+import { datasetLoss, sequenceLoss } from "../eval/loss.js";
 import { loadModel } from "../io/load.js";
-import { BACKEND_OPTIONS, backendFromFlags, parse, parseIds, UsageError } from "./common.js";
+import { countParams } from "../model/layout.js";
+import { BACKEND_OPTIONS, backendFromFlags, num, parse, parseIds, UsageError } from "./common.js";
 
 export async function evalCommand(argv: string[]): Promise<void> {
   const [sub, ...rest] = argv;
   if (sub === "loss") return evalLoss(rest);
-  throw new UsageError(`usage: gpt2 eval loss --model PATH --tokens FILE [--json]${sub ? ` (unknown eval "${sub}")` : ""}`);
+  if (sub === "hellaswag") return evalHellaswag(rest);
+  throw new UsageError(`usage: gpt2 eval loss|hellaswag --model PATH ...${sub ? ` (unknown eval "${sub}")` : ""}`);
 }
 
 async function evalLoss(argv: string[]): Promise<void> {
-  const { values } = parse(argv, { ...BACKEND_OPTIONS, model: { type: "string" }, tokens: { type: "string" }, json: { type: "boolean" } });
+  const { values } = parse(argv, {
+    ...BACKEND_OPTIONS, model: { type: "string" }, tokens: { type: "string" }, data: { type: "string" },
+    batches: { type: "string" }, batch: { type: "string" }, seq: { type: "string" }, json: { type: "boolean" },
+  });
   if (!values.model) throw new UsageError("--model PATH is required");
-  if (!values.tokens) throw new UsageError("--tokens FILE is required (a JSON array of token-id sequences)");
-  if (!fs.existsSync(values.tokens)) throw new UsageError(`tokens file ${values.tokens} does not exist`);
-  const seqs = readSequences(values.tokens);
+  if (!values.tokens && !values.data) throw new UsageError("--tokens FILE is required (a JSON array of token-id sequences, or a shard), or --data 'GLOB' of shards");
   const model = loadModel(values.model, backendFromFlags(values));
-  const { loss, tokens } = sequenceLoss(model, seqs);
+  let loss: number, tokens: number;
+  if (values.data) {
+    const T = num(values.seq, "seq", Math.min(1024, model.config.blockSize), { int: true, min: 1, max: model.config.blockSize });
+    const B = num(values.batch, "batch", 4, { int: true, min: 1 });
+    const loader = new DataLoader(values.data, B, T, 0, 1, model.config.vocabSize);
+    const batches = num(values.batches, "batches", loader.batchesPerEpoch, { int: true, min: 1 });
+    loss = datasetLoss(model, loader, batches);
+    tokens = Math.min(batches, loader.batchesPerEpoch) * B * T;
+  } else {
+    if (!fs.existsSync(values.tokens!)) throw new UsageError(`tokens file ${values.tokens} does not exist`);
+    ({ loss, tokens } = sequenceLoss(model, readSequences(values.tokens!)));
+  }
   if (values.json) process.stdout.write(JSON.stringify({ loss, tokens }) + "\n");
   else process.stdout.write(`loss ${loss.toFixed(6)} over ${tokens} predicted tokens\n`);
 }
 
 function readSequences(file: string): number[][] {
+  if (file.endsWith(".bin")) {
+    // a token shard: one sequence per document is not needed for a mean loss; windows are cut by sequenceLoss
+    const info = readShardHeader(file);
+    const buf = fs.readFileSync(file);
+    const ids: number[] = [];
+    for (let i = 0; i < info.tokens; i++) ids.push(buf.readUInt16LE(1024 + 2 * i));
+    return [ids];
+  }
   const text = fs.readFileSync(file, "utf8");
   let data: unknown;
   try { data = JSON.parse(text); } catch { throw new UsageError(`${file}: not valid JSON (expected an array of token-id arrays)`); }
@@ -33,4 +59,31 @@ function readSequences(file: string): number[][] {
     if (!Array.isArray(s)) throw new UsageError(`${file}: sequence ${i} is not an array`);
     return parseIds(JSON.stringify(s), `${file} sequence ${i}`);
   });
+}
+
+async function evalHellaswag(argv: string[]): Promise<void> {
+  const { values } = parse(argv, {
+    ...BACKEND_OPTIONS, model: { type: "string" }, data: { type: "string" }, limit: { type: "string" },
+    batch: { type: "string" }, json: { type: "boolean" }, details: { type: "boolean" },
+  });
+  if (!values.model) throw new UsageError("--model PATH is required");
+  const examples = readHellaswag(await hellaswagFile(values.data, (u) => process.stderr.write(`downloading ${u}\n`)), num(values.limit, "limit", 0, { int: true, min: 0 }));
+  const model = loadModel(values.model, backendFromFlags(values));
+  const t0 = performance.now();
+  const tty = process.stderr.isTTY && !values.json;
+  const r = evaluateHellaswag(model, examples, num(values.batch, "batch", 4, { int: true, min: 1 }), (done, total) => {
+    if (tty) process.stderr.write(`\r  ${done}/${total} examples, ${(done / ((performance.now() - t0) / 1000)).toFixed(1)} examples/s   `);
+  });
+  if (tty) process.stderr.write("\n");
+  const secs = (performance.now() - t0) / 1000;
+  if (values.json) {
+    process.stdout.write(JSON.stringify({ n: r.n, acc: r.acc, acc_norm: r.acc_norm, examples_per_s: r.n / secs, ...(values.details ? { details: r.details } : {}) }) + "\n");
+    return;
+  }
+  process.stdout.write(`HellaSwag: ${r.n} examples, acc ${(100 * r.acc).toFixed(2)}%, acc_norm ${(100 * r.acc_norm).toFixed(2)}% ` +
+    `(${(r.n / secs).toFixed(2)} examples/s)\n`);
+  const params = countParams(model.config);
+  if (params > 100e6 && params < 150e6) {
+    process.stdout.write(`reference (acc_norm): ${Object.entries(HELLASWAG_REFERENCES).map(([k, v]) => `${k} ${(100 * v).toFixed(1)}%`).join(", ")}\n`);
+  }
 }

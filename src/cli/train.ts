@@ -14,7 +14,7 @@ const FLAGS: Record<string, [keyof TrainConfig, string?]> = {
   "learning-rate": ["lr", "l"], warmup: ["warmup", "u"], schedule: ["schedule", "k"], "final-lr-frac": ["finalLrFrac", "q"],
   "weight-decay": ["weightDecay", "c"], "grad-clip": ["gradClip"],
   "val-every": ["valEvery", "v"], "val-batches": ["valBatches", "m"], "sample-every": ["sampleEvery", "s"],
-  "gen-tokens": ["genTokens", "g"], hellaswag: ["hellaswag", "h"], "hellaswag-data": ["hellaswagData"],
+  "gen-tokens": ["genTokens", "g"], hellaswag: ["hellaswag", "h"], "hellaswag-data": ["hellaswagData"], "hellaswag-limit": ["hellaswagLimit"],
   "checkpoint-every": ["checkpointEvery", "n"], keep: ["keep"], resume: ["resume", "y"], recompute: ["recompute", "r"],
   "overfit-single-batch": ["overfitSingleBatch", "a"], dtype: ["dtype"], seed: ["seed"], backend: ["backend"], threads: ["threads"],
 };

@@ -105,13 +105,16 @@ export class GPT2 {
     }
   }
 
-  /** Allocates activations for (B, T) once. Later calls may use any B' <= B, T' <= T. */
+  /**
+   * Allocates activations for (B, T) once. Every buffer is sized by B*T, so later calls may use any (B', T') with
+   * B'*T' <= B*T (evaluation batches of another shape reuse the training buffers).
+   */
   allocate(B: number, T: number): void {
-    if (this.acts) {
-      if (B <= this.acts.B && T <= this.acts.T) return;
-      throw new ShapeError(`activations were allocated for B=${this.acts.B}, T=${this.acts.T}; got B=${B}, T=${T}`);
-    }
     if (T > this.config.blockSize) throw new ShapeError(`sequence length ${T} exceeds block size ${this.config.blockSize}`);
+    if (this.acts) {
+      if (B * T <= this.acts.B * this.acts.T) return;
+      throw new ShapeError(`activations were allocated for B=${this.acts.B}, T=${this.acts.T} (${this.acts.B * this.acts.T} tokens); got B=${B}, T=${T}`);
+    }
     this.acts = this.makeActivations(B, T);
   }
 

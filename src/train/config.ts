@@ -46,6 +46,8 @@ export interface TrainConfig {
   /** -h: HellaSwag at every validation */
   hellaswag: number;
   hellaswagData: string;
+  /** examples per HellaSwag evaluation (0 = all 10042) */
+  hellaswagLimit: number;
   /** -n: checkpoint every N steps (0 = only at the end when -o is given) */
   checkpointEvery: number;
   /** --keep: checkpoints kept */
@@ -86,6 +88,7 @@ export const DEFAULTS: TrainConfig = {
   genTokens: 64,
   hellaswag: 0,
   hellaswagData: "",
+  hellaswagLimit: 0,
   checkpointEvery: 0,
   keep: 2, // the last two: one may be mid-write when the machine dies (writes are atomic anyway)
   resume: 0,
@@ -117,7 +120,7 @@ export function mergeConfig(base: TrainConfig, over: Record<string, unknown>, so
 function validate(c: TrainConfig, source: string): TrainConfig {
   const posInt = ["batchSize", "seqLen", "valBatches", "genTokens", "keep"] as const;
   for (const k of posInt) if (!Number.isInteger(c[k]) || c[k] < 1) throw new TrainConfigError(`${source}: ${k} must be a positive integer, got ${c[k]}`);
-  const nonNeg = ["warmup", "valEvery", "sampleEvery", "checkpointEvery", "nLayer", "nHead", "nEmbd", "threads", "resume", "hellaswag", "overfitSingleBatch"] as const;
+  const nonNeg = ["warmup", "valEvery", "sampleEvery", "checkpointEvery", "nLayer", "nHead", "nEmbd", "threads", "resume", "hellaswag", "hellaswagLimit", "overfitSingleBatch"] as const;
   for (const k of nonNeg) if (!Number.isInteger(c[k]) || c[k] < 0) throw new TrainConfigError(`${source}: ${k} must be a non-negative integer, got ${c[k]}`);
   if (!SCHEDULES.includes(c.schedule)) throw new TrainConfigError(`${source}: schedule must be one of ${SCHEDULES.join(", ")}, got "${c.schedule}"`);
   if (![0, 1, 2].includes(c.recompute)) throw new TrainConfigError(`${source}: recompute must be 0, 1 or 2, got ${c.recompute}`);

@@ -5,6 +5,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { DataLoader, type LoaderPosition } from "../data/loader.js";
+import { evaluateHellaswag, hellaswagFile, readHellaswag } from "../eval/hellaswag.js";
 import { datasetLoss } from "../eval/loss.js";
 import { readCheckpointHeader, restoreCheckpoint, saveCheckpoint } from "../io/checkpoint.js";
 import { loadModel } from "../io/load.js";
@@ -136,6 +137,7 @@ export async function train(cfg: TrainConfig, backend: Backend, hooks: TrainHook
   const peak = (hooks.peakGflops ?? NaN) * (cfg.dtype === "bf16" ? 2 : 1);
   const cache = cfg.sampleEvery > 0 ? new KVCache(model, 1, Math.min(model.config.blockSize, cfg.genTokens + 1)) : null;
   const overfitBatch = cfg.overfitSingleBatch ? loader.next() : null;
+  const hellaswag = cfg.hellaswag ? readHellaswag(await hellaswagFile(cfg.hellaswagData || undefined, (u) => print(`downloading ${u}`)), cfg.hellaswagLimit) : null;
   let lastTrain = NaN, lastVal = NaN, lastCkpt: string | null = null, emaMs = 0;
   const trainStart = performance.now();
 
@@ -156,6 +158,12 @@ export async function train(cfg: TrainConfig, backend: Backend, hooks: TrainHook
       lastVal = datasetLoss(model, valLoader, cfg.valBatches);
       print(`val loss ${lastVal.toFixed(6)} at step ${step}`);
       emit({ step, val_loss: lastVal });
+    }
+    if (hellaswag && cfg.valEvery > 0 && (step % cfg.valEvery === 0 || last)) {
+      // rows of 4 endings; as many examples per forward as the training buffers hold
+      const h = evaluateHellaswag(model, hellaswag, Math.max(1, Math.floor(B / 4)));
+      print(`HellaSwag acc_norm ${(100 * h.acc_norm).toFixed(2)}% (${h.n} examples) at step ${step}`);
+      emit({ step, hellaswag: h.acc_norm });
     }
     if (cache && cfg.sampleEvery > 0 && (step % cfg.sampleEvery === 0 || last) && (step > startStep || last || step === 0)) {
       const [ids] = generate(model, [EOT], 1, sampleRng, { maxNewTokens: cfg.genTokens, temperature: 1, stopAtEot: false }, cache);

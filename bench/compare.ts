@@ -1,0 +1,62 @@
+// Ours against the PyTorch harness (../shared/bench/pytorch/bench.py), alternating in one run, as ratios of medians.
+// Run: node dist/bench/compare.js [--rounds 2] [--only d12-train,tiny-train,...] [--dtype fp32|bf16]
+// Needs Debian's python3-torch (see ../shared/bench/README.md); prints one table and a JSON line.
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const harness = path.resolve(root, "../shared/bench/pytorch/bench.py");
+const { values } = parseArgs({ options: { rounds: { type: "string" }, only: { type: "string" }, dtype: { type: "string" }, steps: { type: "string" } } });
+const rounds = Number(values.rounds ?? 2), dtype = values.dtype ?? "fp32", steps = values.steps ?? "4";
+if (!fs.existsSync(harness)) throw new Error(`PyTorch harness not found at ${harness}`);
+
+interface Case { name: string; model: string; B: number; T: number; gen?: boolean }
+const CASES: Case[] = [
+  { name: "d12-train", model: "d12", B: 4, T: 256 },
+  { name: "d6-train", model: "d6", B: 8, T: 256 },
+  { name: "tiny-train", model: "tiny", B: 16, T: 128 },
+  { name: "d12-generate", model: "d12", B: 1, T: 64, gen: true },
+];
+const only = values.only?.split(",");
+
+function ours(c: Case): { tps: number; rss: number } {
+  const args = c.gen ? ["bench", "--model", c.model, "--generate", "--tokens", "64", "--json"]
+    : ["bench", "--model", c.model, "--batch", String(c.B), "--seq", String(c.T), "--steps", steps, "--dtype", dtype, "--json"];
+  const r = spawnSync(process.execPath, [path.join(root, "dist/src/cli/main.js"), ...args], { encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`gpt2 bench failed: ${r.stderr}`);
+  const j = JSON.parse(r.stdout.trim().split("\n").at(-1)!);
+  return { tps: j.tokens_per_s, rss: j.peak_rss_mib };
+}
+
+function torch(c: Case): { tps: number; rss: number } {
+  const args = c.gen ? [harness, "gen", "--config", c.model, "--dtype", dtype]
+    : [harness, "train", "--config", c.model, "--B", String(c.B), "--T", String(c.T), "--dtype", dtype, "--steps", steps];
+  const env = { ...process.env, LD_LIBRARY_PATH: "/usr/lib/x86_64-linux-gnu/openblas-openmp", OMP_NUM_THREADS: String(os.availableParallelism()) };
+  const r = spawnSync("/usr/bin/python3", args, { encoding: "utf8", env });
+  if (r.status !== 0) throw new Error(`PyTorch harness failed: ${r.stderr}`);
+  const j = JSON.parse(r.stdout.trim().split("\n").at(-1)!);
+  return { tps: j.tok_per_s_median, rss: j.ru_maxrss_mib };
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const rows: Record<string, unknown>[] = [];
+for (const c of CASES.filter((c) => !only || only.includes(c.name))) {
+  const o: { tps: number; rss: number }[] = [], t: { tps: number; rss: number }[] = [];
+  for (let r = 0; r < rounds; r++) {
+    // alternate which goes first, so drift on a shared machine hits both
+    if (r % 2 === 0) { o.push(ours(c)); t.push(torch(c)); } else { t.push(torch(c)); o.push(ours(c)); }
+  }
+  const row = {
+    case: c.name, dtype, ours_tok_s: median(o.map((x) => x.tps)), torch_tok_s: median(t.map((x) => x.tps)),
+    ours_rss_mib: Math.max(...o.map((x) => x.rss)), torch_rss_mib: Math.max(...t.map((x) => x.rss)),
+  };
+  rows.push({ ...row, speed_ratio: row.ours_tok_s / row.torch_tok_s, rss_ratio: row.ours_rss_mib / row.torch_rss_mib });
+  console.log(`${c.name.padEnd(14)} ${dtype}: ours ${row.ours_tok_s.toFixed(1)} tok/s, PyTorch ${row.torch_tok_s.toFixed(1)} tok/s, ` +
+    `ratio ${(row.ours_tok_s / row.torch_tok_s).toFixed(2)}x; peak RSS ${row.ours_rss_mib.toFixed(0)} vs ${row.torch_rss_mib.toFixed(0)} MiB ` +
+    `(${(row.ours_rss_mib / row.torch_rss_mib).toFixed(2)}x)`);
+}
+console.log(JSON.stringify({ date: new Date().toISOString(), cpu: os.cpus()[0]?.model, threads: os.availableParallelism(), rounds, rows }));

@@ -4,7 +4,9 @@
 import { benchCommand } from "./bench.js";
 import { convertCommand } from "./convert.js";
 import { UsageError } from "./common.js";
+import { dashboardCommand, plotCommand } from "./dashboard.js";
 import { demoCommand } from "./demo.js";
+import { estimateCommand } from "./estimate.js";
 import { evalCommand } from "./eval.js";
 import { prepareCommand } from "./prepare.js";
 import { sampleCommand } from "./sample.js";
@@ -20,6 +22,9 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; help: s
   bench: { run: benchCommand, help: "--model d12 --batch 4 --seq 256 [--dtype fp32|bf16] [--steps N] [--generate] [--json]" },
   train: { run: trainCommand, help: "llm.c's flags: -i TRAIN_GLOB -j VAL_GLOB -o DIR -e d12|PATH -b B -t T -d TOKENS -x STEPS -l LR ... (--help)" },
   prepare: { run: prepareCommand, help: "(tinyshakespeare | fineweb-edu | --input [NAME=]PATH ...) [--out DIR] [--shard-size N] [--val-tokens N] [--mix a=0.7,b=0.3]" },
+  dashboard: { run: dashboardCommand, help: "DIR... [--port P] [--host H]: live page of runs (train/val loss, lr, tok/s, MFU, HellaSwag, samples)" },
+  plot: { run: plotCommand, help: "DIR... [-o loss.png|.svg|.html] [--ref 3.28] [--log]: loss and HellaSwag curves" },
+  estimate: { run: estimateCommand, help: "--model d48 --tokens 33.6e9 [--gpu h100|a100|h200|cpu] [--gpus 8] [--mfu 0.5] [--price 3.5] [--json]" },
   convert: { run: convertCommand, help: "IN OUT: between HF dirs, llm.c .bin and gpt2ts checkpoints" },
 };
 

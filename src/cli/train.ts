@@ -1,10 +1,13 @@
 // gpt2 train: llm.c's train_gpt2 flags (same letters and meanings), each also a long option, plus --config FILE.
 
 import * as fs from "node:fs";
+import * as path from "node:path";
+import { startDashboard } from "../dashboard/server.js";
 import { loadNativeAddon } from "../kernels/native.js";
 import { DEFAULTS, mergeConfig, type TrainConfig } from "../train/config.js";
+import type { StepMetrics } from "../train/log.js";
 import { train } from "../train/loop.js";
-import { backendFromFlags, parse, UsageError } from "./common.js";
+import { backendFromFlags, num, parse, UsageError } from "./common.js";
 
 /** flag -> [config key, short letter] */
 const FLAGS: Record<string, [keyof TrainConfig, string?]> = {
@@ -46,12 +49,35 @@ export function parseTrainArgs(argv: string[]): TrainConfig {
   return mergeConfig(cfg, over, "flags");
 }
 
+/** Splits the dashboard flags (CLI-only, not part of the run's config) from the training flags. */
+function dashboardFlags(argv: string[]): { rest: string[]; on: boolean; port?: string; host?: string } {
+  const rest: string[] = [];
+  const out: { on: boolean; port?: string; host?: string } = { on: false };
+  for (let i = 0; i < argv.length; i++) {
+    const [flag, inline] = argv[i].split(/=(.*)/s, 2);
+    if (flag === "--dashboard") out.on = true;
+    else if (flag === "--dashboard-port" || flag === "--dashboard-host") {
+      const v = inline ?? argv[++i];
+      if (v === undefined) throw new UsageError(`${flag} needs a value`);
+      if (flag === "--dashboard-port") out.port = v; else out.host = v;
+    } else rest.push(argv[i]);
+  }
+  return { rest, ...out };
+}
+
 export async function trainCommand(argv: string[]): Promise<void> {
-  const cfg = parseTrainArgs(argv);
+  const dash = dashboardFlags(argv);
+  const cfg = parseTrainArgs(dash.rest);
   const backend = backendFromFlags({ backend: cfg.backend || undefined, threads: cfg.threads ? String(cfg.threads) : undefined, dtype: cfg.dtype });
   const { addon } = loadNativeAddon();
   const peak = backend.name === "native" && addon ? addon.measurePeakGflops(0.2) : NaN;
   const signal = { stop: false };
+  const live: StepMetrics[] = [];
+  const dashboard = dash.on ? await startDashboard({
+    runs: () => [{ name: cfg.outDir ? path.basename(path.resolve(cfg.outDir)) : "run", metrics: live }],
+    port: dash.port === undefined ? 0 : num(dash.port, "dashboard-port", 0, { int: true, min: 0, max: 65535 }), host: dash.host,
+  }) : null;
+  if (dashboard) process.stdout.write(`dashboard: ${dashboard.url}\n`);
   const onSigint = () => {
     if (signal.stop) process.exit(130); // a second Ctrl-C quits at once
     signal.stop = true;
@@ -59,7 +85,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
   };
   process.on("SIGINT", onSigint);
   try {
-    const r = await train(cfg, backend, { print: (l) => process.stdout.write(l + "\n"), signal, peakGflops: peak });
+    const r = await train(cfg, backend, { print: (l) => process.stdout.write(l + "\n"), signal, peakGflops: peak, onMetrics: (m) => live.push(m) });
     if (r.checkpoint) {
       process.stdout.write(`done: ${r.steps} steps, train loss ${r.lastTrainLoss.toFixed(4)}` +
         `${Number.isFinite(r.lastValLoss) ? `, val loss ${r.lastValLoss.toFixed(4)}` : ""}\n` +
@@ -67,5 +93,6 @@ export async function trainCommand(argv: string[]): Promise<void> {
     }
   } finally {
     process.off("SIGINT", onSigint);
+    await dashboard?.close();
   }
 }

@@ -1,0 +1,38 @@
+// gpt2 dashboard DIR... [--port P] [--host H]: the live page for runs read from their output dirs (re-read on
+// every request, so a run still training updates too).   gpt2 plot DIR... [-o loss.png|.svg|.html] [--ref V ...]
+
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { startDashboard } from "../dashboard/server.js";
+import { writePlot } from "../dashboard/plot.js";
+import type { RunMetrics } from "../dashboard/charts.js";
+import { readMetrics } from "../train/log.js";
+import { num, parse, UsageError } from "./common.js";
+
+function runsFrom(dirs: string[]): () => RunMetrics[] {
+  for (const d of dirs) {
+    if (!fs.existsSync(d)) throw new UsageError(`run directory ${d} does not exist`);
+    if (!fs.existsSync(path.join(d, "metrics.jsonl")) && !fs.existsSync(path.join(d, "main.log"))) {
+      throw new UsageError(`${d} holds no metrics.jsonl or main.log (is it a gpt2 train -o directory?)`);
+    }
+  }
+  return () => dirs.map((d) => ({ name: path.basename(path.resolve(d)), metrics: readMetrics(d) }));
+}
+
+export async function dashboardCommand(argv: string[]): Promise<void> {
+  const { values, positionals } = parse(argv, { port: { type: "string" }, host: { type: "string" } }, 64);
+  if (positionals.length === 0) throw new UsageError("usage: gpt2 dashboard DIR... [--port P] [--host H]");
+  const d = await startDashboard({ runs: runsFrom(positionals), port: num(values.port, "port", 0, { int: true, min: 0, max: 65535 }), host: values.host });
+  process.stdout.write(`dashboard: ${d.url}  (Ctrl-C to stop)\n`);
+  await new Promise<void>((resolve) => process.once("SIGINT", () => { void d.close().then(resolve); }));
+}
+
+export async function plotCommand(argv: string[]): Promise<void> {
+  const { values, positionals } = parse(argv, { out: { type: "string", short: "o" }, ref: { type: "string", multiple: true }, log: { type: "boolean" } }, 64);
+  if (positionals.length === 0) throw new UsageError("usage: gpt2 plot DIR... [-o loss.png|.svg|.html] [--ref 3.28 --ref 0.294] [--log]");
+  const refs = ((values.ref ?? []) as string[]).map((r) => num(r, "ref", 0));
+  const out = values.out ?? "loss.png";
+  if (![".png", ".svg", ".html"].includes(path.extname(out).toLowerCase())) throw new UsageError(`-o ${out}: use a .png, .svg or .html file`);
+  writePlot(out, runsFrom(positionals)(), { refs, logScale: values.log });
+  process.stdout.write(`wrote ${out}\n`);
+}

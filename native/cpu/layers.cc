@@ -7,6 +7,7 @@
 #include <cstring>
 #include <vector>
 
+#include "fast_exp.h"
 #include "gemm.h"
 #include "threads.h"
 
@@ -15,24 +16,6 @@
 #else
 #define CLONES
 #endif
-
-// exp(x) for float, ~1 ulp on [-87, 88], branch-free so loops around it vectorize (Cephes-style polynomial).
-static inline float fast_exp(float x) {
-  x = x < -87.3f ? -87.3f : (x > 88.7f ? 88.7f : x);
-  const float n = std::nearbyint(x * 1.44269504088896341f);
-  const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  const int e = ((int)n + 127) << 23;
-  float s;
-  std::memcpy(&s, &e, 4);
-  return p * s;
-}
 
 // Splits [0, n) into one contiguous range per thread; f is a (target_clones) function over a range, so the
 // vectorized body is the one picked for this CPU (OpenMP's outlined bodies are not cloned themselves).

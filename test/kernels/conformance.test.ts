@@ -62,7 +62,7 @@ for (const c of candidates) {
       close(db2, db1, 2e-5, `matmulBackward dbias ${N}x${C}x${OC}`);
     }
     if (bf16) return; // the other kernels do not change with the matmul dtype
-    for (const [B, T, C, NH] of [[1, 1, 4, 1], [2, 7, 12, 3], [3, 33, 64, 2], [1, 70, 96, 4]]) {
+    for (const [B, T, C, NH] of [[1, 1, 4, 1], [2, 7, 12, 3], [3, 33, 64, 2], [1, 70, 96, 4], [2, 130, 128, 2]]) {
       const N = B * T;
       // layernorm
       const x = rand(N * C, 2), w = rand(C), b = rand(C), dout = rand(N * C);

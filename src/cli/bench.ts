@@ -16,7 +16,7 @@ export function benchCachePath(): string {
 export async function benchCommand(argv: string[]): Promise<void> {
   const { values } = parse(argv, {
     ...BACKEND_OPTIONS, model: { type: "string" }, batch: { type: "string" }, seq: { type: "string" },
-    steps: { type: "string" }, generate: { type: "boolean" }, tokens: { type: "string" }, json: { type: "boolean" },
+    steps: { type: "string" }, generate: { type: "boolean" }, tokens: { type: "string" }, prompt: { type: "string" }, json: { type: "boolean" },
     recompute: { type: "string" },
   });
   const preset = values.model ?? "d12";
@@ -24,7 +24,8 @@ export async function benchCommand(argv: string[]): Promise<void> {
   const B = num(values.batch, "batch", 4, { int: true, min: 1 });
   const T = num(values.seq, "seq", 256, { int: true, min: 1, max: 1024 });
   const steps = num(values.steps, "steps", 5, { int: true, min: 1 });
-  const recompute = num(values.recompute, "recompute", 0, { int: true, min: 0, max: 2 }) as RecomputeLevel;
+  // -r 1 as gpt2 train and llm.c default to: GELU recomputed in backward
+  const recompute = num(values.recompute, "recompute", 1, { int: true, min: 0, max: 2 }) as RecomputeLevel;
   const backend = backendFromFlags(values);
   const dtype = (values.dtype as string | undefined) ?? "fp32";
   const config = makeConfig(preset);
@@ -38,8 +39,9 @@ export async function benchCommand(argv: string[]): Promise<void> {
   let r: BenchResult;
   if (values.generate) {
     const tokens = num(values.tokens, "tokens", 64, { int: true, min: 2 });
-    log(`generating ${tokens} tokens with ${preset}, batch 1, KV cache`);
-    r = benchGenerate(config, backend, tokens, peak);
+    const promptLen = num(values.prompt, "prompt", 16, { int: true, min: 1 });
+    log(`generating ${tokens} tokens after a ${promptLen}-token prompt with ${preset}, batch 1, KV cache (prefill included)`);
+    r = benchGenerate(config, backend, tokens, peak, promptLen);
   } else {
     log(`training ${preset} at B=${B}, T=${T} on random tokens, ${steps} timed steps (+1 warm-up)`);
     r = benchTrain(config, backend, B, T, steps, peak, recompute, (i, ms) => log(`  step ${i}: ${ms.toFixed(0)} ms${i === 0 ? " (warm-up)" : ""}`));

@@ -29,7 +29,7 @@ async function evalLoss(argv: string[]): Promise<void> {
   if (values.data) {
     const T = num(values.seq, "seq", Math.min(1024, model.config.blockSize), { int: true, min: 1, max: model.config.blockSize });
     const B = num(values.batch, "batch", 4, { int: true, min: 1 });
-    const loader = new DataLoader(values.data, B, T, 0, 1, model.config.vocabSize);
+    const loader = new DataLoader(values.data, B, T, { vocabSize: model.config.vocabSize });
     const batches = num(values.batches, "batches", loader.batchesPerEpoch, { int: true, min: 1 });
     loss = datasetLoss(model, loader, batches);
     tokens = Math.min(batches, loader.batchesPerEpoch) * B * T;

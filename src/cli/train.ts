@@ -19,13 +19,14 @@ const FLAGS: Record<string, [keyof TrainConfig, string?]> = {
   "val-every": ["valEvery", "v"], "val-batches": ["valBatches", "m"], "sample-every": ["sampleEvery", "s"],
   "gen-tokens": ["genTokens", "g"], hellaswag: ["hellaswag", "h"], "hellaswag-data": ["hellaswagData"], "hellaswag-limit": ["hellaswagLimit"],
   "checkpoint-every": ["checkpointEvery", "n"], keep: ["keep"], resume: ["resume", "y"], recompute: ["recompute", "r"],
-  "overfit-single-batch": ["overfitSingleBatch", "a"], dtype: ["dtype"], seed: ["seed"], backend: ["backend"], threads: ["threads"],
+  "overfit-single-batch": ["overfitSingleBatch", "a"], dtype: ["dtype"], "skip-update-z": ["skipUpdateZ"],
+  "on-nan": ["onNan"], "rollback-lr-factor": ["rollbackLrFactor"], seed: ["seed"], backend: ["backend"], threads: ["threads"],
 };
 /** llm.c's two-letter flags, which node's parser cannot take as short options */
 const LLMC_LONG: Record<string, string> = { "-nk": "--keep" };
 
 export function parseTrainArgs(argv: string[]): TrainConfig {
-  const options: Record<string, { type: "string"; short?: string }> = { config: { type: "string" } };
+  const options: Record<string, { type: "string" | "boolean"; short?: string }> = { config: { type: "string" }, "no-shuffle": { type: "boolean" } };
   for (const [name, [, short]] of Object.entries(FLAGS)) options[name] = short ? { type: "string", short } : { type: "string" };
   const { values } = parse(argv.map((a) => LLMC_LONG[a] ?? a), options);
   let cfg = DEFAULTS;
@@ -37,7 +38,7 @@ export function parseTrainArgs(argv: string[]): TrainConfig {
   }
   const over: Record<string, unknown> = {};
   for (const [name, [key, short]] of Object.entries(FLAGS)) {
-    const raw = values[name];
+    const raw = values[name] as string | undefined;
     if (raw === undefined) continue;
     const flag = short ? `-${short}/--${name}` : `--${name}`;
     if (typeof DEFAULTS[key] === "number") {
@@ -46,6 +47,7 @@ export function parseTrainArgs(argv: string[]): TrainConfig {
       over[key] = v;
     } else over[key] = raw;
   }
+  if (values["no-shuffle"]) over.shuffle = 0;
   return mergeConfig(cfg, over, "flags");
 }
 
@@ -85,7 +87,12 @@ export async function trainCommand(argv: string[]): Promise<void> {
   };
   process.on("SIGINT", onSigint);
   try {
-    const r = await train(cfg, backend, { print: (l) => process.stdout.write(l + "\n"), signal, peakGflops: peak, onMetrics: (m) => live.push(m) });
+    // test hooks (see test/train): a gradient spike, or an unconditional skip, at a given step
+    const envStep = (k: string) => (process.env[k] ? Number(process.env[k]) : undefined);
+    const r = await train(cfg, backend, {
+      print: (l) => process.stdout.write(l + "\n"), signal, peakGflops: peak, onMetrics: (m) => live.push(m),
+      spikeStep: envStep("GPT2_TEST_SPIKE_STEP"), skipStep: envStep("GPT2_TEST_SKIP_STEP"),
+    });
     if (r.checkpoint) {
       process.stdout.write(`done: ${r.steps} steps, train loss ${r.lastTrainLoss.toFixed(4)}` +
         `${Number.isFinite(r.lastValLoss) ? `, val loss ${r.lastValLoss.toFixed(4)}` : ""}\n` +

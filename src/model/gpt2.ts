@@ -11,6 +11,9 @@ export type ParamName = "wte" | "wpe" | "ln1w" | "ln1b" | "qkvw" | "qkvb" | "att
 
 export type Views = Record<ParamName, Tensor>;
 
+/** Rows per classifier chunk: logits exist for this many positions at a time (51 MB for GPT-2's vocab). */
+export const CLASSIFIER_CHUNK = 256;
+
 export class ShapeError extends Error {
   override name = "ShapeError";
 }
@@ -40,7 +43,7 @@ interface Activations {
   lnf: Tensor; // (B,T,C)
   lnfMean: Tensor; // (B,T)
   lnfRstd: Tensor; // (B,T)
-  logits: Tensor; // (B,T,Vp); holds dlogits after a training forward
+  logits: Tensor; // (CHUNK,Vp): the classifier runs on row chunks, so the full (B,T,Vp) never exists when training
   losses: Tensor; // (B,T)
   // backward scratch, one layer at a time
   dres: Tensor; // (B,T,C) gradient of the residual stream
@@ -62,6 +65,13 @@ export class GPT2 {
   private lastInputs: Int32Array | null = null;
   private lastBT: [number, number] = [0, 0];
   private hasDlogits = false;
+  /** (B,T,Vp) logits for forward() without targets (inference); allocated on first need, then reused */
+  private fullLogits: Tensor | null = null;
+  /**
+   * Diagnosis hook: when set, called after every kernel with its output (where, tensor, floats), so a caller can find
+   * the first layer and tensor where a non-finite value appears. Off (undefined) in normal runs: no cost.
+   */
+  debugCheck?: (where: string, t: Tensor, n: number) => void;
 
   /** recompute level; takes effect when activations are allocated */
   constructor(readonly config: GPT2Config, readonly backend: Backend, public recompute: RecomputeLevel = 0) {
@@ -124,7 +134,7 @@ export class GPT2 {
     const BT = B * T;
     const lnL = recompute >= 2 ? 1 : L, geluL = recompute >= 1 ? 1 : L;
     return BT * C + 2 * lnL * BT * C + 4 * L * BT + L * BT * 3 * C + L * BT * C + L * B * NH * T + BT * C +
-      L * BT * C + L * BT * 4 * C + geluL * BT * 4 * C + BT * C + L * BT * C + BT * C + 2 * BT + BT * Vp + BT +
+      L * BT * C + L * BT * 4 * C + geluL * BT * 4 * C + BT * C + L * BT * C + BT * C + 2 * BT + Math.min(BT, CLASSIFIER_CHUNK) * Vp + BT +
       4 * BT * C + BT * 3 * C + 2 * BT * 4 * C;
   }
 
@@ -144,7 +154,7 @@ export class GPT2 {
       fch: a(L * BT * 4 * C), fchGelu: a(geluL * BT * 4 * C), fcproj: a(BT * C),
       residual3: a(L * BT * C),
       lnf: a(BT * C), lnfMean: a(BT), lnfRstd: a(BT),
-      logits: a(BT * Vp), losses: a(BT),
+      logits: a(Math.min(BT, CLASSIFIER_CHUNK) * Vp), losses: a(BT),
       dres: a(BT * C), dln: a(BT * C), datty: a(BT * C), dqkv: a(BT * 3 * C), dfch: a(BT * 4 * C), dfchGelu: a(BT * 4 * C),
       get floats() { return floats; },
     };
@@ -188,6 +198,7 @@ export class GPT2 {
   forward(inputs: Int32Array, targets: Int32Array | null, B: number, T: number, grad = false, lossScale = 1): number {
     this.allocate(B, T);
     this.checkInputs(inputs, targets, B, T);
+    if (grad && !this.grads) this.zeroGrad();
     const { nLayer: L, nEmbd: C, nHead: NH, vocabSize: V, paddedVocabSize: Vp } = this.config;
     const be = this.backend, a = this.acts!, p = this.p, BT = B * T;
     const v = (t: Tensor, n: number) => be.view(t, 0, n);
@@ -200,29 +211,52 @@ export class GPT2 {
       const lse = this.at(a.lse, l, B * NH * T), res2 = this.at(a.residual2, l, BT * C), ln2 = this.at(a.ln2, l, BT * C, this.recompute >= 2);
       const fch = this.at(a.fch, l, BT * 4 * C), fchGelu = this.at(a.fchGelu, l, BT * 4 * C, this.recompute >= 1), res3 = this.at(a.residual3, l, BT * C);
       const attproj = v(a.attproj, BT * C), fcproj = v(a.fcproj, BT * C);
+      const chk = this.debugCheck, at = `layer ${l}`;
       be.layernormForward(ln1, this.at(a.ln1Mean, l, BT), this.at(a.ln1Rstd, l, BT), residual, w.ln1w, w.ln1b, BT, C);
+      chk?.(`${at} ln_1 output (forward)`, ln1, BT * C);
       be.matmulForward(qkv, ln1, w.qkvw, w.qkvb, BT, C, 3 * C);
+      chk?.(`${at} attn.c_attn output qkv (forward)`, qkv, BT * 3 * C);
       be.attentionForward(atty, lse, qkv, B, T, C, NH);
+      chk?.(`${at} attention output (forward)`, atty, BT * C);
       be.matmulForward(attproj, atty, w.attprojw, w.attprojb, BT, C, C);
+      chk?.(`${at} attn.c_proj output (forward)`, attproj, BT * C);
       be.residualForward(res2, residual, attproj, BT * C);
       be.layernormForward(ln2, this.at(a.ln2Mean, l, BT), this.at(a.ln2Rstd, l, BT), res2, w.ln2w, w.ln2b, BT, C);
+      chk?.(`${at} ln_2 output (forward)`, ln2, BT * C);
       be.matmulForward(fch, ln2, w.fcw, w.fcb, BT, C, 4 * C);
+      chk?.(`${at} mlp.c_fc output (forward)`, fch, BT * 4 * C);
       be.geluForward(fchGelu, fch, BT * 4 * C);
       be.matmulForward(fcproj, fchGelu, w.fcprojw, w.fcprojb, BT, 4 * C, C);
+      chk?.(`${at} mlp.c_proj output (forward)`, fcproj, BT * C);
       be.residualForward(res3, res2, fcproj, BT * C);
+      chk?.(`${at} residual stream (forward)`, res3, BT * C);
       residual = res3;
     }
-    const lnf = v(a.lnf, BT * C), logits = v(a.logits, BT * Vp);
+    const lnf = v(a.lnf, BT * C);
     be.layernormForward(lnf, v(a.lnfMean, BT), v(a.lnfRstd, BT), residual, p.lnfw, p.lnfb, BT, C);
-    be.matmulForward(logits, lnf, p.wte, null, BT, C, Vp);
-
+    this.debugCheck?.("ln_f output (forward)", lnf, BT * C);
     this.lastInputs = inputs;
     this.lastBT = [B, T];
     this.hasDlogits = false;
-    if (!targets) return NaN;
+    if (!targets) {
+      // inference: all logits are wanted
+      if (!this.fullLogits || this.fullLogits.length < BT * Vp) this.fullLogits = be.alloc(BT * Vp);
+      be.matmulForward(v(this.fullLogits, BT * Vp), lnf, p.wte, null, BT, C, Vp);
+      return NaN;
+    }
     let count = 0;
     for (let i = 0; i < BT; i++) if (targets[i] >= 0) count++;
-    be.crossEntropy(v(a.losses, BT), grad ? logits : null, logits, targets, BT, V, Vp, count ? lossScale / count : 0);
+    // fused classifier, chunk by chunk: logits -> loss (-> dlogits in place -> dlnf and dwte right away)
+    const scale = count ? lossScale / count : 0;
+    for (let r0 = 0; r0 < BT; r0 += CLASSIFIER_CHUNK) {
+      const n = Math.min(CLASSIFIER_CHUNK, BT - r0);
+      const logits = v(a.logits, n * Vp), x = be.view(lnf, r0 * C, n * C);
+      be.matmulForward(logits, x, p.wte, null, n, C, Vp);
+      this.debugCheck?.("lm_head logits (forward)", logits, n * Vp);
+      be.crossEntropy(be.view(a.losses, r0, n), grad ? logits : null, logits, targets.subarray(r0, r0 + n), n, V, Vp, scale);
+      // the lm_head weight is wte (tied): its gradient lands in dwte; dlnf goes to dln, where backward() starts
+      if (grad) be.matmulBackward(be.view(a.dln, r0 * C, n * C), this.g!.wte, null, logits, x, p.wte, n, C, Vp);
+    }
     this.hasDlogits = grad;
     const losses = be.read(a.losses, 0, BT);
     let sum = 0;
@@ -230,10 +264,11 @@ export class GPT2 {
     return count ? sum / count : NaN;
   }
 
-  /** Logits (B,T,Vp) of the last forward without grad, copied to the host. */
+  /** Logits (B,T,Vp) of the last forward without targets, copied to the host. */
   readLogits(): Float32Array {
     const [B, T] = this.lastBT;
-    return this.backend.read(this.acts!.logits, 0, B * T * this.config.paddedVocabSize);
+    if (!this.fullLogits) throw new Error("readLogits() needs a forward pass without targets first");
+    return this.backend.read(this.fullLogits, 0, B * T * this.config.paddedVocabSize);
   }
 
   /** Per-position losses (B,T) of the last forward with targets. */
@@ -252,15 +287,14 @@ export class GPT2 {
 
   private backward(): void {
     if (!this.hasDlogits || !this.lastInputs) throw new Error("backward() needs a forward pass with targets and grad first");
-    const { nLayer: L, nEmbd: C, nHead: NH, paddedVocabSize: Vp } = this.config;
+    const { nLayer: L, nEmbd: C, nHead: NH } = this.config;
     const be = this.backend, a = this.acts!, p = this.p, g = this.g!;
     const [B, T] = this.lastBT, BT = B * T;
     const v = (t: Tensor, n: number) => be.view(t, 0, n);
     const dres = v(a.dres, BT * C), dln = v(a.dln, BT * C), datty = v(a.datty, BT * C), dqkv = v(a.dqkv, BT * 3 * C);
     const dfch = v(a.dfch, BT * 4 * C), dfchGelu = v(a.dfchGelu, BT * 4 * C);
 
-    // classifier and final LayerNorm; the lm_head weight is wte (tied), so its gradient lands in dwte
-    be.matmulBackward(dln, g.wte, null, v(a.logits, BT * Vp), v(a.lnf, BT * C), p.wte, BT, C, Vp);
+    // the classifier's backward ran inside forward (fused, chunked): dln holds d(ln_f output)
     be.fill(dres, 0);
     const lastRes = this.at(a.residual3, L - 1, BT * C);
     be.layernormBackward(dres, g.lnfw, g.lnfb, dln, lastRes, p.lnfw, v(a.lnfMean, BT), v(a.lnfRstd, BT), BT, C);
@@ -278,16 +312,23 @@ export class GPT2 {
       if (this.recompute >= 2) be.layernormForward(ln2, ln2Mean, ln2Rstd, res2, w.ln2w, w.ln2b, BT, C);
 
       // MLP: dres is d(residual3), which flows unchanged to residual2
+      const chk = this.debugCheck, at = `layer ${l}`;
       be.matmulBackward(dfchGelu, dw.fcprojw, dw.fcprojb, dres, fchGelu, w.fcprojw, BT, 4 * C, C);
+      chk?.(`${at} mlp.c_proj input gradient (backward)`, dfchGelu, BT * 4 * C);
       be.geluBackward(dfch, fch, dfchGelu, BT * 4 * C);
       be.matmulBackward(dln, dw.fcw, dw.fcb, dfch, ln2, w.fcw, BT, C, 4 * C);
+      chk?.(`${at} mlp.c_fc input gradient (backward)`, dln, BT * C);
       be.layernormBackward(dres, dw.ln2w, dw.ln2b, dln, res2, w.ln2w, ln2Mean, ln2Rstd, BT, C);
+      chk?.(`${at} residual gradient after ln_2 (backward)`, dres, BT * C);
       // attention: dres is now d(residual2), which flows unchanged to the layer input
       if (this.recompute >= 2) be.layernormForward(ln1, ln1Mean, ln1Rstd, residual, w.ln1w, w.ln1b, BT, C);
       be.matmulBackward(datty, dw.attprojw, dw.attprojb, dres, atty, w.attprojw, BT, C, C);
+      chk?.(`${at} attention output gradient (backward)`, datty, BT * C);
       be.attentionBackward(dqkv, datty, qkv, atty, lse, B, T, C, NH);
+      chk?.(`${at} qkv gradient (backward)`, dqkv, BT * 3 * C);
       be.matmulBackward(dln, dw.qkvw, dw.qkvb, dqkv, ln1, w.qkvw, BT, C, 3 * C);
       be.layernormBackward(dres, dw.ln1w, dw.ln1b, dln, residual, w.ln1w, ln1Mean, ln1Rstd, BT, C);
+      chk?.(`${at} residual gradient after ln_1 (backward)`, dres, BT * C);
     }
     be.encoderBackward(g.wte, g.wpe, dres, this.lastInputs, B, T, C);
     this.hasDlogits = false;

@@ -24,9 +24,9 @@ export interface TrainConfig {
   totalBatch: number;
   /** -x: optimizer steps; -1 = one epoch of the train shards */
   maxSteps: number;
-  /** -l */
+  /** -l; 0 = automatic: 3e-4 from scratch, 3e-5 when fine-tuning a checkpoint */
   lr: number;
-  /** -u */
+  /** -u; -1 = automatic: 0 from scratch, 10 steps when fine-tuning */
   warmup: number;
   /** -k */
   schedule: ScheduleKind;
@@ -59,6 +59,14 @@ export interface TrainConfig {
   /** -a: overfit a single batch (debugging) */
   overfitSingleBatch: number;
   dtype: "fp32" | "bf16";
+  /** visit shards and documents in a new seeded order every epoch (0 = llm.c's sequential order) */
+  shuffle: number;
+  /** skip the update of a step whose loss or grad-norm z-score exceeds this (0 = never) */
+  skipUpdateZ: number;
+  /** on a non-finite loss/norm: "stop" with a diagnosis, or "rollback" to the last checkpoint with a lower LR */
+  onNan: "stop" | "rollback";
+  /** LR multiplier applied at each rollback */
+  rollbackLrFactor: number;
   seed: number;
   backend: string;
   threads: number; // 0 = all cores
@@ -76,8 +84,8 @@ export const DEFAULTS: TrainConfig = {
   seqLen: 1024, // GPT-2's context
   totalBatch: -1, // no accumulation unless asked
   maxSteps: -1, // one epoch
-  lr: 3e-4, // llm.c / nanoGPT's default for small GPTs
-  warmup: 0,
+  lr: 0, // auto: 3e-4 (llm.c / nanoGPT) from scratch, 3e-5 (nanoGPT's Shakespeare fine-tune) from a checkpoint
+  warmup: -1, // auto: 0 from scratch (llm.c), 10 steps for a fine-tune so the first updates are gentle
   schedule: "cosine",
   finalLrFrac: 1.0, // llm.c: no decay unless -q says so
   weightDecay: 0.0, // llm.c's default; GPT-2 reproductions use -c 0.1
@@ -95,6 +103,10 @@ export const DEFAULTS: TrainConfig = {
   recompute: 1, // llm.c's default: recompute GELU, saving L*B*T*4C floats for ~2% time
   overfitSingleBatch: 0,
   dtype: "fp32",
+  shuffle: 1, // unshuffled epochs repeat the same batch order: periodic loss patterns (build-nanogpt PR #52)
+  skipUpdateZ: 0, // off, as llm.c; 5-6 catches real spikes
+  onNan: "stop",
+  rollbackLrFactor: 0.5,
   seed: 1337,
   backend: "",
   threads: 0,
@@ -120,12 +132,16 @@ export function mergeConfig(base: TrainConfig, over: Record<string, unknown>, so
 function validate(c: TrainConfig, source: string): TrainConfig {
   const posInt = ["batchSize", "seqLen", "valBatches", "genTokens", "keep"] as const;
   for (const k of posInt) if (!Number.isInteger(c[k]) || c[k] < 1) throw new TrainConfigError(`${source}: ${k} must be a positive integer, got ${c[k]}`);
-  const nonNeg = ["warmup", "valEvery", "sampleEvery", "checkpointEvery", "nLayer", "nHead", "nEmbd", "threads", "resume", "hellaswag", "hellaswagLimit", "overfitSingleBatch"] as const;
+  const nonNeg = ["valEvery", "sampleEvery", "checkpointEvery", "nLayer", "nHead", "nEmbd", "threads", "resume", "hellaswag", "hellaswagLimit", "overfitSingleBatch", "shuffle"] as const;
   for (const k of nonNeg) if (!Number.isInteger(c[k]) || c[k] < 0) throw new TrainConfigError(`${source}: ${k} must be a non-negative integer, got ${c[k]}`);
   if (!SCHEDULES.includes(c.schedule)) throw new TrainConfigError(`${source}: schedule must be one of ${SCHEDULES.join(", ")}, got "${c.schedule}"`);
   if (![0, 1, 2].includes(c.recompute)) throw new TrainConfigError(`${source}: recompute must be 0, 1 or 2, got ${c.recompute}`);
   if (c.dtype !== "fp32" && c.dtype !== "bf16") throw new TrainConfigError(`${source}: dtype must be fp32 or bf16, got "${c.dtype}"`);
-  if (!(c.lr > 0)) throw new TrainConfigError(`${source}: lr must be positive, got ${c.lr}`);
+  if (!(c.lr >= 0)) throw new TrainConfigError(`${source}: lr must be positive (0 = automatic), got ${c.lr}`);
+  if (!Number.isInteger(c.warmup) || c.warmup < -1) throw new TrainConfigError(`${source}: warmup must be a non-negative integer (-1 = automatic), got ${c.warmup}`);
+  if (!(c.skipUpdateZ >= 0)) throw new TrainConfigError(`${source}: skipUpdateZ must be >= 0`);
+  if (c.onNan !== "stop" && c.onNan !== "rollback") throw new TrainConfigError(`${source}: onNan must be stop or rollback, got "${c.onNan}"`);
+  if (!(c.rollbackLrFactor > 0 && c.rollbackLrFactor < 1)) throw new TrainConfigError(`${source}: rollbackLrFactor must be in (0, 1)`);
   if (!(c.finalLrFrac >= 0 && c.finalLrFrac <= 1)) throw new TrainConfigError(`${source}: finalLrFrac must be in [0, 1], got ${c.finalLrFrac}`);
   if (!(c.weightDecay >= 0)) throw new TrainConfigError(`${source}: weightDecay must be >= 0`);
   if (c.maxSteps !== -1 && !(Number.isInteger(c.maxSteps) && c.maxSteps >= 1)) throw new TrainConfigError(`${source}: maxSteps must be -1 or a positive integer`);

@@ -16,6 +16,10 @@ export interface StepMetrics {
   epoch?: number;
   elapsed_s?: number;
   sample?: string;
+  z_loss?: number | null;
+  z_norm?: number | null;
+  skipped?: boolean;
+  event?: string;
 }
 
 export class RunLog {

@@ -3,6 +3,7 @@
 // (weights, AdamW state, step, loader position, RNG) is in the checkpoint, so resume is exact.
 
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { DataLoader, type LoaderPosition } from "../data/loader.js";
 import { evaluateHellaswag, hellaswagFile, readHellaswag } from "../eval/hellaswag.js";
@@ -10,15 +11,17 @@ import { datasetLoss } from "../eval/loss.js";
 import { readCheckpointHeader, restoreCheckpoint, saveCheckpoint } from "../io/checkpoint.js";
 import { loadModel } from "../io/load.js";
 import type { Backend } from "../kernels/backend.js";
-import { describeConfig, EOT, makeConfig, PRESETS, sameShape } from "../model/config.js";
+import { describeConfig, EOT, makeConfig, PRESETS, sameShape, type GPT2Config } from "../model/config.js";
 import { generate, KVCache } from "../model/generate.js";
 import { GPT2 } from "../model/gpt2.js";
-import { countParams } from "../model/layout.js";
+import { countParams, paramLayout } from "../model/layout.js";
 import { decode } from "../tokenizer/bpe.js";
 import { Rng, type RngState } from "../util/rng.js";
 import { AdamW, ADAMW_DEFAULTS, clipGradNorm } from "./adamw.js";
 import { accumulationSteps, TrainConfigError, type TrainConfig } from "./config.js";
 import { flopsPerToken } from "./flops.js";
+import { diagnoseNonFinite, NonFiniteError, paramsFinite } from "./guard.js";
+import { OutlierDetector } from "./outliers.js";
 import { RunLog, type StepMetrics } from "./log.js";
 import { learningRate } from "./schedule.js";
 
@@ -33,6 +36,11 @@ export interface TrainHooks {
   peakGflops?: number;
   /** test hook: called after each optimizer step with the step number */
   afterStep?: (step: number) => void;
+  /** test hooks: multiply the loss gradient of this step by 1e4 (a spike); skip this step's update unconditionally */
+  spikeStep?: number;
+  skipStep?: number;
+  /** bytes that may be allocated (default: the system's available memory); a run needing more is refused */
+  availableBytes?: number;
 }
 
 export interface TrainSummary {
@@ -44,9 +52,23 @@ export interface TrainSummary {
 
 interface RunState {
   step: number;
+  /** AdamW updates taken (fewer than steps when updates were skipped) */
+  optStep: number;
   loader: LoaderPosition;
   sampleRng: RngState;
+  /** LR multiplier after NaN rollbacks */
+  lrScale: number;
+  outliers: { loss: OutlierDetector["state"]; norm: OutlierDetector["state"] };
   config: TrainConfig;
+}
+
+/** Free memory as the kernel reports it (MemAvailable), falling back to os.freemem(). */
+export function availableMemory(): number {
+  try {
+    const m = /MemAvailable:\s+(\d+) kB/.exec(fs.readFileSync("/proc/meminfo", "utf8"));
+    if (m) return Number(m[1]) * 1024;
+  } catch { /* not Linux */ }
+  return os.freemem();
 }
 
 const CKPT_RE = /^checkpoint_(\d{8})\.gpt2ts$/;
@@ -55,11 +77,19 @@ export function checkpointPath(outDir: string, step: number): string {
   return path.join(outDir, `checkpoint_${String(step).padStart(8, "0")}.gpt2ts`);
 }
 
-export function latestCheckpoint(outDir: string): string | null {
-  if (!outDir || !fs.existsSync(outDir)) return null;
-  const found = fs.readdirSync(outDir).filter((f) => CKPT_RE.test(f)).sort();
-  return found.length ? path.join(outDir, found[found.length - 1]) : null;
+/** Checkpoints in a run directory, oldest first, with their steps. */
+export function listCheckpoints(outDir: string): { file: string; step: number }[] {
+  if (!outDir || !fs.existsSync(outDir)) return [];
+  return fs.readdirSync(outDir).filter((f) => CKPT_RE.test(f)).sort()
+    .map((f) => ({ file: path.join(outDir, f), step: Number(CKPT_RE.exec(f)![1]) }));
 }
+
+export function latestCheckpoint(outDir: string): string | null {
+  return listCheckpoints(outDir).at(-1)?.file ?? null;
+}
+
+/** NaN rollbacks allowed in one run before it stops anyway */
+const MAX_ROLLBACKS = 10;
 
 function fmtTime(s: number): string {
   if (!Number.isFinite(s)) return "?";
@@ -85,6 +115,22 @@ export function initModel(cfg: TrainConfig, backend: Backend): { model: GPT2; fr
   return { model, fromScratch: false };
 }
 
+/** The run's memory plan in bytes, computed before anything big is allocated. */
+export function memoryPlan(config: GPT2Config, cfg: TrainConfig): { params: number; grads: number; adamw: number; activations: number; kvcache: number; total: number } {
+  const n = paramLayout(config).total;
+  const acts = GPT2.activationFloats(config, cfg.batchSize, cfg.seqLen, cfg.recompute) * 4;
+  const kv = cfg.sampleEvery > 0 ? 2 * config.nLayer * Math.min(config.blockSize, cfg.genTokens + 1) * config.nEmbd * 4 * 2 : 0;
+  const plan = { params: n * 4, grads: n * 4, adamw: n * 8, activations: acts, kvcache: kv, total: 0 };
+  plan.total = plan.params + plan.grads + plan.adamw + plan.activations + plan.kvcache;
+  return plan;
+}
+
+function describePlan(p: ReturnType<typeof memoryPlan>): string {
+  const m = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
+  return `params ${m(p.params)} + grads ${m(p.grads)} + AdamW ${m(p.adamw)} + activations ${m(p.activations)}` +
+    `${p.kvcache ? ` + KV cache ${m(p.kvcache)}` : ""} = ${m(p.total)}`;
+}
+
 export async function train(cfg: TrainConfig, backend: Backend, hooks: TrainHooks): Promise<TrainSummary> {
   const { print } = hooks;
   if (!cfg.trainData) throw new TrainConfigError("no train shards: give -i 'DIR/NAME_train_*.bin' (make them with gpt2 prepare)");
@@ -92,27 +138,52 @@ export async function train(cfg: TrainConfig, backend: Backend, hooks: TrainHook
   const accum = accumulationSteps(cfg);
   const resumeFrom = cfg.resume ? latestCheckpoint(cfg.outDir) : null;
   if (cfg.resume && !cfg.outDir) throw new TrainConfigError("-y 1 needs -o DIR, where the checkpoints are");
+  // open the data first: a missing shard fails before any big allocation
+  const loader = new DataLoader(cfg.trainData, B, T, { shuffle: cfg.shuffle === 1, seed: cfg.seed });
+  const valLoader = cfg.valData ? new DataLoader(cfg.valData, B, T) : null;
 
-  // the model: from the checkpoint being resumed (shape checked), else from -e
+  // the memory plan, checked against free memory before the model exists
+  const shape = PRESETS[cfg.init]
+    ? makeConfig(cfg.init, { nLayer: cfg.nLayer || undefined, nHead: cfg.nHead || undefined, nEmbd: cfg.nEmbd || undefined, blockSize: Math.max(1024, T) })
+    : null;
+  if (shape) {
+    const plan = memoryPlan(shape, cfg), avail = hooks.availableBytes ?? availableMemory();
+    if (plan.total > avail) {
+      throw new TrainConfigError(`the run needs ${describePlan(plan)}, but only ${(avail / 2 ** 20).toFixed(0)} MiB are free; ` +
+        `lower -b, use -r 1 or 2, or a smaller model`);
+    }
+  }
+
+  // the model: from -e (a preset or a checkpoint); a resumed run's checkpoint is shape-checked against it
   const { model, fromScratch } = initModel(cfg, backend);
   if (T > model.config.blockSize) throw new TrainConfigError(`-t ${T} exceeds the model's block size ${model.config.blockSize}`);
-  const loader = new DataLoader(cfg.trainData, B, T, 0, 1, model.config.vocabSize);
-  const valLoader = cfg.valData ? new DataLoader(cfg.valData, B, T, 0, 1, model.config.vocabSize) : null;
+  // fine-tuning defaults (nanoGPT's Shakespeare fine-tune): a small LR and a short warmup unless given
+  const lr0 = cfg.lr > 0 ? cfg.lr : fromScratch ? 3e-4 : 3e-5;
+  const warmup = cfg.warmup >= 0 ? cfg.warmup : fromScratch ? 0 : 10;
   const opt = new AdamW(model, { ...ADAMW_DEFAULTS, weightDecay: cfg.weightDecay });
   const maxSteps = cfg.maxSteps > 0 ? cfg.maxSteps : Math.max(1, Math.floor(loader.batchesPerEpoch / accum));
   let startStep = 0;
   let sampleRng = new Rng(cfg.seed + 1);
-  if (resumeFrom) {
-    const h = readCheckpointHeader(resumeFrom);
+  let lrScale = 1;
+  const lossDet = new OutlierDetector(), normDet = new OutlierDetector();
+  /** restores everything a checkpoint holds; returns its step */
+  const restore = (file: string): number => {
+    const h = readCheckpointHeader(file);
     if (!sameShape(h.config, model.config)) {
-      throw new TrainConfigError(`${resumeFrom}: checkpoint model (${describeConfig(h.config)}) does not match -e ${cfg.init} (${describeConfig(model.config)})`);
+      throw new TrainConfigError(`${file}: checkpoint model (${describeConfig(h.config)}) does not match -e ${cfg.init} (${describeConfig(model.config)})`);
     }
     const state = h.state as unknown as RunState;
-    restoreCheckpoint(resumeFrom, model, { m: opt.m, v: opt.v });
-    startStep = state.step;
-    opt.step = state.step;
+    restoreCheckpoint(file, model, { m: opt.m, v: opt.v });
+    opt.step = state.optStep;
     loader.position = state.loader;
     sampleRng = new Rng(state.sampleRng);
+    lrScale = state.lrScale;
+    lossDet.state = state.outliers.loss;
+    normDet.state = state.outliers.norm;
+    return state.step;
+  };
+  if (resumeFrom) {
+    startStep = restore(resumeFrom);
     print(`resumed from ${resumeFrom} at step ${startStep}`);
   }
 
@@ -122,16 +193,17 @@ export async function train(cfg: TrainConfig, backend: Backend, hooks: TrainHook
   print(`model: ${describeConfig(model.config)}, ${(countParams(model.config) / 1e6).toFixed(2)}M parameters ` +
     `(${fromScratch ? `from scratch, preset ${cfg.init}` : `from ${cfg.init}`})`);
   print(`backend: ${backend.name}, ${backend.threads} threads, dtype ${cfg.dtype}, recompute ${cfg.recompute}`);
-  print(`memory: params ${paramsMiB.toFixed(0)} MiB + grads ${paramsMiB.toFixed(0)} + AdamW ${(2 * paramsMiB).toFixed(0)} + ` +
-    `activations ${actMiB.toFixed(0)} = ${(4 * paramsMiB + actMiB).toFixed(0)} MiB, allocated once`);
+  void paramsMiB; void actMiB;
+  print(`memory: ${describePlan(memoryPlan(model.config, cfg))}, allocated once before step 0`);
   print(`batch: B=${B} T=${T}, total ${B * T * accum} tokens per step = ${accum} accumulation step${accum > 1 ? "s" : ""}; ` +
     `${loader.totalTokens.toLocaleString()} train tokens in ${loader.shards.length} shard(s); ${maxSteps} steps`);
-  print(`optimizer: AdamW lr ${cfg.lr} (${cfg.schedule}, warmup ${cfg.warmup}, final x${cfg.finalLrFrac}), wd ${cfg.weightDecay}, clip ${cfg.gradClip}`);
+  print(`optimizer: AdamW lr ${lr0} (${cfg.schedule}, warmup ${warmup}, final x${cfg.finalLrFrac}), wd ${cfg.weightDecay}, clip ${cfg.gradClip}` +
+    `${cfg.lr > 0 && cfg.warmup >= 0 ? "" : fromScratch ? "" : " (fine-tuning defaults)"}; data ${cfg.shuffle ? "shuffled every epoch" : "in order"}`);
 
   const log = cfg.outDir ? new RunLog(cfg.outDir) : null;
   if (log && !resumeFrom) log.writeConfig({ ...cfg, model: model.config });
   const emit = (m: StepMetrics) => { log?.write(m); hooks.onMetrics?.(m); };
-  const schedule = { kind: cfg.schedule, maxLr: cfg.lr, warmup: cfg.warmup, totalSteps: maxSteps, finalFraction: cfg.finalLrFrac };
+  const schedule = { kind: cfg.schedule, maxLr: lr0, warmup, totalSteps: maxSteps, finalFraction: cfg.finalLrFrac };
   const tokensPerStep = B * T * accum;
   const flops = flopsPerToken(model.config, T);
   const peak = (hooks.peakGflops ?? NaN) * (cfg.dtype === "bf16" ? 2 : 1);
@@ -143,8 +215,13 @@ export async function train(cfg: TrainConfig, backend: Backend, hooks: TrainHook
 
   const writeCheckpoint = (step: number) => {
     if (!cfg.outDir) return;
+    // a checkpoint never holds a non-finite value: the last good one stays
+    if (!paramsFinite(model)) throw new NonFiniteError(`refusing to write a checkpoint at step ${step}: the parameters are not finite`);
     const file = checkpointPath(cfg.outDir, step);
-    const state: RunState = { step, loader: loader.position, sampleRng: sampleRng.state, config: cfg };
+    const state: RunState = {
+      step, optStep: opt.step, loader: loader.position, sampleRng: sampleRng.state, lrScale,
+      outliers: { loss: lossDet.state, norm: normDet.state }, config: cfg,
+    };
     saveCheckpoint(file, model, state as unknown as Record<string, unknown>, { m: opt.m, v: opt.v });
     lastCkpt = file;
     const all = fs.readdirSync(cfg.outDir).filter((f) => CKPT_RE.test(f)).sort();
@@ -152,6 +229,11 @@ export async function train(cfg: TrainConfig, backend: Backend, hooks: TrainHook
     print(`checkpoint: ${file}`);
   };
 
+  // rolling back needs a checkpoint to go back to
+  if (cfg.onNan === "rollback" && cfg.outDir && !latestCheckpoint(cfg.outDir)) writeCheckpoint(startStep);
+  let epoch = loader.position.epoch;
+  // rollback bookkeeping: a failure before any newer checkpoint was written goes back further than the last target
+  let rollbacks = 0, rolledBackTo = -1, progressed = true;
   for (let step = startStep; step <= maxSteps; step++) {
     const last = step === maxSteps;
     if (valLoader && cfg.valEvery > 0 && (step % cfg.valEvery === 0 || last)) {
@@ -171,32 +253,69 @@ export async function train(cfg: TrainConfig, backend: Backend, hooks: TrainHook
       print(`sample at step ${step}:\n---\n${text}\n---`);
       emit({ step, sample: text });
     }
-    if (cfg.outDir && step > startStep && (last || (cfg.checkpointEvery > 0 && step % cfg.checkpointEvery === 0))) writeCheckpoint(step);
+    if (cfg.outDir && step > startStep && step !== rolledBackTo && (last || (cfg.checkpointEvery > 0 && step % cfg.checkpointEvery === 0))) {
+      writeCheckpoint(step);
+      if (step > rolledBackTo) progressed = true;
+    }
     if (last) break;
 
     // one optimizer step: accumulate gradients over the micro-batches, clip, update
     const t0 = performance.now();
     model.zeroGrad();
     let loss = 0;
+    const batches = [];
+    const spike = hooks.spikeStep === step + 1 ? 1e4 : 1;
     for (let micro = 0; micro < accum; micro++) {
       const batch = overfitBatch ?? loader.next();
-      loss += model.forwardBackward(batch.inputs, batch.targets, B, T, 1 / accum) / accum;
+      batches.push(batch);
+      loss += model.forwardBackward(batch.inputs, batch.targets, B, T, spike / accum) / accum;
     }
     const norm = clipGradNorm(model, cfg.gradClip);
-    const lr = learningRate(schedule, step);
-    opt.update(lr);
+    const lr = learningRate(schedule, step) * lrScale;
+    if (!Number.isFinite(loss) || !Number.isFinite(norm)) {
+      // never let a non-finite value reach AdamW or a checkpoint: diagnose, then stop or roll back
+      const what = !Number.isFinite(loss) ? `loss is ${loss}` : `gradient norm is ${norm}`;
+      const where = diagnoseNonFinite(model, batches, B, T);
+      const good = cfg.outDir ? latestCheckpoint(cfg.outDir) : null;
+      const target = listCheckpoints(cfg.outDir).filter((c) => progressed || c.step < rolledBackTo).at(-1);
+      if (cfg.onNan === "rollback" && target && rollbacks < MAX_ROLLBACKS) {
+        const back = restore(target.file);
+        lrScale *= cfg.rollbackLrFactor;
+        rollbacks++;
+        rolledBackTo = back;
+        progressed = false;
+        print(`step ${step + 1}: ${what} (first non-finite: ${where}); rolled back to ${target.file} (step ${back}), LR x${lrScale.toPrecision(3)}`);
+        emit({ step: step + 1, event: `rollback to step ${back}: ${what}` });
+        step = back - 1;
+        continue;
+      }
+      throw new NonFiniteError(`step ${step + 1}: ${what}; first non-finite value: ${where}; ` +
+        `${good ? `last good checkpoint ${good} kept` : "no checkpoint written yet (-n N writes some)"}; lower the LR (-l) or use --on-nan rollback`);
+    }
+    const zLoss = lossDet.update(loss), zNorm = normDet.update(norm);
+    let skipped = hooks.skipStep === step + 1;
+    if (cfg.skipUpdateZ > 0 && (zLoss > cfg.skipUpdateZ || zNorm > cfg.skipUpdateZ)) {
+      skipped = true;
+      print(`step ${step + 1}: skipping the update, loss z ${zLoss.toFixed(1)}, norm z ${zNorm.toFixed(1)} (limit ${cfg.skipUpdateZ})`);
+    }
+    if (!skipped) opt.update(lr);
     const ms = performance.now() - t0;
     lastTrain = loss;
     emaMs = step === startStep ? ms : 0.9 * emaMs + 0.1 * ms;
     const tps = (tokensPerStep * 1000) / ms;
     const mfu = (tps * flops) / 1e9 / peak;
     const eta = ((maxSteps - step - 1) * emaMs) / 1000;
+    const z = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : "-");
     print(`step ${String(step + 1).padStart(String(maxSteps).length)}/${maxSteps} | loss ${loss.toFixed(6)} | lr ${lr.toExponential(2)} | ` +
-      `norm ${norm.toFixed(4)} | ${ms.toFixed(0)} ms | ${tps.toFixed(0)} tok/s | MFU ${Number.isFinite(mfu) ? (100 * mfu).toFixed(1) + "%" : "n/a"} | ETA ${fmtTime(eta)}`);
-    emit({ step: step + 1, train_loss: loss, lr, norm, ms, tokens_per_s: tps, mfu: Number.isFinite(mfu) ? mfu : null,
-      epoch: loader.position.epoch, elapsed_s: (performance.now() - trainStart) / 1000 });
+      `norm ${norm.toFixed(4)} | z ${z(zLoss)}/${z(zNorm)} | ${ms.toFixed(0)} ms | ${tps.toFixed(0)} tok/s | ` +
+      `MFU ${Number.isFinite(mfu) ? (100 * mfu).toFixed(1) + "%" : "n/a"} | ETA ${fmtTime(eta)}`);
+    emit({ step: step + 1, train_loss: loss, lr, norm, z_loss: Number.isFinite(zLoss) ? zLoss : null, z_norm: Number.isFinite(zNorm) ? zNorm : null,
+      skipped, ms, tokens_per_s: tps, mfu: Number.isFinite(mfu) ? mfu : null, epoch: loader.position.epoch, elapsed_s: (performance.now() - trainStart) / 1000 });
+    if (loader.position.epoch !== epoch) {
+      epoch = loader.position.epoch;
+      print(`epoch ${epoch + 1} begins${cfg.shuffle ? " (shards and documents reshuffled)" : ""}`);
+    }
     hooks.afterStep?.(step + 1);
-    if (!Number.isFinite(loss)) throw new Error(`loss became ${loss} at step ${step + 1}; lower the learning rate (-l)`);
     // let signal handlers (Ctrl-C) run between steps
     await new Promise((r) => setImmediate(r));
     if (hooks.signal?.stop) {

@@ -125,7 +125,7 @@ test("loader: windows of B*T+1, advances across shards, wraps into epoch 2, resu
   L2.position = A.position;
   for (let i = 0; i < 6; i++) assert.deepEqual(Array.from(L2.next().inputs), Array.from(A.next().inputs));
   // two ranks read disjoint windows that together cover what one rank with 2B reads
-  const r0 = new DataLoader(path.join(dir, "x_train_*.bin"), 1, 4, 0, 2), r1 = new DataLoader(path.join(dir, "x_train_*.bin"), 1, 4, 1, 2);
+  const r0 = new DataLoader(path.join(dir, "x_train_*.bin"), 1, 4, { rank: 0, worldSize: 2 }), r1 = new DataLoader(path.join(dir, "x_train_*.bin"), 1, 4, { rank: 1, worldSize: 2 });
   assert.deepEqual([...r0.next().inputs, ...r1.next().inputs], [0, 1, 2, 3, 4, 5, 6, 7]);
 });
 

@@ -250,7 +250,8 @@ void attention_cached(float* out, float* kcache, float* vcache, const float* qkv
                       int C, int NH) {
   const int hs = C / NH;
   const long C3 = 3L * C;
-#pragma omp parallel
+  // one new token over a short cache is too little work to wake the team for
+#pragma omp parallel if ((long)B * Tq * (pos + Tq) * C >= (1L << 17))
   {
     std::vector<float> scores(maxT);
 #pragma omp for schedule(static) collapse(2)

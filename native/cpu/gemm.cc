@@ -33,9 +33,56 @@ float* scratch(int which, size_t n) {
 }
 
 // Small M (token-by-token generation): dot products straight from the operands; packing would cost more than it saves.
+// The common case (A rows and B columns contiguous in k) runs an AVX-512 kernel: four output columns at a time, so
+// each load of A serves four weight rows, with independent accumulators; it is bound by memory bandwidth.
+#if defined(__x86_64__)
+__attribute__((target("avx512f,fma"))) static void gemv4_avx512(const float* a, const float* b0, long ldb, int K,
+                                                                float out[4]) {
+  __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+  const float *b1 = b0 + ldb, *b2 = b1 + ldb, *b3 = b2 + ldb;
+  int k = 0;
+  for (; k + 16 <= K; k += 16) {
+    const __m512 x = _mm512_loadu_ps(a + k);
+    s0 = _mm512_fmadd_ps(x, _mm512_loadu_ps(b0 + k), s0);
+    s1 = _mm512_fmadd_ps(x, _mm512_loadu_ps(b1 + k), s1);
+    s2 = _mm512_fmadd_ps(x, _mm512_loadu_ps(b2 + k), s2);
+    s3 = _mm512_fmadd_ps(x, _mm512_loadu_ps(b3 + k), s3);
+  }
+  out[0] = _mm512_reduce_add_ps(s0); out[1] = _mm512_reduce_add_ps(s1);
+  out[2] = _mm512_reduce_add_ps(s2); out[3] = _mm512_reduce_add_ps(s3);
+  for (; k < K; k++) {
+    out[0] += a[k] * b0[k]; out[1] += a[k] * b1[k]; out[2] += a[k] * b2[k]; out[3] += a[k] * b3[k];
+  }
+}
+#endif
+
 void gemm_small_m(int M, int N, int K, const float* A, long rsa, long csa, const float* B, long rsb, long csb,
                   float* C, long ldc, bool accumulate, const float* bias) {
-#pragma omp parallel for schedule(static)
+#if defined(__x86_64__)
+  static const bool avx512 = __builtin_cpu_supports("avx512f");
+  if (avx512 && csa == 1 && rsb == 1) {
+    const int N4 = N / 4 * 4;
+#pragma omp parallel for schedule(static) if ((long)M * N * K >= (1L << 16))
+    for (int j = 0; j < N4; j += 4) {
+      for (int i = 0; i < M; i++) {
+        float s[4];
+        gemv4_avx512(A + i * rsa, B + j * csb, csb, K, s);
+        for (int q = 0; q < 4; q++) {
+          float* c = C + i * ldc + j + q;
+          *c = (accumulate ? *c : bias ? bias[j + q] : 0.f) + s[q];
+        }
+      }
+    }
+    for (int j = N4; j < N; j++)
+      for (int i = 0; i < M; i++) {
+        float s = 0.f;
+        for (int k = 0; k < K; k++) s += A[i * rsa + k] * B[j * csb + k];
+        C[i * ldc + j] = (accumulate ? C[i * ldc + j] : bias ? bias[j] : 0.f) + s;
+      }
+    return;
+  }
+#endif
+#pragma omp parallel for schedule(static) if ((long)M * N * K >= (1L << 16))
   for (int j = 0; j < N; j++) {
     for (int i = 0; i < M; i++) {
       const float* a = A + i * rsa;

@@ -19,8 +19,13 @@
 
 // Splits [0, n) into one contiguous range per thread; f is a (target_clones) function over a range, so the
 // vectorized body is the one picked for this CPU (OpenMP's outlined bodies are not cloned themselves).
+// Work below SERIAL_WORK elements runs on the calling thread: waking the team costs more than it saves (token-by-
+// token generation is made of such small calls).
+constexpr long SERIAL_WORK = 1L << 15;
+
 template <class F>
-static void parallel_range(long n, F f) {
+static void parallel_range(long n, F f, long work = -1) {
+  if ((work < 0 ? n : work) < SERIAL_WORK) return f(0, n);
 #pragma omp parallel
   {
     const long nt = omp_get_num_threads(), id = omp_get_thread_num();
@@ -31,7 +36,7 @@ static void parallel_range(long n, F f) {
 
 // ---------------------------------------------------------------- encoder
 void encoder_forward(float* out, const int* inp, const float* wte, const float* wpe, int B, int T, int C) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((long)B * T * C >= SERIAL_WORK)
   for (int bt = 0; bt < B * T; bt++) {
     const float* e = wte + (long)inp[bt] * C;
     const float* p = wpe + (long)(bt % T) * C;
@@ -61,7 +66,7 @@ void encoder_backward(float* dwte, float* dwpe, const float* dout, const int* in
 // ---------------------------------------------------------------- layernorm
 void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight, const float* bias,
                        int N, int C) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((long)N * C >= SERIAL_WORK)
   for (int n = 0; n < N; n++) {
     const float* x = inp + (long)n * C;
     float m = 0.f;
@@ -217,7 +222,8 @@ CLONES static void cross_entropy_rows(float* losses, float* dlogits, const float
 
 void cross_entropy(float* losses, float* dlogits, const float* logits, const int* targets, int N, int V, int Vp,
                    float grad_scale) {
-  parallel_range(N, [=](long n0, long n1) { cross_entropy_rows(losses, dlogits, logits, targets, n0, n1, V, Vp, grad_scale); });
+  parallel_range(N, [=](long n0, long n1) { cross_entropy_rows(losses, dlogits, logits, targets, n0, n1, V, Vp, grad_scale); },
+                 (long)N * Vp);
 }
 
 // ---------------------------------------------------------------- optimizer

@@ -91,18 +91,19 @@ export class GPT2 {
   /** GPT-2 init: N(0, 0.02); residual projections 0.02/sqrt(2L); biases 0; LayerNorm weights 1; padded vocab rows 0. */
   initWeights(rng: Rng): void {
     const { nLayer: L, nEmbd: C, vocabSize: V } = this.config;
-    const host = new Float32Array(this.layout.total);
     const residualStd = 0.02 / Math.sqrt(2 * L);
+    // tensor by tensor through a small host chunk: no second full copy of the parameters
+    const chunk = new Float32Array(1 << 20);
     for (const t of this.layout.tensors) {
-      const dst = host.subarray(t.offset, t.offset + t.size);
-      if (t.name.startsWith("ln") && t.name.endsWith("w")) dst.fill(1);
-      else if (t.decay) {
-        const std = t.name === "attprojw" || t.name === "fcprojw" ? residualStd : 0.02;
-        const n = t.name === "wte" ? V * C : t.size;
-        for (let i = 0; i < n; i++) dst[i] = rng.normal() * std;
+      const isLnWeight = t.name.startsWith("ln") && t.name.endsWith("w");
+      const std = t.name === "attprojw" || t.name === "fcprojw" ? residualStd : 0.02;
+      const random = t.decay ? (t.name === "wte" ? V * C : t.size) : 0;
+      for (let off = 0; off < t.size; off += chunk.length) {
+        const n = Math.min(chunk.length, t.size - off), part = chunk.subarray(0, n);
+        for (let i = 0; i < n; i++) part[i] = isLnWeight ? 1 : off + i < random ? rng.normal() * std : 0;
+        this.backend.write(this.params, part, t.offset + off);
       }
     }
-    this.backend.write(this.params, host);
   }
 
   /** Allocates gradients (once) and zeroes them: the one place gradients are zeroed. */

@@ -29,7 +29,7 @@ export function createBackend(opts: BackendOptions = {}): Backend {
   if (name !== "native") throw new RangeError(`unknown backend "${name}" (expected js or native)`);
   const { addon, error } = loadNativeAddon();
   if (!addon) {
-    if (opts.name === "native") throw new Error(error);
+    if (opts.name === "native" || opts.dtype === "bf16") throw new Error(opts.dtype === "bf16" ? `--dtype bf16 needs the native backend: ${error}` : error);
     if (!warned && opts.warn) opts.warn(`note: ${error}; using the pure-TypeScript backend (much slower)`);
     warned = true;
     return new JsBackend();

@@ -161,3 +161,38 @@ test("download: resumes a partial file with HTTP Range, checks sha256, refuses a
     server.close();
   }
 });
+
+test("prepare fineweb-edu: parquet files downloaded from a Hugging Face endpoint (local server), then sharded", async () => {
+  const dir = tmpDir();
+  const texts = Array.from({ length: 50 }, (_, i) => `Educational web page ${i}: photosynthesis turns light into sugar.`);
+  const parquet = Buffer.from(parquetWriteBuffer({ columnData: [{ name: "text", data: texts }, { name: "score", data: texts.map(() => 3.5) }] }));
+  const seen: string[] = [];
+  const server = http.createServer((req, res) => {
+    seen.push(req.url ?? "");
+    if (req.url === "/datasets/HuggingFaceFW/fineweb-edu/resolve/main/sample/10BT/000_00000.parquet") {
+      res.writeHead(200, { "content-length": parquet.length });
+      res.end(parquet);
+    } else { res.writeHead(404); res.end(); }
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  try {
+    const { spawn } = await import("node:child_process");
+    const env = { ...process.env, HF_ENDPOINT: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
+    const r = await new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
+      const c = spawn(process.execPath, [path.join(ROOT, "dist/src/cli/main.js"), "prepare", "fineweb-edu", "--files", "1", "--cache", path.join(dir, "cache"),
+        "--out", path.join(dir, "out"), "--val-tokens", "100", "--shard-size", "400"], { env });
+      let out = "", err = "";
+      c.stdout.on("data", (d) => (out += d)); c.stderr.on("data", (d) => (err += d));
+      c.on("exit", (code) => resolve({ code, out, err }));
+    });
+    assert.equal(r.code, 0, r.err);
+    assert.deepEqual(seen, ["/datasets/HuggingFaceFW/fineweb-edu/resolve/main/sample/10BT/000_00000.parquet"]);
+    const shards = fs.readdirSync(path.join(dir, "out")).filter((f) => f.endsWith(".bin")).sort();
+    assert.equal(shards[0], "fineweb-edu_train_000001.bin");
+    assert.ok(shards.includes("fineweb-edu_val_000000.bin"));
+    const files = ["fineweb-edu_val_000000.bin", ...shards.filter((s) => s.includes("_train_"))].map((s) => path.join(dir, "out", s));
+    assert.deepEqual(docsOf(allTokens(files)).map((d) => decode(d)), texts);
+  } finally {
+    server.close();
+  }
+});

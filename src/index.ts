@@ -14,3 +14,10 @@ export { saveCheckpoint, loadCheckpoint, restoreCheckpoint, readCheckpointHeader
 export { SafetensorsFile, writeSafetensors } from "./io/safetensors.js";
 export { FormatError } from "./io/files.js";
 export { Rng } from "./util/rng.js";
+export { DataLoader, type LoaderPosition, type Batch } from "./data/loader.js";
+export { prepare, type PrepareOptions } from "./data/prepare.js";
+export { AdamW, clipGradNorm } from "./train/adamw.js";
+export { DEFAULTS as TRAIN_DEFAULTS, mergeConfig, type TrainConfig } from "./train/config.js";
+export { train, type TrainHooks } from "./train/loop.js";
+export { evaluateHellaswag, readHellaswag } from "./eval/hellaswag.js";
+export { sequenceLoss, datasetLoss } from "./eval/loss.js";

@@ -97,3 +97,25 @@ test("train: one-line errors for a batch that does not divide, missing shards, u
   r = run("-i", shard, "-e", "tiny", "-b", "2", "-t", "8", "-d", "24");
   assert.match(r.stderr, /total batch 24 tokens \(-d\) is not a multiple of B\*T = 16/);
 });
+
+test("Ctrl-C finishes the step, writes a checkpoint and exits cleanly", { skip: noNative }, async () => {
+  const data = await shakespeareShards();
+  const out = tmpDir();
+  const child = spawn(process.execPath, [CLI, "train", "-i", data.train, "-e", "tiny", "-b", "4", "-t", "64", "-x", "10000", "-v", "0", "-s", "0", "-o", out]);
+  let stdout = "";
+  const code = await new Promise<number | null>((resolve) => {
+    child.stdout.on("data", (d) => {
+      stdout += d;
+      if (/step +2\/10000/.test(stdout) && !child.killed) child.kill("SIGINT");
+    });
+    child.on("exit", (c) => resolve(c));
+  });
+  assert.equal(code, 0);
+  assert.match(stdout, /interrupted: writing a checkpoint at step (\d+)/);
+  const step = Number(/interrupted: writing a checkpoint at step (\d+)/.exec(stdout)![1]);
+  assert.ok(fs.existsSync(checkpointFile(out, step)));
+});
+
+function checkpointFile(dir: string, step: number): string {
+  return path.join(dir, `checkpoint_${String(step).padStart(8, "0")}.gpt2ts`);
+}

@@ -126,7 +126,7 @@ export function memoryPlan(config: GPT2Config, cfg: TrainConfig): { params: numb
 }
 
 function describePlan(p: ReturnType<typeof memoryPlan>): string {
-  const m = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
+  const m = (b: number) => `${(b / 2 ** 20).toFixed(b < 10 * 2 ** 20 ? 1 : 0)} MiB`;
   return `params ${m(p.params)} + grads ${m(p.grads)} + AdamW ${m(p.adamw)} + activations ${m(p.activations)}` +
     `${p.kvcache ? ` + KV cache ${m(p.kvcache)}` : ""} = ${m(p.total)}`;
 }

@@ -189,11 +189,9 @@ export async function train(cfg: TrainConfig, backend: Backend, hooks: TrainHook
 
   model.allocate(B, T);
   model.zeroGrad();
-  const paramsMiB = (model.layout.total * 4) / 2 ** 20, actMiB = (model.activationFloats * 4) / 2 ** 20;
   print(`model: ${describeConfig(model.config)}, ${(countParams(model.config) / 1e6).toFixed(2)}M parameters ` +
     `(${fromScratch ? `from scratch, preset ${cfg.init}` : `from ${cfg.init}`})`);
   print(`backend: ${backend.name}, ${backend.threads} threads, dtype ${cfg.dtype}, recompute ${cfg.recompute}`);
-  void paramsMiB; void actMiB;
   print(`memory: ${describePlan(memoryPlan(model.config, cfg))}, allocated once before step 0`);
   print(`batch: B=${B} T=${T}, total ${B * T * accum} tokens per step = ${accum} accumulation step${accum > 1 ? "s" : ""}; ` +
     `${loader.totalTokens.toLocaleString()} train tokens in ${loader.shards.length} shard(s); ${maxSteps} steps`);

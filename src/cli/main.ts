@@ -1,31 +1,24 @@
 #!/usr/bin/env node
-// gpt2: the command-line entry. One file per command; all work is in the library.
+// gpt2: the command-line entry. One file per command, loaded on demand (a command pays only for what it imports:
+// the charting library, the tokenizer's WASM, ...); all work is in the library.
 
-import { benchCommand } from "./bench.js";
-import { convertCommand } from "./convert.js";
 import { UsageError } from "./common.js";
-import { dashboardCommand, plotCommand } from "./dashboard.js";
-import { demoCommand } from "./demo.js";
-import { estimateCommand } from "./estimate.js";
-import { evalCommand } from "./eval.js";
-import { prepareCommand } from "./prepare.js";
-import { sampleCommand } from "./sample.js";
-import { detokenizeCommand, tokenizeCommand } from "./tokenize.js";
-import { trainCommand } from "./train.js";
 
-const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; help: string }> = {
-  demo: { run: demoCommand, help: "the npm start job: train a small GPT on the built-in corpus, offline [--steps N] [--out DIR]" },
-  tokenize: { run: tokenizeCommand, help: "text on stdin -> GPT-2 token ids [--json] [--allow-special]" },
-  detokenize: { run: detokenizeCommand, help: "token ids on stdin (JSON array or comma/space separated) -> text" },
-  sample: { run: sampleCommand, help: "--model PATH (--prompt TEXT | --prompt-ids 1,2) [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--num-samples N] [--json]" },
-  eval: { run: evalCommand, help: "loss --model PATH --tokens FILE [--json]" },
-  bench: { run: benchCommand, help: "--model d12 --batch 4 --seq 256 [--dtype fp32|bf16] [--steps N] [--generate] [--json]" },
-  train: { run: trainCommand, help: "llm.c's flags: -i TRAIN_GLOB -j VAL_GLOB -o DIR -e d12|PATH -b B -t T -d TOKENS -x STEPS -l LR ... (--help)" },
-  prepare: { run: prepareCommand, help: "(tinyshakespeare | fineweb-edu | --input [NAME=]PATH ...) [--out DIR] [--shard-size N] [--val-tokens N] [--mix a=0.7,b=0.3]" },
-  dashboard: { run: dashboardCommand, help: "DIR... [--port P] [--host H]: live page of runs (train/val loss, lr, tok/s, MFU, HellaSwag, samples)" },
-  plot: { run: plotCommand, help: "DIR... [-o loss.png|.svg|.html] [--ref 3.28] [--log]: loss and HellaSwag curves" },
-  estimate: { run: estimateCommand, help: "--model d48 --tokens 33.6e9 [--gpu h100|a100|h200|cpu] [--gpus 8] [--mfu 0.5] [--price 3.5] [--json]" },
-  convert: { run: convertCommand, help: "IN OUT: between HF dirs, llm.c .bin and gpt2ts checkpoints" },
+type Run = (argv: string[]) => Promise<void>;
+
+const COMMANDS: Record<string, { load: () => Promise<Run>; help: string }> = {
+  demo: { load: async () => (await import("./demo.js")).demoCommand, help: "the npm start job: train a small GPT on the built-in corpus, offline [--steps N] [--out DIR]" },
+  tokenize: { load: async () => (await import("./tokenize.js")).tokenizeCommand, help: "text on stdin -> GPT-2 token ids [--json] [--allow-special]" },
+  detokenize: { load: async () => (await import("./tokenize.js")).detokenizeCommand, help: "token ids on stdin (JSON array or comma/space separated) -> text" },
+  prepare: { load: async () => (await import("./prepare.js")).prepareCommand, help: "(tinyshakespeare | fineweb-edu | --input [NAME=]PATH ...) [--out DIR] [--shard-size N] [--val-tokens N] [--mix a=0.7,b=0.3]" },
+  train: { load: async () => (await import("./train.js")).trainCommand, help: "llm.c's flags: -i TRAIN_GLOB -j VAL_GLOB -o DIR -e d12|PATH -b B -t T -d TOKENS -x STEPS -l LR ... (see README)" },
+  sample: { load: async () => (await import("./sample.js")).sampleCommand, help: "--model PATH (--prompt TEXT | --prompt-ids 1,2) [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--num-samples N] [--json]" },
+  eval: { load: async () => (await import("./eval.js")).evalCommand, help: "loss --model PATH (--tokens FILE | --data GLOB) [--json] | hellaswag --model PATH [--data FILE] [--limit N] [--json]" },
+  bench: { load: async () => (await import("./bench.js")).benchCommand, help: "--model d12 --batch 4 --seq 256 [--dtype fp32|bf16] [--steps N] [--generate] [--json]" },
+  dashboard: { load: async () => (await import("./dashboard.js")).dashboardCommand, help: "DIR... [--port P] [--host H]: live page of runs (train/val loss, lr, tok/s, MFU, HellaSwag, samples)" },
+  plot: { load: async () => (await import("./dashboard.js")).plotCommand, help: "DIR... [-o loss.png|.svg|.html] [--ref 3.28] [--log]: loss and HellaSwag curves" },
+  estimate: { load: async () => (await import("./estimate.js")).estimateCommand, help: "--model d48 --tokens 33.6e9 [--gpu h100|a100|h200|cpu] [--gpus 8] [--mfu 0.5] [--price 3.5] [--json]" },
+  convert: { load: async () => (await import("./convert.js")).convertCommand, help: "IN OUT: between HF dirs, llm.c .bin and gpt2ts checkpoints" },
 };
 
 function usage(): string {
@@ -38,7 +31,7 @@ async function main(argv: string[]): Promise<void> {
   if (!cmd || cmd === "--help" || cmd === "help") { process.stdout.write(usage()); return; }
   const c = COMMANDS[cmd];
   if (!c) throw new UsageError(`unknown command "${cmd}" (try "gpt2 --help")`);
-  await c.run(rest);
+  await (await c.load())(rest);
 }
 
 main(process.argv.slice(2)).catch((e: Error) => {

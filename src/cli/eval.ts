@@ -3,7 +3,7 @@
 
 import * as fs from "node:fs";
 import { DataLoader } from "../data/loader.js";
-import { readShardHeader } from "../data/shard.js";
+import { readShardHeader, readShardTokens } from "../data/shard.js";
 import { evaluateHellaswag, hellaswagFile, HELLASWAG_REFERENCES, readHellaswag } from "../eval/hellaswag.js";
 import { datasetLoss, sequenceLoss } from "../eval/loss.js";
 import { loadModel } from "../io/load.js";
@@ -43,12 +43,9 @@ async function evalLoss(argv: string[]): Promise<void> {
 
 function readSequences(file: string): number[][] {
   if (file.endsWith(".bin")) {
-    // a token shard: one sequence per document is not needed for a mean loss; windows are cut by sequenceLoss
+    // a token shard: one sequence, cut into block-size windows by sequenceLoss (ids checked against the vocabulary)
     const info = readShardHeader(file);
-    const buf = fs.readFileSync(file);
-    const ids: number[] = [];
-    for (let i = 0; i < info.tokens; i++) ids.push(buf.readUInt16LE(1024 + 2 * i));
-    return [ids];
+    return [Array.from(readShardTokens(info, 0, info.tokens))];
   }
   const text = fs.readFileSync(file, "utf8");
   let data: unknown;

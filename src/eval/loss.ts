@@ -11,7 +11,7 @@ export interface LossResult {
 
 /**
  * Sequences longer than the block size are scored in windows of blockSize + 1 tokens that overlap by one, so each
- * position is predicted exactly once. `targetsMask`, when given, selects which next-token positions count.
+ * position is predicted exactly once.
  */
 export function sequenceLoss(model: GPT2, seqs: ArrayLike<number>[], onProgress?: (done: number) => void): LossResult {
   const maxT = model.config.blockSize;

@@ -68,8 +68,11 @@ export async function* readDocuments(input: string, opts: SourceOptions = {}): A
  */
 async function* textDocuments(file: string, separator?: string): AsyncGenerator<Doc> {
   let carry = "", starts = true;
-  const stream = fs.createReadStream(file, { encoding: "utf8", highWaterMark: TEXT_CHUNK });
-  for await (const chunk of stream as AsyncIterable<string>) {
+  // a small file is read in one call (most corpora are many small files); a large one streams in chunks
+  const small = fs.statSync(file).size <= TEXT_CHUNK;
+  const chunks = small ? [await fs.promises.readFile(file, "utf8")]
+    : fs.createReadStream(file, { encoding: "utf8", highWaterMark: TEXT_CHUNK }) as AsyncIterable<string>;
+  for await (const chunk of chunks) {
     carry += chunk;
     if (separator) {
       let idx: number;

@@ -2,12 +2,13 @@
   "targets": [
     {
       "target_name": "gpt2ts_native",
-      "sources": ["native/cpu/addon.cc", "native/cpu/gemm.cc", "native/cpu/layers.cc", "native/cpu/attention.cc"],
+      "sources": ["native/cpu/addon.cc", "native/cpu/gemm.cc", "native/cpu/layers.cc", "native/cpu/attention.cc", "native/cpu/mpi.cc"],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions"],
       "cflags": ["-O3"],
       "cflags_cc": ["-O3", "-std=c++17", "-fopenmp", "-fno-math-errno", "-Wno-unused-function", "-Wno-psabi"],
       "ldflags": ["-fopenmp"],
+      "libraries": ["-ldl"],
       "conditions": [["target_arch=='x64'", { "cflags_cc": ["-mtune=znver3"] }]]
     }
   ]

@@ -316,6 +316,8 @@ KERNEL(Scale) {
 
 }  // namespace
 
+void register_mpi(napi_env env, napi_value exports);  // mpi.cc
+
 NAPI_MODULE_INIT() {
   const struct {
     const char* name;
@@ -336,5 +338,6 @@ NAPI_MODULE_INIT() {
     napi_create_function(env, f.name, NAPI_AUTO_LENGTH, f.fn, nullptr, &v);
     napi_set_named_property(env, exports, f.name, v);
   }
+  register_mpi(env, exports);
   return exports;
 }

@@ -1,6 +1,7 @@
-// Batches of (B, T) inputs and targets from token shards, as llm.c's dataloader: each rank of a data-parallel run
-// reads its own slice of consecutive B*T+1 token windows, the loader advances across shards and wraps at the end
-// (a new epoch). Its position is exposed and restorable, so a resumed run sees exactly the batches it would have.
+// Batches of (B, T) inputs and targets from token shards, as llm.c's dataloader: the ranks of a data-parallel run
+// read consecutive B*T+1 token windows of one group window of B*T*ranks tokens (rank r at r*B*T), so N ranks with
+// batch B see exactly the tokens one process with batch N*B sees; the group moves to the next shard together and
+// wraps at the end (a new epoch). Its position is exposed and restorable, so a resumed run sees exactly the batches it would have.
 // With shuffling, every epoch visits the shards in a new order and the documents (EOT-led runs of tokens) inside
 // each shard in a new order, both permutations seeded by (seed, epoch), so resume stays exact.
 
@@ -13,7 +14,7 @@ import { readShardHeader, readShardTokens, type ShardInfo } from "./shard.js";
 
 export interface LoaderPosition {
   shard: number;
-  /** token offset of this rank's next window within the shard */
+  /** token offset of the next group window within the shard (the same on every rank; rank r reads at offset + r*B*T) */
   offset: number;
   epoch: number;
 }
@@ -67,10 +68,11 @@ export class DataLoader {
     for (const s of this.shards) {
       if (s.tokens < need) throw new FormatError(`${s.file} holds ${s.tokens} tokens, fewer than one batch needs (B*T*ranks+1 = ${need})`);
     }
-    this.pos = { shard: 0, offset: this.startOffset(), epoch: 0 };
+    this.pos = { shard: 0, offset: 0, epoch: 0 };
   }
 
-  private startOffset(): number { return this.rank * this.B * this.T; }
+  /** where this rank's window starts, relative to the group's */
+  private get rankOffset(): number { return this.rank * this.B * this.T; }
 
   get position(): LoaderPosition { return { ...this.pos }; }
 
@@ -89,7 +91,7 @@ export class DataLoader {
     return this.shards.reduce((a, s) => a + Math.floor((s.tokens - 1) / step), 0);
   }
 
-  reset(): void { this.pos = { shard: 0, offset: this.startOffset(), epoch: 0 }; }
+  reset(): void { this.pos = { shard: 0, offset: 0, epoch: 0 }; }
 
   /** The shard visited at position `i` of an epoch. */
   shardAt(i: number, epoch: number): ShardInfo {
@@ -120,7 +122,8 @@ export class DataLoader {
     const { B, T } = this;
     let buf: Uint16Array;
     if (this.shuffle) {
-      buf = this.shuffledShard().subarray(this.pos.offset, this.pos.offset + B * T + 1);
+      const at = this.pos.offset + this.rankOffset;
+      buf = this.shuffledShard().subarray(at, at + B * T + 1);
     } else {
       const shard = this.shards[this.pos.shard];
       if (this.fdShard !== this.pos.shard) {
@@ -128,7 +131,7 @@ export class DataLoader {
         this.fd = fs.openSync(shard.file, "r");
         this.fdShard = this.pos.shard;
       }
-      buf = readShardTokens(shard, this.pos.offset, B * T + 1, this.vocabSize, this.fd);
+      buf = readShardTokens(shard, this.pos.offset + this.rankOffset, B * T + 1, this.vocabSize, this.fd);
     }
     const inputs = new Int32Array(B * T), targets = new Int32Array(B * T);
     for (let i = 0; i < B * T; i++) { inputs[i] = buf[i]; targets[i] = buf[i + 1]; }
@@ -137,12 +140,13 @@ export class DataLoader {
   }
 
   private advance(): void {
-    const step = this.B * this.T * this.worldSize;
-    this.pos.offset += step;
-    if (this.pos.offset + this.B * this.T + 1 > this.shardAt(this.pos.shard, this.pos.epoch).tokens) {
+    const group = this.B * this.T * this.worldSize;
+    this.pos.offset += group;
+    // the whole group's next window must fit, so all ranks change shard at the same step
+    if (this.pos.offset + group + 1 > this.shardAt(this.pos.shard, this.pos.epoch).tokens) {
       this.pos.shard++;
       if (this.pos.shard >= this.shards.length) { this.pos.shard = 0; this.pos.epoch++; }
-      this.pos.offset = this.startOffset();
+      this.pos.offset = 0;
     }
   }
 

@@ -22,15 +22,28 @@ export interface CheckpointHeader {
 export interface OptimizerBuffers { m: Tensor; v: Tensor }
 
 export function saveCheckpoint(file: string, model: GPT2, state: Record<string, unknown> = {}, opt?: OptimizerBuffers): void {
-  const be = model.backend, n = model.layout.total;
-  const names = opt ? ["params", "adam_m", "adam_v"] : ["params"];
+  const parts: [string, Tensor][] = [["params", model.params]];
+  if (opt) parts.push(["adam_m", opt.m], ["adam_v", opt.v]);
+  writeSections(file, model.config, state, parts, model.backend);
+}
+
+/**
+ * One rank's share of the AdamW state under ZeRO-1: m and v for parameters [lo, hi) of the flat buffer.
+ * The main checkpoint (params, run state) names these files; readOptimizerRange reads them back for any sharding.
+ */
+export function saveOptimizerShard(file: string, model: GPT2, lo: number, hi: number, opt: OptimizerBuffers): void {
+  writeSections(file, model.config, { optimizerShard: { lo, hi, total: model.layout.total } },
+    [["adam_m", opt.m], ["adam_v", opt.v]], model.backend);
+}
+
+function writeSections(file: string, config: GPT2Config, state: Record<string, unknown>, parts: [string, Tensor][], be: Backend): void {
   // the header holds the section offsets, which depend on the header's length: settle it in two passes
   let headerLen = 0, sections: Record<string, [number, number]> = {}, json = "";
   for (let pass = 0; pass < 3; pass++) {
-    const start = Math.ceil((16 + headerLen) / 64) * 64;
+    let at = Math.ceil((16 + headerLen) / 64) * 64;
     sections = {};
-    names.forEach((s, i) => { sections[s] = [start + i * n * 4, n]; });
-    json = JSON.stringify({ config: model.config, sections, state });
+    for (const [name, t] of parts) { sections[name] = [at, t.length]; at += t.length * 4; }
+    json = JSON.stringify({ config, sections, state });
     if (Buffer.byteLength(json) === headerLen) break;
     headerLen = Buffer.byteLength(json);
   }
@@ -39,11 +52,13 @@ export function saveCheckpoint(file: string, model: GPT2, state: Record<string, 
   pre.writeInt32LE(CHECKPOINT_MAGIC, 0);
   pre.writeInt32LE(CHECKPOINT_VERSION, 4);
   pre.writeBigUInt64LE(BigInt(hb.length), 8);
-  const pad = Buffer.alloc(sections.params[0] - 16 - hb.length);
+  const pad = Buffer.alloc(sections[parts[0][0]][0] - 16 - hb.length);
   writeFileAtomic(file, (append) => {
     append(pre); append(hb); append(pad);
-    append(floatBytes(be.read(model.params)));
-    if (opt) { append(floatBytes(be.read(opt.m))); append(floatBytes(be.read(opt.v))); }
+    // in chunks: no second full copy of a large buffer in memory
+    for (const [, t] of parts) {
+      for (let off = 0; off < t.length; off += 1 << 24) append(floatBytes(be.read(t, off, Math.min(1 << 24, t.length - off))));
+    }
   });
 }
 
@@ -76,11 +91,48 @@ function readSection(file: string, fd: number, h: CheckpointHeader, name: string
   const sec = h.sections[name];
   if (!sec) throw new FormatError(`${file}: checkpoint has no ${name} section`);
   if (sec[1] !== dst.length) throw new FormatError(`${file}: section ${name} holds ${sec[1]} floats, expected ${dst.length}`);
-  const chunk = new Float32Array(Math.min(sec[1], 1 << 24));
-  for (let off = 0; off < sec[1]; off += chunk.length) {
-    const part = chunk.subarray(0, Math.min(chunk.length, sec[1] - off));
-    readFloatsInto(fd, file, part, sec[0] + off * 4);
-    be.write(dst, part, off);
+  readSectionRange(file, fd, h, name, be, dst, 0, 0, sec[1]);
+}
+
+/** n floats of a section from float `from` on, into dst at float `to`, in chunks (no full-size temporary). */
+function readSectionRange(file: string, fd: number, h: CheckpointHeader, name: string, be: Backend, dst: Tensor,
+  from: number, to: number, n: number): void {
+  const sec = h.sections[name];
+  if (!sec) throw new FormatError(`${file}: checkpoint has no ${name} section`);
+  if (from + n > sec[1]) throw new FormatError(`${file}: section ${name} holds ${sec[1]} floats, needed ${from + n}`);
+  const chunk = new Float32Array(Math.min(n, 1 << 24));
+  for (let off = 0; off < n; off += chunk.length) {
+    const part = chunk.subarray(0, Math.min(chunk.length, n - off));
+    readFloatsInto(fd, file, part, sec[0] + (from + off) * 4);
+    be.write(dst, part, to + off);
+  }
+}
+
+/** Where AdamW state lives: the main checkpoint (all of it) or ZeRO-1 shard files, each with its [lo, hi). */
+export interface OptimizerSource { file: string; lo: number; hi: number }
+
+/**
+ * Reads AdamW m and v for parameters [lo, hi) from the sources that cover them, whatever sharding wrote them:
+ * so a run resumes with ZeRO on or off, and with a different number of ranks.
+ */
+export function readOptimizerRange(sources: OptimizerSource[], lo: number, hi: number, be: Backend, opt: OptimizerBuffers): void {
+  let covered = 0;
+  for (const src of sources) {
+    const a = Math.max(lo, src.lo), b = Math.min(hi, src.hi);
+    if (a >= b) continue;
+    const h = readCheckpointHeader(src.file);
+    const fd = fs.openSync(src.file, "r");
+    try {
+      for (const [name, dst] of [["adam_m", opt.m], ["adam_v", opt.v]] as const) {
+        readSectionRange(src.file, fd, h, name, be, dst, a - src.lo, a - lo, b - a);
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
+    covered += b - a;
+  }
+  if (covered !== hi - lo) {
+    throw new FormatError(`optimizer state for parameters [${lo}, ${hi}) is incomplete in ${sources.map((s) => s.file).join(", ")}`);
   }
 }
 

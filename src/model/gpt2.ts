@@ -286,6 +286,12 @@ export class GPT2 {
     return loss;
   }
 
+  /**
+   * Called during backward as soon as a part's parameter gradients are complete: `layer` L for ln_f, then each block
+   * L-1 .. 0 (wte and wpe are complete when backward returns). Data-parallel training starts its all-reduces here.
+   */
+  onLayerBackward: ((layer: number) => void) | null = null;
+
   private backward(): void {
     if (!this.hasDlogits || !this.lastInputs) throw new Error("backward() needs a forward pass with targets and grad first");
     const { nLayer: L, nEmbd: C, nHead: NH } = this.config;
@@ -299,6 +305,7 @@ export class GPT2 {
     be.fill(dres, 0);
     const lastRes = this.at(a.residual3, L - 1, BT * C);
     be.layernormBackward(dres, g.lnfw, g.lnfb, dln, lastRes, p.lnfw, v(a.lnfMean, BT), v(a.lnfRstd, BT), BT, C);
+    this.onLayerBackward?.(L);
 
     for (let l = L - 1; l >= 0; l--) {
       const w = this.layerParams(l), dw = this.layerParams(l, g);
@@ -330,6 +337,7 @@ export class GPT2 {
       be.matmulBackward(dln, dw.qkvw, dw.qkvb, dqkv, ln1, w.qkvw, BT, C, 3 * C);
       be.layernormBackward(dres, dw.ln1w, dw.ln1b, dln, residual, w.ln1w, ln1Mean, ln1Rstd, BT, C);
       chk?.(`${at} residual gradient after ln_1 (backward)`, dres, BT * C);
+      this.onLayerBackward?.(l);
     }
     be.encoderBackward(g.wte, g.wpe, dres, this.lastInputs, B, T, C);
     this.hasDlogits = false;

@@ -1,5 +1,6 @@
 // AdamW as torch.optim.AdamW (decoupled weight decay), betas (0.9, 0.95), eps 1e-8 as GPT-2/llm.c; decay only on
-// 2-D tensors (matmul weights and embeddings), never on biases or LayerNorm parameters. State m, v: one flat buffer each.
+// 2-D tensors (matmul weights and embeddings), never on biases or LayerNorm parameters. State m, v: one flat buffer each,
+// for parameters [lo, hi) of the flat parameter buffer: all of them, or this rank's shard under ZeRO-1.
 
 import type { Tensor } from "../kernels/backend.js";
 import type { GPT2 } from "../model/gpt2.js";
@@ -19,20 +20,28 @@ export class AdamW {
   /** optimizer steps taken (bias correction uses t = step + 1) */
   step = 0;
 
-  constructor(readonly model: GPT2, readonly cfg: AdamWConfig = ADAMW_DEFAULTS) {
-    this.m = model.backend.alloc(model.layout.total);
-    this.v = model.backend.alloc(model.layout.total);
+  readonly lo: number;
+  readonly hi: number;
+
+  constructor(readonly model: GPT2, readonly cfg: AdamWConfig = ADAMW_DEFAULTS, shard?: { lo: number; hi: number }) {
+    this.lo = shard?.lo ?? 0;
+    this.hi = shard?.hi ?? model.layout.total;
+    this.m = model.backend.alloc(this.hi - this.lo);
+    this.v = model.backend.alloc(this.hi - this.lo);
   }
 
-  /** One update with learning rate lr from the model's current gradients. */
+  /** One update with learning rate lr from the model's current gradients (of parameters [lo, hi)). */
   update(lr: number): void {
-    const { model, cfg } = this;
+    const { model, cfg, lo, hi } = this;
     const be = model.backend;
     if (!model.grads) throw new Error("AdamW.update() needs gradients: run forwardBackward() first");
     const t = ++this.step;
     for (const spec of model.layout.tensors) {
-      const v = (buf: Tensor) => be.view(buf, spec.offset, spec.size);
-      be.adamw(v(model.params), v(model.grads), v(this.m), v(this.v), spec.size, lr, cfg.beta1, cfg.beta2, cfg.eps,
+      // the part of this tensor inside [lo, hi); decay is per tensor, so a shard boundary inside one changes nothing
+      const a = Math.max(lo, spec.offset), b = Math.min(hi, spec.offset + spec.size);
+      if (a >= b) continue;
+      const v = (buf: Tensor, base: number) => be.view(buf, a - base, b - a);
+      be.adamw(v(model.params, 0), v(model.grads, 0), v(this.m, lo), v(this.v, lo), b - a, lr, cfg.beta1, cfg.beta2, cfg.eps,
         spec.decay ? cfg.weightDecay : 0, t);
     }
   }

@@ -67,6 +67,8 @@ export interface TrainConfig {
   onNan: "stop" | "rollback";
   /** LR multiplier applied at each rollback */
   rollbackLrFactor: number;
+  /** -z: ZeRO stage for data-parallel runs: 0 = every rank holds all AdamW state, 1 = AdamW state sharded across ranks */
+  zero: number;
   seed: number;
   backend: string;
   threads: number; // 0 = all cores
@@ -107,6 +109,7 @@ export const DEFAULTS: TrainConfig = {
   skipUpdateZ: 0, // off, as llm.c; 5-6 catches real spikes
   onNan: "stop",
   rollbackLrFactor: 0.5,
+  zero: 0,
   seed: 1337,
   backend: "",
   threads: 0,
@@ -139,6 +142,7 @@ function validate(c: TrainConfig, source: string): TrainConfig {
   if (c.dtype !== "fp32" && c.dtype !== "bf16") throw new TrainConfigError(`${source}: dtype must be fp32 or bf16, got "${c.dtype}"`);
   if (!(c.lr >= 0)) throw new TrainConfigError(`${source}: lr must be positive (0 = automatic), got ${c.lr}`);
   if (!Number.isInteger(c.warmup) || c.warmup < -1) throw new TrainConfigError(`${source}: warmup must be a non-negative integer (-1 = automatic), got ${c.warmup}`);
+  if (c.zero !== 0 && c.zero !== 1) throw new TrainConfigError(`${source}: zero must be 0 or 1 (ZeRO-1), got ${c.zero}`);
   if (!(c.skipUpdateZ >= 0)) throw new TrainConfigError(`${source}: skipUpdateZ must be >= 0`);
   if (c.onNan !== "stop" && c.onNan !== "rollback") throw new TrainConfigError(`${source}: onNan must be stop or rollback, got "${c.onNan}"`);
   if (!(c.rollbackLrFactor > 0 && c.rollbackLrFactor < 1)) throw new TrainConfigError(`${source}: rollbackLrFactor must be in (0, 1)`);

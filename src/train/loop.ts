@@ -6,9 +6,12 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { DataLoader, type LoaderPosition } from "../data/loader.js";
+import { SingleComm, type Communicator } from "../dist/comm.js";
+import { DataParallel } from "../dist/ddp.js";
 import { evaluateHellaswag, hellaswagFile, readHellaswag } from "../eval/hellaswag.js";
 import { datasetLoss } from "../eval/loss.js";
-import { readCheckpointHeader, restoreCheckpoint, saveCheckpoint } from "../io/checkpoint.js";
+import { readCheckpointHeader, readOptimizerRange, restoreCheckpoint, saveCheckpoint, saveOptimizerShard,
+  type OptimizerSource } from "../io/checkpoint.js";
 import { loadModel } from "../io/load.js";
 import type { Backend } from "../kernels/backend.js";
 import { describeConfig, EOT, makeConfig, PRESETS, sameShape, type GPT2Config } from "../model/config.js";
@@ -17,7 +20,7 @@ import { GPT2 } from "../model/gpt2.js";
 import { countParams, paramLayout } from "../model/layout.js";
 import { decode } from "../tokenizer/bpe.js";
 import { Rng, type RngState } from "../util/rng.js";
-import { AdamW, ADAMW_DEFAULTS, clipGradNorm } from "./adamw.js";
+import { AdamW, ADAMW_DEFAULTS } from "./adamw.js";
 import { accumulationSteps, TrainConfigError, type TrainConfig } from "./config.js";
 import { flopsPerToken } from "./flops.js";
 import { diagnoseNonFinite, NonFiniteError, paramsFinite } from "./guard.js";
@@ -60,6 +63,14 @@ interface RunState {
   lrScale: number;
   outliers: { loss: OutlierDetector["state"]; norm: OutlierDetector["state"] };
   config: TrainConfig;
+  /** where the AdamW state is: in this file (absent), or in ZeRO-1 shard files beside it */
+  optimizer?: { ranks: number; shards: { file: string; lo: number; hi: number }[] };
+}
+
+/** An error every rank raised at the same point (so one of them reporting it is enough). */
+export class AllRanksError extends Error {
+  override name = "AllRanksError";
+  constructor(readonly inner: Error) { super(inner.message); }
 }
 
 /** Free memory as the kernel reports it (MemAvailable), falling back to os.freemem(). */
@@ -72,9 +83,15 @@ export function availableMemory(): number {
 }
 
 const CKPT_RE = /^checkpoint_(\d{8})\.gpt2ts$/;
+const SHARD_RE = /^checkpoint_(\d{8})\.zero1-rank\d+-of-\d+\.gpt2ts$/;
 
 export function checkpointPath(outDir: string, step: number): string {
   return path.join(outDir, `checkpoint_${String(step).padStart(8, "0")}.gpt2ts`);
+}
+
+/** A ZeRO-1 rank's optimizer shard of the checkpoint at `step`. */
+export function optimizerShardPath(outDir: string, step: number, rank: number, ranks: number): string {
+  return path.join(outDir, `checkpoint_${String(step).padStart(8, "0")}.zero1-rank${rank}-of-${ranks}.gpt2ts`);
 }
 
 /** Checkpoints in a run directory, oldest first, with their steps. */
@@ -115,12 +132,13 @@ export function initModel(cfg: TrainConfig, backend: Backend): { model: GPT2; fr
   return { model, fromScratch: false };
 }
 
-/** The run's memory plan in bytes, computed before anything big is allocated. */
-export function memoryPlan(config: GPT2Config, cfg: TrainConfig): { params: number; grads: number; adamw: number; activations: number; kvcache: number; total: number } {
+/** The run's memory plan in bytes per rank, computed before anything big is allocated (ZeRO-1 shards AdamW). */
+export function memoryPlan(config: GPT2Config, cfg: TrainConfig, ranks = 1): { params: number; grads: number; adamw: number; activations: number; kvcache: number; total: number } {
   const n = paramLayout(config).total;
+  const adamw = cfg.zero && ranks > 1 ? Math.ceil(n / ranks) * 8 : n * 8;
   const acts = GPT2.activationFloats(config, cfg.batchSize, cfg.seqLen, cfg.recompute) * 4;
   const kv = cfg.sampleEvery > 0 ? 2 * config.nLayer * Math.min(config.blockSize, cfg.genTokens + 1) * config.nEmbd * 4 * 2 : 0;
-  const plan = { params: n * 4, grads: n * 4, adamw: n * 8, activations: acts, kvcache: kv, total: 0 };
+  const plan = { params: n * 4, grads: n * 4, adamw, activations: acts, kvcache: kv, total: 0 };
   plan.total = plan.params + plan.grads + plan.adamw + plan.activations + plan.kvcache;
   return plan;
 }
@@ -131,15 +149,38 @@ function describePlan(p: ReturnType<typeof memoryPlan>): string {
     `${p.kvcache ? ` + KV cache ${m(p.kvcache)}` : ""} = ${m(p.total)}`;
 }
 
-export async function train(cfg: TrainConfig, backend: Backend, hooks: TrainHooks): Promise<TrainSummary> {
-  const { print } = hooks;
+/**
+ * Every rank must run the same flags (threads aside) and resume from the same checkpoint: checked with one
+ * all-reduce of a hash per rank before anything else, so a mismatch is one clear error instead of a hang or a
+ * silently diverging run.
+ */
+function checkRanksAgree(comm: Communicator, cfg: TrainConfig, resumeFrom: string | null): void {
+  if (comm.size === 1) return;
+  const text = JSON.stringify({ ...cfg, threads: 0, resumeFrom });
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193) >>> 0;
+  const all = new Float64Array(comm.size);
+  all[comm.rank] = h;
+  comm.allReduceSum(all);
+  const odd = [...all].map((x, r) => (x === all[0] ? -1 : r)).filter((r) => r >= 0);
+  if (odd.length) {
+    throw new AllRanksError(new TrainConfigError(`ranks disagree on the training flags or the checkpoint to resume: rank(s) ${odd.join(", ")} ` +
+      `differ from rank 0; launch every rank with the same flags and the same -o directory`));
+  }
+}
+
+export async function train(cfg: TrainConfig, backend: Backend, hooks: TrainHooks, comm: Communicator = new SingleComm()): Promise<TrainSummary> {
+  const lead = comm.rank === 0, N = comm.size;
+  // only rank 0 prints, logs, evaluates, samples and writes the model checkpoint
+  const print = lead ? hooks.print : () => {};
   if (!cfg.trainData) throw new TrainConfigError("no train shards: give -i 'DIR/NAME_train_*.bin' (make them with gpt2 prepare)");
   const B = cfg.batchSize, T = cfg.seqLen;
-  const accum = accumulationSteps(cfg);
+  const accum = accumulationSteps(cfg, N);
   const resumeFrom = cfg.resume ? latestCheckpoint(cfg.outDir) : null;
   if (cfg.resume && !cfg.outDir) throw new TrainConfigError("-y 1 needs -o DIR, where the checkpoints are");
+  checkRanksAgree(comm, cfg, resumeFrom);
   // open the data first: a missing shard fails before any big allocation
-  const loader = new DataLoader(cfg.trainData, B, T, { shuffle: cfg.shuffle === 1, seed: cfg.seed });
+  const loader = new DataLoader(cfg.trainData, B, T, { shuffle: cfg.shuffle === 1, seed: cfg.seed, rank: comm.rank, worldSize: N });
   const valLoader = cfg.valData ? new DataLoader(cfg.valData, B, T) : null;
 
   // the memory plan, checked against free memory before the model exists
@@ -147,7 +188,7 @@ export async function train(cfg: TrainConfig, backend: Backend, hooks: TrainHook
     ? makeConfig(cfg.init, { nLayer: cfg.nLayer || undefined, nHead: cfg.nHead || undefined, nEmbd: cfg.nEmbd || undefined, blockSize: Math.max(1024, T) })
     : null;
   if (shape) {
-    const plan = memoryPlan(shape, cfg), avail = hooks.availableBytes ?? availableMemory();
+    const plan = memoryPlan(shape, cfg, N), avail = hooks.availableBytes ?? availableMemory();
     if (plan.total > avail) {
       throw new TrainConfigError(`the run needs ${describePlan(plan)}, but only ${(avail / 2 ** 20).toFixed(0)} MiB are free; ` +
         `lower -b, use -r 1 or 2, or a smaller model`);
@@ -160,7 +201,9 @@ export async function train(cfg: TrainConfig, backend: Backend, hooks: TrainHook
   // fine-tuning defaults (nanoGPT's Shakespeare fine-tune): a small LR and a short warmup unless given
   const lr0 = cfg.lr > 0 ? cfg.lr : fromScratch ? 3e-4 : 3e-5;
   const warmup = cfg.warmup >= 0 ? cfg.warmup : fromScratch ? 0 : 10;
-  const opt = new AdamW(model, { ...ADAMW_DEFAULTS, weightDecay: cfg.weightDecay });
+  model.zeroGrad();
+  const dp = new DataParallel(model, comm, cfg.zero && N > 1 ? 1 : 0);
+  const opt = new AdamW(model, { ...ADAMW_DEFAULTS, weightDecay: cfg.weightDecay }, dp.shard);
   const maxSteps = cfg.maxSteps > 0 ? cfg.maxSteps : Math.max(1, Math.floor(loader.batchesPerEpoch / accum));
   let startStep = 0;
   let sampleRng = new Rng(cfg.seed + 1);
@@ -173,7 +216,17 @@ export async function train(cfg: TrainConfig, backend: Backend, hooks: TrainHook
       throw new TrainConfigError(`${file}: checkpoint model (${describeConfig(h.config)}) does not match -e ${cfg.init} (${describeConfig(model.config)})`);
     }
     const state = h.state as unknown as RunState;
-    restoreCheckpoint(file, model, { m: opt.m, v: opt.v });
+    restoreCheckpoint(file, model);
+    // AdamW state: from this file, or from the ZeRO-1 shards it names, re-sharded for this run's ranks if need be
+    const sources: OptimizerSource[] = state.optimizer
+      ? state.optimizer.shards.map((s) => ({ ...s, file: path.join(path.dirname(file), s.file) }))
+      : [{ file, lo: 0, hi: model.layout.total }];
+    readOptimizerRange(sources, opt.lo, opt.hi, backend, { m: opt.m, v: opt.v });
+    const savedRanks = state.optimizer?.ranks ?? 1, savedZero = state.optimizer ? 1 : 0;
+    if (savedZero !== dp.zero || (dp.zero && savedRanks !== N)) {
+      print(`optimizer state was saved ${savedZero ? `as ZeRO-1 shards over ${savedRanks} ranks` : "whole"}; ` +
+        `read back ${dp.zero ? `as ZeRO-1 shards over ${N} ranks` : "whole"}`);
+    }
     opt.step = state.optStep;
     loader.position = state.loader;
     sampleRng = new Rng(state.sampleRng);
@@ -185,56 +238,86 @@ export async function train(cfg: TrainConfig, backend: Backend, hooks: TrainHook
   if (resumeFrom) {
     startStep = restore(resumeFrom);
     print(`resumed from ${resumeFrom} at step ${startStep}`);
+  } else {
+    dp.broadcastParams(); // the same initial weights on every rank, whatever each one computed
   }
 
   model.allocate(B, T);
-  model.zeroGrad();
   print(`model: ${describeConfig(model.config)}, ${(countParams(model.config) / 1e6).toFixed(2)}M parameters ` +
     `(${fromScratch ? `from scratch, preset ${cfg.init}` : `from ${cfg.init}`})`);
   print(`backend: ${backend.name}, ${backend.threads} threads, dtype ${cfg.dtype}, recompute ${cfg.recompute}`);
-  print(`memory: ${describePlan(memoryPlan(model.config, cfg))}, allocated once before step 0`);
-  print(`batch: B=${B} T=${T}, total ${B * T * accum} tokens per step = ${accum} accumulation step${accum > 1 ? "s" : ""}; ` +
+  if (N > 1) {
+    print(`data parallel: ${comm.description}; ZeRO-${dp.zero}${dp.zero ? " (AdamW state sharded)" : " (every rank holds all AdamW state)"}; ` +
+      `memory per rank with -z 0: ${describePlan(memoryPlan(model.config, { ...cfg, zero: 0 }, N))}; ` +
+      `with -z 1: ${describePlan(memoryPlan(model.config, { ...cfg, zero: 1 }, N))}`);
+  }
+  print(`memory${N > 1 ? " per rank" : ""}: ${describePlan(memoryPlan(model.config, cfg, N))}, allocated once before step 0`);
+  print(`batch: B=${B} T=${T}${N > 1 ? ` x ${N} ranks` : ""}, total ${B * T * accum * N} tokens per step = ${accum} accumulation step${accum > 1 ? "s" : ""}; ` +
     `${loader.totalTokens.toLocaleString()} train tokens in ${loader.shards.length} shard(s); ${maxSteps} steps`);
   print(`optimizer: AdamW lr ${lr0} (${cfg.schedule}, warmup ${warmup}, final x${cfg.finalLrFrac}), wd ${cfg.weightDecay}, clip ${cfg.gradClip}` +
     `${cfg.lr > 0 && cfg.warmup >= 0 ? "" : fromScratch ? "" : " (fine-tuning defaults)"}; data ${cfg.shuffle ? "shuffled every epoch" : "in order"}`);
 
-  const log = cfg.outDir ? new RunLog(cfg.outDir) : null;
+  const log = cfg.outDir && lead ? new RunLog(cfg.outDir) : null;
   if (log && !resumeFrom) log.writeConfig({ ...cfg, model: model.config });
-  const emit = (m: StepMetrics) => { log?.write(m); hooks.onMetrics?.(m); };
+  const emit = (m: StepMetrics) => { if (!lead) return; log?.write(m); hooks.onMetrics?.(m); };
   const schedule = { kind: cfg.schedule, maxLr: lr0, warmup, totalSteps: maxSteps, finalFraction: cfg.finalLrFrac };
-  const tokensPerStep = B * T * accum;
+  const tokensPerStep = B * T * accum * N;
   const flops = flopsPerToken(model.config, T);
-  const peak = (hooks.peakGflops ?? NaN) * (cfg.dtype === "bf16" ? 2 : 1);
+  // MFU against all ranks' peak (each rank measured its own threads' peak)
+  const peak = (hooks.peakGflops ?? NaN) * (cfg.dtype === "bf16" ? 2 : 1) * N;
   const cache = cfg.sampleEvery > 0 ? new KVCache(model, 1, Math.min(model.config.blockSize, cfg.genTokens + 1)) : null;
   const overfitBatch = cfg.overfitSingleBatch ? loader.next() : null;
-  const hellaswag = cfg.hellaswag ? readHellaswag(await hellaswagFile(cfg.hellaswagData || undefined, (u) => print(`downloading ${u}`)), cfg.hellaswagLimit) : null;
+  const hellaswag = cfg.hellaswag && lead ? readHellaswag(await hellaswagFile(cfg.hellaswagData || undefined, (u) => print(`downloading ${u}`)), cfg.hellaswagLimit) : null;
   let lastTrain = NaN, lastVal = NaN, lastCkpt: string | null = null, emaMs = 0;
   const trainStart = performance.now();
 
+  // called on every rank: under ZeRO-1 each writes its optimizer shard first; then rank 0 writes the checkpoint
+  // that names them (so a checkpoint file only ever exists once all it needs is on disk)
   const writeCheckpoint = (step: number) => {
     if (!cfg.outDir) return;
-    // a checkpoint never holds a non-finite value: the last good one stays
-    if (!paramsFinite(model)) throw new NonFiniteError(`refusing to write a checkpoint at step ${step}: the parameters are not finite`);
+    // a checkpoint never holds a non-finite value: the last good one stays (all ranks hold the same parameters)
+    if (!paramsFinite(model)) throw new AllRanksError(new NonFiniteError(`refusing to write a checkpoint at step ${step}: the parameters are not finite`));
     const file = checkpointPath(cfg.outDir, step);
     const state: RunState = {
       step, optStep: opt.step, loader: loader.position, sampleRng: sampleRng.state, lrScale,
       outliers: { loss: lossDet.state, norm: normDet.state }, config: cfg,
     };
-    saveCheckpoint(file, model, state as unknown as Record<string, unknown>, { m: opt.m, v: opt.v });
+    if (dp.zero) {
+      saveOptimizerShard(optimizerShardPath(cfg.outDir, step, comm.rank, N), model, opt.lo, opt.hi, { m: opt.m, v: opt.v });
+      comm.barrier();
+      state.optimizer = { ranks: N, shards: dp.shard.counts.map((c, r) => {
+        const lo = dp.shard.counts.slice(0, r).reduce((a, b) => a + b, 0);
+        return { file: path.basename(optimizerShardPath(cfg.outDir, step, r, N)), lo, hi: lo + c };
+      }) };
+      if (lead) saveCheckpoint(file, model, state as unknown as Record<string, unknown>);
+    } else if (lead) {
+      saveCheckpoint(file, model, state as unknown as Record<string, unknown>, { m: opt.m, v: opt.v });
+    }
     lastCkpt = file;
-    const all = fs.readdirSync(cfg.outDir).filter((f) => CKPT_RE.test(f)).sort();
-    for (const old of all.slice(0, Math.max(0, all.length - cfg.keep))) fs.rmSync(path.join(cfg.outDir, old));
+    if (lead) {
+      const all = fs.readdirSync(cfg.outDir).filter((f) => CKPT_RE.test(f)).sort();
+      const kept = new Set(all.slice(Math.max(0, all.length - cfg.keep)).map((f) => CKPT_RE.exec(f)![1]));
+      for (const f of fs.readdirSync(cfg.outDir)) {
+        const m = CKPT_RE.exec(f) ?? SHARD_RE.exec(f);
+        if (m && !kept.has(m[1]) && Number(m[1]) !== step) fs.rmSync(path.join(cfg.outDir, f));
+      }
+    }
+    comm.barrier(); // nobody reads a checkpoint directory rank 0 is still changing
     print(`checkpoint: ${file}`);
   };
 
   // rolling back needs a checkpoint to go back to
-  if (cfg.onNan === "rollback" && cfg.outDir && !latestCheckpoint(cfg.outDir)) writeCheckpoint(startStep);
+  if (cfg.onNan === "rollback" && cfg.outDir && !resumeFrom) {
+    const none = !latestCheckpoint(cfg.outDir);
+    comm.barrier(); // every rank has looked before rank 0 writes
+    if (none) writeCheckpoint(startStep);
+  }
   let epoch = loader.position.epoch;
   // rollback bookkeeping: a failure before any newer checkpoint was written goes back further than the last target
   let rollbacks = 0, rolledBackTo = -1, progressed = true;
   for (let step = startStep; step <= maxSteps; step++) {
     const last = step === maxSteps;
-    if (valLoader && cfg.valEvery > 0 && (step % cfg.valEvery === 0 || last)) {
+    if (lead && valLoader && cfg.valEvery > 0 && (step % cfg.valEvery === 0 || last)) {
       lastVal = datasetLoss(model, valLoader, cfg.valBatches);
       print(`val loss ${lastVal.toFixed(6)} at step ${step}`);
       emit({ step, val_loss: lastVal });
@@ -245,7 +328,7 @@ export async function train(cfg: TrainConfig, backend: Backend, hooks: TrainHook
       print(`HellaSwag acc_norm ${(100 * h.acc_norm).toFixed(2)}% (${h.n} examples) at step ${step}`);
       emit({ step, hellaswag: h.acc_norm });
     }
-    if (cache && cfg.sampleEvery > 0 && (step % cfg.sampleEvery === 0 || last) && (step > startStep || last || step === 0)) {
+    if (lead && cache && cfg.sampleEvery > 0 && (step % cfg.sampleEvery === 0 || last) && (step > startStep || last || step === 0)) {
       const [ids] = generate(model, [EOT], 1, sampleRng, { maxNewTokens: cfg.genTokens, temperature: 1, stopAtEot: false }, cache);
       const text = decode(ids);
       print(`sample at step ${step}:\n---\n${text}\n---`);
@@ -266,9 +349,17 @@ export async function train(cfg: TrainConfig, backend: Backend, hooks: TrainHook
     for (let micro = 0; micro < accum; micro++) {
       const batch = overfitBatch ?? loader.next();
       batches.push(batch);
-      loss += model.forwardBackward(batch.inputs, batch.targets, B, T, spike / accum) / accum;
+      if (micro === accum - 1) dp.beforeLastBackward();
+      // each rank's gradients are pre-divided by the ranks: their sum across ranks is the mean
+      loss += model.forwardBackward(batch.inputs, batch.targets, B, T, spike / (accum * N)) / accum;
     }
-    const norm = clipGradNorm(model, cfg.gradClip);
+    dp.reduceGradients();
+    // the mean loss over ranks, and whether any rank was asked to stop (Ctrl-C reaches ranks at different moments)
+    const agreed = new Float64Array([loss, hooks.signal?.stop ? 1 : 0]);
+    comm.allReduceSum(agreed);
+    loss = agreed[0] / N;
+    if (hooks.signal && agreed[1] > 0) hooks.signal.stop = true;
+    const norm = dp.clipGradNorm(cfg.gradClip);
     const lr = learningRate(schedule, step) * lrScale;
     if (!Number.isFinite(loss) || !Number.isFinite(norm)) {
       // never let a non-finite value reach AdamW or a checkpoint: diagnose, then stop or roll back
@@ -287,8 +378,8 @@ export async function train(cfg: TrainConfig, backend: Backend, hooks: TrainHook
         step = back - 1;
         continue;
       }
-      throw new NonFiniteError(`step ${step + 1}: ${what}; first non-finite value: ${where}; ` +
-        `${good ? `last good checkpoint ${good} kept` : "no checkpoint written yet (-n N writes some)"}; lower the LR (-l) or use --on-nan rollback`);
+      throw new AllRanksError(new NonFiniteError(`step ${step + 1}: ${what}; first non-finite value: ${where}; ` +
+        `${good ? `last good checkpoint ${good} kept` : "no checkpoint written yet (-n N writes some)"}; lower the LR (-l) or use --on-nan rollback`));
     }
     const zLoss = lossDet.update(loss), zNorm = normDet.update(norm);
     let skipped = hooks.skipStep === step + 1;
@@ -296,8 +387,12 @@ export async function train(cfg: TrainConfig, backend: Backend, hooks: TrainHook
       skipped = true;
       print(`step ${step + 1}: skipping the update, loss z ${zLoss.toFixed(1)}, norm z ${zNorm.toFixed(1)} (limit ${cfg.skipUpdateZ})`);
     }
-    if (!skipped) opt.update(lr);
+    if (!skipped) {
+      opt.update(lr);
+      dp.gatherParams();
+    }
     const ms = performance.now() - t0;
+    const commMs = comm.takeWaitSeconds() * 1000;
     lastTrain = loss;
     emaMs = step === startStep ? ms : 0.9 * emaMs + 0.1 * ms;
     const tps = (tokensPerStep * 1000) / ms;
@@ -306,9 +401,9 @@ export async function train(cfg: TrainConfig, backend: Backend, hooks: TrainHook
     const z = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : "-");
     print(`step ${String(step + 1).padStart(String(maxSteps).length)}/${maxSteps} | loss ${loss.toFixed(6)} | lr ${lr.toExponential(2)} | ` +
       `norm ${norm.toFixed(4)} | z ${z(zLoss)}/${z(zNorm)} | ${ms.toFixed(0)} ms | ${tps.toFixed(0)} tok/s | ` +
-      `MFU ${Number.isFinite(mfu) ? (100 * mfu).toFixed(1) + "%" : "n/a"} | ETA ${fmtTime(eta)}`);
+      `MFU ${Number.isFinite(mfu) ? (100 * mfu).toFixed(1) + "%" : "n/a"}${N > 1 ? ` | comm wait ${commMs.toFixed(0)} ms` : ""} | ETA ${fmtTime(eta)}`);
     emit({ step: step + 1, train_loss: loss, lr, norm, z_loss: Number.isFinite(zLoss) ? zLoss : null, z_norm: Number.isFinite(zNorm) ? zNorm : null,
-      skipped, ms, tokens_per_s: tps, mfu: Number.isFinite(mfu) ? mfu : null, epoch: loader.position.epoch, elapsed_s: (performance.now() - trainStart) / 1000 });
+      skipped, ms, ...(N > 1 ? { comm_wait_ms: commMs } : {}), tokens_per_s: tps, mfu: Number.isFinite(mfu) ? mfu : null, epoch: loader.position.epoch, elapsed_s: (performance.now() - trainStart) / 1000 });
     if (loader.position.epoch !== epoch) {
       epoch = loader.position.epoch;
       print(`epoch ${epoch + 1} begins${cfg.shuffle ? " (shards and documents reshuffled)" : ""}`);

@@ -48,7 +48,7 @@ console.log(`${model} B=${B} T=${T}, ${cores} cores; medians over steps 2..${ste
 const runs = [
   train(`1 process, ${cores} threads`, 1, []),
   train("2 ranks x 1 thread, -z 0", 2, []),
-  train("2 ranks x 1 thread, -z 0, no overlap", 2, [], { GPT2_DDP_OVERLAP: "0" }),
+  train("2 ranks x 1 thread, -z 0, bucket overlap", 2, [], { GPT2_DDP_OVERLAP: "1" }),
   train("2 ranks x 1 thread, -z 1", 2, ["-z", "1"]),
 ];
 

@@ -69,6 +69,8 @@ test("errors: unknown command, unknown flag, missing file, malformed checkpoint:
     [["sample", "--model", fixture("tiny_shard.bin"), "--prompt", "x"], /^gpt2: .*tiny_shard\.bin: unknown model format \(magic 20240520/, 1],
     [["eval", "loss", "--model", fixture("ref-small")], /^gpt2: --tokens FILE is required/, 2],
     [["sample", "--model", fixture("ref-small"), "--prompt", "x", "--top-p", "2"], /^gpt2: --top-p must be <= 1/, 2],
+    [["train", "-i", fixture("tiny_shard.bin"), "-z", "2"], /^gpt2: flags: zero must be 0 or 1 \(ZeRO-1\), got 2/, 1],
+    [["train", "-i", fixture("tiny_shard.bin"), "-pi", "tcp", "-pn", "2"], /^gpt2: -pi tcp starts NCCL without MPI, which needs the CUDA backend/, 2],
   ];
   for (const [args, re, code] of cases) {
     const r = gpt2(args);

@@ -2,8 +2,12 @@
 // C (+)= Ap (MR x kc, packed k-major) * Bp (kc x NR, packed k-major); ISA-specific ones carry target attributes
 // so one build runs on any x86-64 and the dispatcher picks at run time.
 #pragma once
+#ifndef GEMM_PF
+#define GEMM_PF 8
+#endif
 
 #include <cstdint>
+#include <algorithm>
 #include <cstring>
 
 #if defined(__x86_64__)
@@ -32,6 +36,80 @@ inline void pack_panel(float* out, const float* src, long kStride, long lineStri
       for (int k = 0; k < kc; k++) out[(long)k * W + w] = s[k * kStride];
   }
 }
+
+#if defined(__x86_64__)
+// 16 x 16 transpose of floats: rows r[0..15] in, columns out (in place)
+__attribute__((target("avx512f"))) inline void transpose16(__m512 r[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+    r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+    r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+  // r[4g + j] now holds, in each 128-bit lane L, element j of rows 4g..4g+3 at columns 4L+j... regroup the lanes
+  for (int i = 0; i < 4; i++) {
+    t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+    t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xDD);
+    t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+    t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xDD);
+  }
+  for (int i = 0; i < 4; i++) {
+    r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+    r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
+    r[i + 4] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0x88);
+    r[i + 12] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0xDD);
+  }
+}
+
+// pack_panel for lines contiguous in k (kStride 1), as the weight rows of out = inp W^T: 16 x 16 blocks are
+// transposed in registers so every store is a whole 64-byte line (the scalar loop wrote 4 bytes per line touched)
+__attribute__((target("avx512f"))) inline void pack_panel_avx512(float* out, const float* src, long kStride,
+                                                                 long lineStride, int kc, int width, int W) {
+  if (kStride != 1 || W % 16 != 0) return pack_panel(out, src, kStride, lineStride, kc, width, W);
+  const int k16 = kc / 16 * 16;
+  for (int w0 = 0; w0 < W; w0 += 16) {
+    const int lines = std::min(16, std::max(0, width - w0));
+    for (int k = 0; k < k16; k += 16) {
+      __m512 r[16];
+      for (int i = 0; i < 16; i++)
+        r[i] = i < lines ? _mm512_loadu_ps(src + (long)(w0 + i) * lineStride + k) : _mm512_setzero_ps();
+      transpose16(r);
+      for (int i = 0; i < 16; i++) _mm512_storeu_ps(out + (long)(k + i) * W + w0, r[i]);
+    }
+    for (int k = k16; k < kc; k++)
+      for (int i = 0; i < 16; i++) out[(long)k * W + w0 + i] = i < lines ? src[(long)(w0 + i) * lineStride + k] : 0.f;
+  }
+}
+
+// pack_panel for the 6-line A micro-panels: lines contiguous in k (inp rows) go through the register transpose
+// with 6 live rows and 6-float masked stores; lines contiguous across (dout^T in dW) are one masked load and store
+// per k instead of a 24-byte memcpy call
+__attribute__((target("avx512f"))) inline void pack_a6_avx512(float* out, const float* src, long kStride,
+                                                              long lineStride, int kc, int width, int W) {
+  if (W != 6) return pack_panel(out, src, kStride, lineStride, kc, width, W);
+  const __mmask16 lineMask = (__mmask16)((1u << width) - 1), six = 0x3F;
+  if (lineStride == 1) {
+    for (int k = 0; k < kc; k++)
+      _mm512_mask_storeu_ps(out + (long)k * 6, six, _mm512_maskz_loadu_ps(lineMask, src + (long)k * kStride));
+    return;
+  }
+  if (kStride != 1) return pack_panel(out, src, kStride, lineStride, kc, width, W);
+  const int k16 = kc / 16 * 16;
+  for (int k = 0; k < k16; k += 16) {
+    __m512 r[16];
+    for (int i = 0; i < 16; i++) r[i] = i < width ? _mm512_loadu_ps(src + (long)i * lineStride + k) : _mm512_setzero_ps();
+    transpose16(r);
+    for (int i = 0; i < 16; i++) _mm512_mask_storeu_ps(out + (long)(k + i) * 6, six, r[i]);
+  }
+  for (int k = k16; k < kc; k++)
+    for (int i = 0; i < 6; i++) out[(long)k * 6 + i] = i < width ? src[(long)i * lineStride + k] : 0.f;
+}
+#endif
 
 // fp32 -> bf16, round to nearest even (NaN kept quiet)
 inline uint16_t to_bf16(float f) {
@@ -101,6 +179,12 @@ __attribute__((target("avx512f,fma"))) inline void kernel_avx512_6x64(int kc, co
   __m512 t20 = t00, t21 = t00, t22 = t00, t23 = t00, t30 = t00, t31 = t00, t32 = t00, t33 = t00;
   __m512 t40 = t00, t41 = t00, t42 = t00, t43 = t00, t50 = t00, t51 = t00, t52 = t00, t53 = t00;
   for (int k = 0; k < kc; k++, a += 6, b += 64) {
+    // the B micro-panel (kc x 64 floats) does not fit L1: fetch the rows PF iterations ahead
+    constexpr int PF = GEMM_PF;
+    _mm_prefetch((const char*)(b + 64 * PF), _MM_HINT_T0);
+    _mm_prefetch((const char*)(b + 64 * PF + 16), _MM_HINT_T0);
+    _mm_prefetch((const char*)(b + 64 * PF + 32), _MM_HINT_T0);
+    _mm_prefetch((const char*)(b + 64 * PF + 48), _MM_HINT_T0);
     const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16), b2 = _mm512_loadu_ps(b + 32),
                  b3 = _mm512_loadu_ps(b + 48);
     __m512 av = _mm512_set1_ps(a[0]);

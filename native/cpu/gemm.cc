@@ -193,24 +193,32 @@ void run(const Plan& p, int M, int N, int K, const float* A, long rsa, long csa,
   const int kBlocks = (K + p.KC - 1) / p.KC;
   const int KC = (K + kBlocks - 1) / kBlocks;
   const int T = g_threads();
-  // enough columns for every thread: each takes its own slice of N and runs the whole blocked product on it with
-  // private buffers (no barriers, each B panel packed once; A is packed by every thread). 2-5 % faster on 2 cores
-  // than splitting the packing and tiles of one product, which needs three barriers per block.
-  const int strips = (N + NR - 1) / NR;
-  if (T > 1 && strips >= 4 * T) {
+  // enough work for every thread: each takes its own slice of the output and runs the whole blocked product on it
+  // with private buffers (no barriers). Slicing N makes every thread pack all of A, slicing M all of B: slice the
+  // dimension whose operand is larger (M > N: A is larger). 2-5 % faster on 2 cores than splitting the packing and
+  // tiles of one product, which needs three barriers per block.
+  const int nStripsAll = (N + NR - 1) / NR, mStripsAll = (M + MR - 1) / MR;
+  const bool sliceM = M > N && mStripsAll >= 4 * T, sliceN = !sliceM && nStripsAll >= 4 * T;
+  if (T > 1 && (sliceM || sliceN)) {
 #pragma omp parallel
     {
       const int t = omp_get_thread_num(), nt = omp_get_num_threads();
       int lo, hi;
-      share(strips, t, nt, lo, hi);
-      const int j0 = lo * NR, n = std::min(N, hi * NR) - j0;
-      if (n > 0) {
+      share(sliceM ? mStripsAll : nStripsAll, t, nt, lo, hi);
+      const int unit = sliceM ? MR : NR, total = sliceM ? M : N;
+      const int at = lo * unit, len = std::min(total, hi * unit) - at;
+      if (len > 0) {
+        const int m = sliceM ? len : M, n = sliceM ? N : len;
         const int NC = std::min(std::max(NR, p.NC / NR * NR), ((n + NR - 1) / NR) * NR);
-        const int MC = std::min(std::max(MR, p.MC / MR * MR), ((M + MR - 1) / MR) * MR);
+        const int MC = std::min(std::max(MR, p.MC / MR * MR), ((m + MR - 1) / MR) * MR);
         float* Bp = thread_scratch(0, (size_t)KC * NC);
         float* Ap = thread_scratch(1, (size_t)KC * MC);
-        blocked(p, M, n, K, KC, MC, NC, A, rsa, csa, B + (long)j0 * csb, rsb, csb, C + j0, ldc, accumulate,
-                bias ? bias + j0 : nullptr, Bp, Ap, false);
+        if (sliceM)
+          blocked(p, m, N, K, KC, MC, NC, A + (long)at * rsa, rsa, csa, B, rsb, csb, C + (long)at * ldc, ldc, accumulate, bias,
+                  Bp, Ap, false);
+        else
+          blocked(p, M, n, K, KC, MC, NC, A, rsa, csa, B + (long)at * csb, rsb, csb, C + at, ldc, accumulate,
+                  bias ? bias + at : nullptr, Bp, Ap, false);
       }
     }
     return;

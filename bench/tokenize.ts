@@ -1,6 +1,7 @@
 // Tokenization throughput: gpt2 prepare's worker pool (all cores) against tiktoken single-threaded on the same text,
 // in one run. Two corpora by default: Tiny Shakespeare repeated (--repeat N, as N documents) and the built-in State of
-// the Union corpus (233 distinct addresses, each once: the word cache starts cold and meets 230 years of vocabulary).
+// the Union corpus (233 distinct addresses, each once: the word cache starts cold and meets 230 years of vocabulary),
+// and ~40 MB of distinct Python source files from Debian's dist-packages when present.
 // Run: node dist/bench/tokenize.js [--input FILE] [--repeat N]
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -38,4 +39,20 @@ async function measure(label: string, texts: string[]): Promise<void> {
 
 const text = fs.readFileSync(shakespeare, "utf8");
 await measure(`${path.basename(shakespeare)} x ${repeat}`, Array.from({ length: repeat }, () => text));
-if (!values.input) await measure("State of the Union, 233 addresses", builtinCorpusFiles().map((f) => fs.readFileSync(f, "utf8")));
+if (!values.input) {
+  await measure("State of the Union, 233 addresses", builtinCorpusFiles().map((f) => fs.readFileSync(f, "utf8")));
+  // a larger corpus of distinct documents that every Debian machine has: Python sources (code is part of web data)
+  const py = "/usr/lib/python3/dist-packages";
+  if (fs.existsSync(py)) {
+    const files: string[] = [];
+    let bytes = 0;
+    for (const f of (fs.readdirSync(py, { recursive: true }) as string[]).sort()) {
+      if (!f.endsWith(".py")) continue;
+      const full = path.join(py, f), size = fs.statSync(full).size;
+      if (size < 4096) continue;
+      files.push(fs.readFileSync(full, "utf8"));
+      if ((bytes += size) > 40e6) break;
+    }
+    await measure(`Python sources in ${py}, ${files.length} files`, files);
+  }
+}

@@ -4,7 +4,7 @@
 // Prints per size the median time and the bus bandwidth (NCCL's convention: all-reduce moves 2(n-1)/n of the
 // buffer per rank, reduce-scatter and all-gather (n-1)/n).
 import { parseArgs } from "node:util";
-import { createCommunicator, shardRange } from "../src/dist/comm.js";
+import { createCommunicator, shardRange } from "../src/parallel/comm.js";
 
 const { values } = parseArgs({ options: { json: { type: "boolean" }, reps: { type: "string" } } });
 const comm = createCommunicator({ force: true });

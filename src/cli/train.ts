@@ -4,7 +4,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { startDashboard } from "../dashboard/server.js";
-import { createCommunicator, launcherWorld, type Communicator } from "../dist/comm.js";
+import { createCommunicator, launcherWorld, type Communicator } from "../parallel/comm.js";
 import { loadNativeAddon } from "../kernels/native.js";
 import { DEFAULTS, mergeConfig, type TrainConfig } from "../train/config.js";
 import type { StepMetrics } from "../train/log.js";

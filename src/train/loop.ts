@@ -6,8 +6,8 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { DataLoader, type LoaderPosition } from "../data/loader.js";
-import { SingleComm, type Communicator } from "../dist/comm.js";
-import { DataParallel } from "../dist/ddp.js";
+import { SingleComm, type Communicator } from "../parallel/comm.js";
+import { DataParallel } from "../parallel/ddp.js";
 import { evaluateHellaswag, hellaswagFile, readHellaswag } from "../eval/hellaswag.js";
 import { datasetLoss } from "../eval/loss.js";
 import { readCheckpointHeader, readOptimizerRange, restoreCheckpoint, saveCheckpoint, saveOptimizerShard,

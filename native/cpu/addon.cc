@@ -8,6 +8,7 @@
 
 #include "gemm.h"
 #include "layers.h"
+#include "napi_util.h"
 #include "threads.h"
 
 #if defined(__x86_64__)
@@ -78,17 +79,8 @@ struct Args {
   }
 };
 
-napi_value undefined(napi_env env) {
-  napi_value u;
-  napi_get_undefined(env, &u);
-  return u;
-}
-
-napi_value number(napi_env env, double v) {
-  napi_value r;
-  napi_create_double(env, v, &r);
-  return r;
-}
+napi_value undefined(napi_env env) { return undefined_value(env); }
+napi_value number(napi_env env, double v) { return number_value(env, v); }
 
 #define KERNEL(name) napi_value name(napi_env env, napi_callback_info info)
 

@@ -21,15 +21,30 @@ struct Plan {
   Packer packA, packB;
 };
 
-float* scratch(int which, size_t n) {
-  static float* bufs[2] = {nullptr, nullptr};
-  static size_t caps[2] = {0, 0};
-  if (caps[which] < n) {
-    std::free(bufs[which]);
-    bufs[which] = static_cast<float*>(std::aligned_alloc(64, ((n * sizeof(float) + 63) / 64) * 64));
-    caps[which] = n;
+/** Packing buffers (0: B panel, 1: A block), grown on demand and kept for the next call. */
+struct Scratch {
+  float* bufs[2] = {nullptr, nullptr};
+  size_t caps[2] = {0, 0};
+  float* get(int which, size_t n) {
+    if (caps[which] < n) {
+      std::free(bufs[which]);
+      bufs[which] = static_cast<float*>(std::aligned_alloc(64, ((n * sizeof(float) + 63) / 64) * 64));
+      caps[which] = n;
+    }
+    return bufs[which];
   }
-  return bufs[which];
+};
+
+/** shared by the team when threads split one product */
+float* scratch(int which, size_t n) {
+  static Scratch s;
+  return s.get(which, n);
+}
+
+/** private to a thread when each computes its own slice */
+float* thread_scratch(int which, size_t n) {
+  thread_local Scratch s;
+  return s.get(which, n);
 }
 
 // Small M (token-by-token generation): dot products straight from the operands; packing would cost more than it saves.
@@ -164,18 +179,6 @@ void blocked(const Plan& p, int M, int N, int K, int KC, int MC, int NC, const f
       }
     }
   }
-}
-
-/** per-thread packing buffers for the independent mode, grown on demand and kept */
-float* thread_scratch(int which, size_t n) {
-  thread_local float* bufs[2] = {nullptr, nullptr};
-  thread_local size_t caps[2] = {0, 0};
-  if (caps[which] < n) {
-    std::free(bufs[which]);
-    bufs[which] = static_cast<float*>(std::aligned_alloc(64, ((n * sizeof(float) + 63) / 64) * 64));
-    caps[which] = n;
-  }
-  return bufs[which];
 }
 
 void run(const Plan& p, int M, int N, int K, const float* A, long rsa, long csa, const float* B, long rsb, long csb,

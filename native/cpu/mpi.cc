@@ -12,6 +12,8 @@
 #include <malloc.h>
 #include <node_api.h>
 
+#include "napi_util.h"
+
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -130,18 +132,6 @@ std::vector<Request> g_requests;
 
 void throwError(napi_env env, const std::string& msg) { napi_throw_error(env, nullptr, msg.c_str()); }
 
-napi_value undefinedValue(napi_env env) {
-  napi_value u;
-  napi_get_undefined(env, &u);
-  return u;
-}
-
-napi_value numberValue(napi_env env, double v) {
-  napi_value r;
-  napi_create_double(env, v, &r);
-  return r;
-}
-
 std::string mpiError(int code) {
   if (!g_mpi.errorString) return "MPI error " + std::to_string(code);
   char buf[1024];
@@ -253,8 +243,8 @@ napi_value MpiInit(napi_env env, napi_callback_info info) {
   }
   napi_value r;
   napi_create_object(env, &r);
-  napi_set_named_property(env, r, "rank", numberValue(env, g_mpi.rank));
-  napi_set_named_property(env, r, "size", numberValue(env, g_mpi.size));
+  napi_set_named_property(env, r, "rank", number_value(env, g_mpi.rank));
+  napi_set_named_property(env, r, "size", number_value(env, g_mpi.size));
   napi_value s;
   napi_create_string_utf8(env, g_mpi.libName.c_str(), g_mpi.libName.size(), &s);
   napi_set_named_property(env, r, "lib", s);
@@ -372,7 +362,7 @@ napi_value MpiRun(napi_env env, napi_callback_info info) {
   }
   g_watchdog.disarm();
   if (rc != 0) return throwError(env, "MPI " + op + " failed: " + mpiError(rc)), nullptr;
-  return numberValue(env, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  return number_value(env, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
 }
 
 // mpiStart(array) -> request id of a non-blocking in-place all-reduce (sum), finished by mpiTest / mpiWait
@@ -391,7 +381,7 @@ napi_value MpiStart(napi_env env, napi_callback_info info) {
     r.active = false;
     return throwError(env, "MPI all-reduce failed to start: " + mpiError(rc)), nullptr;
   }
-  return numberValue(env, id);
+  return number_value(env, id);
 }
 
 bool testOne(napi_env env, int id, bool& done) {
@@ -458,7 +448,7 @@ napi_value MpiWait(napi_env env, napi_callback_info info) {
       if (waited > 1.0) std::this_thread::sleep_for(std::chrono::microseconds(200));
     }
   }
-  return numberValue(env, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  return number_value(env, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
 }
 
 napi_value MpiAbort(napi_env env, napi_callback_info info) {
@@ -468,7 +458,7 @@ napi_value MpiAbort(napi_env env, napi_callback_info info) {
   double code = 1;
   if (argc >= 1) napi_get_value_double(env, argv[0], &code);
   if (g_mpi.ready) g_mpi.abort(g_mpi.commWorld, (int)code);
-  return undefinedValue(env);
+  return undefined_value(env);
 }
 
 napi_value MpiFinalize(napi_env env, napi_callback_info) {
@@ -476,7 +466,7 @@ napi_value MpiFinalize(napi_env env, napi_callback_info) {
     g_mpi.finalize();
     g_mpi.ready = false;
   }
-  return undefinedValue(env);
+  return undefined_value(env);
 }
 
 }  // namespace

@@ -96,8 +96,10 @@ function pieceEnd(s: string, i: number): number {
 class PieceCache {
   private static readonly BITS = 20;
   private static readonly MAX_ENTRIES = 1 << 19; // table at most half full; cleared (between texts) when reached
+  private static readonly MAX_KEY_CHARS = 1 << 26; // and when the pieces kept add up to 64M characters (huge pieces)
   private slots = new Int32Array(1 << PieceCache.BITS).fill(-1);
   private keys: string[] = [];
+  private keyChars = 0;
   private idsAt = new Uint32Array(1 << 12);
   private idsLen = new Uint32Array(1 << 12);
   private pool = new Uint32Array(1 << 16);
@@ -109,7 +111,7 @@ class PieceCache {
   private separatorId = -1;
 
   encode(s: string): Uint32Array {
-    if (this.keys.length >= PieceCache.MAX_ENTRIES) this.clear();
+    if (this.keys.length >= PieceCache.MAX_ENTRIES || this.keyChars >= PieceCache.MAX_KEY_CHARS) this.clear();
     this.nEntries = 0;
     for (let i = 0; i < s.length;) {
       const j = pieceEnd(s, i);
@@ -145,6 +147,7 @@ class PieceCache {
     }
     const e = this.keys.length;
     this.keys.push(s.slice(a, b));
+    this.keyChars += b - a;
     if (e === this.idsAt.length) {
       this.idsAt = grow(this.idsAt, 2 * e);
       this.idsLen = grow(this.idsLen, 2 * e);
@@ -195,6 +198,7 @@ class PieceCache {
   private clear(): void {
     this.slots.fill(-1);
     this.keys = [];
+    this.keyChars = 0;
     this.poolUsed = 0;
   }
 }

@@ -36,7 +36,7 @@ export class DataParallel {
     const total = model.layout.total;
     this.shard = zero ? shardRange(total, comm.size, comm.rank) : { lo: 0, hi: total, counts: [total] };
     // buckets of gradient views per block (and ln_f), in the order backward completes them
-    if (!model.grads) model.zeroGrad();
+    if (!model.grads) throw new Error("DataParallel needs the model's gradient buffer: call model.zeroGrad() first");
     const L = model.config.nLayer, be = model.backend, grads = (): Tensor => model.grads!;
     const specs = model.layout.tensors;
     const perLayer = specs.filter((s) => !["wte", "wpe", "lnfw", "lnfb"].includes(s.name));
@@ -78,15 +78,12 @@ export class DataParallel {
     this.pending = [];
   }
 
-  /** Global gradient L2 norm over this rank's shard (all ranks agree); clipped to maxNorm (> 0) as torch does. */
-  clipGradNorm(maxNorm: number): number {
-    const be = this.model.backend, n = this.shard.hi - this.shard.lo;
-    const view = be.view(this.model.grads!, this.shard.lo, n);
-    const sq = new Float64Array([be.sumSquares(view, n)]);
-    if (this.zero && this.active) this.comm.allReduceSum(sq);
-    const norm = Math.sqrt(sq[0]);
-    if (maxNorm > 0 && norm > maxNorm) be.scale(view, n, maxNorm / (norm + 1e-6));
-    return norm;
+  /** A per-shard sum (e.g. of squared gradients) totalled over the ranks that hold the shards (ZeRO-1). */
+  sumOverShards(x: number): number {
+    if (!this.zero || !this.active) return x;
+    const buf = new Float64Array([x]);
+    this.comm.allReduceSum(buf);
+    return buf[0];
   }
 
   /** After the update of this rank's shard: every rank gets all the parameters. */

@@ -47,11 +47,17 @@ export class AdamW {
   }
 }
 
-/** Global L2 norm of the gradients; if it exceeds maxNorm (> 0) they are scaled down to it (torch clip_grad_norm_). */
-export function clipGradNorm(model: GPT2, maxNorm: number): number {
-  const be = model.backend, n = model.layout.total;
+/**
+ * Global L2 norm of the gradients; if it exceeds maxNorm (> 0) they are scaled down to it (torch clip_grad_norm_).
+ * Under ZeRO-1 a rank holds only gradients [lo, hi): `sumAcrossRanks` adds the other ranks' sums of squares.
+ */
+export function clipGradNorm(model: GPT2, maxNorm: number, range?: { lo: number; hi: number },
+  sumAcrossRanks: (sumSquares: number) => number = (x) => x): number {
+  const be = model.backend;
   if (!model.grads) throw new Error("no gradients to clip");
-  const norm = Math.sqrt(be.sumSquares(model.grads, n));
-  if (maxNorm > 0 && norm > maxNorm) be.scale(model.grads, n, maxNorm / (norm + 1e-6));
+  const lo = range?.lo ?? 0, n = (range?.hi ?? model.layout.total) - lo;
+  const grads = lo === 0 && n === model.grads.length ? model.grads : be.view(model.grads, lo, n);
+  const norm = Math.sqrt(sumAcrossRanks(be.sumSquares(grads, n)));
+  if (maxNorm > 0 && norm > maxNorm) be.scale(grads, n, maxNorm / (norm + 1e-6));
   return norm;
 }

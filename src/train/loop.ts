@@ -20,7 +20,7 @@ import { GPT2 } from "../model/gpt2.js";
 import { countParams, paramLayout } from "../model/layout.js";
 import { decode } from "../tokenizer/bpe.js";
 import { Rng, type RngState } from "../util/rng.js";
-import { AdamW, ADAMW_DEFAULTS } from "./adamw.js";
+import { AdamW, ADAMW_DEFAULTS, clipGradNorm } from "./adamw.js";
 import { accumulationSteps, TrainConfigError, type TrainConfig } from "./config.js";
 import { flopsPerToken } from "./flops.js";
 import { diagnoseNonFinite, NonFiniteError, paramsFinite } from "./guard.js";
@@ -359,7 +359,7 @@ export async function train(cfg: TrainConfig, backend: Backend, hooks: TrainHook
     comm.allReduceSum(agreed);
     loss = agreed[0] / N;
     if (hooks.signal && agreed[1] > 0) hooks.signal.stop = true;
-    const norm = dp.clipGradNorm(cfg.gradClip);
+    const norm = clipGradNorm(model, cfg.gradClip, dp.shard, (sq) => dp.sumOverShards(sq));
     const lr = learningRate(schedule, step) * lrScale;
     if (!Number.isFinite(loss) || !Number.isFinite(norm)) {
       // never let a non-finite value reach AdamW or a checkpoint: diagnose, then stop or roll back

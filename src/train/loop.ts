@@ -6,7 +6,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { DataLoader, type LoaderPosition } from "../data/loader.js";
-import { SingleComm, type Communicator } from "../parallel/comm.js";
+import { shardRange, SingleComm, type Communicator } from "../parallel/comm.js";
 import { DataParallel } from "../parallel/ddp.js";
 import { evaluateHellaswag, hellaswagFile, readHellaswag } from "../eval/hellaswag.js";
 import { datasetLoss } from "../eval/loss.js";
@@ -26,6 +26,7 @@ import { flopsPerToken } from "./flops.js";
 import { diagnoseNonFinite, NonFiniteError, paramsFinite } from "./guard.js";
 import { OutlierDetector } from "./outliers.js";
 import { RunLog, type StepMetrics } from "./log.js";
+import { checkpointPath, latestCheckpoint, listCheckpoints, optimizerShardPath, pruneCheckpoints } from "./rundir.js";
 import { learningRate } from "./schedule.js";
 
 export interface TrainHooks {
@@ -82,28 +83,6 @@ export function availableMemory(): number {
   return os.freemem();
 }
 
-const CKPT_RE = /^checkpoint_(\d{8})\.gpt2ts$/;
-const SHARD_RE = /^checkpoint_(\d{8})\.zero1-rank\d+-of-\d+\.gpt2ts$/;
-
-export function checkpointPath(outDir: string, step: number): string {
-  return path.join(outDir, `checkpoint_${String(step).padStart(8, "0")}.gpt2ts`);
-}
-
-/** A ZeRO-1 rank's optimizer shard of the checkpoint at `step`. */
-export function optimizerShardPath(outDir: string, step: number, rank: number, ranks: number): string {
-  return path.join(outDir, `checkpoint_${String(step).padStart(8, "0")}.zero1-rank${rank}-of-${ranks}.gpt2ts`);
-}
-
-/** Checkpoints in a run directory, oldest first, with their steps. */
-export function listCheckpoints(outDir: string): { file: string; step: number }[] {
-  if (!outDir || !fs.existsSync(outDir)) return [];
-  return fs.readdirSync(outDir).filter((f) => CKPT_RE.test(f)).sort()
-    .map((f) => ({ file: path.join(outDir, f), step: Number(CKPT_RE.exec(f)![1]) }));
-}
-
-export function latestCheckpoint(outDir: string): string | null {
-  return listCheckpoints(outDir).at(-1)?.file ?? null;
-}
 
 /** NaN rollbacks allowed in one run before it stops anyway */
 const MAX_ROLLBACKS = 10;
@@ -285,23 +264,16 @@ export async function train(cfg: TrainConfig, backend: Backend, hooks: TrainHook
     if (dp.zero) {
       saveOptimizerShard(optimizerShardPath(cfg.outDir, step, comm.rank, N), model, opt.lo, opt.hi, { m: opt.m, v: opt.v });
       comm.barrier();
-      state.optimizer = { ranks: N, shards: dp.shard.counts.map((c, r) => {
-        const lo = dp.shard.counts.slice(0, r).reduce((a, b) => a + b, 0);
-        return { file: path.basename(optimizerShardPath(cfg.outDir, step, r, N)), lo, hi: lo + c };
+      state.optimizer = { ranks: N, shards: Array.from({ length: N }, (_, r) => {
+        const { lo, hi } = shardRange(model.layout.total, N, r);
+        return { file: path.basename(optimizerShardPath(cfg.outDir, step, r, N)), lo, hi };
       }) };
       if (lead) saveCheckpoint(file, model, state as unknown as Record<string, unknown>);
     } else if (lead) {
       saveCheckpoint(file, model, state as unknown as Record<string, unknown>, { m: opt.m, v: opt.v });
     }
     lastCkpt = file;
-    if (lead) {
-      const all = fs.readdirSync(cfg.outDir).filter((f) => CKPT_RE.test(f)).sort();
-      const kept = new Set(all.slice(Math.max(0, all.length - cfg.keep)).map((f) => CKPT_RE.exec(f)![1]));
-      for (const f of fs.readdirSync(cfg.outDir)) {
-        const m = CKPT_RE.exec(f) ?? SHARD_RE.exec(f);
-        if (m && !kept.has(m[1]) && Number(m[1]) !== step) fs.rmSync(path.join(cfg.outDir, f));
-      }
-    }
+    if (lead) pruneCheckpoints(cfg.outDir, cfg.keep, step);
     comm.barrier(); // nobody reads a checkpoint directory rank 0 is still changing
     print(`checkpoint: ${file}`);
   };

@@ -13,12 +13,10 @@
 #include <node_api.h>
 
 #include "napi_util.h"
+#include "watchdog.h"
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdio>
-#include <mutex>
-#include <unistd.h>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -69,58 +67,7 @@ struct Mpi {
 
 Mpi g_mpi;
 
-/** Ends the process when a blocking collective outlives its deadline (MPI offers no way to cancel one). */
-class Watchdog {
- public:
-  void arm(const std::string& what, double seconds) {
-    std::unique_lock<std::mutex> lock(mu_);
-    if (!started_) {
-      std::thread([this] { run(); }).detach();
-      started_ = true;
-    }
-    what_ = what;
-    seconds_ = seconds;
-    deadline_ = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                                                       std::chrono::duration<double>(seconds));
-    armed_ = true;
-    cv_.notify_all();
-  }
-  void disarm() {
-    std::unique_lock<std::mutex> lock(mu_);
-    armed_ = false;
-    cv_.notify_all();
-  }
 
- private:
-  void run() {
-    std::unique_lock<std::mutex> lock(mu_);
-    for (;;) {
-      if (!armed_) {
-        cv_.wait(lock);
-        continue;
-      }
-      if (cv_.wait_until(lock, deadline_) == std::cv_status::timeout && armed_ &&
-          std::chrono::steady_clock::now() >= deadline_) {
-        fprintf(stderr,
-                "gpt2: rank %d: MPI %s did not complete within %g s (GPT2_COMM_TIMEOUT): another rank died, hangs, "
-                "or runs different flags\n",
-                g_mpi.rank, what_.c_str(), seconds_);
-        fflush(stderr);
-        _exit(1);
-      }
-    }
-  }
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool started_ = false;
-  bool armed_ = false;
-  std::string what_;
-  double seconds_ = 0;
-  std::chrono::steady_clock::time_point deadline_;
-};
-// never destroyed: its thread waits on the condition variable for the life of the process, and destroying a
-// condition variable with a waiter blocks exit()
-Watchdog& g_watchdog = *new Watchdog();
 
 /** outstanding non-blocking operations; a request id indexes here */
 struct Request {
@@ -339,7 +286,7 @@ napi_value MpiRun(napi_env env, napi_callback_info info) {
   if ((op == "reducescatter" || op == "allgather") && !rankCounts(env, argv[2], b, op, counts, displs)) return nullptr;
   if (op == "reducescatter" && b.elemBytes != 4) return throwError(env, "mpiRun: reducescatter takes a Float32Array"), nullptr;
   auto t0 = std::chrono::steady_clock::now();
-  g_watchdog.arm(op == "reducescatter" ? "reduce-scatter" : op == "allgather" ? "all-gather" : op == "allreduce" ? "all-reduce" : op, timeout);
+  g_watchdog.arm(g_mpi.rank, op == "reducescatter" ? "reduce-scatter" : op == "allgather" ? "all-gather" : op == "allreduce" ? "all-reduce" : op, timeout);
   int rc = 0;
   if (op == "allreduce") {
     rc = g_mpi.allreduce(g_mpi.inPlace, b.data, (int)b.count, b.type, g_mpi.opSum, g_mpi.commWorld);

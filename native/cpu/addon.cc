@@ -308,7 +308,8 @@ KERNEL(Scale) {
 
 }  // namespace
 
-void register_mpi(napi_env env, napi_value exports);  // mpi.cc
+void register_mpi(napi_env env, napi_value exports);   // mpi.cc
+void register_cuda(napi_env env, napi_value exports);  // ../cuda/cuda.cc
 
 NAPI_MODULE_INIT() {
   const struct {
@@ -331,5 +332,6 @@ NAPI_MODULE_INIT() {
     napi_set_named_property(env, exports, f.name, v);
   }
   register_mpi(env, exports);
+  register_cuda(env, exports);
   return exports;
 }

@@ -286,7 +286,9 @@ napi_value MpiRun(napi_env env, napi_callback_info info) {
   if ((op == "reducescatter" || op == "allgather") && !rankCounts(env, argv[2], b, op, counts, displs)) return nullptr;
   if (op == "reducescatter" && b.elemBytes != 4) return throwError(env, "mpiRun: reducescatter takes a Float32Array"), nullptr;
   auto t0 = std::chrono::steady_clock::now();
-  g_watchdog.arm(g_mpi.rank, op == "reducescatter" ? "reduce-scatter" : op == "allgather" ? "all-gather" : op == "allreduce" ? "all-reduce" : op, timeout);
+  g_watchdog.arm(g_mpi.rank,
+                 std::string("MPI ") + (op == "reducescatter" ? "reduce-scatter" : op == "allgather" ? "all-gather" : op == "allreduce" ? "all-reduce" : op),
+                 timeout);
   int rc = 0;
   if (op == "allreduce") {
     rc = g_mpi.allreduce(g_mpi.inPlace, b.data, (int)b.count, b.type, g_mpi.opSum, g_mpi.commWorld);

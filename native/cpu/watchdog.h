@@ -1,4 +1,4 @@
-// A deadline for blocking calls that cannot be cancelled (MPI collectives): past it, the process prints one line
+// A deadline for blocking calls that cannot be cancelled (MPI collectives, NCCL set-up): past it, the process prints one line
 // and exits, and the launcher ends the other ranks.
 #pragma once
 
@@ -14,7 +14,7 @@
 /** Ends the process when a blocking collective outlives its deadline (MPI offers no way to cancel one). */
 class Watchdog {
  public:
-  /** `rank` names this process in the message */
+  /** `rank` names this process in the message, `what` the call ("MPI all-reduce") */
   void arm(int rank, const std::string& what, double seconds) {
     std::unique_lock<std::mutex> lock(mu_);
     if (!started_) {
@@ -46,7 +46,7 @@ class Watchdog {
       if (cv_.wait_until(lock, deadline_) == std::cv_status::timeout && armed_ &&
           std::chrono::steady_clock::now() >= deadline_) {
         fprintf(stderr,
-                "gpt2: rank %d: MPI %s did not complete within %g s (GPT2_COMM_TIMEOUT): another rank died, hangs, "
+                "gpt2: rank %d: %s did not complete within %g s (GPT2_COMM_TIMEOUT): another rank died, hangs, "
                 "or runs different flags\n",
                 rank_, what_.c_str(), seconds_);
         fflush(stderr);

@@ -45,7 +45,7 @@ export function backendFromFlags(values: { backend?: string | boolean; threads?:
   const threads = threadsRaw === undefined ? undefined : num(threadsRaw, "threads", 1, { int: true, min: 1 });
   const dtype = (values.dtype as string | undefined) ?? "fp32";
   if (dtype !== "fp32" && dtype !== "bf16") throw new UsageError(`--dtype expects fp32 or bf16, got "${dtype}"`);
-  if (name !== undefined && name !== "js" && name !== "native") throw new UsageError(`--backend expects js or native, got "${name}"`);
+  if (name !== undefined && name !== "js" && name !== "native" && name !== "cuda") throw new UsageError(`--backend expects js, native or cuda, got "${name}"`);
   return createBackend({ name, threads, dtype, warn: (m) => process.stderr.write(m + "\n") });
 }
 

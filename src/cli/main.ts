@@ -23,7 +23,7 @@ const COMMANDS: Record<string, { load: () => Promise<Run>; help: string }> = {
 
 function usage(): string {
   const lines = Object.entries(COMMANDS).map(([name, c]) => `  gpt2 ${name.padEnd(11)} ${c.help}`);
-  return `gpt2 — GPT-2 in TypeScript\n\nusage:\n${lines.join("\n")}\n\ncommon flags: --backend js|native (env GPT2_BACKEND), --threads N (env GPT2_THREADS)\n`;
+  return `gpt2 — GPT-2 in TypeScript\n\nusage:\n${lines.join("\n")}\n\ncommon flags: --backend js|native|cuda (env GPT2_BACKEND), --threads N (env GPT2_THREADS)\n`;
 }
 
 async function main(argv: string[]): Promise<void> {

@@ -3,12 +3,13 @@
 import * as os from "node:os";
 import type { Backend } from "./backend.js";
 import { JsBackend } from "./js/backend.js";
+import { CudaBackend, probeCuda } from "./cuda.js";
 import { loadNativeAddon, NativeBackend } from "./native.js";
 
-export type BackendName = "js" | "native";
+export type BackendName = "js" | "native" | "cuda";
 
 export interface BackendOptions {
-  /** "native" (default when the addon loads) or "js" */
+  /** "cuda" (default when an NVIDIA GPU is found), "native" (default otherwise, when the addon loads) or "js" */
   name?: string;
   threads?: number;
   dtype?: "fp32" | "bf16";
@@ -19,14 +20,15 @@ export interface BackendOptions {
 let warned = false;
 
 export function createBackend(opts: BackendOptions = {}): Backend {
-  const name = opts.name ?? "native";
+  const name = opts.name ?? (!("error" in probeCuda()) ? "cuda" : "native");
   const threads = opts.threads ?? os.availableParallelism();
   if (!Number.isInteger(threads) || threads < 1) throw new RangeError(`threads must be a positive integer, got ${threads}`);
   if (name === "js") {
     if (opts.dtype === "bf16") throw new RangeError("--dtype bf16 needs the native backend");
     return new JsBackend();
   }
-  if (name !== "native") throw new RangeError(`unknown backend "${name}" (expected js or native)`);
+  if (name === "cuda") return new CudaBackend(opts.dtype ?? "fp32");
+  if (name !== "native") throw new RangeError(`unknown backend "${name}" (expected js, native or cuda)`);
   const { addon, error } = loadNativeAddon();
   if (!addon) {
     if (opts.name === "native" || opts.dtype === "bf16") throw new Error(opts.dtype === "bf16" ? `--dtype bf16 needs the native backend: ${error}` : error);

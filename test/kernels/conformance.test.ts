@@ -1,138 +1,25 @@
-// Every kernel of every available backend against the pure-TS reference, on random shapes including odd sizes.
+// Every kernel of every available backend against the pure-TS reference (test/kernels/suite.ts).
 // An unavailable backend shows as skipped with the reason, never as passed.
-import assert from "node:assert/strict";
 import { test } from "node:test";
-import type { Backend, Tensor } from "../../src/kernels/backend.js";
-import { JsBackend } from "../../src/kernels/js/backend.js";
+import type { Backend } from "../../src/kernels/backend.js";
+import { CudaBackend, probeCuda } from "../../src/kernels/cuda.js";
 import { loadNativeAddon, NativeBackend } from "../../src/kernels/native.js";
-import { Rng } from "../../src/util/rng.js";
+import { runConformance } from "./suite.js";
 
-const ref = new JsBackend();
 const { addon, error } = loadNativeAddon();
-const candidates: { name: string; make: () => Backend; tol: number; skip: string | false }[] = [
+const gpu = probeCuda();
+const noGpu = "error" in gpu ? `no CUDA device (${gpu.error})` : false;
+const candidates: { name: string; make: () => Backend; tol: number; bf16?: boolean; skip: string | false }[] = [
   { name: "native fp32, 1 thread", make: () => new NativeBackend(addon!, 1), tol: 2e-5, skip: addon ? false : error },
   { name: "native fp32, 2 threads", make: () => new NativeBackend(addon!, 2), tol: 2e-5, skip: addon ? false : error },
   {
-    name: "native bf16 matmuls", make: () => new NativeBackend(addon!, 2, "bf16"), tol: 2e-2,
+    name: "native bf16 matmuls", make: () => new NativeBackend(addon!, 2, "bf16"), tol: 2e-2, bf16: true,
     skip: !addon ? error : addon.cpuFeatures().includes("bf16=none") ? "CPU has no AVX512-BF16" : false,
   },
+  { name: "cuda fp32 (GPU)", make: () => new CudaBackend("fp32"), tol: 5e-5, skip: noGpu },
+  { name: "cuda bf16 matmuls (GPU)", make: () => new CudaBackend("bf16"), tol: 2e-2, bf16: true, skip: noGpu },
 ];
 
-const rng = new Rng(2024);
-function rand(n: number, s = 1): Float32Array {
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) a[i] = rng.normal() * s;
-  return a;
-}
-/** relative error against the reference, scaled by the reference's largest magnitude */
-function close(got: Tensor, want: Tensor, tol: number, what: string): void {
-  const g = got as Float32Array, w = want as Float32Array;
-  assert.equal(g.length, w.length, what);
-  let scale = 1e-6, worst = 0;
-  for (let i = 0; i < w.length; i++) scale = Math.max(scale, Math.abs(w[i]));
-  for (let i = 0; i < w.length; i++) {
-    if (!Number.isFinite(g[i])) assert.fail(`${what}: non-finite at ${i}`);
-    worst = Math.max(worst, Math.abs(g[i] - w[i]) / scale);
-  }
-  assert.ok(worst <= tol, `${what}: worst error ${worst.toExponential(2)} > ${tol}`);
-}
-const copy = (a: Float32Array) => a.slice();
-
 for (const c of candidates) {
-  test(`conformance: ${c.name}`, { skip: c.skip || undefined }, () => {
-    const be = c.make();
-    const bf16 = c.name.includes("bf16");
-    const tol = c.tol;
-    // matmul: tiny, odd, and GPT-2-like shapes (N, C, OC)
-    for (const [N, C, OC] of [[1, 1, 1], [3, 5, 7], [7, 33, 65], [13, 130, 67], [64, 96, 384], [5, 64, 300], [130, 257, 129]]) {
-      const inp = rand(N * C), w = rand(OC * C), b = rand(OC), dout = rand(N * OC);
-      const o1 = new Float32Array(N * OC), o2 = new Float32Array(N * OC);
-      ref.matmulForward(o1, inp, w, b, N, C, OC);
-      be.matmulForward(o2, inp, w, b, N, C, OC);
-      close(o2, o1, tol, `matmulForward ${N}x${C}x${OC}`);
-      be.matmulForward(o2, inp, w, null, N, C, OC);
-      ref.matmulForward(o1, inp, w, null, N, C, OC);
-      close(o2, o1, tol, `matmulForward no bias ${N}x${C}x${OC}`);
-      const di1 = new Float32Array(N * C), di2 = new Float32Array(N * C);
-      const dw0 = rand(OC * C), dw1 = copy(dw0), dw2 = copy(dw0), db0 = rand(OC), db1 = copy(db0), db2 = copy(db0);
-      ref.matmulBackward(di1, dw1, db1, dout, inp, w, N, C, OC);
-      be.matmulBackward(di2, dw2, db2, dout, inp, w, N, C, OC);
-      close(di2, di1, tol, `matmulBackward dinp ${N}x${C}x${OC}`);
-      close(dw2, dw1, tol, `matmulBackward dweight ${N}x${C}x${OC}`);
-      close(db2, db1, 2e-5, `matmulBackward dbias ${N}x${C}x${OC}`);
-    }
-    if (bf16) return; // the other kernels do not change with the matmul dtype
-    for (const [B, T, C, NH] of [[1, 1, 4, 1], [2, 7, 12, 3], [3, 33, 64, 2], [1, 70, 96, 4], [2, 130, 128, 2]]) {
-      const N = B * T;
-      // layernorm
-      const x = rand(N * C, 2), w = rand(C), b = rand(C), dout = rand(N * C);
-      const [o1, m1, r1] = [new Float32Array(N * C), new Float32Array(N), new Float32Array(N)];
-      const [o2, m2, r2] = [new Float32Array(N * C), new Float32Array(N), new Float32Array(N)];
-      ref.layernormForward(o1, m1, r1, x, w, b, N, C);
-      be.layernormForward(o2, m2, r2, x, w, b, N, C);
-      close(o2, o1, 2e-5, "layernormForward"); close(r2, r1, 2e-5, "layernorm rstd");
-      const di0 = rand(N * C), dw0 = rand(C), db0 = rand(C);
-      const [di1, dw1, db1, di2, dw2, db2] = [copy(di0), copy(dw0), copy(db0), copy(di0), copy(dw0), copy(db0)];
-      ref.layernormBackward(di1, dw1, db1, dout, x, w, m1, r1, N, C);
-      be.layernormBackward(di2, dw2, db2, dout, x, w, m1, r1, N, C);
-      close(di2, di1, 2e-5, "layernormBackward dinp"); close(dw2, dw1, 2e-5, "dweight"); close(db2, db1, 2e-5, "dbias");
-      // attention
-      const qkv = rand(N * 3 * C), da = rand(N * C);
-      const [a1, l1, a2, l2] = [new Float32Array(N * C), new Float32Array(B * NH * T), new Float32Array(N * C), new Float32Array(B * NH * T)];
-      ref.attentionForward(a1, l1, qkv, B, T, C, NH);
-      be.attentionForward(a2, l2, qkv, B, T, C, NH);
-      close(a2, a1, 2e-5, `attentionForward ${B},${T},${C},${NH}`); close(l2, l1, 2e-5, "attention lse");
-      const [dq1, dq2] = [rand(N * 3 * C), rand(N * 3 * C)];
-      ref.attentionBackward(dq1, da, qkv, a1, l1, B, T, C, NH);
-      be.attentionBackward(dq2, da, qkv, a1, l1, B, T, C, NH);
-      close(dq2, dq1, 5e-5, `attentionBackward ${B},${T},${C},${NH}`);
-      // cached attention, fed in two chunks, equals the reference fed the same way
-      const maxT = T + 2, hs = C / NH, t1 = Math.max(1, Math.floor(T / 2));
-      const caches = [0, 1, 2, 3].map(() => new Float32Array(B * NH * maxT * hs));
-      for (const [pos, len] of [[0, t1], [t1, T - t1]]) {
-        if (len === 0) continue;
-        const q = rand(B * len * 3 * C), c1 = new Float32Array(B * len * C), c2 = new Float32Array(B * len * C);
-        ref.attentionCached(c1, caches[0], caches[1], q, B, len, pos, maxT, C, NH);
-        be.attentionCached(c2, caches[2], caches[3], q, B, len, pos, maxT, C, NH);
-        close(c2, c1, 2e-5, "attentionCached");
-      }
-      // gelu, residual
-      const g1 = new Float32Array(N * C), g2 = new Float32Array(N * C);
-      ref.geluForward(g1, x, N * C); be.geluForward(g2, x, N * C);
-      close(g2, g1, 2e-6, "geluForward");
-      ref.geluBackward(g1, x, dout, N * C); be.geluBackward(g2, x, dout, N * C);
-      close(g2, g1, 2e-6, "geluBackward");
-      ref.residualForward(g1, x, dout, N * C); be.residualForward(g2, x, dout, N * C);
-      close(g2, g1, 0, "residualForward");
-      // encoder
-      const V = 11, tokens = Int32Array.from({ length: N }, () => rng.int(V));
-      const wte = rand(V * C), wpe = rand(T * C), e1 = new Float32Array(N * C), e2 = new Float32Array(N * C);
-      ref.encoderForward(e1, tokens, wte, wpe, B, T, C); be.encoderForward(e2, tokens, wte, wpe, B, T, C);
-      close(e2, e1, 0, "encoderForward");
-      const [dte1, dpe1, dte2, dpe2] = [new Float32Array(V * C), new Float32Array(T * C), new Float32Array(V * C), new Float32Array(T * C)];
-      ref.encoderBackward(dte1, dpe1, dout, tokens, B, T, C); be.encoderBackward(dte2, dpe2, dout, tokens, B, T, C);
-      close(dte2, dte1, 1e-6, "encoderBackward dwte"); close(dpe2, dpe1, 1e-6, "encoderBackward dwpe");
-    }
-    // cross-entropy (padded vocab, ignored targets, aliasing dlogits over logits)
-    for (const [N, V, Vp] of [[1, 3, 8], [9, 100, 128], [5, 1000, 1024]]) {
-      const logits = rand(N * Vp, 3), targets = Int32Array.from({ length: N }, (_, i) => (i === 1 ? -1 : rng.int(V)));
-      const [ls1, ls2] = [new Float32Array(N), new Float32Array(N)];
-      const d1 = new Float32Array(N * Vp), d2 = copy(logits);
-      ref.crossEntropy(ls1, d1, logits, targets, N, V, Vp, 0.25);
-      be.crossEntropy(ls2, d2, d2, targets, N, V, Vp, 0.25);
-      close(ls2, ls1, 2e-6, "crossEntropy loss"); close(d2, d1, 2e-6, "crossEntropy dlogits (aliased)");
-    }
-    // AdamW, norms
-    for (const n of [1, 17, 1000]) {
-      const p = rand(n), g = rand(n), m = rand(n, 0.1), v = rand(n, 0.1).map(Math.abs);
-      const [p1, m1, v1, p2, m2, v2] = [copy(p), copy(m), copy(v), copy(p), copy(m), copy(v)];
-      ref.adamw(p1, g, m1, v1, n, 1e-3, 0.9, 0.95, 1e-8, 0.1, 3);
-      be.adamw(p2, g, m2, v2, n, 1e-3, 0.9, 0.95, 1e-8, 0.1, 3);
-      close(p2, p1, 1e-6, "adamw params"); close(m2, m1, 1e-6, "adamw m"); close(v2, v1, 1e-6, "adamw v");
-      assert.ok(Math.abs(be.sumSquares(g, n) - ref.sumSquares(g, n)) <= 1e-6 * ref.sumSquares(g, n));
-      const s1 = copy(g), s2 = copy(g);
-      ref.scale(s1, n, 0.3); be.scale(s2, n, 0.3);
-      close(s2, s1, 3e-7, "scale"); // the reference multiplies in double
-    }
-  });
+  test(`conformance: ${c.name}`, { skip: c.skip || undefined }, () => runConformance(c.make(), { tol: c.tol, bf16: c.bf16 }));
 }

@@ -1,0 +1,403 @@
+// CUDA kernels of the GPU backend, compiled at run time by NVRTC (native/cuda/cuda.cc) for the GPU in use and
+// cached. No headers: the source stands alone so that any NVRTC of CUDA 11.2 or newer compiles it.
+//
+// Storage is float32 (the Backend interface's Tensor); matrix products run in cuBLAS, these kernels do the rest.
+// Shapes as in src/kernels/backend.ts: N = B*T rows, C channels, NH heads of hs = C/NH, V real and Vp padded
+// vocabulary columns. Parameter gradients accumulate (+=); activation gradients are overwritten, except
+// layernorm_backward's dinp, which accumulates into the residual stream's gradient.
+
+#ifndef DYNAMIC_SHARED  // the CPU emulation in test/cuda gives its own
+#define DYNAMIC_SHARED(name) extern __shared__ float name[]
+#endif
+
+#define WARP 32
+#define FULL_MASK 0xffffffffu
+#define NEG_INF __int_as_float(0xff800000)
+
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);
+  return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(FULL_MASK, v, o));
+  return v;
+}
+__device__ __forceinline__ double warp_sum_d(double v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);
+  return v;
+}
+
+// Sum of v over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the result.
+__device__ float block_sum(float v, float* shared32) {
+  const int lane = threadIdx.x % WARP, warp = threadIdx.x / WARP, warps = blockDim.x / WARP;
+  v = warp_sum(v);
+  __syncthreads();
+  if (lane == 0) shared32[warp] = v;
+  __syncthreads();
+  v = lane < warps ? shared32[lane] : 0.0f;
+  return warp_sum(v);
+}
+__device__ float block_max(float v, float* shared32) {
+  const int lane = threadIdx.x % WARP, warp = threadIdx.x / WARP, warps = blockDim.x / WARP;
+  v = warp_max(v);
+  __syncthreads();
+  if (lane == 0) shared32[warp] = v;
+  __syncthreads();
+  v = lane < warps ? shared32[lane] : NEG_INF;
+  return warp_max(v);
+}
+
+// ---------------------------------------------------------------- encoder
+
+// out (N,C) = wte[inp] + wpe[t]
+extern "C" __global__ void encoder_forward(float* out, const int* inp, const float* wte, const float* wpe, int B, int T,
+                                           int C) {
+  long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= (long)B * T * C) return;
+  long row = i / C;
+  int c = (int)(i % C), t = (int)(row % T);
+  out[i] = wte[(long)inp[row] * C + c] + wpe[(long)t * C + c];
+}
+
+// dwte[inp] += dout, dwpe[t] += dout (atomics: a token may repeat)
+extern "C" __global__ void encoder_backward(float* dwte, float* dwpe, const float* dout, const int* inp, int B, int T,
+                                            int C) {
+  long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= (long)B * T * C) return;
+  long row = i / C;
+  int c = (int)(i % C), t = (int)(row % T);
+  float d = dout[i];
+  atomicAdd(&dwte[(long)inp[row] * C + c], d);
+  atomicAdd(&dwpe[(long)t * C + c], d);
+}
+
+// ---------------------------------------------------------------- layernorm
+
+// one warp per row
+extern "C" __global__ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp,
+                                             const float* weight, const float* bias, int N, int C) {
+  int row = blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP, lane = threadIdx.x % WARP;
+  if (row >= N) return;
+  const float* x = inp + (long)row * C;
+  float s = 0.0f;
+  for (int c = lane; c < C; c += WARP) s += x[c];
+  float m = warp_sum(s) / C;
+  float v = 0.0f;
+  for (int c = lane; c < C; c += WARP) {
+    float d = x[c] - m;
+    v += d * d;
+  }
+  float r = rsqrtf(warp_sum(v) / C + 1e-5f);
+  float* o = out + (long)row * C;
+  for (int c = lane; c < C; c += WARP) o[c] = (x[c] - m) * r * weight[c] + bias[c];
+  if (lane == 0) {
+    mean[row] = m;
+    rstd[row] = r;
+  }
+}
+
+// One warp per row, rows strided over the grid; dweight/dbias summed in shared memory (2*C floats) per block,
+// then added to the global gradients once per block.
+extern "C" __global__ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout,
+                                              const float* inp, const float* weight, const float* mean,
+                                              const float* rstd, int N, int C) {
+  DYNAMIC_SHARED(acc);  // [0, C) dbias, [C, 2C) dweight
+  for (int c = threadIdx.x; c < 2 * C; c += blockDim.x) acc[c] = 0.0f;
+  __syncthreads();
+  const int warps = blockDim.x / WARP, lane = threadIdx.x % WARP;
+  for (int row = blockIdx.x * warps + threadIdx.x / WARP; row < N; row += gridDim.x * warps) {
+    const float* dy = dout + (long)row * C;
+    const float* x = inp + (long)row * C;
+    float* dx = dinp + (long)row * C;
+    float m = mean[row], r = rstd[row];
+    float sdn = 0.0f, sdnx = 0.0f;
+    for (int c = lane; c < C; c += WARP) {
+      float xhat = (x[c] - m) * r, dn = weight[c] * dy[c];
+      sdn += dn;
+      sdnx += dn * xhat;
+    }
+    sdn = warp_sum(sdn) / C;
+    sdnx = warp_sum(sdnx) / C;
+    for (int c = lane; c < C; c += WARP) {
+      float xhat = (x[c] - m) * r, dn = weight[c] * dy[c];
+      atomicAdd(&acc[c], dy[c]);
+      atomicAdd(&acc[C + c], xhat * dy[c]);
+      dx[c] += (dn - sdn - xhat * sdnx) * r;
+    }
+  }
+  __syncthreads();
+  for (int c = threadIdx.x; c < C; c += blockDim.x) {
+    atomicAdd(&dbias[c], acc[c]);
+    atomicAdd(&dweight[c], acc[C + c]);
+  }
+}
+
+// ---------------------------------------------------------------- matmul helpers (the products are cuBLAS's)
+
+// out (N,OC) += bias (broadcast over rows)
+extern "C" __global__ void add_bias(float* out, const float* bias, int N, int OC) {
+  long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < (long)N * OC) out[i] += bias[i % OC];
+}
+
+// dbias (OC) += column sums of dout (N,OC). Block (32, 8): 32 columns, 8 row lanes; grid.y splits the rows.
+extern "C" __global__ void bias_backward(float* dbias, const float* dout, int N, int OC) {
+  __shared__ float part[8][33];
+  int col = blockIdx.x * 32 + threadIdx.x;
+  float s = 0.0f;
+  if (col < OC)
+    for (int r = blockIdx.y * 8 + threadIdx.y; r < N; r += gridDim.y * 8) s += dout[(long)r * OC + col];
+  part[threadIdx.y][threadIdx.x] = s;
+  __syncthreads();
+  if (threadIdx.y == 0 && col < OC) {
+    for (int k = 1; k < 8; k++) s += part[k][threadIdx.x];
+    atomicAdd(&dbias[col], s);
+  }
+}
+
+// ---------------------------------------------------------------- attention
+// The scores of a (batch, head) pair are one T x T product in cuBLAS (strided batched over B*NH); these kernels
+// move Q, K, V between the (B,T,3,NH,hs) layout of qkv and (B,NH,T,hs), and do the causal softmax and its gradient.
+
+// qkv (B,T,3C) -> q, k, v (B,NH,T,hs)
+extern "C" __global__ void qkv_split(float* q, float* k, float* v, const float* qkv, int B, int T, int NH, int hs) {
+  long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+  long total = (long)B * NH * T * hs;
+  if (i >= total) return;
+  int d = (int)(i % hs);
+  long r = i / hs;
+  int t = (int)(r % T);
+  r /= T;
+  int h = (int)(r % NH);
+  int b = (int)(r / NH);
+  int C = NH * hs;
+  const float* src = qkv + ((long)b * T + t) * 3 * C + h * hs + d;
+  q[i] = src[0];
+  k[i] = src[C];
+  v[i] = src[2 * C];
+}
+
+// dq, dk, dv (B,NH,T,hs) -> dqkv (B,T,3C)
+extern "C" __global__ void qkv_merge(float* dqkv, const float* dq, const float* dk, const float* dv, int B, int T,
+                                     int NH, int hs) {
+  long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+  long total = (long)B * NH * T * hs;
+  if (i >= total) return;
+  int d = (int)(i % hs);
+  long r = i / hs;
+  int t = (int)(r % T);
+  r /= T;
+  int h = (int)(r % NH);
+  int b = (int)(r / NH);
+  int C = NH * hs;
+  float* dst = dqkv + ((long)b * T + t) * 3 * C + h * hs + d;
+  dst[0] = dq[i];
+  dst[C] = dk[i];
+  dst[2 * C] = dv[i];
+}
+
+// (B,NH,T,hs) <-> (B,T,C): to_heads = 1 moves x (B,T,C) into y (B,NH,T,hs), 0 the other way
+extern "C" __global__ void heads_permute(float* y, const float* x, int B, int T, int NH, int hs, int to_heads) {
+  long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+  long total = (long)B * NH * T * hs;
+  if (i >= total) return;
+  int d = (int)(i % hs);
+  long r = i / hs;
+  int t = (int)(r % T);
+  r /= T;
+  int h = (int)(r % NH);
+  int b = (int)(r / NH);
+  long j = ((long)b * T + t) * NH * hs + h * hs + d;
+  if (to_heads) y[i] = x[j];
+  else y[j] = x[i];
+}
+
+// In place on scaled scores S (B*NH, T, T): causal softmax of each row; lse = log-sum-exp of the row's scores.
+// One warp per row.
+extern "C" __global__ void causal_softmax(float* S, float* lse, int rows, int T) {
+  int row = blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP, lane = threadIdx.x % WARP;
+  if (row >= rows) return;
+  int t = row % T;
+  float* s = S + (long)row * T;
+  float m = NEG_INF;
+  for (int j = lane; j <= t; j += WARP) m = fmaxf(m, s[j]);
+  m = warp_max(m);
+  float sum = 0.0f;
+  for (int j = lane; j <= t; j += WARP) sum += __expf(s[j] - m);
+  sum = warp_sum(sum);
+  float inv = 1.0f / sum;
+  for (int j = lane; j < T; j += WARP) s[j] = j <= t ? __expf(s[j] - m) * inv : 0.0f;
+  if (lane == 0) lse[row] = m + __logf(sum);
+}
+
+// In place on scaled scores S: P = exp(S - lse) below the diagonal, 0 above (recomputed in backward)
+extern "C" __global__ void causal_probs(float* S, const float* lse, int rows, int T) {
+  long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= (long)rows * T) return;
+  long row = i / T;
+  int j = (int)(i % T), t = (int)(row % T);
+  S[i] = j <= t ? __expf(S[i] - lse[row]) : 0.0f;
+}
+
+// dS = P * (dP - sum_j P*dP), in place over dP. One warp per row.
+extern "C" __global__ void softmax_backward(float* dP, const float* P, int rows, int T) {
+  int row = blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP, lane = threadIdx.x % WARP;
+  if (row >= rows) return;
+  int t = row % T;
+  const float* p = P + (long)row * T;
+  float* d = dP + (long)row * T;
+  float s = 0.0f;
+  for (int j = lane; j <= t; j += WARP) s += p[j] * d[j];
+  s = warp_sum(s);
+  for (int j = lane; j < T; j += WARP) d[j] = j <= t ? p[j] * (d[j] - s) : 0.0f;
+}
+
+// Stores the new tokens' K and V (qkv (B,Tq,3C) at positions pos..) into the caches (B,NH,maxT,hs).
+extern "C" __global__ void kv_store(float* kcache, float* vcache, const float* qkv, int B, int Tq, int pos, int maxT,
+                                    int NH, int hs) {
+  long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= (long)B * Tq * NH * hs) return;
+  int d = (int)(i % hs);
+  long r = i / hs;
+  int h = (int)(r % NH);
+  r /= NH;
+  int t = (int)(r % Tq), b = (int)(r / Tq);
+  int C = NH * hs;
+  const float* src = qkv + ((long)b * Tq + t) * 3 * C + h * hs + d;
+  long dst = (((long)b * NH + h) * maxT + pos + t) * hs + d;
+  kcache[dst] = src[C];
+  vcache[dst] = src[2 * C];
+}
+
+// One block per (b, t, h) query: scores over positions 0..pos+t in shared memory (maxT floats), softmax, sum of V.
+extern "C" __global__ void attention_cached(float* out, const float* kcache, const float* vcache, const float* qkv,
+                                            int B, int Tq, int pos, int maxT, int NH, int hs) {
+  DYNAMIC_SHARED(sh);  // [0, maxT) scores, [maxT, maxT + 32) reduction scratch
+  float* red = sh + maxT;
+  int h = blockIdx.x % NH, t = (blockIdx.x / NH) % Tq, b = blockIdx.x / (NH * Tq);
+  int C = NH * hs, n = pos + t + 1;
+  const float* q = qkv + ((long)b * Tq + t) * 3 * C + h * hs;
+  const float* K = kcache + ((long)b * NH + h) * maxT * hs;
+  const float* Vc = vcache + ((long)b * NH + h) * maxT * hs;
+  float scale = rsqrtf((float)hs);
+  float m = NEG_INF;
+  for (int j = threadIdx.x; j < n; j += blockDim.x) {
+    float s = 0.0f;
+    for (int d = 0; d < hs; d++) s += q[d] * K[(long)j * hs + d];
+    s *= scale;
+    sh[j] = s;
+    m = fmaxf(m, s);
+  }
+  m = block_max(m, red);
+  float sum = 0.0f;
+  for (int j = threadIdx.x; j < n; j += blockDim.x) {
+    float e = __expf(sh[j] - m);
+    sh[j] = e;
+    sum += e;
+  }
+  sum = block_sum(sum, red);
+  __syncthreads();
+  float inv = 1.0f / sum;
+  float* o = out + ((long)b * Tq + t) * C + h * hs;
+  for (int d = threadIdx.x; d < hs; d += blockDim.x) {
+    float acc = 0.0f;
+    for (int j = 0; j < n; j++) acc += sh[j] * Vc[(long)j * hs + d];
+    o[d] = acc * inv;
+  }
+}
+
+// ---------------------------------------------------------------- elementwise
+
+#define GELU_SCALE 0.7978845608028654f  // sqrt(2/pi)
+
+extern "C" __global__ void gelu_forward(float* out, const float* inp, long n) {
+  long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  float x = inp[i];
+  out[i] = 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + 0.044715f * x * x * x)));
+}
+
+extern "C" __global__ void gelu_backward(float* dinp, const float* inp, const float* dout, long n) {
+  long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  float x = inp[i];
+  float u = GELU_SCALE * (x + 0.044715f * x * x * x);
+  float th = tanhf(u);
+  float sech2 = 1.0f - th * th;
+  float grad = 0.5f * (1.0f + th) + 0.5f * x * sech2 * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
+  dinp[i] = grad * dout[i];
+}
+
+extern "C" __global__ void residual_forward(float* out, const float* a, const float* b, long n) {
+  long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) out[i] = a[i] + b[i];
+}
+
+extern "C" __global__ void scale_kernel(float* x, long n, float s) {
+  long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) x[i] *= s;
+}
+
+// ---------------------------------------------------------------- classifier
+
+// One block per row: losses[row] = logsumexp(logits[:V]) - logits[target]; with dlogits (may alias logits),
+// dlogits = (softmax - onehot) * grad_scale over V columns and 0 in the padded ones. target < 0: loss 0, grad 0.
+extern "C" __global__ void cross_entropy(float* losses, float* dlogits, const float* logits, const int* targets, int N,
+                                         int V, int Vp, float grad_scale) {
+  __shared__ float red[32];
+  int row = blockIdx.x;
+  if (row >= N) return;
+  const float* x = logits + (long)row * Vp;
+  int target = targets[row];
+  float m = NEG_INF;
+  for (int j = threadIdx.x; j < V; j += blockDim.x) m = fmaxf(m, x[j]);
+  m = block_max(m, red);
+  float s = 0.0f;
+  for (int j = threadIdx.x; j < V; j += blockDim.x) s += __expf(x[j] - m);
+  s = block_sum(s, red);
+  float lse = m + __logf(s);
+  if (threadIdx.x == 0) losses[row] = target < 0 ? 0.0f : lse - x[target];
+  if (dlogits == 0) return;
+  __syncthreads();  // every thread has read x before dlogits (which may be x) is written
+  float* d = dlogits + (long)row * Vp;
+  for (int j = threadIdx.x; j < Vp; j += blockDim.x) {
+    float g = 0.0f;
+    if (target >= 0 && j < V) g = (__expf(x[j] - lse) - (j == target ? 1.0f : 0.0f)) * grad_scale;
+    d[j] = g;
+  }
+}
+
+// ---------------------------------------------------------------- optimizer
+
+// AdamW as torch.optim.AdamW: decoupled decay; bc1 = 1 - beta1^t, bc2 = 1 - beta2^t
+extern "C" __global__ void adamw_kernel(float* params, const float* grads, float* m, float* v, long n, float lr,
+                                        float beta1, float beta2, float eps, float wd, float bc1, float bc2) {
+  long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  float g = grads[i];
+  float mi = beta1 * m[i] + (1.0f - beta1) * g;
+  float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
+  m[i] = mi;
+  v[i] = vi;
+  float p = params[i] * (1.0f - lr * wd);
+  params[i] = p - lr * (mi / bc1) / (sqrtf(vi / bc2) + eps);
+}
+
+// partial[block] = sum of x^2 over the block's grid-stride share, in double
+extern "C" __global__ void sum_squares(double* partial, const float* x, long n) {
+  __shared__ double red[32];
+  double s = 0.0;
+  for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
+    double v = x[i];
+    s += v * v;
+  }
+  s = warp_sum_d(s);
+  int lane = threadIdx.x % WARP, warp = threadIdx.x / WARP;
+  if (lane == 0) red[warp] = s;
+  __syncthreads();
+  if (warp == 0) {
+    s = lane < blockDim.x / WARP ? red[lane] : 0.0;
+    s = warp_sum_d(s);
+    if (lane == 0) partial[blockIdx.x] = s;
+  }
+}

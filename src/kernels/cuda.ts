@@ -1,0 +1,198 @@
+// The CUDA backend: parameters, gradients, optimizer state and activations live in GPU memory; the host launches
+// work and reads back only what the model asks for (losses, the gradient norm's sum of squares).
+//
+// The native half (native/cuda/cuda.cc) loads the NVIDIA driver, NVRTC and cuBLAS with dlopen() at run time and
+// compiles native/cuda/kernels.cu for the GPU found, caching the result, so installing gpt2ts needs no CUDA and the
+// same build runs on any machine with an NVIDIA driver and CUDA 11.2+ libraries.
+
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { fileURLToPath } from "node:url";
+import type { Backend, Tensor } from "./backend.js";
+import { loadNativeAddon } from "./native.js";
+
+type Ptr = number;
+
+/** The addon's CUDA exports (native/cuda/cuda.cc); tensors travel as device addresses. */
+export interface CudaAddon {
+  cudaProbe(): CudaDeviceInfo | { error: string };
+  cudaCompile(source: string, arch: number): number;
+  cudaInit(source: string, cacheDir: string, device: number): { name: string; major: number; minor: number; sms: number; cached: boolean } | undefined;
+  cudaSetMatmul(precision: "fp32" | "tf32" | "bf16"): void;
+  cudaMalloc(bytes: number): Ptr;
+  cudaFree(ptr: Ptr): void;
+  cudaWrite(ptr: Ptr, src: ArrayBufferView): void;
+  cudaRead(ptr: Ptr, dst: ArrayBufferView): void;
+  cudaCopy(dst: Ptr, src: Ptr, bytes: number): void;
+  cudaFill(ptr: Ptr, n: number, value: number): void;
+  cudaSync(): void;
+  cudaMemInfo(): [number, number];
+  cuEncoderForward(out: Ptr, inp: Int32Array, wte: Ptr, wpe: Ptr, B: number, T: number, C: number): void;
+  cuEncoderBackward(dwte: Ptr, dwpe: Ptr, dout: Ptr, inp: Int32Array, B: number, T: number, C: number): void;
+  cuLayernormForward(out: Ptr, mean: Ptr, rstd: Ptr, inp: Ptr, weight: Ptr, bias: Ptr, N: number, C: number): void;
+  cuLayernormBackward(dinp: Ptr, dweight: Ptr, dbias: Ptr, dout: Ptr, inp: Ptr, weight: Ptr, mean: Ptr, rstd: Ptr, N: number, C: number): void;
+  cuMatmulForward(out: Ptr, inp: Ptr, weight: Ptr, bias: Ptr | null, N: number, C: number, OC: number): void;
+  cuMatmulBackward(dinp: Ptr | null, dweight: Ptr, dbias: Ptr | null, dout: Ptr, inp: Ptr, weight: Ptr, N: number, C: number, OC: number): void;
+  cuAttentionForward(out: Ptr, lse: Ptr, qkv: Ptr, B: number, T: number, C: number, NH: number): void;
+  cuAttentionBackward(dqkv: Ptr, dout: Ptr, qkv: Ptr, out: Ptr, lse: Ptr, B: number, T: number, C: number, NH: number): void;
+  cuAttentionCached(out: Ptr, kcache: Ptr, vcache: Ptr, qkv: Ptr, B: number, Tq: number, pos: number, maxT: number, C: number, NH: number): void;
+  cuGeluForward(out: Ptr, inp: Ptr, n: number): void;
+  cuGeluBackward(dinp: Ptr, inp: Ptr, dout: Ptr, n: number): void;
+  cuResidualForward(out: Ptr, a: Ptr, b: Ptr, n: number): void;
+  cuCrossEntropy(losses: Ptr, dlogits: Ptr | null, logits: Ptr, targets: Int32Array, N: number, V: number, Vp: number, gradScale: number): void;
+  cuAdamW(params: Ptr, grads: Ptr, m: Ptr, v: Ptr, n: number, lr: number, beta1: number, beta2: number, eps: number, wd: number, t: number): void;
+  cuSumSquares(t: Ptr, n: number): number;
+  cuScale(t: Ptr, n: number, s: number): void;
+}
+
+export interface CudaDeviceInfo {
+  devices: number;
+  name: string;
+  major: number;
+  minor: number;
+  sms: number;
+  /** bytes */
+  memory: number;
+  /** the driver's CUDA version, e.g. 13000 */
+  driver: number;
+}
+
+export class CudaUnavailableError extends Error {
+  override name = "CudaUnavailableError";
+}
+
+/** A float32 buffer in GPU memory, or a view of one (which keeps its allocation alive). */
+export class CudaTensor implements Tensor {
+  constructor(readonly ptr: Ptr, readonly length: number, readonly root: CudaTensor | null = null) {}
+}
+
+const ptr = (t: Tensor): Ptr => {
+  if (!(t instanceof CudaTensor)) throw new TypeError("the CUDA backend was given a tensor it does not own");
+  return t.ptr;
+};
+const ptrOrNull = (t: Tensor | null): Ptr | null => (t === null ? null : ptr(t));
+
+/** The kernels' source, shipped in the package beside the native sources. */
+export function cudaKernelSource(): string {
+  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
+  return fs.readFileSync(path.join(root, "native/cuda/kernels.cu"), "utf8");
+}
+
+/** What the driver reports, or why no GPU can be used (no addon, no driver, no device). Cheap; starts nothing. */
+export function probeCuda(): CudaDeviceInfo | { error: string } {
+  const { addon, error } = loadNativeAddon();
+  if (!addon) return { error };
+  const a = addon as unknown as CudaAddon;
+  if (typeof a.cudaProbe !== "function") return { error: "the native addon was built without the CUDA bindings; run npm install again" };
+  return a.cudaProbe();
+}
+
+/** Where compiled kernels are kept: GPT2_CUDA_CACHE, else $XDG_CACHE_HOME/gpt2ts/cuda or ~/.cache/gpt2ts/cuda. */
+export function cudaCacheDir(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.GPT2_CUDA_CACHE) return env.GPT2_CUDA_CACHE;
+  const base = env.XDG_CACHE_HOME || path.join(os.homedir(), ".cache");
+  return path.join(base, "gpt2ts", "cuda");
+}
+
+let initialized: { name: string; major: number; minor: number; sms: number; cached: boolean } | null = null;
+
+export class CudaBackend implements Backend {
+  readonly name = "cuda";
+  readonly threads = 1;
+  readonly device: string;
+  private readonly cu: CudaAddon;
+  private readonly freer = new FinalizationRegistry<Ptr>((p) => { try { this.cu.cudaFree(p); } catch { /* process ending */ } });
+
+  /** `dtype` bf16: cuBLAS multiplies in bf16 (fp32 storage and accumulation); fp32: full fp32 products. */
+  constructor(readonly dtype: "fp32" | "bf16" = "fp32", device = 0) {
+    const info = probeCuda();
+    if ("error" in info) throw new CudaUnavailableError(`--backend cuda: ${info.error}`);
+    this.cu = loadNativeAddon().addon as unknown as CudaAddon;
+    if (!initialized) {
+      const dir = cudaCacheDir();
+      try { fs.mkdirSync(dir, { recursive: true }); } catch { /* the cache is optional */ }
+      initialized = this.cu.cudaInit(cudaKernelSource(), dir, device)!;
+    }
+    this.cu.cudaSetMatmul(dtype === "bf16" ? "bf16" : "fp32");
+    this.device = `${initialized.name} (sm_${initialized.major}${initialized.minor}, ${initialized.sms} SMs)`;
+  }
+
+  /** bytes free and total on the device */
+  memoryInfo(): { free: number; total: number } {
+    const [free, total] = this.cu.cudaMemInfo();
+    return { free, total };
+  }
+
+  alloc(n: number): Tensor {
+    if (!Number.isInteger(n) || n < 0) throw new RangeError(`alloc: bad length ${n}`);
+    const p = this.cu.cudaMalloc(n * 4);
+    const t = new CudaTensor(p, n);
+    this.freer.register(t, p);
+    return t;
+  }
+  view(t: Tensor, offset: number, n: number): Tensor {
+    if (offset < 0 || n < 0 || offset + n > t.length) throw new RangeError(`view [${offset}, ${offset + n}) out of a buffer of ${t.length}`);
+    const c = t as CudaTensor;
+    return new CudaTensor(ptr(t) + offset * 4, n, c.root ?? c);
+  }
+  write(t: Tensor, src: Float32Array, offset = 0): void {
+    if (offset < 0 || offset + src.length > t.length) throw new RangeError(`write of ${src.length} floats at ${offset} into a buffer of ${t.length}`);
+    if (src.length) this.cu.cudaWrite(ptr(t) + offset * 4, src);
+  }
+  read(t: Tensor, offset = 0, n = t.length - offset): Float32Array {
+    if (offset < 0 || n < 0 || offset + n > t.length) throw new RangeError(`read [${offset}, ${offset + n}) of a buffer of ${t.length}`);
+    const out = new Float32Array(n);
+    if (n) this.cu.cudaRead(ptr(t) + offset * 4, out);
+    return out;
+  }
+  fill(t: Tensor, value: number): void { if (t.length) this.cu.cudaFill(ptr(t), t.length, value); }
+  /** waits for all launched work (timing) */
+  synchronize(): void { this.cu.cudaSync(); }
+
+  encoderForward(out: Tensor, inp: Int32Array, wte: Tensor, wpe: Tensor, B: number, T: number, C: number): void {
+    this.cu.cuEncoderForward(ptr(out), inp, ptr(wte), ptr(wpe), B, T, C);
+  }
+  encoderBackward(dwte: Tensor, dwpe: Tensor, dout: Tensor, inp: Int32Array, B: number, T: number, C: number): void {
+    this.cu.cuEncoderBackward(ptr(dwte), ptr(dwpe), ptr(dout), inp, B, T, C);
+  }
+  layernormForward(out: Tensor, mean: Tensor, rstd: Tensor, inp: Tensor, weight: Tensor, bias: Tensor, N: number, C: number): void {
+    this.cu.cuLayernormForward(ptr(out), ptr(mean), ptr(rstd), ptr(inp), ptr(weight), ptr(bias), N, C);
+  }
+  layernormBackward(dinp: Tensor, dweight: Tensor, dbias: Tensor, dout: Tensor, inp: Tensor, weight: Tensor, mean: Tensor,
+    rstd: Tensor, N: number, C: number): void {
+    this.cu.cuLayernormBackward(ptr(dinp), ptr(dweight), ptr(dbias), ptr(dout), ptr(inp), ptr(weight), ptr(mean), ptr(rstd), N, C);
+  }
+  matmulForward(out: Tensor, inp: Tensor, weight: Tensor, bias: Tensor | null, N: number, C: number, OC: number): void {
+    this.cu.cuMatmulForward(ptr(out), ptr(inp), ptr(weight), ptrOrNull(bias), N, C, OC);
+  }
+  matmulBackward(dinp: Tensor | null, dweight: Tensor, dbias: Tensor | null, dout: Tensor, inp: Tensor, weight: Tensor,
+    N: number, C: number, OC: number): void {
+    this.cu.cuMatmulBackward(ptrOrNull(dinp), ptr(dweight), ptrOrNull(dbias), ptr(dout), ptr(inp), ptr(weight), N, C, OC);
+  }
+  attentionForward(out: Tensor, lse: Tensor, qkv: Tensor, B: number, T: number, C: number, NH: number): void {
+    this.cu.cuAttentionForward(ptr(out), ptr(lse), ptr(qkv), B, T, C, NH);
+  }
+  attentionBackward(dqkv: Tensor, dout: Tensor, qkv: Tensor, out: Tensor, lse: Tensor, B: number, T: number, C: number,
+    NH: number): void {
+    this.cu.cuAttentionBackward(ptr(dqkv), ptr(dout), ptr(qkv), ptr(out), ptr(lse), B, T, C, NH);
+  }
+  attentionCached(out: Tensor, kcache: Tensor, vcache: Tensor, qkv: Tensor, B: number, Tq: number, pos: number,
+    maxT: number, C: number, NH: number): void {
+    this.cu.cuAttentionCached(ptr(out), ptr(kcache), ptr(vcache), ptr(qkv), B, Tq, pos, maxT, C, NH);
+  }
+  geluForward(out: Tensor, inp: Tensor, N: number): void { this.cu.cuGeluForward(ptr(out), ptr(inp), N); }
+  geluBackward(dinp: Tensor, inp: Tensor, dout: Tensor, N: number): void { this.cu.cuGeluBackward(ptr(dinp), ptr(inp), ptr(dout), N); }
+  residualForward(out: Tensor, a: Tensor, b: Tensor, N: number): void { this.cu.cuResidualForward(ptr(out), ptr(a), ptr(b), N); }
+  crossEntropy(losses: Tensor, dlogits: Tensor | null, logits: Tensor, targets: Int32Array, N: number, V: number,
+    Vp: number, gradScale: number): void {
+    for (let i = 0; i < N; i++) if (targets[i] >= V) throw new RangeError(`target id ${targets[i]} out of range (vocabulary ${V})`);
+    this.cu.cuCrossEntropy(ptr(losses), ptrOrNull(dlogits), ptr(logits), targets, N, V, Vp, gradScale);
+  }
+  adamw(params: Tensor, grads: Tensor, m: Tensor, v: Tensor, n: number, lr: number, beta1: number, beta2: number,
+    eps: number, weightDecay: number, t: number): void {
+    this.cu.cuAdamW(ptr(params), ptr(grads), ptr(m), ptr(v), n, lr, beta1, beta2, eps, weightDecay, t);
+  }
+  sumSquares(t: Tensor, n: number): number { return this.cu.cuSumSquares(ptr(t), n); }
+  scale(t: Tensor, n: number, s: number): void { this.cu.cuScale(ptr(t), n, s); }
+}

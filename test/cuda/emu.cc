@@ -1,0 +1,481 @@
+// A CPU stand-in for the CUDA driver, NVRTC, cuBLAS and single-rank NCCL, for tests on machines without a GPU.
+//
+// Built as one shared library and installed under the names the GPU backend dlopen()s (libcuda.so.1,
+// libnvrtc.so.13, libcublas.so.13, libnccl.so.2) in a folder that GPT2_CUDA_LIBDIR points to. It runs the real
+// kernel source, native/cuda/kernels.cu, compiled here as C++: each CUDA thread of a block is a fiber (ucontext) on
+// one OS thread, switched at __syncthreads and warp shuffles, which are barriers over the threads still running;
+// blocks run one after another (so function-static arrays serve as the block's shared memory). Kernels without
+// block-level synchronisation run their threads plainly one after another. cuBLAS's
+// column-major products are plain loops (inputs rounded to bf16 under CUBLAS_COMPUTE_32F_FAST_16BF).
+//
+// What this proves: the backend's host code, launch shapes, index arithmetic and the kernels' logic. What it does
+// not: timing, the GPU's memory model, NVRTC itself (test/cuda compiles the source with the real NVRTC when present).
+
+#include <ucontext.h>
+
+#include <atomic>
+#include <exception>
+#include <chrono>
+#include <cstdio>
+#include <cmath>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+namespace emu {
+
+struct Dim3 {
+  unsigned x = 1, y = 1, z = 1;
+};
+Dim3 tIdx, bIdx;  // of the thread running now (one at a time)
+Dim3 bDim, gDim;
+float* dynShared = nullptr;
+
+// ---- threads of a block as fibers. On x86-64 a fiber switch is a few instructions (emu_switch below: callee-saved
+// registers, MXCSR and the x87 control word); elsewhere ucontext, whose switches make a system call each.
+#if defined(__x86_64__)
+extern "C" void emu_switch(void** save_sp, void* load_sp);
+asm(R"(
+.text
+.globl emu_switch
+.type emu_switch,@function
+emu_switch:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  subq $8, %rsp
+  stmxcsr (%rsp)
+  fnstcw 4(%rsp)
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  ldmxcsr (%rsp)
+  fldcw 4(%rsp)
+  addq $8, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+.size emu_switch, .-emu_switch
+.section .note.GNU-stack,"",@progbits
+.text
+)");
+struct Context {
+  void* sp = nullptr;
+};
+void fiber_trampoline();
+/** a fresh context that starts in fiber_trampoline on `stack` */
+inline void make_context(Context& c, char* stack, size_t size, Context*) {
+  uintptr_t top = ((uintptr_t)(stack + size)) & ~uintptr_t(15);
+  uint64_t* sp = (uint64_t*)(top - 72);
+  sp[0] = 0x1F80ull | (0x037Full << 32);  // MXCSR, x87 control word: the defaults
+  for (int i = 1; i <= 6; i++) sp[i] = 0;   // r15 r14 r13 r12 rbx rbp
+  sp[7] = (uint64_t)(uintptr_t)&fiber_trampoline;
+  sp[8] = 0;  // fiber_trampoline never returns
+  c.sp = sp;
+}
+inline void switch_context(Context& from, Context& to) { emu_switch(&from.sp, to.sp); }
+#else
+struct Context {
+  ucontext_t uc;
+};
+void fiber_trampoline();
+inline void make_context(Context& c, char* stack, size_t size, Context* link) {
+  getcontext(&c.uc);
+  c.uc.uc_stack.ss_sp = stack;
+  c.uc.uc_stack.ss_size = size;
+  c.uc.uc_link = &link->uc;
+  makecontext(&c.uc, fiber_trampoline, 0);
+}
+inline void switch_context(Context& from, Context& to) { swapcontext(&from.uc, &to.uc); }
+#endif
+
+// ---- threads of a block as fibers
+enum class State { Runnable, BlockWait, WarpWait, Done };
+struct Fiber {
+  Context ctx;
+  State state = State::Runnable;
+  Dim3 idx;
+};
+struct Block {
+  std::vector<Fiber> fibers;
+  std::vector<uint64_t> slots;  // one per thread, for shuffles
+  Context scheduler;
+  int current = -1;  // the running fiber; -1 when the kernel runs without fibers
+  std::exception_ptr error;
+} g_block;
+
+[[noreturn]] void not_threaded(const char* what) {
+  throw std::logic_error(std::string(what) + " in a kernel run without fibers: list the kernel as THR in emu.cc");
+}
+
+/** the running fiber waits in `s` until every live thread of its block (or warp) waits there too */
+void wait_in(State s) {
+  if (g_block.current < 0) not_threaded(s == State::BlockWait ? "__syncthreads" : "__shfl_xor_sync");
+  Fiber& f = g_block.fibers[g_block.current];
+  f.state = s;
+  switch_context(f.ctx, g_block.scheduler);
+}
+
+inline int linearTid() { return (int)(tIdx.x + bDim.x * (tIdx.y + bDim.y * tIdx.z)); }
+
+}  // namespace emu
+
+// ---- the CUDA built-ins the kernels use
+#define __global__
+#define __device__
+#define __forceinline__ inline
+#define __shared__ static
+#define DYNAMIC_SHARED(name) float* name = emu::dynShared
+#define threadIdx emu::tIdx
+#define blockIdx emu::bIdx
+#define blockDim emu::bDim
+#define gridDim emu::gDim
+
+inline void __syncthreads() { emu::wait_in(emu::State::BlockWait); }
+template <typename T>
+T __shfl_xor_sync(unsigned, T v, int offset) {
+  static_assert(sizeof(T) <= 8, "shuffle of a value up to 8 bytes");
+  int tid = emu::linearTid();
+  uint64_t bits = 0;
+  std::memcpy(&bits, &v, sizeof(T));
+  if (emu::g_block.current >= 0) emu::g_block.slots[tid] = bits;
+  emu::wait_in(emu::State::WarpWait);
+  uint64_t other = emu::g_block.slots[(tid & ~31) | ((tid % 32) ^ offset)];
+  emu::wait_in(emu::State::WarpWait);
+  T r;
+  std::memcpy(&r, &other, sizeof(T));
+  return r;
+}
+inline float atomicAdd(float* p, float v) { return std::atomic_ref<float>(*p).fetch_add(v); }
+inline double atomicAdd(double* p, double v) { return std::atomic_ref<double>(*p).fetch_add(v); }
+inline float __expf(float x) { return std::exp(x); }
+inline float __logf(float x) { return std::log(x); }
+inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
+inline float __int_as_float(unsigned v) {
+  float f;
+  std::memcpy(&f, &v, 4);
+  return f;
+}
+
+#include "../../native/cuda/kernels.cu"
+
+namespace emu {
+
+// ---- kernels by name, with their arguments unpacked from cuLaunchKernel's void**
+
+using Invoke = std::function<void(void**)>;
+template <typename... A, size_t... I>
+void call(void (*f)(A...), void** p, std::index_sequence<I...>) {
+  f(*static_cast<std::remove_reference_t<A>*>(p[I])...);
+}
+template <typename... A>
+Invoke invoker(void (*f)(A...)) {
+  return [f](void** p) { call(f, p, std::index_sequence_for<A...>{}); };
+}
+
+struct Kernel {
+  Invoke invoke;
+  bool threaded;
+};
+std::map<std::string, Kernel>& kernels() {
+  static std::map<std::string, Kernel> k = {
+#define SEQ(name) {#name, {invoker(&name), false}}
+#define THR(name) {#name, {invoker(&name), true}}
+      SEQ(encoder_forward),  SEQ(encoder_backward),  THR(layernorm_forward), THR(layernorm_backward),
+      SEQ(add_bias),         THR(bias_backward),     SEQ(qkv_split),         SEQ(qkv_merge),
+      SEQ(heads_permute),    THR(causal_softmax),    SEQ(causal_probs),      THR(softmax_backward),
+      SEQ(kv_store),         THR(attention_cached),  SEQ(gelu_forward),      SEQ(gelu_backward),
+      SEQ(residual_forward), SEQ(scale_kernel),      THR(cross_entropy),     SEQ(adamw_kernel),
+      THR(sum_squares),
+  };
+  return k;
+}
+
+const Kernel* g_kernel = nullptr;
+void** g_params = nullptr;
+
+void fiber_trampoline() {
+  try {
+    g_kernel->invoke(g_params);
+  } catch (...) {
+    g_block.error = std::current_exception();
+  }
+  Fiber& f = g_block.fibers[g_block.current];
+  f.state = State::Done;
+  switch_context(f.ctx, g_block.scheduler);  // never resumed
+}
+
+/** Releases the threads waiting at a barrier that every live thread of its block (warp) has reached. */
+bool release(int n) {
+  auto all_wait = [&](int lo, int hi, State s) {
+    bool any = false;
+    for (int i = lo; i < hi; i++) {
+      State st = g_block.fibers[i].state;
+      if (st == State::Done) continue;
+      if (st != s) return false;
+      any = true;
+    }
+    return any;
+  };
+  bool released = false;
+  if (all_wait(0, n, State::BlockWait)) {
+    for (int i = 0; i < n; i++)
+      if (g_block.fibers[i].state == State::BlockWait) g_block.fibers[i].state = State::Runnable;
+    released = true;
+  }
+  for (int w = 0; w < n; w += 32)
+    if (all_wait(w, std::min(n, w + 32), State::WarpWait)) {
+      for (int i = w; i < std::min(n, w + 32); i++)
+        if (g_block.fibers[i].state == State::WarpWait) g_block.fibers[i].state = State::Runnable;
+      released = true;
+    }
+  return released;
+}
+
+/** Runs the grid block after block; a threaded kernel's threads are fibers switched at its barriers. */
+void run_grid(const Kernel& k, void** params) {
+  int n = (int)(bDim.x * bDim.y * bDim.z);
+  auto thread_idx = [&](int t) { return Dim3{t % bDim.x, (t / bDim.x) % bDim.y, t / (bDim.x * bDim.y)}; };
+  std::vector<Dim3> grid;
+  for (unsigned z = 0; z < gDim.z; z++)
+    for (unsigned y = 0; y < gDim.y; y++)
+      for (unsigned x = 0; x < gDim.x; x++) grid.push_back({x, y, z});
+  g_block.current = -1;
+  if (!k.threaded) {
+    for (Dim3 b : grid)
+      for (int t = 0; t < n; t++) bIdx = b, tIdx = thread_idx(t), k.invoke(params);
+    return;
+  }
+  constexpr size_t kStack = 64 * 1024;
+  static std::vector<std::unique_ptr<char[]>> stacks;
+  while ((int)stacks.size() < n) stacks.emplace_back(new char[kStack]);
+  g_kernel = &k;
+  g_params = params;
+  g_block.fibers.assign(n, Fiber());
+  g_block.slots.assign(n, 0);
+  g_block.error = nullptr;
+  for (Dim3 b : grid) {
+    bIdx = b;
+    for (int t = 0; t < n; t++) {
+      Fiber& f = g_block.fibers[t];
+      f.state = State::Runnable;
+      f.idx = thread_idx(t);
+      make_context(f.ctx, stacks[t].get(), kStack, &g_block.scheduler);
+    }
+    for (;;) {
+      bool ran = false;
+      for (int t = 0; t < n; t++) {
+        if (g_block.fibers[t].state != State::Runnable) continue;
+        g_block.current = t;
+        tIdx = g_block.fibers[t].idx;
+        switch_context(g_block.scheduler, g_block.fibers[t].ctx);
+        ran = true;
+      }
+      g_block.current = -1;
+      if (g_block.error) std::rethrow_exception(g_block.error);
+      bool done = true;
+      for (int t = 0; t < n && done; t++) done = g_block.fibers[t].state == State::Done;
+      if (done) break;
+      if (!release(n) && !ran) throw std::logic_error("threads of a block wait at different barriers (deadlock)");
+    }
+  }
+}
+
+// ---- memory: host allocations stand for device memory; sizes are remembered for cuMemGetInfo
+size_t used = 0;
+std::map<uintptr_t, size_t> sizes;
+constexpr size_t kTotal = size_t(8) << 30;
+
+// ---- the products, column-major as cuBLAS's
+float bf16_round(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  u = (u + 0x7fff + ((u >> 16) & 1)) & 0xffff0000u;
+  std::memcpy(&x, &u, 4);
+  return x;
+}
+int computeType = 68;
+void gemm(int opA, int opB, int m, int n, int k, float alpha, const float* A, int lda, const float* B, int ldb,
+          float beta, float* C, int ldc, int compute) {
+  bool bf = compute == 75;
+  for (int j = 0; j < n; j++)
+    for (int i = 0; i < m; i++) {
+      double s = 0;
+      for (int p = 0; p < k; p++) {
+        float a = opA == 0 ? A[i + (long)p * lda] : A[p + (long)i * lda];
+        float b = opB == 0 ? B[p + (long)j * ldb] : B[j + (long)p * ldb];
+        if (bf) a = bf16_round(a), b = bf16_round(b);
+        s += (double)a * b;
+      }
+      float& c = C[i + (long)j * ldc];
+      c = (float)(alpha * s + (beta == 0.0f ? 0.0 : (double)beta * c));
+    }
+}
+
+}  // namespace emu
+
+using CUresult = int;
+using ull = unsigned long long;
+
+extern "C" {
+
+// ---------------------------------------------------------------- driver
+CUresult cuInit(unsigned) { return 0; }
+CUresult cuDriverGetVersion(int* v) { return *v = 13000, 0; }
+CUresult cuDeviceGetCount(int* n) { return *n = 1, 0; }
+CUresult cuDeviceGet(int* d, int i) { return *d = i, i == 0 ? 0 : 101; }
+CUresult cuDeviceGetName(char* name, int len, int) {
+  std::strncpy(name, "CPU emulation of CUDA (gpt2ts tests)", len - 1);
+  return 0;
+}
+CUresult cuDeviceGetAttribute(int* v, int attr, int) {
+  *v = attr == 75 ? 9 : attr == 76 ? 0 : attr == 16 ? 4 : 0;
+  return 0;
+}
+CUresult cuDeviceTotalMem_v2(size_t* b, int) { return *b = emu::kTotal, 0; }
+CUresult cuDevicePrimaryCtxRetain(void** c, int) { return *c = (void*)1, 0; }
+CUresult cuCtxSetCurrent(void*) { return 0; }
+CUresult cuCtxSynchronize() { return 0; }
+CUresult cuMemAlloc_v2(ull* p, size_t bytes) {
+  if (emu::used + bytes > emu::kTotal) return 2;  // CUDA_ERROR_OUT_OF_MEMORY
+  void* m = std::malloc(bytes);
+  if (!m) return 2;
+  *p = (ull)(uintptr_t)m;
+  emu::sizes[(uintptr_t)m] = bytes;
+  emu::used += bytes;
+  return 0;
+}
+CUresult cuMemFree_v2(ull p) {
+  auto it = emu::sizes.find((uintptr_t)p);
+  if (it == emu::sizes.end()) return 1;  // CUDA_ERROR_INVALID_VALUE
+  emu::used -= it->second;
+  emu::sizes.erase(it);
+  std::free((void*)(uintptr_t)p);
+  return 0;
+}
+CUresult cuMemGetInfo_v2(size_t* f, size_t* t) { return *f = emu::kTotal - emu::used, *t = emu::kTotal, 0; }
+CUresult cuMemcpyHtoD_v2(ull d, const void* s, size_t n) { return std::memcpy((void*)(uintptr_t)d, s, n), 0; }
+CUresult cuMemcpyDtoH_v2(void* d, ull s, size_t n) { return std::memcpy(d, (void*)(uintptr_t)s, n), 0; }
+CUresult cuMemcpyDtoD_v2(ull d, ull s, size_t n) { return std::memmove((void*)(uintptr_t)d, (void*)(uintptr_t)s, n), 0; }
+CUresult cuMemsetD32_v2(ull d, unsigned v, size_t n) {
+  unsigned* p = (unsigned*)(uintptr_t)d;
+  for (size_t i = 0; i < n; i++) p[i] = v;
+  return 0;
+}
+CUresult cuModuleLoadData(void** m, const void*) { return *m = (void*)1, 0; }
+CUresult cuModuleGetFunction(void** f, void*, const char* name) {
+  auto it = emu::kernels().find(name);
+  if (it == emu::kernels().end()) return 500;  // CUDA_ERROR_NOT_FOUND
+  *f = &it->second;
+  return 0;
+}
+CUresult cuFuncSetAttribute(void*, int, int) { return 0; }
+CUresult cuLaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
+                        unsigned shmem, void*, void** params, void**) {
+  const emu::Kernel& k = *static_cast<emu::Kernel*>(f);
+  auto t0 = std::chrono::steady_clock::now();
+  struct Prof { std::map<const void*, double> t; ~Prof() { if (getenv("EMU_PROFILE")) for (auto& [k, v] : t) for (auto& [n, kk] : emu::kernels()) if (&kk == k) fprintf(stderr, "%s %.3f\n", n.c_str(), v); } };
+  static Prof prof;
+  struct Acc { Prof& p; const void* k; std::chrono::steady_clock::time_point t0; ~Acc() { p.t[k] += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); } } acc{prof, f, t0};
+  if (bx * by * bz > 1024 || gx == 0 || gy == 0 || gz == 0 || bx * by * bz == 0) return 1;
+  emu::bDim = {bx, by, bz};
+  emu::gDim = {gx, gy, gz};
+  std::vector<float> shared((shmem + 3) / 4);
+  emu::dynShared = shared.data();
+  try {
+    emu::run_grid(k, params);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "emu: %s\n", e.what());
+    return 719;  // CUDA_ERROR_LAUNCH_FAILED
+  }
+  return 0;
+}
+CUresult cuGetErrorString(CUresult r, const char** s) {
+  static std::string msg;
+  msg = "emulated CUDA error " + std::to_string(r);
+  *s = msg.c_str();
+  return 0;
+}
+
+// ---------------------------------------------------------------- NVRTC: "compiles" to a marker
+int nvrtcVersion(int* a, int* b) { return *a = 13, *b = 0, 0; }
+int nvrtcCreateProgram(void** p, const char*, const char*, int, const char* const*, const char* const*) {
+  return *p = (void*)1, 0;
+}
+int nvrtcCompileProgram(void*, int, const char* const*) { return 0; }
+int nvrtcGetProgramLogSize(void*, size_t* n) { return *n = 1, 0; }
+int nvrtcGetProgramLog(void*, char* s) { return s[0] = 0, 0; }
+int nvrtcGetCUBINSize(void*, size_t* n) { return *n = 4, 0; }
+int nvrtcGetCUBIN(void*, char* s) { return std::memcpy(s, "EMU", 4), 0; }
+int nvrtcDestroyProgram(void**) { return 0; }
+const char* nvrtcGetErrorString(int) { return "emulated NVRTC error"; }
+
+// ---------------------------------------------------------------- cuBLAS
+int cublasCreate_v2(void** h) { return *h = (void*)1, 0; }
+int cublasGemmEx(void*, int opA, int opB, int m, int n, int k, const void* alpha, const void* A, int, int lda,
+                 const void* B, int, int ldb, const void* beta, void* C, int, int ldc, int compute, int) {
+  emu::gemm(opA, opB, m, n, k, *(const float*)alpha, (const float*)A, lda, (const float*)B, ldb, *(const float*)beta,
+            (float*)C, ldc, compute);
+  return 0;
+}
+int cublasGemmStridedBatchedEx(void*, int opA, int opB, int m, int n, int k, const void* alpha, const void* A, int,
+                               int lda, long long sA, const void* B, int, int ldb, long long sB, const void* beta,
+                               void* C, int, int ldc, long long sC, int batch, int compute, int) {
+  for (int i = 0; i < batch; i++)
+    emu::gemm(opA, opB, m, n, k, *(const float*)alpha, (const float*)A + i * sA, lda, (const float*)B + i * sB, ldb,
+              *(const float*)beta, (float*)C + i * sC, ldc, compute);
+  return 0;
+}
+
+// ---------------------------------------------------------------- NCCL, one rank
+struct ncclUniqueId {
+  char internal[128];
+};
+int ncclGetVersion(int* v) { return *v = 22800, 0; }
+int ncclGetUniqueId(ncclUniqueId* id) { return std::memset(id, 7, sizeof *id), 0; }
+int ncclCommInitRank(void** comm, int nranks, ncclUniqueId, int rank) {
+  if (nranks != 1 || rank != 0) return 4;  // ncclInvalidArgument: the emulation has one rank
+  return *comm = (void*)1, 0;
+}
+static size_t nccl_bytes(int type) { return type == 8 || type == 4 || type == 5 ? 8 : type <= 1 ? 1 : type == 6 || type == 9 ? 2 : 4; }
+int ncclAllReduce(const void* s, void* r, size_t n, int type, int, void*, void*) {
+  if (s != r) std::memmove(r, s, n * nccl_bytes(type));
+  return 0;
+}
+int ncclReduceScatter(const void* s, void* r, size_t n, int type, int, void*, void*) {
+  if (s != r) std::memmove(r, s, n * nccl_bytes(type));
+  return 0;
+}
+int ncclAllGather(const void* s, void* r, size_t n, int type, void*, void*) {
+  if (s != r) std::memmove(r, s, n * nccl_bytes(type));
+  return 0;
+}
+int ncclBroadcast(const void* s, void* r, size_t n, int type, int, void*, void*) {
+  if (s != r) std::memmove(r, s, n * nccl_bytes(type));
+  return 0;
+}
+int ncclGroupStart() { return 0; }
+int ncclGroupEnd() { return 0; }
+int ncclCommGetAsyncError(void*, int* e) { return *e = 0, 0; }
+int ncclCommAbort(void*) { return 0; }
+int ncclCommDestroy(void*) { return 0; }
+const char* ncclGetErrorString(int) { return "emulated NCCL error"; }
+
+}  // extern "C"

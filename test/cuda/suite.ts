@@ -1,0 +1,104 @@
+// Tests of the CUDA backend shared by test/cuda/gpu.test.ts (a real GPU; skipped without one) and
+// test/cuda/emu.test.ts (the CPU emulation of CUDA in test/cuda/emu.cc).
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import type { Backend } from "../../src/kernels/backend.js";
+import { CudaBackend } from "../../src/kernels/cuda.js";
+import { loadNativeAddon, NativeBackend } from "../../src/kernels/native.js";
+import { makeConfig } from "../../src/model/config.js";
+import { KVCache, generate } from "../../src/model/generate.js";
+import { GPT2 } from "../../src/model/gpt2.js";
+import { AdamW, ADAMW_DEFAULTS, clipGradNorm } from "../../src/train/adamw.js";
+import { Rng } from "../../src/util/rng.js";
+import { CLI, fixture, tmpDir } from "../helpers.js";
+
+/** A CPU backend to compare with: the native one when built (faster), else the reference. */
+export function cpuBackend(): Backend {
+  const { addon } = loadNativeAddon();
+  return addon ? new NativeBackend(addon, 2) : (() => { throw new Error("native addon missing"); })();
+}
+
+/** `steps` AdamW steps of a small model on one fixed batch; the losses of each step. */
+export function trainSteps(be: Backend, steps: number, shape = { nLayer: 2, nHead: 2, nEmbd: 32, blockSize: 16, vocabSize: 200 }): number[] {
+  const config = makeConfig("tiny", shape);
+  const model = new GPT2(config, be);
+  model.initWeights(new Rng(11));
+  const rng = new Rng(12), B = 2, T = shape.blockSize;
+  const inputs = Int32Array.from({ length: B * T }, () => rng.int(shape.vocabSize));
+  const targets = Int32Array.from({ length: B * T }, () => rng.int(shape.vocabSize));
+  const opt = new AdamW(model, { ...ADAMW_DEFAULTS });
+  const losses: number[] = [];
+  for (let s = 0; s < steps; s++) {
+    model.zeroGrad();
+    losses.push(model.forwardBackward(inputs, targets, B, T));
+    clipGradNorm(model, 1.0);
+    opt.update(3e-3);
+  }
+  return losses;
+}
+
+export function assertLossesClose(got: number[], want: number[], rel: number, what: string): void {
+  assert.equal(got.length, want.length);
+  for (let i = 0; i < want.length; i++) {
+    const e = Math.abs(got[i] - want[i]) / Math.abs(want[i]);
+    assert.ok(e <= rel, `${what}: step ${i} loss ${got[i]} vs ${want[i]} (relative ${e.toExponential(2)} > ${rel})`);
+  }
+}
+
+/** Greedy tokens with the KV cache on `be` equal the CPU's greedy tokens from the same weights. */
+export function greedyMatchesCpu(be: Backend): void {
+  const config = makeConfig("tiny", { nLayer: 2, nHead: 2, nEmbd: 32, blockSize: 24, vocabSize: 200 });
+  const cpu = new GPT2(config, cpuBackend());
+  cpu.initWeights(new Rng(21));
+  const gpu = new GPT2(config, be);
+  gpu.backend.write(gpu.params, cpu.backend.read(cpu.params));
+  const prompt = [5, 17, 42, 7];
+  const opts = { maxNewTokens: 12, temperature: 0 };
+  const want = generate(cpu, prompt, 2, new Rng(1), opts, new KVCache(cpu, 2));
+  const got = generate(gpu, prompt, 2, new Rng(1), opts, new KVCache(gpu, 2));
+  assert.deepEqual(got, want);
+}
+
+function trainLosses(dir: string): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const line of fs.readFileSync(path.join(dir, "metrics.jsonl"), "utf8").trim().split("\n")) {
+    const m = JSON.parse(line);
+    if (m.train_loss !== undefined) out.set(m.step, m.train_loss);
+  }
+  return out;
+}
+
+/**
+ * `gpt2 train --backend cuda` for 4 steps with a checkpoint at step 2; the same checkpoint resumed on the CPU
+ * continues with the losses the GPU run had; the final checkpoint samples the same greedy tokens on both.
+ */
+export function cliTrainResumeOnCpu(env: NodeJS.ProcessEnv, rel: number): void {
+  const args = (out: string, backend: string) => ["train", "--backend", backend, "-i", fixture("tiny_shard.bin"), "-e", "tiny",
+    "--n-layer", "2", "--n-embd", "64", "--n-head", "2", "-b", "2", "-t", "32", "-x", "4", "-l", "1e-3", "-u", "1",
+    "-v", "0", "-s", "0", "-n", "2", "-o", out, "--threads", "2"];
+  const gpuDir = tmpDir();
+  const run = spawnSync(process.execPath, [CLI, ...args(gpuDir, "cuda")], { encoding: "utf8", env });
+  assert.equal(run.status, 0, run.stderr);
+  assert.match(run.stdout + run.stderr, /backend: cuda/);
+  const gpu = trainLosses(gpuDir);
+  assert.equal(gpu.size, 4);
+
+  const cpuDir = tmpDir();
+  fs.copyFileSync(path.join(gpuDir, "checkpoint_00000002.gpt2ts"), path.join(cpuDir, "checkpoint_00000002.gpt2ts"));
+  const resumed = spawnSync(process.execPath, [CLI, ...args(cpuDir, "native"), "-y", "1"], { encoding: "utf8", env });
+  assert.equal(resumed.status, 0, resumed.stderr);
+  const cpu = trainLosses(cpuDir);
+  for (const step of [3, 4]) {
+    const e = Math.abs(cpu.get(step)! - gpu.get(step)!) / gpu.get(step)!;
+    assert.ok(e <= rel, `step ${step}: CPU resumed ${cpu.get(step)} vs GPU ${gpu.get(step)}`);
+  }
+  const sample = (backend: string) => {
+    const r = spawnSync(process.execPath, [CLI, "sample", "--backend", backend, "--model", path.join(gpuDir, "checkpoint_00000004.gpt2ts"),
+      "--prompt", "To be", "--max-new-tokens", "8", "--temperature", "0", "--json"], { encoding: "utf8", env });
+    assert.equal(r.status, 0, r.stderr);
+    return r.stdout;
+  };
+  assert.equal(sample("cuda"), sample("native"));
+}

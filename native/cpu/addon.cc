@@ -310,6 +310,7 @@ KERNEL(Scale) {
 
 void register_mpi(napi_env env, napi_value exports);   // mpi.cc
 void register_cuda(napi_env env, napi_value exports);  // ../cuda/cuda.cc
+void register_nccl(napi_env env, napi_value exports);  // ../cuda/nccl.cc
 
 NAPI_MODULE_INIT() {
   const struct {
@@ -333,5 +334,6 @@ NAPI_MODULE_INIT() {
   }
   register_mpi(env, exports);
   register_cuda(env, exports);
+  register_nccl(env, exports);
   return exports;
 }

@@ -20,43 +20,28 @@
 #include <vector>
 
 #include "../cpu/napi_util.h"
-#include "cuda_api.h"
+#include "cuda_napi.h"
+#include "cuda_state.h"
+
+namespace gpt2cuda {
+
+Driver g_cu;
+
+std::string cu_error(CUresult r) {
+  const char* s = nullptr;
+  if (g_cu.getErrorString) g_cu.getErrorString(r, &s);
+  return s ? std::string(s) : "CUDA error " + std::to_string(r);
+}
+
+void check(CUresult r, const char* what) {
+  if (r != 0) throw CudaError(std::string("CUDA ") + what + ": " + cu_error(r));
+}
+
+}  // namespace gpt2cuda
+
+using namespace gpt2cuda;
 
 namespace {
-
-struct CudaError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
-// ---------------------------------------------------------------- libraries
-
-struct Driver {
-  void* lib = nullptr;
-  CUresult (*init)(unsigned);
-  CUresult (*driverGetVersion)(int*);
-  CUresult (*deviceGetCount)(int*);
-  CUresult (*deviceGet)(CUdevice*, int);
-  CUresult (*deviceGetName)(char*, int, CUdevice);
-  CUresult (*deviceGetAttribute)(int*, int, CUdevice);
-  CUresult (*deviceTotalMem)(size_t*, CUdevice);
-  CUresult (*primaryCtxRetain)(CUcontext*, CUdevice);
-  CUresult (*ctxSetCurrent)(CUcontext);
-  CUresult (*ctxSynchronize)();
-  CUresult (*memAlloc)(CUdeviceptr*, size_t);
-  CUresult (*memFree)(CUdeviceptr);
-  CUresult (*memGetInfo)(size_t*, size_t*);
-  CUresult (*memcpyHtoD)(CUdeviceptr, const void*, size_t);
-  CUresult (*memcpyDtoH)(void*, CUdeviceptr, size_t);
-  CUresult (*memcpyDtoD)(CUdeviceptr, CUdeviceptr, size_t);
-  CUresult (*memsetD32)(CUdeviceptr, unsigned, size_t);
-  CUresult (*moduleLoadData)(CUmodule*, const void*);
-  CUresult (*moduleGetFunction)(CUfunction*, CUmodule, const char*);
-  CUresult (*funcSetAttribute)(CUfunction, int, int);
-  CUresult (*launchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, CUstream,
-                           void**, void**);
-  CUresult (*getErrorString)(CUresult, const char**);
-  std::string error;  // why it could not be loaded
-} g_cu;
 
 struct Nvrtc {
   void* lib = nullptr;
@@ -80,16 +65,6 @@ struct Cublas {
                                          long long, const void*, int, int, long long, const void*, void*, int, int,
                                          long long, int, int, int);
 } g_blas;
-
-std::string cu_error(CUresult r) {
-  const char* s = nullptr;
-  if (g_cu.getErrorString) g_cu.getErrorString(r, &s);
-  return s ? std::string(s) : "CUDA error " + std::to_string(r);
-}
-
-void check(CUresult r, const char* what) {
-  if (r != 0) throw CudaError(std::string("CUDA ") + what + ": " + cu_error(r));
-}
 
 /** Loads libcuda.so.1; false with g_cu.error set when there is no driver. */
 bool load_driver() {
@@ -116,7 +91,10 @@ bool load_driver() {
             load_symbol(lib, "cuModuleLoadData", d.moduleLoadData) &&
             load_symbol(lib, "cuModuleGetFunction", d.moduleGetFunction) &&
             load_symbol(lib, "cuFuncSetAttribute", d.funcSetAttribute) &&
-            load_symbol(lib, "cuLaunchKernel", d.launchKernel) && load_symbol(lib, "cuGetErrorString", d.getErrorString);
+            load_symbol(lib, "cuLaunchKernel", d.launchKernel) && load_symbol(lib, "cuGetErrorString", d.getErrorString) &&
+            load_symbol(lib, "cuStreamCreate", d.streamCreate) && load_symbol(lib, "cuStreamQuery", d.streamQuery) &&
+            load_symbol(lib, "cuEventCreate", d.eventCreate) && load_symbol(lib, "cuEventRecord", d.eventRecord) &&
+            load_symbol(lib, "cuEventQuery", d.eventQuery) && load_symbol(lib, "cuStreamWaitEvent", d.streamWaitEvent);
   if (!ok) {
     g_cu.error = "the NVIDIA driver's libcuda lacks a function this backend needs (driver too old)";
     return false;
@@ -203,8 +181,10 @@ struct Gpu {
   // device buffers grown on demand: token ids, targets, attention scratch, partial sums
   CUdeviceptr ints[2] = {0, 0};
   size_t intsCap[2] = {0, 0};
-  CUdeviceptr scratch = 0;
+  CUdeviceptr scratch = 0;  // attention's
   size_t scratchCap = 0;
+  CUdeviceptr commScratch = 0;  // NCCL's staging (its own: it runs on another stream)
+  size_t commScratchCap = 0;
   CUdeviceptr partial = 0;
 } g_gpu;
 
@@ -260,6 +240,15 @@ CUdeviceptr grow(CUdeviceptr& p, size_t& cap, size_t bytes) {
   return p;
 }
 
+}  // namespace
+
+namespace gpt2cuda {
+bool cuda_ready() { return g_gpu.ready; }
+CUdeviceptr cuda_scratch(size_t bytes) { return grow(g_gpu.commScratch, g_gpu.commScratchCap, bytes); }
+}  // namespace gpt2cuda
+
+namespace {
+
 /** copies host ints (token ids or targets) to device slot `slot` */
 CUdeviceptr upload_ints(int slot, const int* data, size_t n) {
   CUdeviceptr p = grow(g_gpu.ints[slot], g_gpu.intsCap[slot], n * 4);
@@ -281,86 +270,6 @@ void gemm(bool ta, bool tb, int m, int n, int k, float alpha, CUdeviceptr A, int
                                     g_gpu.computeType, CUBLAS_GEMM_DEFAULT);
   if (s != 0) throw CudaError("cuBLAS gemm failed with status " + std::to_string(s));
 }
-
-// ---------------------------------------------------------------- Node-API plumbing
-
-struct Args {
-  napi_env env;
-  napi_value argv[14];
-  size_t argc = 14;
-  Args(napi_env e, napi_callback_info info) : env(e) { napi_get_cb_info(e, info, &argc, argv, nullptr, nullptr); }
-
-  double num(size_t i) {
-    double v = 0;
-    if (i >= argc || napi_get_value_double(env, argv[i], &v) != napi_ok)
-      throw CudaError("argument " + std::to_string(i) + " must be a number");
-    return v;
-  }
-  int integer(size_t i) { return (int)num(i); }
-  long lng(size_t i) { return (long)num(i); }
-  /** a device address, or 0 for null */
-  CUdeviceptr ptr(size_t i) {
-    napi_valuetype t = napi_undefined;
-    if (i < argc) napi_typeof(env, argv[i], &t);
-    if (t == napi_null || t == napi_undefined) return 0;
-    return (CUdeviceptr)num(i);
-  }
-  /** a typed array's bytes */
-  void* bytes(size_t i, size_t& nbytes, napi_typedarray_type* type = nullptr) {
-    bool is = false;
-    if (i < argc) napi_is_typedarray(env, argv[i], &is);
-    if (!is) throw CudaError("argument " + std::to_string(i) + " must be a typed array");
-    napi_typedarray_type tt;
-    size_t len;
-    void* data;
-    napi_value ab;
-    size_t off;
-    napi_get_typedarray_info(env, argv[i], &tt, &len, &data, &ab, &off);
-    size_t elem = (tt == napi_float64_array || tt == napi_bigint64_array || tt == napi_biguint64_array) ? 8
-                  : (tt == napi_int8_array || tt == napi_uint8_array || tt == napi_uint8_clamped_array) ? 1
-                  : (tt == napi_int16_array || tt == napi_uint16_array) ? 2 : 4;
-    nbytes = len * elem;
-    if (type) *type = tt;
-    return data;
-  }
-  const int* ints(size_t i, size_t need) {
-    size_t nb;
-    napi_typedarray_type t;
-    void* d = bytes(i, nb, &t);
-    if (t != napi_int32_array || nb / 4 < need)
-      throw CudaError("argument " + std::to_string(i) + " must be an Int32Array of " + std::to_string(need) + " ids");
-    return static_cast<const int*>(d);
-  }
-  std::string str(size_t i) {
-    size_t n = 0;
-    if (i >= argc || napi_get_value_string_utf8(env, argv[i], nullptr, 0, &n) != napi_ok)
-      throw CudaError("argument " + std::to_string(i) + " must be a string");
-    std::string s(n, '\0');
-    napi_get_value_string_utf8(env, argv[i], &s[0], n + 1, &n);
-    return s;
-  }
-};
-
-napi_value str_value(napi_env env, const std::string& s) {
-  napi_value v;
-  napi_create_string_utf8(env, s.c_str(), s.size(), &v);
-  return v;
-}
-
-void set(napi_env env, napi_value obj, const char* key, napi_value v) { napi_set_named_property(env, obj, key, v); }
-
-#define EXPORT(name)                                               \
-  napi_value name##_body(napi_env env, Args& a);                   \
-  napi_value name(napi_env env, napi_callback_info info) {         \
-    try {                                                          \
-      Args a(env, info);                                           \
-      return name##_body(env, a);                                  \
-    } catch (const std::exception& e) {                            \
-      napi_throw_error(env, nullptr, e.what());                    \
-      return nullptr;                                              \
-    }                                                              \
-  }                                                                \
-  napi_value name##_body(napi_env env, Args& a)
 
 // ---------------------------------------------------------------- set-up
 

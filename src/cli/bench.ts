@@ -3,6 +3,7 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { CudaBackend } from "../kernels/cuda.js";
 import { loadNativeAddon } from "../kernels/native.js";
 import { makeConfig, PRESETS } from "../model/config.js";
 import type { RecomputeLevel } from "../model/gpt2.js";
@@ -32,10 +33,12 @@ export async function benchCommand(argv: string[]): Promise<void> {
   const { addon } = loadNativeAddon();
   // vdpbf16ps does two multiply-adds per fp32 lane: the bf16 peak is twice the fp32 one
   const fp32Peak = backend.name === "native" && addon ? addon.measurePeakGflops(0.3) : NaN;
-  const peak = dtype === "bf16" ? 2 * fp32Peak : fp32Peak;
+  const gpu = backend instanceof CudaBackend ? backend : null;
+  const peak = gpu ? gpu.peakTflops() * 1000 : dtype === "bf16" ? 2 * fp32Peak : fp32Peak;
   const log = (s: string) => { if (!values.json) process.stdout.write(s + "\n"); };
-  log(`backend ${backend.name} (${backend.threads} threads${addon && backend.name === "native" ? `, ${addon.cpuFeatures()}` : ""}), ` +
-    `dtype ${dtype}; measured ${dtype} peak ${peak.toFixed(0)} GFLOP/s (FMA chains on all threads)`);
+  log(gpu ? `backend cuda (${gpu.device}), dtype ${dtype}; published ${dtype} peak ${peak.toFixed(0)} GFLOP/s`
+    : `backend ${backend.name} (${backend.threads} threads${addon && backend.name === "native" ? `, ${addon.cpuFeatures()}` : ""}), ` +
+      `dtype ${dtype}; measured ${dtype} peak ${peak.toFixed(0)} GFLOP/s (FMA chains on all threads)`);
   let r: BenchResult;
   if (values.generate) {
     const tokens = num(values.tokens, "tokens", 64, { int: true, min: 2 });

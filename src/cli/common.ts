@@ -39,14 +39,15 @@ export function num(v: string | undefined, name: string, def: number, opts: { in
   return x;
 }
 
-export function backendFromFlags(values: { backend?: string | boolean; threads?: string | boolean; dtype?: string | boolean }): Backend {
+/** The backend the flags ask for; `device` is the GPU ordinal a CUDA backend takes (a rank's place on its node). */
+export function backendFromFlags(values: { backend?: string | boolean; threads?: string | boolean; dtype?: string | boolean }, device = 0): Backend {
   const name = (values.backend as string | undefined) ?? process.env.GPT2_BACKEND;
   const threadsRaw = (values.threads as string | undefined) ?? process.env.GPT2_THREADS;
   const threads = threadsRaw === undefined ? undefined : num(threadsRaw, "threads", 1, { int: true, min: 1 });
   const dtype = (values.dtype as string | undefined) ?? "fp32";
   if (dtype !== "fp32" && dtype !== "bf16") throw new UsageError(`--dtype expects fp32 or bf16, got "${dtype}"`);
   if (name !== undefined && name !== "js" && name !== "native" && name !== "cuda") throw new UsageError(`--backend expects js, native or cuda, got "${name}"`);
-  return createBackend({ name, threads, dtype, warn: (m) => process.stderr.write(m + "\n") });
+  return createBackend({ name, threads, dtype, device, warn: (m) => process.stderr.write(m + "\n") });
 }
 
 /** Reads all of stdin as text. */

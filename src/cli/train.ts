@@ -4,7 +4,10 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { startDashboard } from "../dashboard/server.js";
-import { createCommunicator, launcherWorld, type Communicator } from "../parallel/comm.js";
+import type { Backend } from "../kernels/backend.js";
+import { commTimeout, createCommunicator, launcherWorld, SingleComm, type Communicator } from "../parallel/comm.js";
+import { NcclComm } from "../parallel/nccl.js";
+import { CudaBackend } from "../kernels/cuda.js";
 import { loadNativeAddon } from "../kernels/native.js";
 import { DEFAULTS, mergeConfig, type TrainConfig } from "../train/config.js";
 import type { StepMetrics } from "../train/log.js";
@@ -27,28 +30,46 @@ const FLAGS: Record<string, [keyof TrainConfig, string?]> = {
 };
 /** llm.c's two-letter flags, which node's parser cannot take as short options */
 const LLMC_LONG: Record<string, string> = { "-nk": "--keep" };
-/** llm.c's multi-process init flags (-pi mpi|tcp|fs, -pn, -pr, -pg, -pf, -ps): how NCCL finds its peers */
+/** llm.c's multi-process init flags: -pi mpi|tcp|fs, -pn processes, -pr this rank, -pg GPUs per node, -pf folder, -ps server */
 const INIT_FLAGS = ["-pi", "-pn", "-pr", "-pg", "-pf", "-ps"];
 
+export interface InitFlags {
+  /** how NCCL's ranks meet: mpi (mpirun launched them; the default), or tcp / fs without MPI */
+  method: "mpi" | "tcp" | "fs";
+  size: number;
+  rank: number;
+  gpusPerNode: number;
+  dir?: string;
+  server?: string;
+}
+
 /**
- * Takes llm.c's process-group flags out of argv. MPI is the way ranks find each other here; -pi tcp / fs bootstrap
- * NCCL without MPI, which needs the CUDA backend.
+ * Takes llm.c's process-group flags out of argv. With mpirun (-pi mpi) the launcher gives ranks and sizes; -pi tcp
+ * and -pi fs start NCCL without MPI, each process launched by hand (or by a scheduler) with its -pr.
  */
-function initFlags(argv: string[]): string[] {
+export function initFlags(argv: string[]): { rest: string[]; init: InitFlags } {
   const rest: string[] = [];
+  const got: Record<string, string> = {};
   for (let i = 0; i < argv.length; i++) {
     if (!INIT_FLAGS.includes(argv[i])) { rest.push(argv[i]); continue; }
     const flag = argv[i], value = argv[++i];
     if (value === undefined) throw new UsageError(`${flag} needs a value`);
-    if (flag === "-pi" && value !== "mpi") {
-      throw new UsageError(`-pi ${value} starts NCCL without MPI, which needs the CUDA backend (not in this build); ` +
-        `on CPUs launch the ranks with mpirun (-pi mpi, the default)`);
-    }
-    if (flag !== "-pi") {
-      throw new UsageError(`${flag} belongs to -pi tcp|fs (NCCL without MPI, CUDA backend only); with mpirun the launcher sets ranks and sizes`);
-    }
+    got[flag] = value;
   }
-  return rest;
+  const method = got["-pi"] ?? "mpi";
+  if (method !== "mpi" && method !== "tcp" && method !== "fs") throw new UsageError(`-pi expects mpi, tcp or fs, got "${method}"`);
+  const int = (flag: string, def: number, min: number) => num(got[flag], flag.slice(1), def, { int: true, min });
+  if (method === "mpi") {
+    const stray = Object.keys(got).find((f) => f !== "-pi");
+    if (stray) throw new UsageError(`${stray} belongs to -pi tcp|fs (NCCL without MPI); with mpirun the launcher sets ranks and sizes`);
+    return { rest, init: { method, size: 1, rank: 0, gpusPerNode: 8 } };
+  }
+  if (got["-pn"] === undefined || got["-pr"] === undefined) throw new UsageError(`-pi ${method} needs -pn (number of processes) and -pr (this process's rank)`);
+  const init: InitFlags = { method, size: int("-pn", 1, 1), rank: int("-pr", 0, 0), gpusPerNode: int("-pg", 8, 1), dir: got["-pf"], server: got["-ps"] };
+  if (init.rank >= init.size) throw new UsageError(`-pr ${init.rank} must be below -pn ${init.size}`);
+  if (method === "fs" && !init.dir) throw new UsageError("-pi fs needs -pf DIR, a folder every process sees");
+  if (method === "tcp" && !init.server) throw new UsageError("-pi tcp needs -ps HOST[:PORT], the address of rank 0 (port 12345 by default)");
+  return { rest, init };
 }
 
 export function parseTrainArgs(argv: string[]): TrainConfig {
@@ -94,11 +115,24 @@ function dashboardFlags(argv: string[]): { rest: string[]; on: boolean; port?: s
 }
 
 export async function trainCommand(argv: string[]): Promise<void> {
-  const dash = dashboardFlags(initFlags(argv));
+  const { rest, init } = initFlags(argv);
+  const dash = dashboardFlags(rest);
   const cfg = parseTrainArgs(dash.rest);
-  const comm = createCommunicator();
+  // processes: launched by mpirun (MPI moves host buffers and introduces NCCL's ranks), or by hand with -pi tcp|fs
+  const host = init.method === "mpi" ? createCommunicator() : null;
+  const world = launcherWorld();
+  const size = host ? host.size : init.size;
+  const localRank = host ? (world?.localRank ?? 0) : init.rank % init.gpusPerNode;
+  let comm: Communicator = host ?? new SingleComm();
   try {
-    await trainRank(cfg, dash, comm);
+    const backend = rankBackend(cfg, world, localRank);
+    if (!host && !(backend instanceof CudaBackend)) {
+      throw new UsageError(`-pi ${init.method} starts NCCL without MPI, which needs --backend cuda; on CPUs launch the ranks with mpirun`);
+    }
+    if (backend instanceof CudaBackend && (size > 1 || !host)) {
+      comm = await NcclComm.create(backend, host ? { via: host } : { ...init, method: init.method as "tcp" | "fs", timeoutSeconds: commTimeout() }, commTimeout());
+    }
+    await trainRank(cfg, dash, comm, backend);
   } catch (e) {
     if (comm.size === 1) throw e;
     // an error every rank met at the same point: rank 0 says it, all end normally; anything else: this rank says it
@@ -109,6 +143,16 @@ export async function trainCommand(argv: string[]): Promise<void> {
     process.exit(1);
   }
   comm.close();
+}
+
+/**
+ * This rank's backend: a GPU rank takes the GPU of its place on the node; CPU ranks sharing a machine share its cores
+ * (by default each takes cores / ranks-on-this-node threads).
+ */
+function rankBackend(cfg: TrainConfig, world: ReturnType<typeof launcherWorld>, localRank: number): Backend {
+  const threads = cfg.threads ? String(cfg.threads)
+    : !process.env.GPT2_THREADS && world && world.localSize > 1 ? String(Math.max(1, Math.floor(os.availableParallelism() / world.localSize))) : undefined;
+  return backendFromFlags({ backend: cfg.backend || undefined, threads, dtype: cfg.dtype }, localRank);
 }
 
 /**
@@ -125,14 +169,11 @@ function rankFaultHook(rank: number): ((step: number) => void) | undefined {
   };
 }
 
-async function trainRank(cfg: ReturnType<typeof parseTrainArgs>, dash: ReturnType<typeof dashboardFlags>, comm: Communicator): Promise<void> {
-  // ranks sharing a machine share its cores: by default each takes cores / ranks-on-this-node threads
-  const world = launcherWorld();
-  const threads = cfg.threads ? String(cfg.threads)
-    : !process.env.GPT2_THREADS && world && world.localSize > 1 ? String(Math.max(1, Math.floor(os.availableParallelism() / world.localSize))) : undefined;
-  const backend = backendFromFlags({ backend: cfg.backend || undefined, threads, dtype: cfg.dtype });
+async function trainRank(cfg: TrainConfig, dash: ReturnType<typeof dashboardFlags>, comm: Communicator, backend: Backend): Promise<void> {
   const { addon } = loadNativeAddon();
-  const peak = backend.name === "native" && addon ? addon.measurePeakGflops(0.2) : NaN;
+  // MFU's denominator: the measured fp32 FMA peak (bf16 dot products do twice the work per instruction), or the GPU's
+  const peak = backend.name === "native" && addon ? addon.measurePeakGflops(0.2) * (cfg.dtype === "bf16" ? 2 : 1)
+    : backend instanceof CudaBackend ? backend.peakTflops() * 1000 : NaN;
   const signal = { stop: false };
   const live: StepMetrics[] = [];
   const dashboard = dash.on && comm.rank === 0 ? await startDashboard({

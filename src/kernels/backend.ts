@@ -18,6 +18,8 @@ export interface Backend {
   readonly name: string;
   /** threads the backend computes with */
   readonly threads: number;
+  /** the device it computes on, when not this machine's CPU (e.g. "NVIDIA H100 80GB HBM3 (sm_90, 132 SMs)") */
+  readonly device?: string;
 
   // ---- memory
   /** a zero-filled buffer of n floats */

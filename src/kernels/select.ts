@@ -13,6 +13,8 @@ export interface BackendOptions {
   name?: string;
   threads?: number;
   dtype?: "fp32" | "bf16";
+  /** the GPU a CUDA backend uses (default 0) */
+  device?: number;
   /** told once when the native addon is unavailable and the pure-TS backend is used instead */
   warn?: (msg: string) => void;
 }
@@ -27,7 +29,7 @@ export function createBackend(opts: BackendOptions = {}): Backend {
     if (opts.dtype === "bf16") throw new RangeError("--dtype bf16 needs the native backend");
     return new JsBackend();
   }
-  if (name === "cuda") return new CudaBackend(opts.dtype ?? "fp32");
+  if (name === "cuda") return new CudaBackend(opts.dtype ?? "fp32", opts.device ?? 0);
   if (name !== "native") throw new RangeError(`unknown backend "${name}" (expected js, native or cuda)`);
   const { addon, error } = loadNativeAddon();
   if (!addon) {

@@ -157,13 +157,18 @@ export class MpiComm implements Communicator {
   close(): void { this.mpi.mpiFinalize(); }
 }
 
-/** Ranks in the job as the launcher tells them (mpirun / srun / hydra), before MPI is initialized. */
-export function launcherWorld(env: NodeJS.ProcessEnv = process.env): { size: number; localSize: number } | null {
+/**
+ * Ranks in the job as the launcher tells them (mpirun / srun / hydra), before MPI is initialized: the job's size, and
+ * this node's rank count and this process's place among them (which GPU it takes).
+ */
+export function launcherWorld(env: NodeJS.ProcessEnv = process.env): { size: number; localSize: number; localRank: number } | null {
   const n = (k: string) => (env[k] !== undefined ? Number(env[k]) : NaN);
-  const size = [n("OMPI_COMM_WORLD_SIZE"), n("PMI_SIZE"), n("PMIX_SIZE"), n("SLURM_NTASKS")].find((x) => Number.isInteger(x) && x > 0);
+  const first = (keys: string[], ok: (x: number) => boolean) => keys.map(n).find((x) => Number.isInteger(x) && ok(x));
+  const size = first(["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "SLURM_NTASKS"], (x) => x > 0);
   if (size === undefined) return null;
-  const local = [n("OMPI_COMM_WORLD_LOCAL_SIZE"), n("MPI_LOCALNRANKS"), n("SLURM_NTASKS_PER_NODE")].find((x) => Number.isInteger(x) && x > 0);
-  return { size, localSize: local ?? size };
+  const local = first(["OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS_PER_NODE"], (x) => x > 0);
+  const localRank = first(["OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "PMIX_LOCAL_RANK", "SLURM_LOCALID"], (x) => x >= 0);
+  return { size, localSize: local ?? size, localRank: localRank ?? 0 };
 }
 
 /** Seconds a collective may wait (GPT2_COMM_TIMEOUT, default 600: long enough for rank 0's evaluations). */

@@ -36,7 +36,7 @@ export interface TrainHooks {
   onMetrics?: (m: StepMetrics) => void;
   /** set .stop = true (e.g. on Ctrl-C) to write a checkpoint and end after the current step */
   signal?: { stop: boolean };
-  /** fp32 FMA peak of this machine in GFLOP/s, for MFU (NaN: unknown) */
+  /** this process's peak GFLOP/s for the run's dtype (CPU: measured FMA peak; GPU: the card's), for MFU (NaN: unknown) */
   peakGflops?: number;
   /** test hook: called after each optimizer step with the step number */
   afterStep?: (step: number) => void;
@@ -224,8 +224,8 @@ export async function train(cfg: TrainConfig, backend: Backend, hooks: TrainHook
   model.allocate(B, T);
   print(`model: ${describeConfig(model.config)}, ${(countParams(model.config) / 1e6).toFixed(2)}M parameters ` +
     `(${fromScratch ? `from scratch, preset ${cfg.init}` : `from ${cfg.init}`})`);
-  print(`backend: ${backend.name}, ${backend.threads} threads, dtype ${cfg.dtype}, recompute ${cfg.recompute}`);
-  if (N > 1) {
+  print(`backend: ${backend.name}, ${backend.device ?? `${backend.threads} threads`}, dtype ${cfg.dtype}, recompute ${cfg.recompute}`);
+  if (N > 1 || comm.kind !== "single") {
     print(`data parallel: ${comm.description}; ZeRO-${dp.zero}${dp.zero ? " (AdamW state sharded)" : " (every rank holds all AdamW state)"}; ` +
       `memory per rank with -z 0: ${describePlan(memoryPlan(model.config, { ...cfg, zero: 0 }, N))}; ` +
       `with -z 1: ${describePlan(memoryPlan(model.config, { ...cfg, zero: 1 }, N))}`);
@@ -242,8 +242,8 @@ export async function train(cfg: TrainConfig, backend: Backend, hooks: TrainHook
   const schedule = { kind: cfg.schedule, maxLr: lr0, warmup, totalSteps: maxSteps, finalFraction: cfg.finalLrFrac };
   const tokensPerStep = B * T * accum * N;
   const flops = flopsPerToken(model.config, T);
-  // MFU against all ranks' peak (each rank measured its own threads' peak)
-  const peak = (hooks.peakGflops ?? NaN) * (cfg.dtype === "bf16" ? 2 : 1) * N;
+  // MFU against all ranks' peak (each rank knows its own)
+  const peak = (hooks.peakGflops ?? NaN) * N;
   const cache = cfg.sampleEvery > 0 ? new KVCache(model, 1, Math.min(model.config.blockSize, cfg.genTokens + 1)) : null;
   const overfitBatch = cfg.overfitSingleBatch ? loader.next() : null;
   const hellaswag = cfg.hellaswag && lead ? readHellaswag(await hellaswagFile(cfg.hellaswagData || undefined, (u) => print(`downloading ${u}`)), cfg.hellaswagLimit) : null;

@@ -70,7 +70,11 @@ test("errors: unknown command, unknown flag, missing file, malformed checkpoint:
     [["eval", "loss", "--model", fixture("ref-small")], /^gpt2: --tokens FILE is required/, 2],
     [["sample", "--model", fixture("ref-small"), "--prompt", "x", "--top-p", "2"], /^gpt2: --top-p must be <= 1/, 2],
     [["train", "-i", fixture("tiny_shard.bin"), "-z", "2"], /^gpt2: flags: zero must be 0 or 1 \(ZeRO-1\), got 2/, 1],
-    [["train", "-i", fixture("tiny_shard.bin"), "-pi", "tcp", "-pn", "2"], /^gpt2: -pi tcp starts NCCL without MPI, which needs the CUDA backend/, 2],
+    [["train", "-i", fixture("tiny_shard.bin"), "--backend", "native", "-pi", "tcp", "-pn", "2", "-pr", "0", "-ps", "127.0.0.1"],
+      /^gpt2: -pi tcp starts NCCL without MPI, which needs --backend cuda/, 2],
+    [["train", "-i", fixture("tiny_shard.bin"), "-pi", "tcp", "-pn", "2"], /^gpt2: -pi tcp needs -pn \(number of processes\) and -pr/, 2],
+    [["train", "-i", fixture("tiny_shard.bin"), "-pi", "fs", "-pn", "2", "-pr", "1"], /^gpt2: -pi fs needs -pf DIR/, 2],
+    [["train", "-i", fixture("tiny_shard.bin"), "-pn", "2"], /^gpt2: -pn belongs to -pi tcp\|fs/, 2],
   ];
   for (const [args, re, code] of cases) {
     const r = gpt2(args);

@@ -1,5 +1,6 @@
 // The CUDA backend on the CPU emulation of CUDA (test/cuda/emu.cc): the real kernel source and the backend's host
 // code, run on this machine. This is not a GPU test: test/cuda/gpu.test.ts runs the same checks on a GPU.
+import assert from "node:assert/strict";
 import { test } from "node:test";
 import { useCudaEmulator } from "./emulator.js";
 
@@ -24,3 +25,29 @@ test("emulated CUDA: greedy generation with the KV cache gives the CPU's tokens"
 
 test("emulated CUDA: gpt2 train --backend cuda, checkpoint resumed on the CPU, same samples on both", { skip }, () =>
   suite.cliTrainResumeOnCpu({ ...process.env }, 1e-4));
+
+test("emulated NCCL, one rank: every collective leaves device and host buffers as they were (sum over one rank)", { skip }, async () => {
+  const { NcclComm } = await import("../../src/parallel/nccl.js");
+  const { tmpDir } = await import("../helpers.js");
+  const be = new CudaBackend("fp32");
+  const comm = await NcclComm.create(be, { method: "fs", rank: 0, size: 1, dir: tmpDir(), timeoutSeconds: 10 }, 10);
+  assert.match(comm.description, /^NCCL \d+\.\d+\.\d+ \(ids shared through .*\), 1 ranks$/);
+  const host = Float32Array.from({ length: 1001 }, (_, i) => Math.sin(i));
+  const t = be.alloc(host.length);
+  be.write(t, host);
+  comm.allReduceSum(t);
+  comm.startAllReduceSum(be.view(t, 10, 500)).wait();
+  comm.reduceScatterSum(t, [host.length]);
+  comm.allGather(t, [host.length]);
+  comm.broadcast(t, 0);
+  assert.deepEqual(be.read(t), host);
+  const scalars = new Float64Array([1.5, -2.25]), bytes = Uint8Array.from([1, 2, 3]);
+  comm.allReduceSum(scalars);
+  comm.broadcast(bytes, 0);
+  comm.barrier();
+  assert.deepEqual([...scalars, ...bytes], [1.5, -2.25, 1, 2, 3]);
+  comm.close();
+});
+
+test("emulated NCCL with one rank (-pi fs -pn 1) trains the same steps as the single-process CUDA path, -z 0 and -z 1", { skip }, () =>
+  suite.ncclOneRankMatchesSingle());

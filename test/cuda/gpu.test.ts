@@ -27,6 +27,9 @@ test("GPU: greedy generation with the KV cache gives the CPU's tokens", { skip }
 test("GPU: gpt2 train --backend cuda, checkpoint resumed on the CPU, same samples on both", { skip }, () =>
   suite.cliTrainResumeOnCpu({ ...process.env }, 1e-3));
 
+test("GPU: NCCL with one rank (-pi fs -pn 1) trains the same steps as the single-process CUDA path", { skip }, () =>
+  suite.ncclOneRankMatchesSingle());
+
 test("without a GPU, --backend cuda fails in one line that says so", { skip: skip ? undefined : "a CUDA device is present" }, () => {
   const r = spawnSync(process.execPath, [CLI, "sample", "--backend", "cuda", "--model", "nowhere", "--prompt", "x"], { encoding: "utf8" });
   assert.equal(r.status, 1);

@@ -102,3 +102,22 @@ export function cliTrainResumeOnCpu(env: NodeJS.ProcessEnv, rel: number): void {
   };
   assert.equal(sample("cuda"), sample("native"));
 }
+
+/** `gpt2 train --backend cuda` through NCCL with one rank (-pi fs -pn 1) gives the single-process losses, -z 0 and 1. */
+export function ncclOneRankMatchesSingle(): void {
+  const run = (extra: string[]) => {
+    const out = tmpDir();
+    const r = spawnSync(process.execPath, [CLI, "train", "--backend", "cuda", "-i", fixture("tiny_shard.bin"), "-e", "tiny",
+      "--n-layer", "1", "--n-embd", "32", "--n-head", "2", "-b", "2", "-t", "16", "-x", "3", "-v", "0", "-s", "0", "-o", out, ...extra],
+    { encoding: "utf8" });
+    assert.equal(r.status, 0, r.stderr);
+    return { text: r.stdout, losses: [...r.stdout.matchAll(/step \d+\/3 \| loss ([\d.]+)/g)].map((m) => Number(m[1])) };
+  };
+  const single = run([]);
+  assert.equal(single.losses.length, 3);
+  for (const z of ["0", "1"]) {
+    const nccl = run(["-pi", "fs", "-pn", "1", "-pr", "0", "-pf", tmpDir(), "-z", z]);
+    assert.match(nccl.text, /data parallel: NCCL \d+\.\d+\.\d+ \(ids shared through /);
+    assert.deepEqual(nccl.losses, single.losses);
+  }
+}

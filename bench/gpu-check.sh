@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# The GPU check, one device call of under 8 minutes on a lent NVIDIA machine (H100/H200, CUDA 13, no Node, no
+# internet). Prepare .gpu/ here first with bench/gpu-pack.sh, then:
+#   device run  command "bash bench/gpu-check.sh"  carry [".gpu"]  timeout_s 540
+# It: unpacks Node and the package; runs the GPU tests (test/cuda/gpu.test.ts, the GPU rows of the kernel
+# conformance); trains d12 at B=32, T=1024 for 30 steps in bf16 (tokens/s, MFU); builds and runs llm.c's CUDA
+# trainer on the same GPU, shape and shards (.gpu/llmc/run_gpu.sh); prints the ratio of tokens/s and the two losses
+# after 30 steps; then tries d48 (1.5B) at B=4 with recompute 2 for a few steps. Logs go to $OUT (the device tool
+# brings them back) or /tmp/gpu-out. Each stage has its own time limit, so one failure still leaves the others' numbers.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-/tmp/gpu-out}"
+mkdir -p "$OUT"
+T0=$(date +%s)
+stage() { echo; echo "=== $* ($(( $(date +%s) - T0 )) s)"; }
+
+stage "unpack"
+[ -d .gpu ] || { echo "no .gpu/: run bench/gpu-pack.sh here and carry .gpu"; exit 2; }
+mkdir -p /tmp/gpt2ts-bin
+xz -dc .gpu/node.xz > /tmp/gpt2ts-bin/node && chmod +x /tmp/gpt2ts-bin/node
+tar -xJf .gpu/app.tar.xz
+export PATH="/tmp/gpt2ts-bin:$PATH"
+node --version
+# CUDA's libraries: the toolkit's, and the wheels beside PyTorch (NCCL is only there)
+GPT2_CUDA_LIBDIR="$(python3 - <<'PY'
+import glob, site, os
+dirs = sorted({os.path.dirname(p) for s in site.getsitepackages() for p in glob.glob(s + "/nvidia/*/lib/lib*.so*")})
+print(":".join(dirs + ["/usr/local/cuda/lib64"]))
+PY
+)"
+# (a folder named beforehand comes first: a dry run here points it at test/cuda's CPU emulation of CUDA)
+GPT2_CUDA_LIBDIR="${GPT2_CUDA_DRYRUN_LIBDIR:+$GPT2_CUDA_DRYRUN_LIBDIR:}$GPT2_CUDA_LIBDIR"
+export GPT2_CUDA_LIBDIR GPT2_CUDA_CACHE=/tmp/gpt2ts-cuda-cache
+# the d12 / d48 shapes (a dry run on the emulation shrinks them)
+D12="${GPU_CHECK_D12:--e d12 -b 32 -t 1024 -d 32768}"
+D48="${GPU_CHECK_D48:--e d48 -b 4 -t 1024 -d 4096}"
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
+nvcc --version | tail -2 | tee -a "$OUT/gpu.txt"
+
+stage "GPU tests"
+timeout 200 node --test --test-reporter=spec dist/test/cuda/gpu.test.js dist/test/kernels/conformance.test.js \
+  > "$OUT/tests.log" 2>&1
+echo "exit $?" >> "$OUT/tests.log"
+grep -E "^ *(✔|✖|﹣)|^ℹ (tests|pass|fail|skipped)|exit " "$OUT/tests.log" | head -40
+
+SHARDS=.gpu/inputs/dev/data/tinyshakespeare
+stage "gpt2ts d12 bf16 ($D12), 30 steps"
+# shell words on purpose: $D12 holds several flags
+# shellcheck disable=SC2086
+timeout 150 node dist/src/cli/main.js train --backend cuda --dtype bf16 $D12 -x 30 \
+  -i "$SHARDS/tiny_shakespeare_train.bin" -v 0 -s 0 -n 0 -l 3e-4 > "$OUT/ours-d12.log" 2>&1
+echo "exit $?" >> "$OUT/ours-d12.log"
+grep -E "^(backend|memory|step (1|2|3|10|20|30)/)|exit|rror" "$OUT/ours-d12.log"
+
+stage "llm.c train_gpt2.cu d12, same GPU, shape and shards"
+timeout 200 bash .gpu/llmc/run_gpu.sh .gpu/inputs 32 1024 30 > "$OUT/llmc.json" 2> "$OUT/llmc.err"
+cat "$OUT/llmc.json" "$OUT/llmc.err" | tail -5
+
+stage "ratio"
+node - "$OUT/ours-d12.log" "$OUT/llmc.json" <<'JS' | tee "$OUT/summary.json"
+const fs = require("fs");
+const [ours, peer] = process.argv.slice(2).map((f) => fs.readFileSync(f, "utf8"));
+const rows = [...ours.matchAll(/step (\d+)\/\d+ \| loss ([\d.]+) .*?\| ([\d.]+) ms \| ([\d.]+) tok\/s \| MFU ([\d.n\/a%]+)/g)];
+const steady = rows.slice(3).map((r) => Number(r[3])).sort((a, b) => a - b);
+const ms = steady[Math.floor(steady.length / 2)];
+let llmc = null;
+try { llmc = JSON.parse(peer.trim().split("\n").pop()); } catch { /* llm.c failed: its log says why */ }
+const [B, T] = [/B=(\d+) T=(\d+)/.exec(ours) ?? [0, NaN, NaN]].map((m) => [Number(m[1]), Number(m[2])])[0];
+const out = { gpt2ts: { B, T, ms_per_step: ms, tokens_per_s: Math.round((B * T * 1000) / ms), mfu: rows.at(-1)?.[5], loss_last: Number(rows.at(-1)?.[2]) }, llmc };
+if (llmc) Object.assign(out, { ratio_tokens_per_s: +(out.gpt2ts.tokens_per_s / llmc.tokens_per_s).toFixed(3), loss_rel_diff: +((out.gpt2ts.loss_last - llmc.loss_last) / llmc.loss_last).toFixed(4) });
+console.log(JSON.stringify(out));
+JS
+
+stage "gpt2ts d48 (1.5B) bf16 ($D48), recompute 2, 4 steps"
+# shellcheck disable=SC2086
+timeout 120 node dist/src/cli/main.js train --backend cuda --dtype bf16 $D48 -x 4 -r 2 \
+  -i "$SHARDS/tiny_shakespeare_train.bin" -v 0 -s 0 -n 0 > "$OUT/ours-d48.log" 2>&1
+echo "exit $?" >> "$OUT/ours-d48.log"
+grep -E "^(memory|step)|exit|rror" "$OUT/ours-d48.log"
+stage "done"

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Packs, on this machine, what bench/gpu-check.sh needs on a lent GPU machine (no Node, no internet there) into .gpu/
+# (git-ignored through .git/info/exclude), within the device tool's 64 MiB: a Node binary, the compiled package
+# (dist/, the native addon built here: it dlopen()s CUDA at run time, so it needs no CUDA to build), the runtime
+# dependencies that training and the tests import, llm.c's sources from ../shared/bench/llmc and Tiny Shakespeare
+# shards for both trainers. Then: device run with carry [".gpu"] and command "bash bench/gpu-check.sh".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SHARED="${SHARED:-../shared}"
+rm -rf .gpu && mkdir -p .gpu
+grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude
+npm run build >/dev/null
+[ -f build/Release/gpt2ts_native.node ] || node scripts/build-native.mjs
+xz -T2 -6 -c "$(command -v node)" > .gpu/node.xz
+tar -cJf .gpu/app.tar.xz dist build/Release/gpt2ts_native.node \
+  node_modules/tiktoken node_modules/tinyglobby node_modules/fdir node_modules/picomatch \
+  node_modules/hyparquet node_modules/hyparquet-compressors node_modules/fzstd node_modules/hysnappy
+mkdir -p .gpu/llmc
+cp -r "$SHARED/bench/llmc/Makefile" "$SHARED/bench/llmc/train_gpt2.cu" "$SHARED/bench/llmc/llmc" "$SHARED/bench/llmc/run_gpu.sh" .gpu/llmc/
+node "$SHARED/bench/llmc/make-inputs.mjs" .gpu/inputs --shards-only >/dev/null
+du -sh .gpu

@@ -1,17 +1,21 @@
-// A CPU stand-in for the CUDA driver, NVRTC, cuBLAS and single-rank NCCL, for tests on machines without a GPU.
+// A CPU stand-in for the CUDA driver, NVRTC, cuBLAS and NCCL (ranks as processes), for tests on machines without a GPU.
 //
 // Built as one shared library and installed under the names the GPU backend dlopen()s (libcuda.so.1,
 // libnvrtc.so.13, libcublas.so.13, libnccl.so.2) in a folder that GPT2_CUDA_LIBDIR points to. It runs the real
 // kernel source, native/cuda/kernels.cu, compiled here as C++: each CUDA thread of a block is a fiber (ucontext) on
 // one OS thread, switched at __syncthreads and warp shuffles, which are barriers over the threads still running;
 // blocks run one after another (so function-static arrays serve as the block's shared memory). Kernels without
-// block-level synchronisation run their threads plainly one after another. cuBLAS's
+// block-level synchronisation run their threads plainly one after another. NCCL's ranks are processes that meet in a
+// shared-memory file. cuBLAS's
 // column-major products are plain loops (inputs rounded to bf16 under CUBLAS_COMPUTE_32F_FAST_16BF).
 //
 // What this proves: the backend's host code, launch shapes, index arithmetic and the kernels' logic. What it does
 // not: timing, the GPU's memory model, NVRTC itself (test/cuda compiles the source with the real NVRTC when present).
 
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <ucontext.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <exception>
@@ -23,6 +27,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <thread>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -339,8 +344,9 @@ extern "C" {
 // ---------------------------------------------------------------- driver
 CUresult cuInit(unsigned) { return 0; }
 CUresult cuDriverGetVersion(int* v) { return *v = 13000, 0; }
-CUresult cuDeviceGetCount(int* n) { return *n = 1, 0; }
-CUresult cuDeviceGet(int* d, int i) { return *d = i, i == 0 ? 0 : 101; }
+// eight "GPUs", all this CPU: ranks of a multi-GPU run each take their own ordinal
+CUresult cuDeviceGetCount(int* n) { return *n = 8, 0; }
+CUresult cuDeviceGet(int* d, int i) { return *d = i, i >= 0 && i < 8 ? 0 : 101; }
 CUresult cuDeviceGetName(char* name, int len, int) {
   std::strncpy(name, "CPU emulation of CUDA (gpt2ts tests)", len - 1);
   return 0;
@@ -451,38 +457,118 @@ int cublasGemmStridedBatchedEx(void*, int opA, int opB, int m, int n, int k, con
   return 0;
 }
 
-// ---------------------------------------------------------------- NCCL, one rank
+// ---------------------------------------------------------------- NCCL across processes
+// The ranks of one unique id share a file under /dev/shm: a barrier and one slot per rank. A collective copies this
+// rank's data into its slot, meets the others at the barrier, computes its result from all slots in rank order (so
+// every rank gets the same sums), and meets them again before the slots are reused. Collectives finish inside the
+// call; a rank that never arrives makes the others fail after GPT2_COMM_TIMEOUT seconds (ncclSystemError).
 struct ncclUniqueId {
   char internal[128];
 };
-int ncclGetVersion(int* v) { return *v = 22800, 0; }
-int ncclGetUniqueId(ncclUniqueId* id) { return std::memset(id, 7, sizeof *id), 0; }
-int ncclCommInitRank(void** comm, int nranks, ncclUniqueId, int rank) {
-  if (nranks != 1 || rank != 0) return 4;  // ncclInvalidArgument: the emulation has one rank
-  return *comm = (void*)1, 0;
+struct EmuComm {
+  int rank, size;
+  size_t slotBytes;
+  char* base;  // header, then slots
+  std::atomic<int>* arrived;
+  std::atomic<int>* generation;
+  char* slot(int r) { return base + 64 + (size_t)r * slotBytes; }
+};
+constexpr size_t kSlotBytes = size_t(256) << 20;
+
+static bool emu_barrier(EmuComm* c) {
+  int gen = c->generation->load();
+  if (c->arrived->fetch_add(1) + 1 == c->size) {
+    c->arrived->store(0);
+    c->generation->fetch_add(1);
+    return true;
+  }
+  const char* t = std::getenv("GPT2_COMM_TIMEOUT");
+  double timeout = t ? std::atof(t) : 600;
+  auto t0 = std::chrono::steady_clock::now();
+  while (c->generation->load() == gen) {
+    std::this_thread::sleep_for(std::chrono::microseconds(20));
+    if (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() > timeout) return false;
+  }
+  return true;
 }
+
 static size_t nccl_bytes(int type) { return type == 8 || type == 4 || type == 5 ? 8 : type <= 1 ? 1 : type == 6 || type == 9 ? 2 : 4; }
-int ncclAllReduce(const void* s, void* r, size_t n, int type, int, void*, void*) {
-  if (s != r) std::memmove(r, s, n * nccl_bytes(type));
+
+/** out[i] = sum over ranks of slot(r)[offset + i], for float32 (7), float64 (8) and uint8 (1) */
+static void sum_slots(EmuComm* c, void* out, size_t offset, size_t n, int type) {
+  for (size_t i = 0; i < n; i++) {
+    if (type == 7) {
+      float s = 0;
+      for (int r = 0; r < c->size; r++) s += ((float*)c->slot(r))[offset + i];
+      ((float*)out)[i] = s;
+    } else if (type == 8) {
+      double s = 0;
+      for (int r = 0; r < c->size; r++) s += ((double*)c->slot(r))[offset + i];
+      ((double*)out)[i] = s;
+    } else {
+      unsigned char s = 0;
+      for (int r = 0; r < c->size; r++) s += ((unsigned char*)c->slot(r))[offset + i];
+      ((unsigned char*)out)[i] = s;
+    }
+  }
+}
+
+int ncclGetVersion(int* v) { return *v = 22800, 0; }
+int ncclGetUniqueId(ncclUniqueId* id) {
+  std::memset(id, 0, sizeof *id);
+  std::snprintf(id->internal, sizeof id->internal, "gpt2ts-emu-nccl-%d-%lld", (int)getpid(),
+                (long long)std::chrono::steady_clock::now().time_since_epoch().count());
   return 0;
 }
-int ncclReduceScatter(const void* s, void* r, size_t n, int type, int, void*, void*) {
-  if (s != r) std::memmove(r, s, n * nccl_bytes(type));
+int ncclCommInitRank(void** comm, int nranks, ncclUniqueId id, int rank) {
+  if (nranks < 1 || rank < 0 || rank >= nranks) return 4;  // ncclInvalidArgument
+  std::string path = std::string("/dev/shm/") + id.internal;
+  int fd = open(path.c_str(), O_RDWR | O_CREAT, 0600);
+  if (fd < 0) return 2;
+  size_t bytes = 64 + (size_t)nranks * kSlotBytes;
+  if (ftruncate(fd, (off_t)bytes) != 0) return 2;
+  void* m = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  close(fd);
+  if (m == MAP_FAILED) return 2;
+  auto* c = new EmuComm{rank, nranks, kSlotBytes, (char*)m, (std::atomic<int>*)m, (std::atomic<int>*)((char*)m + 8)};
+  if (!emu_barrier(c)) return 2;  // everyone has the file open: rank 0 may unlink it
+  if (rank == 0) unlink(path.c_str());
+  *comm = c;
   return 0;
 }
-int ncclAllGather(const void* s, void* r, size_t n, int type, void*, void*) {
-  if (s != r) std::memmove(r, s, n * nccl_bytes(type));
-  return 0;
+int ncclAllReduce(const void* s, void* r, size_t n, int type, int, void* comm, void*) {
+  auto* c = (EmuComm*)comm;
+  std::memcpy(c->slot(c->rank), s, n * nccl_bytes(type));
+  if (!emu_barrier(c)) return 2;
+  sum_slots(c, r, 0, n, type);
+  return emu_barrier(c) ? 0 : 2;
 }
-int ncclBroadcast(const void* s, void* r, size_t n, int type, int, void*, void*) {
-  if (s != r) std::memmove(r, s, n * nccl_bytes(type));
-  return 0;
+int ncclReduceScatter(const void* s, void* r, size_t n, int type, int, void* comm, void*) {
+  auto* c = (EmuComm*)comm;
+  std::memcpy(c->slot(c->rank), s, n * c->size * nccl_bytes(type));
+  if (!emu_barrier(c)) return 2;
+  sum_slots(c, r, (size_t)c->rank * n, n, type);
+  return emu_barrier(c) ? 0 : 2;
 }
-int ncclGroupStart() { return 0; }
-int ncclGroupEnd() { return 0; }
+int ncclAllGather(const void* s, void* r, size_t n, int type, void* comm, void*) {
+  auto* c = (EmuComm*)comm;
+  size_t b = n * nccl_bytes(type);
+  std::memcpy(c->slot(c->rank), s, b);
+  if (!emu_barrier(c)) return 2;
+  for (int k = 0; k < c->size; k++) std::memcpy((char*)r + k * b, c->slot(k), b);
+  return emu_barrier(c) ? 0 : 2;
+}
+int ncclBroadcast(const void* s, void* r, size_t n, int type, int root, void* comm, void*) {
+  auto* c = (EmuComm*)comm;
+  size_t b = n * nccl_bytes(type);
+  if (c->rank == root) std::memcpy(c->slot(root), s, b);
+  if (!emu_barrier(c)) return 2;
+  std::memmove(r, c->slot(root), b);
+  return emu_barrier(c) ? 0 : 2;
+}
 int ncclCommGetAsyncError(void*, int* e) { return *e = 0, 0; }
 int ncclCommAbort(void*) { return 0; }
 int ncclCommDestroy(void*) { return 0; }
-const char* ncclGetErrorString(int) { return "emulated NCCL error"; }
+const char* ncclGetErrorString(int r) { return r == 2 ? "emulated NCCL: system error (a rank did not arrive)" : "emulated NCCL error"; }
 
 }  // extern "C"

@@ -313,10 +313,7 @@ void register_cuda(napi_env env, napi_value exports);  // ../cuda/cuda.cc
 void register_nccl(napi_env env, napi_value exports);  // ../cuda/nccl.cc
 
 NAPI_MODULE_INIT() {
-  const struct {
-    const char* name;
-    napi_callback fn;
-  } fns[] = {
+  export_functions(env, exports, {
       {"setThreads", SetThreads}, {"getThreads", GetThreads}, {"setMatmulBf16", SetMatmulBf16},
       {"cpuFeatures", CpuFeatures}, {"measurePeakGflops", MeasurePeakGflops},
       {"encoderForward", EncoderForward}, {"encoderBackward", EncoderBackward},
@@ -326,12 +323,7 @@ NAPI_MODULE_INIT() {
       {"attentionCached", AttentionCached}, {"geluForward", GeluForward}, {"geluBackward", GeluBackward},
       {"residualForward", ResidualForward}, {"crossEntropy", CrossEntropy}, {"adamw", AdamW},
       {"sumSquares", SumSquares}, {"scale", Scale},
-  };
-  for (const auto& f : fns) {
-    napi_value v;
-    napi_create_function(env, f.name, NAPI_AUTO_LENGTH, f.fn, nullptr, &v);
-    napi_set_named_property(env, exports, f.name, v);
-  }
+  });
   register_mpi(env, exports);
   register_cuda(env, exports);
   register_nccl(env, exports);

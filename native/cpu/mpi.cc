@@ -421,14 +421,6 @@ napi_value MpiFinalize(napi_env env, napi_callback_info) {
 }  // namespace
 
 void register_mpi(napi_env env, napi_value exports) {
-  const struct {
-    const char* name;
-    napi_callback fn;
-  } fns[] = {{"mpiInit", MpiInit}, {"mpiRun", MpiRun},     {"mpiStart", MpiStart},      {"mpiTest", MpiTest},
-             {"mpiWait", MpiWait}, {"mpiAbort", MpiAbort}, {"mpiFinalize", MpiFinalize}};
-  for (const auto& f : fns) {
-    napi_value v;
-    napi_create_function(env, f.name, NAPI_AUTO_LENGTH, f.fn, nullptr, &v);
-    napi_set_named_property(env, exports, f.name, v);
-  }
+  export_functions(env, exports, {{"mpiInit", MpiInit}, {"mpiRun", MpiRun},     {"mpiStart", MpiStart},      {"mpiTest", MpiTest},
+             {"mpiWait", MpiWait}, {"mpiAbort", MpiAbort}, {"mpiFinalize", MpiFinalize}});
 }

@@ -642,10 +642,7 @@ EXPORT(CuScale) {
 }  // namespace
 
 void register_cuda(napi_env env, napi_value exports) {
-  const struct {
-    const char* name;
-    napi_callback fn;
-  } fns[] = {
+  export_functions(env, exports, {
       {"cudaProbe", CudaProbe}, {"cudaCompile", CudaCompile}, {"cudaInit", CudaInit},
       {"cudaSetMatmul", CudaSetMatmul}, {"cudaMalloc", CudaMalloc}, {"cudaFree", CudaFree},
       {"cudaWrite", CudaWrite}, {"cudaRead", CudaRead}, {"cudaCopy", CudaCopy}, {"cudaFill", CudaFill},
@@ -657,10 +654,5 @@ void register_cuda(napi_env env, napi_value exports) {
       {"cuAttentionCached", CuAttentionCached}, {"cuGeluForward", CuGeluForward}, {"cuGeluBackward", CuGeluBackward},
       {"cuResidualForward", CuResidualForward}, {"cuCrossEntropy", CuCrossEntropy}, {"cuAdamW", CuAdamW},
       {"cuSumSquares", CuSumSquares}, {"cuScale", CuScale},
-  };
-  for (const auto& f : fns) {
-    napi_value v;
-    napi_create_function(env, f.name, NAPI_AUTO_LENGTH, f.fn, nullptr, &v);
-    napi_set_named_property(env, exports, f.name, v);
-  }
+  });
 }

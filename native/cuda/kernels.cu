@@ -159,19 +159,28 @@ extern "C" __global__ void bias_backward(float* dbias, const float* dout, int N,
 // The scores of a (batch, head) pair are one T x T product in cuBLAS (strided batched over B*NH); these kernels
 // move Q, K, V between the (B,T,3,NH,hs) layout of qkv and (B,NH,T,hs), and do the causal softmax and its gradient.
 
+/** element i of a (B,NH,T,hs) tensor as its coordinates */
+struct HeadIndex {
+  int b, h, t, d;
+};
+__device__ __forceinline__ HeadIndex head_index(long i, int T, int NH, int hs) {
+  HeadIndex x;
+  x.d = (int)(i % hs);
+  long r = i / hs;
+  x.t = (int)(r % T);
+  r /= T;
+  x.h = (int)(r % NH);
+  x.b = (int)(r / NH);
+  return x;
+}
+
 // qkv (B,T,3C) -> q, k, v (B,NH,T,hs)
 extern "C" __global__ void qkv_split(float* q, float* k, float* v, const float* qkv, int B, int T, int NH, int hs) {
   long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
-  long total = (long)B * NH * T * hs;
-  if (i >= total) return;
-  int d = (int)(i % hs);
-  long r = i / hs;
-  int t = (int)(r % T);
-  r /= T;
-  int h = (int)(r % NH);
-  int b = (int)(r / NH);
+  if (i >= (long)B * NH * T * hs) return;
+  HeadIndex at = head_index(i, T, NH, hs);
   int C = NH * hs;
-  const float* src = qkv + ((long)b * T + t) * 3 * C + h * hs + d;
+  const float* src = qkv + ((long)at.b * T + at.t) * 3 * C + at.h * hs + at.d;
   q[i] = src[0];
   k[i] = src[C];
   v[i] = src[2 * C];
@@ -181,16 +190,10 @@ extern "C" __global__ void qkv_split(float* q, float* k, float* v, const float* 
 extern "C" __global__ void qkv_merge(float* dqkv, const float* dq, const float* dk, const float* dv, int B, int T,
                                      int NH, int hs) {
   long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
-  long total = (long)B * NH * T * hs;
-  if (i >= total) return;
-  int d = (int)(i % hs);
-  long r = i / hs;
-  int t = (int)(r % T);
-  r /= T;
-  int h = (int)(r % NH);
-  int b = (int)(r / NH);
+  if (i >= (long)B * NH * T * hs) return;
+  HeadIndex at = head_index(i, T, NH, hs);
   int C = NH * hs;
-  float* dst = dqkv + ((long)b * T + t) * 3 * C + h * hs + d;
+  float* dst = dqkv + ((long)at.b * T + at.t) * 3 * C + at.h * hs + at.d;
   dst[0] = dq[i];
   dst[C] = dk[i];
   dst[2 * C] = dv[i];
@@ -199,15 +202,9 @@ extern "C" __global__ void qkv_merge(float* dqkv, const float* dq, const float* 
 // (B,NH,T,hs) <-> (B,T,C): to_heads = 1 moves x (B,T,C) into y (B,NH,T,hs), 0 the other way
 extern "C" __global__ void heads_permute(float* y, const float* x, int B, int T, int NH, int hs, int to_heads) {
   long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
-  long total = (long)B * NH * T * hs;
-  if (i >= total) return;
-  int d = (int)(i % hs);
-  long r = i / hs;
-  int t = (int)(r % T);
-  r /= T;
-  int h = (int)(r % NH);
-  int b = (int)(r / NH);
-  long j = ((long)b * T + t) * NH * hs + h * hs + d;
+  if (i >= (long)B * NH * T * hs) return;
+  HeadIndex at = head_index(i, T, NH, hs);
+  long j = ((long)at.b * T + at.t) * NH * hs + at.h * hs + at.d;
   if (to_heads) y[i] = x[j];
   else y[j] = x[i];
 }

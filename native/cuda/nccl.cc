@@ -191,17 +191,9 @@ EXPORT(NcclDestroy) {
 }  // namespace
 
 void register_nccl(napi_env env, napi_value exports) {
-  const struct {
-    const char* name;
-    napi_callback fn;
-  } fns[] = {
+  export_functions(env, exports, {
       {"ncclUniqueIdNew", NcclUniqueIdNew}, {"ncclInit", NcclInit}, {"ncclStart", NcclStart},
       {"ncclTest", NcclTest}, {"ncclWait", NcclWait}, {"ncclStaging", NcclStaging},
       {"ncclAbort", NcclAbort}, {"ncclDestroy", NcclDestroy},
-  };
-  for (const auto& f : fns) {
-    napi_value v;
-    napi_create_function(env, f.name, NAPI_AUTO_LENGTH, f.fn, nullptr, &v);
-    napi_set_named_property(env, exports, f.name, v);
-  }
+  });
 }

@@ -54,5 +54,5 @@ export async function benchCommand(argv: string[]): Promise<void> {
   fs.writeFileSync(benchCachePath(), JSON.stringify({ ...out, date: new Date().toISOString() }) + "\n");
   if (values.json) { process.stdout.write(JSON.stringify(out) + "\n"); return; }
   log(`median ${r.ms_per_step.toFixed(1)} ms/step, ${r.tokens_per_s.toFixed(1)} tokens/s, ${r.gflops.toFixed(1)} GFLOP/s, ` +
-    `MFU ${(100 * r.mfu).toFixed(1)}%, peak RSS ${r.peak_rss_mib.toFixed(0)} MiB (params+grads+AdamW+activations ${r.memory_mib.toFixed(0)} MiB)`);
+    `MFU ${Number.isFinite(r.mfu) ? `${(100 * r.mfu).toFixed(1)}%` : "n/a"}, peak RSS ${r.peak_rss_mib.toFixed(0)} MiB (params+grads+AdamW+activations ${r.memory_mib.toFixed(0)} MiB)`);
 }

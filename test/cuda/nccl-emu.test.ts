@@ -4,9 +4,11 @@
 // A GPU machine has one GPU, so this is where the multi-rank NCCL path runs before a multi-GPU machine.
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
+import * as fs from "node:fs";
 import * as net from "node:net";
+import * as path from "node:path";
 import { test } from "node:test";
-import { CLI, fixture } from "../helpers.js";
+import { CLI, fixture, tmpDir } from "../helpers.js";
 import { useCudaEmulator } from "./emulator.js";
 
 const emu = useCudaEmulator();
@@ -85,4 +87,26 @@ test("emulated NCCL over -pi tcp: when rank 1 dies, rank 0 ends with a one-line 
   assert.equal(zero.code, 1);
   assert.match(zero.err, /^gpt2: rank 0: NCCL [^\n]*\n$/);
   assert.ok(Date.now() - t0 < 60_000);
+});
+
+test("emulated NCCL, 2 ranks with -z 1: the ZeRO-1 checkpoint resumes on 2 GPU ranks and on one CPU process alike", { skip: skipMpi }, () => {
+  const out = tmpDir(), cpuOut = tmpDir();
+  const mpi = (extra: string[]) => spawnSync("mpirun", ["-np", "2", process.execPath, CLI, ...args(1, 32, ["-z", "1", "-n", "2", "-o", out, ...extra])],
+    { encoding: "utf8", env: ENV, timeout: 180_000 });
+  const first = mpi(["-x", "4"]);
+  assert.equal(first.status, 0, first.stderr);
+  assert.ok(fs.existsSync(path.join(out, "checkpoint_00000004.zero1-rank1-of-2.gpt2ts")));
+  for (const f of fs.readdirSync(out)) if (f.startsWith("checkpoint_00000004")) fs.copyFileSync(path.join(out, f), path.join(cpuOut, f));
+  const gpu = mpi(["-x", "6", "-y", "1"]);
+  assert.equal(gpu.status, 0, gpu.stderr);
+  // one CPU process takes both ranks' rows: -b 2
+  const cpu = spawnSync(process.execPath, [CLI, ...args(2, 32, ["-z", "1", "-n", "2", "-o", cpuOut, "-x", "6", "-y", "1"]).map((a) => (a === "cuda" ? "native" : a))],
+    { encoding: "utf8", env: ENV, timeout: 120_000 });
+  assert.equal(cpu.status, 0, cpu.stderr);
+  assert.match(cpu.stdout, /optimizer state was saved as ZeRO-1 shards over 2 ranks/);
+  const resumed = (s: string) => [...s.matchAll(/step ([56])\/6 \| loss ([\d.]+)/g)].map((m) => Number(m[2]));
+  const g = resumed(gpu.stdout), c = resumed(cpu.stdout);
+  assert.equal(g.length, 2);
+  assert.equal(c.length, 2);
+  for (let i = 0; i < 2; i++) assert.ok(Math.abs(g[i] - c[i]) / g[i] <= 1e-5, `step ${5 + i}: GPU ranks ${g[i]}, CPU ${c[i]}`);
 });

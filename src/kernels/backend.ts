@@ -20,6 +20,13 @@ export interface Backend {
   readonly threads: number;
   /** the device it computes on, when not this machine's CPU (e.g. "NVIDIA H100 80GB HBM3 (sm_90, 132 SMs)") */
   readonly device?: string;
+  /**
+   * Rows of logits the fused classifier computes at a time (default 256, which keeps a chunk in a CPU's caches; a GPU
+   * wants a few large products rather than many small ones).
+   */
+  readonly classifierRows?: number;
+  /** bytes a run may still allocate on this backend's device (default: the host's available memory) */
+  freeBytes?(): number;
 
   // ---- memory
   /** a zero-filled buffer of n floats */

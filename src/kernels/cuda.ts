@@ -121,6 +121,8 @@ export class CudaBackend implements Backend {
   readonly name = "cuda";
   readonly threads = 1;
   readonly device: string;
+  /** 8192 rows of logits per classifier chunk (1.6 GB of fp32 at GPT-2's vocabulary): few, large products */
+  readonly classifierRows = 8192;
   private readonly cu: CudaAddon;
   private readonly freer = new FinalizationRegistry<Ptr>((p) => { try { this.cu.cudaFree(p); } catch { /* process ending */ } });
 
@@ -140,6 +142,12 @@ export class CudaBackend implements Backend {
 
   /** the card's peak TFLOP/s for this backend's dtype (NaN: unknown card) */
   peakTflops(): number { return gpuPeakTflops(initialized!.name, this.dtype); }
+
+  /**
+   * Device memory a run may still take: what the driver reports free, less what this backend allocates later on its
+   * own (attention's score buffers, up to 2 x 1 GiB, and their head-major copies; NCCL's staging).
+   */
+  freeBytes(): number { return Math.max(0, this.memoryInfo().free - 3 * 2 ** 30); }
 
   /** bytes free and total on the device */
   memoryInfo(): { free: number; total: number } {

@@ -12,6 +12,7 @@ export type ParamName = "wte" | "wpe" | "ln1w" | "ln1b" | "qkvw" | "qkvb" | "att
 export type Views = Record<ParamName, Tensor>;
 
 /** Rows per classifier chunk: logits exist for this many positions at a time (51 MB for GPT-2's vocab). */
+/** rows of logits per classifier chunk unless the backend asks for another number (Backend.classifierRows) */
 export const CLASSIFIER_CHUNK = 256;
 
 export class ShapeError extends Error {
@@ -129,13 +130,13 @@ export class GPT2 {
     this.acts = this.makeActivations(B, T);
   }
 
-  /** Floats of activation memory for (B, T) at this recompute level. */
-  static activationFloats(c: GPT2Config, B: number, T: number, recompute: RecomputeLevel): number {
+  /** Floats of activation memory for (B, T) at this recompute level, with `chunk` rows of logits at a time. */
+  static activationFloats(c: GPT2Config, B: number, T: number, recompute: RecomputeLevel, chunk = CLASSIFIER_CHUNK): number {
     const { nLayer: L, nEmbd: C, nHead: NH, paddedVocabSize: Vp } = c;
     const BT = B * T;
     const lnL = recompute >= 2 ? 1 : L, geluL = recompute >= 1 ? 1 : L;
     return BT * C + 2 * lnL * BT * C + 4 * L * BT + L * BT * 3 * C + L * BT * C + L * B * NH * T + BT * C +
-      L * BT * C + L * BT * 4 * C + geluL * BT * 4 * C + BT * C + L * BT * C + BT * C + 2 * BT + Math.min(BT, CLASSIFIER_CHUNK) * Vp + BT +
+      L * BT * C + L * BT * 4 * C + geluL * BT * 4 * C + BT * C + L * BT * C + BT * C + 2 * BT + Math.min(BT, chunk) * Vp + BT +
       4 * BT * C + BT * 3 * C + 2 * BT * 4 * C;
   }
 
@@ -155,13 +156,16 @@ export class GPT2 {
       fch: a(L * BT * 4 * C), fchGelu: a(geluL * BT * 4 * C), fcproj: a(BT * C),
       residual3: a(L * BT * C),
       lnf: a(BT * C), lnfMean: a(BT), lnfRstd: a(BT),
-      logits: a(Math.min(BT, CLASSIFIER_CHUNK) * Vp), losses: a(BT),
+      logits: a(Math.min(BT, this.classifierRows) * Vp), losses: a(BT),
       dres: a(BT * C), dln: a(BT * C), datty: a(BT * C), dqkv: a(BT * 3 * C), dfch: a(BT * 4 * C), dfchGelu: a(BT * 4 * C),
       get floats() { return floats; },
     };
   }
 
   get activationFloats(): number { return this.acts ? this.acts.floats : 0; }
+
+  /** rows of logits per classifier chunk on this backend */
+  get classifierRows(): number { return this.backend.classifierRows ?? CLASSIFIER_CHUNK; }
 
   /** Slice l of a (L, ...) activation with n floats per layer; `shared` buffers hold one layer, reused by all. */
   private at(t: Tensor, l: number, n: number, shared = false): Tensor {
@@ -249,8 +253,8 @@ export class GPT2 {
     for (let i = 0; i < BT; i++) if (targets[i] >= 0) count++;
     // fused classifier, chunk by chunk: logits -> loss (-> dlogits in place -> dlnf and dwte right away)
     const scale = count ? lossScale / count : 0;
-    for (let r0 = 0; r0 < BT; r0 += CLASSIFIER_CHUNK) {
-      const n = Math.min(CLASSIFIER_CHUNK, BT - r0);
+    for (let r0 = 0; r0 < BT; r0 += this.classifierRows) {
+      const n = Math.min(this.classifierRows, BT - r0);
       const logits = v(a.logits, n * Vp), x = be.view(lnf, r0 * C, n * C);
       be.matmulForward(logits, x, p.wte, null, n, C, Vp);
       this.debugCheck?.("lm_head logits (forward)", logits, n * Vp);

@@ -16,7 +16,7 @@ import { loadModel } from "../io/load.js";
 import type { Backend } from "../kernels/backend.js";
 import { describeConfig, EOT, makeConfig, PRESETS, sameShape, type GPT2Config } from "../model/config.js";
 import { generate, KVCache } from "../model/generate.js";
-import { GPT2 } from "../model/gpt2.js";
+import { CLASSIFIER_CHUNK, GPT2 } from "../model/gpt2.js";
 import { countParams, paramLayout } from "../model/layout.js";
 import { decode } from "../tokenizer/bpe.js";
 import { Rng, type RngState } from "../util/rng.js";
@@ -112,10 +112,10 @@ export function initModel(cfg: TrainConfig, backend: Backend): { model: GPT2; fr
 }
 
 /** The run's memory plan in bytes per rank, computed before anything big is allocated (ZeRO-1 shards AdamW). */
-export function memoryPlan(config: GPT2Config, cfg: TrainConfig, ranks = 1): { params: number; grads: number; adamw: number; activations: number; kvcache: number; total: number } {
+export function memoryPlan(config: GPT2Config, cfg: TrainConfig, ranks = 1, classifierRows = CLASSIFIER_CHUNK): { params: number; grads: number; adamw: number; activations: number; kvcache: number; total: number } {
   const n = paramLayout(config).total;
   const adamw = cfg.zero && ranks > 1 ? Math.ceil(n / ranks) * 8 : n * 8;
-  const acts = GPT2.activationFloats(config, cfg.batchSize, cfg.seqLen, cfg.recompute) * 4;
+  const acts = GPT2.activationFloats(config, cfg.batchSize, cfg.seqLen, cfg.recompute, classifierRows) * 4;
   const kv = cfg.sampleEvery > 0 ? 2 * config.nLayer * Math.min(config.blockSize, cfg.genTokens + 1) * config.nEmbd * 4 * 2 : 0;
   const plan = { params: n * 4, grads: n * 4, adamw, activations: acts, kvcache: kv, total: 0 };
   plan.total = plan.params + plan.grads + plan.adamw + plan.activations + plan.kvcache;
@@ -167,7 +167,7 @@ export async function train(cfg: TrainConfig, backend: Backend, hooks: TrainHook
     ? makeConfig(cfg.init, { nLayer: cfg.nLayer || undefined, nHead: cfg.nHead || undefined, nEmbd: cfg.nEmbd || undefined, blockSize: Math.max(1024, T) })
     : null;
   if (shape) {
-    const plan = memoryPlan(shape, cfg, N), avail = hooks.availableBytes ?? availableMemory();
+    const plan = memoryPlan(shape, cfg, N, backend.classifierRows), avail = hooks.availableBytes ?? backend.freeBytes?.() ?? availableMemory();
     if (plan.total > avail) {
       throw new TrainConfigError(`the run needs ${describePlan(plan)}, but only ${(avail / 2 ** 20).toFixed(0)} MiB are free; ` +
         `lower -b, use -r 1 or 2, or a smaller model`);
@@ -227,10 +227,11 @@ export async function train(cfg: TrainConfig, backend: Backend, hooks: TrainHook
   print(`backend: ${backend.name}, ${backend.device ?? `${backend.threads} threads`}, dtype ${cfg.dtype}, recompute ${cfg.recompute}`);
   if (N > 1 || comm.kind !== "single") {
     print(`data parallel: ${comm.description}; ZeRO-${dp.zero}${dp.zero ? " (AdamW state sharded)" : " (every rank holds all AdamW state)"}; ` +
-      `memory per rank with -z 0: ${describePlan(memoryPlan(model.config, { ...cfg, zero: 0 }, N))}; ` +
-      `with -z 1: ${describePlan(memoryPlan(model.config, { ...cfg, zero: 1 }, N))}`);
+      `memory per rank with -z 0: ${describePlan(memoryPlan(model.config, { ...cfg, zero: 0 }, N, backend.classifierRows))}; ` +
+      `with -z 1: ${describePlan(memoryPlan(model.config, { ...cfg, zero: 1 }, N, backend.classifierRows))}`);
   }
-  print(`memory${N > 1 ? " per rank" : ""}: ${describePlan(memoryPlan(model.config, cfg, N))}, allocated once before step 0`);
+  print(`memory${N > 1 ? " per rank" : ""}${backend.device ? " on the device" : ""}: ${describePlan(memoryPlan(model.config, cfg, N, backend.classifierRows))}, ` +
+    `allocated once before step 0`);
   print(`batch: B=${B} T=${T}${N > 1 ? ` x ${N} ranks` : ""}, total ${B * T * accum * N} tokens per step = ${accum} accumulation step${accum > 1 ? "s" : ""}; ` +
     `${loader.totalTokens.toLocaleString()} train tokens in ${loader.shards.length} shard(s); ${maxSteps} steps`);
   print(`optimizer: AdamW lr ${lr0} (${cfg.schedule}, warmup ${warmup}, final x${cfg.finalLrFrac}), wd ${cfg.weightDecay}, clip ${cfg.gradClip}` +

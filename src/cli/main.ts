@@ -21,9 +21,11 @@ const COMMANDS: Record<string, { load: () => Promise<Run>; help: string }> = {
   convert: { load: async () => (await import("./convert.js")).convertCommand, help: "IN OUT: between HF dirs, llm.c .bin and gpt2ts checkpoints" },
 };
 
+const COMMON_FLAGS = "--backend js|native|cuda (env GPT2_BACKEND), --threads N (env GPT2_THREADS), --dtype fp32|bf16";
+
 function usage(): string {
   const lines = Object.entries(COMMANDS).map(([name, c]) => `  gpt2 ${name.padEnd(11)} ${c.help}`);
-  return `gpt2 — GPT-2 in TypeScript\n\nusage:\n${lines.join("\n")}\n\ncommon flags: --backend js|native|cuda (env GPT2_BACKEND), --threads N (env GPT2_THREADS)\n`;
+  return `gpt2 — GPT-2 in TypeScript\n\nusage:\n${lines.join("\n")}\n\ncommon flags: ${COMMON_FLAGS}\n"gpt2 COMMAND --help" shows one command's flags\n`;
 }
 
 async function main(argv: string[]): Promise<void> {
@@ -31,6 +33,11 @@ async function main(argv: string[]): Promise<void> {
   if (!cmd || cmd === "--help" || cmd === "help") { process.stdout.write(usage()); return; }
   const c = COMMANDS[cmd];
   if (!c) throw new UsageError(`unknown command "${cmd}" (try "gpt2 --help")`);
+  if (rest.includes("--help")) {
+    const details = cmd === "train" ? `\n${(await import("./train.js")).trainFlagsHelp()}` : "";
+    process.stdout.write(`usage: gpt2 ${cmd} ${cmd === "train" ? "[flags]" : c.help}\n${details}\ncommon flags: ${COMMON_FLAGS}\n`);
+    return;
+  }
   await (await c.load())(rest);
 }
 

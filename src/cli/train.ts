@@ -72,6 +72,13 @@ export function initFlags(argv: string[]): { rest: string[]; init: InitFlags } {
   return { rest, init };
 }
 
+/** The flags of `gpt2 train`, a line each, for --help. */
+export function trainFlagsHelp(): string {
+  const rows = Object.entries(FLAGS).map(([long, [key, short]]) => `  ${short ? `-${short}, ` : "    "}--${long.padEnd(22)} (default ${JSON.stringify(DEFAULTS[key])})`);
+  return ["flags (llm.c's letters where it has one):", ...rows, "  -nk = --keep; --config FILE.json; --no-shuffle; --dashboard [--dashboard-port P] [--dashboard-host H]",
+    "  -pi mpi|tcp|fs -pn N -pr R -pg GPUS_PER_NODE -pf DIR -ps HOST[:PORT]: processes without mpirun (NCCL, --backend cuda)"].join("\n");
+}
+
 export function parseTrainArgs(argv: string[]): TrainConfig {
   const options: Record<string, { type: "string" | "boolean"; short?: string }> = { config: { type: "string" }, "no-shuffle": { type: "boolean" } };
   for (const [name, [, short]] of Object.entries(FLAGS)) options[name] = short ? { type: "string", short } : { type: "string" };

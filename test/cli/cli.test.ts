@@ -61,6 +61,19 @@ test("convert: HF -> llm.c -> gpt2ts -> HF keeps every weight bit-identical", ()
   assert.ok(fs.readFileSync(path.join(dir, "hf", "model.safetensors")).equals(fs.readFileSync(fixture("ref-small", "model.safetensors"))));
 });
 
+test("--help: the command list, and each command's flags", () => {
+  const all = gpt2(["--help"]);
+  assert.equal(all.status, 0);
+  assert.match(all.stdout, /gpt2 sample +--model PATH/);
+  const sample = gpt2(["sample", "--help"]);
+  assert.equal(sample.status, 0, sample.stderr);
+  assert.match(sample.stdout, /^usage: gpt2 sample --model PATH \(--prompt TEXT/);
+  const train = gpt2(["train", "--help"]);
+  assert.equal(train.status, 0, train.stderr);
+  assert.match(train.stdout, /-x, --max-steps +\(default -1\)/);
+  assert.match(train.stdout, /-pi mpi\|tcp\|fs/);
+});
+
 test("errors: unknown command, unknown flag, missing file, malformed checkpoint: one line, non-zero exit", () => {
   const cases: [string[], RegExp, number][] = [
     [["frobnicate"], /^gpt2: unknown command "frobnicate"/, 2],

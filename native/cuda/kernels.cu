@@ -393,7 +393,7 @@ extern "C" __global__ void sum_squares(double* partial, const float* x, long n) 
   if (lane == 0) red[warp] = s;
   __syncthreads();
   if (warp == 0) {
-    s = lane < blockDim.x / WARP ? red[lane] : 0.0;
+    s = lane < (int)(blockDim.x / WARP) ? red[lane] : 0.0;
     s = warp_sum_d(s);
     if (lane == 0) partial[blockIdx.x] = s;
   }

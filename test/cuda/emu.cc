@@ -196,13 +196,14 @@ Invoke invoker(void (*f)(A...)) {
 }
 
 struct Kernel {
+  const char* name;
   Invoke invoke;
   bool threaded;
 };
 std::map<std::string, Kernel>& kernels() {
   static std::map<std::string, Kernel> k = {
-#define SEQ(name) {#name, {invoker(&name), false}}
-#define THR(name) {#name, {invoker(&name), true}}
+#define SEQ(name) {#name, {#name, invoker(&name), false}}
+#define THR(name) {#name, {#name, invoker(&name), true}}
       SEQ(encoder_forward),  SEQ(encoder_backward),  THR(layernorm_forward), THR(layernorm_backward),
       SEQ(add_bias),         THR(bias_backward),     SEQ(qkv_split),         SEQ(qkv_merge),
       SEQ(heads_permute),    THR(causal_softmax),    SEQ(causal_probs),      THR(softmax_backward),
@@ -212,6 +213,21 @@ std::map<std::string, Kernel>& kernels() {
   };
   return k;
 }
+
+/** EMU_PROFILE=1: seconds spent in each kernel, printed at exit (where the emulation's time goes) */
+struct Profile {
+  std::map<std::string, double> seconds;
+  ~Profile() {
+    if (std::getenv("EMU_PROFILE"))
+      for (const auto& [name, s] : seconds) std::fprintf(stderr, "emu: %-20s %8.3f s\n", name.c_str(), s);
+  }
+} g_profile;
+struct Timed {
+  const char* name;
+  std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
+  explicit Timed(const Kernel& k) : name(k.name) {}
+  ~Timed() { g_profile.seconds[name] += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); }
+};
 
 const Kernel* g_kernel = nullptr;
 void** g_params = nullptr;
@@ -396,10 +412,7 @@ CUresult cuFuncSetAttribute(void*, int, int) { return 0; }
 CUresult cuLaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
                         unsigned shmem, void*, void** params, void**) {
   const emu::Kernel& k = *static_cast<emu::Kernel*>(f);
-  auto t0 = std::chrono::steady_clock::now();
-  struct Prof { std::map<const void*, double> t; ~Prof() { if (getenv("EMU_PROFILE")) for (auto& [k, v] : t) for (auto& [n, kk] : emu::kernels()) if (&kk == k) fprintf(stderr, "%s %.3f\n", n.c_str(), v); } };
-  static Prof prof;
-  struct Acc { Prof& p; const void* k; std::chrono::steady_clock::time_point t0; ~Acc() { p.t[k] += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); } } acc{prof, f, t0};
+  emu::Timed timed(k);
   if (bx * by * bz > 1024 || gx == 0 || gy == 0 || gz == 0 || bx * by * bz == 0) return 1;
   emu::bDim = {bx, by, bz};
   emu::gDim = {gx, gy, gz};

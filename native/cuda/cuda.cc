@@ -142,8 +142,8 @@ std::vector<char> compile(const std::string& source, int arch) {
   nvrtcResult r = g_nvrtc.createProgram(&prog, source.c_str(), "gpt2ts_kernels.cu", 0, nullptr, nullptr);
   if (r != 0) throw CudaError(std::string("NVRTC: ") + g_nvrtc.getErrorString(r));
   std::string archOpt = "--gpu-architecture=sm_" + std::to_string(arch);
-  const char* opts[] = {archOpt.c_str(), "--std=c++14"};
-  r = g_nvrtc.compileProgram(prog, 2, opts);
+  const char* opts[] = {archOpt.c_str()};  // the compiler's own C++ dialect: kernels.cu needs nothing newer than C++11
+  r = g_nvrtc.compileProgram(prog, 1, opts);
   size_t logSize = 0;
   g_nvrtc.getProgramLogSize(prog, &logSize);
   std::string log(logSize, '\0');

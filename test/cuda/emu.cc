@@ -9,8 +9,8 @@
 // shared-memory file. cuBLAS's
 // column-major products are plain loops (inputs rounded to bf16 under CUBLAS_COMPUTE_32F_FAST_16BF).
 //
-// What this proves: the backend's host code, launch shapes, index arithmetic and the kernels' logic. What it does
-// not: timing, the GPU's memory model, NVRTC itself (test/cuda compiles the source with the real NVRTC when present).
+// What this proves: the backend's host code, launch shapes, index arithmetic and the kernels' logic, and that no
+// kernel reads or writes past the end of a buffer (each one ends against a guard page). What it does not: timing, the GPU's memory model, NVRTC itself (test/cuda compiles the source with the real NVRTC when present).
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -319,9 +319,13 @@ void run_grid(const Kernel& k, void** params) {
   }
 }
 
-// ---- memory: host allocations stand for device memory; sizes are remembered for cuMemGetInfo
+// ---- memory: host mappings stand for device memory; sizes are remembered for cuMemGetInfo
 size_t used = 0;
-std::map<uintptr_t, size_t> sizes;
+struct Allocation {
+  void* base;
+  size_t span, bytes;
+};
+std::map<uintptr_t, Allocation> sizes;
 constexpr size_t kTotal = size_t(8) << 30;
 
 // ---- the products, column-major as cuBLAS's
@@ -375,21 +379,27 @@ CUresult cuDeviceTotalMem_v2(size_t* b, int) { return *b = emu::kTotal, 0; }
 CUresult cuDevicePrimaryCtxRetain(void** c, int) { return *c = (void*)1, 0; }
 CUresult cuCtxSetCurrent(void*) { return 0; }
 CUresult cuCtxSynchronize() { return 0; }
+// Each allocation ends right against an inaccessible page, so a kernel reading or writing past the end
+// of a buffer crashes the test (as it would fault on a GPU) instead of touching a neighbour.
 CUresult cuMemAlloc_v2(ull* p, size_t bytes) {
   if (emu::used + bytes > emu::kTotal) return 2;  // CUDA_ERROR_OUT_OF_MEMORY
-  void* m = std::malloc(bytes);
-  if (!m) return 2;
-  *p = (ull)(uintptr_t)m;
-  emu::sizes[(uintptr_t)m] = bytes;
+  const size_t page = 4096, span = (bytes + page - 1) / page * page + page;
+  void* m = mmap(nullptr, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) return 2;
+  char* guard = (char*)m + span - page;
+  mprotect(guard, page, PROT_NONE);
+  char* start = guard - (bytes + 3) / 4 * 4;  // 4-byte aligned (8 for sizes that are multiples of 8): exact
+  *p = (ull)(uintptr_t)start;
+  emu::sizes[(uintptr_t)start] = {m, span, bytes};
   emu::used += bytes;
   return 0;
 }
 CUresult cuMemFree_v2(ull p) {
   auto it = emu::sizes.find((uintptr_t)p);
   if (it == emu::sizes.end()) return 1;  // CUDA_ERROR_INVALID_VALUE
-  emu::used -= it->second;
+  emu::used -= it->second.bytes;
+  munmap(it->second.base, it->second.span);
   emu::sizes.erase(it);
-  std::free((void*)(uintptr_t)p);
   return 0;
 }
 CUresult cuMemGetInfo_v2(size_t* f, size_t* t) { return *f = emu::kTotal - emu::used, *t = emu::kTotal, 0; }

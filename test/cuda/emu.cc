@@ -2,15 +2,16 @@
 //
 // Built as one shared library and installed under the names the GPU backend dlopen()s (libcuda.so.1,
 // libnvrtc.so.13, libcublas.so.13, libnccl.so.2) in a folder that GPT2_CUDA_LIBDIR points to. It runs the real
-// kernel source, native/cuda/kernels.cu, compiled here as C++: each CUDA thread of a block is a fiber (ucontext) on
-// one OS thread, switched at __syncthreads and warp shuffles, which are barriers over the threads still running;
-// blocks run one after another (so function-static arrays serve as the block's shared memory). Kernels without
-// block-level synchronisation run their threads plainly one after another. NCCL's ranks are processes that meet in a
-// shared-memory file. cuBLAS's
-// column-major products are plain loops (inputs rounded to bf16 under CUBLAS_COMPUTE_32F_FAST_16BF).
+// kernel source, native/cuda/kernels.cu, compiled here as C++: each CUDA thread of a block is a fiber on one OS
+// thread, switched at __syncthreads and warp shuffles, which are barriers over the threads still running; blocks run
+// one after another (so function-static arrays serve as the block's shared memory). Kernels without block-level
+// synchronisation run their threads plainly one after another. cuBLAS's column-major products are plain loops
+// (inputs rounded to bf16 under CUBLAS_COMPUTE_32F_FAST_16BF). NCCL's ranks are processes that meet in a
+// shared-memory file.
 //
 // What this proves: the backend's host code, launch shapes, index arithmetic and the kernels' logic, and that no
-// kernel reads or writes past the end of a buffer (each one ends against a guard page). What it does not: timing, the GPU's memory model, NVRTC itself (test/cuda compiles the source with the real NVRTC when present).
+// kernel reads or writes past the end of a buffer (each one ends against a guard page). What it does not: timing,
+// the GPU's memory model, NVRTC itself (test/cuda/nvrtc.test.ts compiles the source with the real NVRTC).
 
 #include <fcntl.h>
 #include <sys/mman.h>

@@ -17,10 +17,17 @@ stage() { echo; echo "=== $* ($(( $(date +%s) - T0 )) s)"; }
 stage "unpack"
 [ -d .gpu ] || { echo "no .gpu/: run bench/gpu-pack.sh here and carry .gpu"; exit 2; }
 mkdir -p /tmp/gpt2ts-bin
-xz -dc .gpu/node.xz > /tmp/gpt2ts-bin/node && chmod +x /tmp/gpt2ts-bin/node
-tar -xJf .gpu/app.tar.xz
+if command -v xz >/dev/null; then
+  xz -dc .gpu/node.xz > /tmp/gpt2ts-bin/node && tar -xJf .gpu/app.tar.xz
+else  # Python's lzma and tarfile do the same
+  python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' .gpu/node.xz /tmp/gpt2ts-bin/node
+  python3 -m tarfile -e .gpu/app.tar.xz .
+fi
+chmod +x /tmp/gpt2ts-bin/node
 export PATH="/tmp/gpt2ts-bin:$PATH"
+ldconfig -p | grep -q 'libgomp\.so\.1' || export LD_LIBRARY_PATH="$PWD/.gpu/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 node --version
+node -e 'require("./build/Release/gpt2ts_native.node")' && echo "native addon loads"
 # CUDA's libraries: the toolkit's, and the wheels beside PyTorch (NCCL is only there)
 GPT2_CUDA_LIBDIR="$(python3 - <<'PY'
 import glob, site, os

@@ -15,6 +15,8 @@ xz -T2 -6 -c "$(command -v node)" > .gpu/node.xz
 tar -cJf .gpu/app.tar.xz dist build/Release/gpt2ts_native.node \
   node_modules/tiktoken node_modules/tinyglobby node_modules/fdir node_modules/picomatch \
   node_modules/hyparquet node_modules/hyparquet-compressors node_modules/fzstd node_modules/hysnappy
+# the addon's one library a CUDA image might lack (OpenMP's runtime); gpu-check.sh uses it only when missing there
+mkdir -p .gpu/lib && cp -L "$(ldd build/Release/gpt2ts_native.node | awk '/libgomp/ {print $3}')" .gpu/lib/
 mkdir -p .gpu/llmc
 cp -r "$SHARED/bench/llmc/Makefile" "$SHARED/bench/llmc/train_gpt2.cu" "$SHARED/bench/llmc/llmc" "$SHARED/bench/llmc/run_gpu.sh" .gpu/llmc/
 node "$SHARED/bench/llmc/make-inputs.mjs" .gpu/inputs --shards-only >/dev/null

@@ -48,8 +48,9 @@ constexpr int ncclUint8 = 1, ncclFloat32 = 7, ncclFloat64 = 8;
 constexpr int ncclSum = 0;
 constexpr ncclResult_t ncclSuccess = 0, ncclInProgress = 7;
 
-/** Opens the first library of `names` found in GPT2_CUDA_LIBDIR (':'-separated), the loader's path, CUDA_HOME/lib64
- * or /usr/local/cuda/lib64; `tried` lists what was tried, for the error message. */
+/** Opens the first library of `names` found in GPT2_CUDA_LIBDIR (':'-separated), the loader's path, CUDA_HOME/lib64,
+ * /usr/local/cuda/lib64 or /usr/local/nvidia/lib64 (the driver's folder in NVIDIA's containers); `tried` lists
+ * what was tried, for the error message. */
 inline void* open_cuda_library(const std::vector<std::string>& names, std::string& tried) {
   std::vector<std::string> dirs;
   if (const char* d = std::getenv("GPT2_CUDA_LIBDIR")) {
@@ -65,6 +66,7 @@ inline void* open_cuda_library(const std::vector<std::string>& names, std::strin
   dirs.push_back("");
   if (const char* h = std::getenv("CUDA_HOME")) dirs.push_back(std::string(h) + "/lib64/");
   dirs.push_back("/usr/local/cuda/lib64/");
+  dirs.push_back("/usr/local/nvidia/lib64/");
   tried.clear();
   for (const auto& dir : dirs)
     for (const auto& name : names) {

@@ -14,38 +14,37 @@
 #define FULL_MASK 0xffffffffu
 #define NEG_INF __int_as_float(0xff800000)
 
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);
-  return v;
-}
-__device__ __forceinline__ float warp_max(float v) {
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(FULL_MASK, v, o));
-  return v;
-}
-__device__ __forceinline__ double warp_sum_d(double v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);
-  return v;
-}
+// reductions: Sum and Max, over a warp (every lane gets the result) and over a block
+struct Sum {
+  template <typename T>
+  __device__ static T op(T a, T b) { return a + b; }
+};
+struct Max {
+  __device__ static float op(float a, float b) { return fmaxf(a, b); }
+};
 
-// Sum of v over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the result.
-__device__ float block_sum(float v, float* shared32) {
+template <typename Op, typename T>
+__device__ __forceinline__ T warp_reduce(T v) {
+  for (int o = 16; o > 0; o >>= 1) v = Op::op(v, __shfl_xor_sync(FULL_MASK, v, o));
+  return v;
+}
+__device__ __forceinline__ float warp_sum(float v) { return warp_reduce<Sum>(v); }
+__device__ __forceinline__ float warp_max(float v) { return warp_reduce<Max>(v); }
+
+// Op over v of the whole block (blockDim.x a multiple of 32, at most 1024; `identity` fills the missing warps);
+// every thread gets the result.
+template <typename Op>
+__device__ float block_reduce(float v, float* shared32, float identity) {
   const int lane = threadIdx.x % WARP, warp = threadIdx.x / WARP, warps = blockDim.x / WARP;
-  v = warp_sum(v);
+  v = warp_reduce<Op>(v);
   __syncthreads();
   if (lane == 0) shared32[warp] = v;
   __syncthreads();
-  v = lane < warps ? shared32[lane] : 0.0f;
-  return warp_sum(v);
+  v = lane < warps ? shared32[lane] : identity;
+  return warp_reduce<Op>(v);
 }
-__device__ float block_max(float v, float* shared32) {
-  const int lane = threadIdx.x % WARP, warp = threadIdx.x / WARP, warps = blockDim.x / WARP;
-  v = warp_max(v);
-  __syncthreads();
-  if (lane == 0) shared32[warp] = v;
-  __syncthreads();
-  v = lane < warps ? shared32[lane] : NEG_INF;
-  return warp_max(v);
-}
+__device__ float block_sum(float v, float* shared32) { return block_reduce<Sum>(v, shared32, 0.0f); }
+__device__ float block_max(float v, float* shared32) { return block_reduce<Max>(v, shared32, NEG_INF); }
 
 // ---------------------------------------------------------------- encoder
 
@@ -388,13 +387,13 @@ extern "C" __global__ void sum_squares(double* partial, const float* x, long n) 
     double v = x[i];
     s += v * v;
   }
-  s = warp_sum_d(s);
+  s = warp_reduce<Sum>(s);
   int lane = threadIdx.x % WARP, warp = threadIdx.x / WARP;
   if (lane == 0) red[warp] = s;
   __syncthreads();
   if (warp == 0) {
     s = lane < (int)(blockDim.x / WARP) ? red[lane] : 0.0;
-    s = warp_sum_d(s);
+    s = warp_reduce<Sum>(s);
     if (lane == 0) partial[blockIdx.x] = s;
   }
 }

@@ -23,7 +23,7 @@ test("emulated CUDA: 20 training steps give the CPU's losses (fp32 within 1e-4, 
 
 test("emulated CUDA: greedy generation with the KV cache gives the CPU's tokens", { skip }, () => suite.greedyMatchesCpu(new CudaBackend("fp32")));
 
-test("emulated CUDA: gpt2 train --backend cuda, checkpoint resumed on the CPU, same samples on both", { skip }, () =>
+test("emulated CUDA: gpt2 train --backend cuda, checkpoint resumed on the CPU, same samples and eval loss on both", { skip }, () =>
   suite.cliTrainResumeOnCpu({ ...process.env }, 1e-4));
 
 test("emulated NCCL, one rank: every collective leaves device and host buffers as they were (sum over one rank)", { skip }, async () => {

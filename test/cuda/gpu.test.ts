@@ -24,7 +24,7 @@ test("GPU: every kernel against the reference (fp32; bf16 matmuls)", { skip }, (
 
 test("GPU: greedy generation with the KV cache gives the CPU's tokens", { skip }, () => suite.greedyMatchesCpu(new CudaBackend("fp32")));
 
-test("GPU: gpt2 train --backend cuda, checkpoint resumed on the CPU, same samples on both", { skip }, () =>
+test("GPU: gpt2 train --backend cuda, checkpoint resumed on the CPU, same samples and eval loss on both", { skip }, () =>
   suite.cliTrainResumeOnCpu({ ...process.env }, 1e-3));
 
 test("GPU: NCCL with one rank (-pi fs -pn 1) trains the same steps as the single-process CUDA path", { skip }, () =>

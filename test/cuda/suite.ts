@@ -72,7 +72,8 @@ function trainLosses(dir: string): Map<number, number> {
 
 /**
  * `gpt2 train --backend cuda` for 4 steps with a checkpoint at step 2; the same checkpoint resumed on the CPU
- * continues with the losses the GPU run had; the final checkpoint samples the same greedy tokens on both.
+ * continues with the losses the GPU run had; the final checkpoint samples the same greedy tokens and evaluates to
+ * the same loss on both.
  */
 export function cliTrainResumeOnCpu(env: NodeJS.ProcessEnv, rel: number): void {
   const args = (out: string, backend: string) => ["train", "--backend", backend, "-i", fixture("tiny_shard.bin"), "-e", "tiny",
@@ -101,6 +102,14 @@ export function cliTrainResumeOnCpu(env: NodeJS.ProcessEnv, rel: number): void {
     return r.stdout;
   };
   assert.equal(sample("cuda"), sample("native"));
+  const evalLoss = (backend: string) => {
+    const r = spawnSync(process.execPath, [CLI, "eval", "loss", "--backend", backend, "--model", path.join(gpuDir, "checkpoint_00000004.gpt2ts"),
+      "--tokens", fixture("tiny_shard.bin"), "--json"], { encoding: "utf8", env });
+    assert.equal(r.status, 0, r.stderr);
+    return JSON.parse(r.stdout).loss as number;
+  };
+  const [gl, cl] = [evalLoss("cuda"), evalLoss("native")];
+  assert.ok(Math.abs(gl - cl) / cl <= rel, `eval loss: GPU ${gl} vs CPU ${cl}`);
 }
 
 /** `gpt2 train --backend cuda` through NCCL with one rank (-pi fs -pn 1) gives the single-process losses, -z 0 and 1. */

@@ -5,7 +5,8 @@
 # It: unpacks Node and the package; runs the GPU tests (test/cuda/gpu.test.ts, the GPU rows of the kernel
 # conformance); trains d12 at B=32, T=1024 for 30 steps in bf16 (tokens/s, MFU); builds and runs llm.c's CUDA
 # trainer on the same GPU, shape and shards (.gpu/llmc/run_gpu.sh); prints the ratio of tokens/s and the two losses
-# after 30 steps; then tries d48 (1.5B) at B=4 with recompute 2 for a few steps. Logs go to $OUT (the device tool
+# after 30 steps; times each kernel of a few d12 steps (GPT2_CUDA_PROFILE); then tries d48 (1.5B) at B=4 with
+# recompute 2 for a few steps. Logs go to $OUT (the device tool
 # brings them back) or /tmp/gpu-out. Each stage has its own time limit, so one failure still leaves the others' numbers.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -58,6 +59,12 @@ timeout 150 node dist/src/cli/main.js train --backend cuda --dtype bf16 $D12 -x 
   -i "$SHARDS/tiny_shakespeare_train.bin" -v 0 -s 0 -n 0 -l 3e-4 > "$OUT/ours-d12.log" 2>&1
 echo "exit $?" >> "$OUT/ours-d12.log"
 grep -E "^(backend|memory|step (1|2|3|10|20|30)/)|exit|rror" "$OUT/ours-d12.log"
+
+stage "where a d12 step's time goes (GPT2_CUDA_PROFILE: each call timed alone, 4 steps)"
+# shellcheck disable=SC2086
+GPT2_CUDA_PROFILE=1 timeout 90 node dist/src/cli/main.js train --backend cuda --dtype bf16 $D12 -x 4 \
+  -i "$SHARDS/tiny_shakespeare_train.bin" -v 0 -s 0 -n 0 > "$OUT/profile.log" 2>&1
+grep -A12 "^GPT2_CUDA_PROFILE" "$OUT/profile.log"
 
 stage "llm.c train_gpt2.cu d12, same GPU, shape and shards"
 timeout 200 bash .gpu/llmc/run_gpu.sh .gpu/inputs 32 1024 30 > "$OUT/llmc.json" 2> "$OUT/llmc.err"

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -203,6 +204,43 @@ CUfunction fn(const char* name) {
   return f;
 }
 
+/**
+ * GPT2_CUDA_PROFILE=1: each kernel and cuBLAS call waits for the GPU before and after it, and the time is added to
+ * its name; the table (where a step's time goes) is printed to stderr at exit. Off, it costs one branch a call.
+ */
+struct Profile {
+  bool on = std::getenv("GPT2_CUDA_PROFILE") != nullptr;
+  std::map<std::string, std::pair<double, long>> seconds;  // name -> (seconds, calls)
+  ~Profile() {
+    if (!on || seconds.empty()) return;
+    std::vector<std::pair<double, std::string>> rows;
+    double total = 0;
+    for (const auto& [name, t] : seconds) rows.push_back({t.first, name}), total += t.first;
+    std::sort(rows.rbegin(), rows.rend());
+    std::fprintf(stderr, "GPT2_CUDA_PROFILE: %.1f ms in kernels and cuBLAS\n", total * 1e3);
+    for (const auto& [t, name] : rows)
+      std::fprintf(stderr, "  %-28s %10.1f ms %5.1f %%  %8ld calls\n", name.c_str(), t * 1e3, 100 * t / total,
+                   seconds[name].second);
+  }
+} g_profile;
+
+struct Timed {
+  const char* name;
+  std::chrono::steady_clock::time_point t0;
+  explicit Timed(const char* what) : name(g_profile.on ? what : nullptr) {
+    if (!name) return;
+    g_cu.ctxSynchronize();
+    t0 = std::chrono::steady_clock::now();
+  }
+  ~Timed() {
+    if (!name) return;
+    g_cu.ctxSynchronize();
+    auto& e = g_profile.seconds[name];
+    e.first += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    e.second++;
+  }
+};
+
 struct Dim {
   unsigned x, y = 1, z = 1;
 };
@@ -211,6 +249,7 @@ struct Dim {
 template <typename... A>
 void launch(const char* name, Dim grid, Dim block, unsigned shmem, A... args) {
   void* params[] = {static_cast<void*>(&args)...};
+  Timed timed(name);
   check(g_cu.launchKernel(fn(name), grid.x, grid.y, grid.z, block.x, block.y, block.z, shmem, nullptr, params, nullptr),
         name);
 }
@@ -260,6 +299,7 @@ CUdeviceptr upload_ints(int slot, const int* data, size_t n) {
 void gemm(bool ta, bool tb, int m, int n, int k, float alpha, CUdeviceptr A, int lda, CUdeviceptr B, int ldb,
           float beta, CUdeviceptr C, int ldc, int batch = 1, long long sA = 0, long long sB = 0, long long sC = 0) {
   int opA = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opB = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+  Timed timed(batch > 1 ? "cuBLAS attention products" : "cuBLAS matmuls");
   cublasStatus_t s;
   if (batch == 1)
     s = g_blas.gemmEx(g_gpu.blas, opA, opB, m, n, k, &alpha, (const void*)A, CUDA_R_32F, lda, (const void*)B,

@@ -26,6 +26,18 @@ test("emulated CUDA: greedy generation with the KV cache gives the CPU's tokens"
 test("emulated CUDA: gpt2 train --backend cuda, checkpoint resumed on the CPU, same samples and eval loss on both", { skip }, () =>
   suite.cliTrainResumeOnCpu({ ...process.env }, 1e-4));
 
+test("emulated CUDA: GPT2_CUDA_PROFILE=1 prints where the time went, per kernel and cuBLAS call", { skip }, async () => {
+  const { spawnSync } = await import("node:child_process");
+  const { CLI, fixture } = await import("../helpers.js");
+  const r = spawnSync(process.execPath, [CLI, "train", "--backend", "cuda", "-i", fixture("tiny_shard.bin"), "-e", "tiny", "--n-layer", "1",
+    "--n-embd", "32", "--n-head", "2", "-b", "1", "-t", "16", "-x", "1", "-v", "0", "-s", "0"], { encoding: "utf8", env: { ...process.env, GPT2_CUDA_PROFILE: "1" } });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /^GPT2_CUDA_PROFILE: [\d.]+ ms in kernels and cuBLAS$/m);
+  for (const name of ["cuBLAS matmuls", "cuBLAS attention products", "causal_softmax", "cross_entropy", "adamw_kernel"]) {
+    assert.match(r.stderr, new RegExp(`^  ${name} +[\\d.]+ ms +[\\d.]+ % +\\d+ calls$`, "m"));
+  }
+});
+
 test("emulated NCCL, one rank: every collective leaves device and host buffers as they were (sum over one rank)", { skip }, async () => {
   const { NcclComm } = await import("../../src/parallel/nccl.js");
   const { tmpDir } = await import("../helpers.js");

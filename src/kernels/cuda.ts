@@ -10,6 +10,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Backend, Tensor } from "./backend.js";
+import { gpuSpec } from "./gpus.js";
 import { loadNativeAddon } from "./native.js";
 
 type Ptr = number;
@@ -95,24 +96,9 @@ export function cudaCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   return path.join(base, "gpt2ts", "cuda");
 }
 
-/**
- * Dense peak TFLOP/s of known NVIDIA GPUs for matrix products in bf16 (tensor cores) and fp32 (CUDA cores), as
- * NVIDIA publishes them (SXM parts unless named); MFU is measured against the one the run's dtype uses.
- */
-const GPU_PEAKS: { match: RegExp; bf16: number; fp32: number }[] = [
-  { match: /H100.*PCIe/i, bf16: 756, fp32: 51.2 },
-  { match: /H100|H200|GH200/i, bf16: 989.4, fp32: 66.9 },
-  { match: /B200/i, bf16: 2250, fp32: 80 },
-  { match: /A100/i, bf16: 312, fp32: 19.5 },
-  { match: /L40S/i, bf16: 362, fp32: 91.6 },
-  { match: /A10G?\b/i, bf16: 125, fp32: 31.2 },
-  { match: /RTX 4090/i, bf16: 165, fp32: 82.6 },
-];
-
 /** the GPU's peak TFLOP/s for `dtype`, NaN when the card is not in the table */
 export function gpuPeakTflops(name: string, dtype: "fp32" | "bf16"): number {
-  const p = GPU_PEAKS.find((g) => g.match.test(name));
-  return p ? p[dtype] : NaN;
+  return gpuSpec(name)?.[dtype] ?? NaN;
 }
 
 let initialized: { name: string; major: number; minor: number; sms: number; cached: boolean } | null = null;

@@ -1,5 +1,6 @@
 // Planning a run: parameters, FLOPs, memory and time/cost on GPUs (peak x MFU) or on this CPU (measured tokens/s).
 
+import { GPU_SPECS, type GpuSpec } from "../kernels/gpus.js";
 import type { GPT2Config } from "../model/config.js";
 import { GPT2 } from "../model/gpt2.js";
 import { countParams, paramLayout } from "../model/layout.js";
@@ -16,10 +17,12 @@ export interface Accelerator {
   price: number;
 }
 
+const plan = (g: GpuSpec, mfu: number, price: number): Accelerator => ({ name: g.name, peakFlops: g.bf16 * 1e12, mfu, memoryGiB: g.memoryGiB, price });
+
 export const GPUS: Record<string, Accelerator> = {
-  a100: { name: "A100 80GB SXM", peakFlops: 312e12, mfu: 0.6, memoryGiB: 80, price: 1.8 },
-  h100: { name: "H100 80GB SXM", peakFlops: 989e12, mfu: 0.5, memoryGiB: 80, price: 3.5 },
-  h200: { name: "H200 141GB", peakFlops: 989e12, mfu: 0.5, memoryGiB: 141, price: 4.0 },
+  a100: plan(GPU_SPECS.a100, 0.6, 1.8),
+  h100: plan(GPU_SPECS.h100, 0.5, 3.5),
+  h200: plan(GPU_SPECS.h200, 0.5, 4.0),
 };
 
 export interface EstimateInput {

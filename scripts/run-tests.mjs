@@ -19,5 +19,8 @@ const only = process.argv.slice(2);
 let files = collect(path.join(root, "dist/test")).sort();
 if (only.length) files = files.filter((f) => only.some((o) => f.includes(o)));
 if (files.length === 0) { console.error("no test files found"); process.exit(1); }
-const r = spawnSync(process.execPath, ["--test", "--test-concurrency=2", ...files], { stdio: "inherit", cwd: root });
+// the CLI picks the GPU when one is found; the tests mean the CPU unless they name --backend cuda (GPU tests do)
+const env = { ...process.env };
+if (!env.GPT2_BACKEND && fs.existsSync(path.join(root, "build/Release/gpt2ts_native.node"))) env.GPT2_BACKEND = "native";
+const r = spawnSync(process.execPath, ["--test", "--test-concurrency=2", ...files], { stdio: "inherit", cwd: root, env });
 process.exit(r.status ?? 1);

@@ -44,6 +44,18 @@ D12="${GPU_CHECK_D12:--e d12 -b 32 -t 1024 -d 32768}"
 D48="${GPU_CHECK_D48:--e d48 -b 4 -t 1024 -d 4096}"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
 nvcc --version | tail -2 | tee -a "$OUT/gpu.txt"
+echo "GPT2_CUDA_LIBDIR=$GPT2_CUDA_LIBDIR" | tee -a "$OUT/gpu.txt"
+# what the backend itself finds: the driver and device, then a kernel compile with this machine's NVRTC
+node --input-type=module -e '
+  const { probeCuda, cudaKernelSource } = await import("./dist/src/kernels/cuda.js");
+  const { loadNativeAddon } = await import("./dist/src/kernels/native.js");
+  const info = probeCuda();
+  console.log("probe:", JSON.stringify(info));
+  if (!("error" in info)) {
+    const t0 = Date.now();
+    const bytes = loadNativeAddon().addon.cudaCompile(cudaKernelSource(), info.major * 10 + info.minor);
+    console.log(`NVRTC: ${bytes} bytes of CUBIN for sm_${info.major}${info.minor} in ${Date.now() - t0} ms`);
+  }' 2>&1 | tee -a "$OUT/gpu.txt"
 
 stage "GPU tests"
 timeout 200 node --test --test-reporter=spec dist/test/cuda/gpu.test.js dist/test/kernels/conformance.test.js \

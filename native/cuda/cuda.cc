@@ -552,7 +552,10 @@ struct AttnScratch {
 };
 AttnScratch attn_scratch(int B, int T, int NH, int hs, bool backward) {
   long perB = (long)NH * T * T;
-  int Bc = (int)std::max<long>(1, std::min<long>(B, (256l << 20) / perB));
+  // floats of one score buffer: 1 GiB (GPT2_CUDA_ATTN_SCORES lowers it, for tests of the batch chunking)
+  const char* env = std::getenv("GPT2_CUDA_ATTN_SCORES");
+  long limit = env ? std::max(1l, std::atol(env)) : (256l << 20);
+  int Bc = (int)std::max<long>(1, std::min<long>(B, limit / perB));
   size_t head = (size_t)Bc * NH * T * hs, sq = (size_t)Bc * perB;
   size_t floats = (backward ? 7 : 4) * head + (backward ? 2 : 1) * sq;
   CUdeviceptr base = grow(g_gpu.scratch, g_gpu.scratchCap, floats * 4);

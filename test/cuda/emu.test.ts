@@ -47,6 +47,17 @@ test("emulated CUDA: GPT2_CUDA_PROFILE=1 prints where the time went, per kernel 
   }
 });
 
+test("emulated CUDA: a run too big for the GPU is refused before it allocates; a failed allocation names the sizes", { skip }, async () => {
+  const { spawnSync } = await import("node:child_process");
+  const { CLI, fixture } = await import("../helpers.js");
+  const r = spawnSync(process.execPath, [CLI, "train", "--backend", "cuda", "-i", fixture("tiny_shard.bin"), "-e", "d48", "-b", "1", "-t", "256"],
+    { encoding: "utf8" });
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /^gpt2: the run needs .* MiB, but only \d+ MiB are free; lower -b, use -r 1 or 2, or a smaller model\n$/);
+  const be = new CudaBackend("fp32");
+  assert.throws(() => be.alloc(4 * 2 ** 30), /^Error: CUDA out of memory: 16384 MiB asked, \d+ MiB free of 8192$/);
+});
+
 test("emulated NCCL, one rank: every collective leaves device and host buffers as they were (sum over one rank)", { skip }, async () => {
   const { NcclComm } = await import("../../src/parallel/nccl.js");
   const { tmpDir } = await import("../helpers.js");

@@ -296,18 +296,25 @@ CUdeviceptr upload_ints(int slot, const int* data, size_t n) {
 }
 
 /** Row-major C (m x n in cuBLAS's column-major terms) = alpha op(A) op(B) + beta C; batched when batch > 1. */
+/** element types of a product: float32 everywhere (the compute type follows --dtype), or bf16 operands */
+struct GemmTypes {
+  int ab = CUDA_R_32F, c = CUDA_R_32F;
+  int compute() const { return ab == CUDA_R_16BF ? CUBLAS_COMPUTE_32F : g_gpu.computeType; }
+};
+
 void gemm(bool ta, bool tb, int m, int n, int k, float alpha, CUdeviceptr A, int lda, CUdeviceptr B, int ldb,
-          float beta, CUdeviceptr C, int ldc, int batch = 1, long long sA = 0, long long sB = 0, long long sC = 0) {
+          float beta, CUdeviceptr C, int ldc, int batch = 1, long long sA = 0, long long sB = 0, long long sC = 0,
+          GemmTypes ty = {}) {
   int opA = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opB = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
   Timed timed(batch > 1 ? "cuBLAS attention products" : "cuBLAS matmuls");
   cublasStatus_t s;
   if (batch == 1)
-    s = g_blas.gemmEx(g_gpu.blas, opA, opB, m, n, k, &alpha, (const void*)A, CUDA_R_32F, lda, (const void*)B,
-                      CUDA_R_32F, ldb, &beta, (void*)C, CUDA_R_32F, ldc, g_gpu.computeType, CUBLAS_GEMM_DEFAULT);
+    s = g_blas.gemmEx(g_gpu.blas, opA, opB, m, n, k, &alpha, (const void*)A, ty.ab, lda, (const void*)B, ty.ab, ldb,
+                      &beta, (void*)C, ty.c, ldc, ty.compute(), CUBLAS_GEMM_DEFAULT);
   else
-    s = g_blas.gemmStridedBatchedEx(g_gpu.blas, opA, opB, m, n, k, &alpha, (const void*)A, CUDA_R_32F, lda, sA,
-                                    (const void*)B, CUDA_R_32F, ldb, sB, &beta, (void*)C, CUDA_R_32F, ldc, sC, batch,
-                                    g_gpu.computeType, CUBLAS_GEMM_DEFAULT);
+    s = g_blas.gemmStridedBatchedEx(g_gpu.blas, opA, opB, m, n, k, &alpha, (const void*)A, ty.ab, lda, sA,
+                                    (const void*)B, ty.ab, ldb, sB, &beta, (void*)C, ty.c, ldc, sC, batch,
+                                    ty.compute(), CUBLAS_GEMM_DEFAULT);
   if (s != 0) throw CudaError("cuBLAS gemm failed with status " + std::to_string(s));
 }
 
@@ -545,29 +552,38 @@ EXPORT(CuMatmulBackward) {
   return undefined_value(env);
 }
 
-/** Attention works on a chunk of the batch at a time, so the T x T score buffers stay within ~1 GiB each. */
+/**
+ * Attention works on a chunk of the batch at a time, so the T x T score buffers stay within ~1 GiB each. Under
+ * --dtype bf16, Q, K, V, dY and the scores are stored in bf16 (W = 2 bytes): cuBLAS multiplies them on bf16 tensor
+ * cores and the softmax kernels move half the bytes; the products' fp32 outputs (Y, dQ, dK, dV) stay fp32.
+ */
 struct AttnScratch {
-  int Bc;  // batch rows per chunk
-  CUdeviceptr q, k, v, dy, dq, dk, dv, S, dP;
+  int Bc;      // batch rows per chunk
+  bool bf;     // bf16 storage
+  CUdeviceptr q, k, v, dy, S, dP;  // W each
+  CUdeviceptr y, dq, dk, dv;       // fp32 (y and dq share)
+  GemmTypes toW() const { return {bf ? CUDA_R_16BF : CUDA_R_32F, bf ? CUDA_R_16BF : CUDA_R_32F}; }
+  GemmTypes toF32() const { return {bf ? CUDA_R_16BF : CUDA_R_32F, CUDA_R_32F}; }
+  const char* kernel(const char* name, const char* bf16Name) const { return bf ? bf16Name : name; }
 };
 AttnScratch attn_scratch(int B, int T, int NH, int hs, bool backward) {
   long perB = (long)NH * T * T;
   // floats of one score buffer: 1 GiB (GPT2_CUDA_ATTN_SCORES lowers it, for tests of the batch chunking)
   const char* env = std::getenv("GPT2_CUDA_ATTN_SCORES");
   long limit = env ? std::max(1l, std::atol(env)) : (256l << 20);
-  int Bc = (int)std::max<long>(1, std::min<long>(B, limit / perB));
-  size_t head = (size_t)Bc * NH * T * hs, sq = (size_t)Bc * perB;
-  size_t floats = (backward ? 7 : 4) * head + (backward ? 2 : 1) * sq;
-  CUdeviceptr base = grow(g_gpu.scratch, g_gpu.scratchCap, floats * 4);
-  AttnScratch s{Bc, 0, 0, 0, 0, 0, 0, 0, 0, 0};
-  CUdeviceptr p = base;
-  auto take = [&](size_t n) {
+  AttnScratch s{};
+  s.Bc = (int)std::max<long>(1, std::min<long>(B, limit / perB));
+  s.bf = g_gpu.computeType == CUBLAS_COMPUTE_32F_FAST_16BF;
+  size_t w = s.bf ? 2 : 4, head = (size_t)s.Bc * NH * T * hs, sq = (size_t)s.Bc * perB;
+  size_t bytes = (backward ? 4 : 3) * head * w + (backward ? 2 : 1) * sq * w + (backward ? 3 : 1) * head * 4;
+  CUdeviceptr p = grow(g_gpu.scratch, g_gpu.scratchCap, bytes + 10 * 256);  // + each buffer's alignment
+  auto take = [&](size_t n, size_t elem) {
     CUdeviceptr r = p;
-    p += n * 4;
+    p += (n * elem + 255) / 256 * 256;
     return r;
   };
-  s.q = take(head), s.k = take(head), s.v = take(head), s.dq = take(head), s.S = take(sq);
-  if (backward) s.dy = take(head), s.dk = take(head), s.dv = take(head), s.dP = take(sq);
+  s.q = take(head, w), s.k = take(head, w), s.v = take(head, w), s.S = take(sq, w), s.y = s.dq = take(head, 4);
+  if (backward) s.dy = take(head, w), s.dP = take(sq, w), s.dk = take(head, 4), s.dv = take(head, 4);
   return s;
 }
 
@@ -579,14 +595,15 @@ EXPORT(CuAttentionForward) {
   float scale = 1.0f / std::sqrt((float)hs);
   long long sh = (long long)T * hs, ss = (long long)T * T;
   for (int b0 = 0; b0 < B; b0 += s.Bc) {
-    int Bc = std::min(s.Bc, B - b0), batch = Bc * NH;
+    int Bc = std::min(s.Bc, B - b0), batch = Bc * NH, rows = batch * T;
     long n = (long)batch * T * hs;
-    launch("qkv_split", {blocks(n, 256)}, {256}, 0, s.q, s.k, s.v, qkv + (CUdeviceptr)b0 * T * 3 * C * 4, Bc, T, NH, hs);
-    gemm(true, false, T, T, hs, scale, s.k, hs, s.q, hs, 0.0f, s.S, T, batch, sh, sh, ss);  // S = scale q k^T
-    int rows = batch * T;
-    launch("causal_softmax", {blocks(rows, 8)}, {256}, 0, s.S, lse + (CUdeviceptr)b0 * NH * T * 4, rows, T);
-    gemm(false, false, hs, T, T, 1.0f, s.v, hs, s.S, T, 0.0f, s.dq, hs, batch, sh, ss, sh);  // y = P v
-    launch("heads_permute", {blocks(n, 256)}, {256}, 0, out + (CUdeviceptr)b0 * T * C * 4, s.dq, Bc, T, NH, hs, 0);
+    launch(s.kernel("qkv_split", "qkv_split_bf16"), {blocks(n, 256)}, {256}, 0, s.q, s.k, s.v,
+           qkv + (CUdeviceptr)b0 * T * 3 * C * 4, Bc, T, NH, hs);
+    gemm(true, false, T, T, hs, scale, s.k, hs, s.q, hs, 0.0f, s.S, T, batch, sh, sh, ss, s.toW());  // S = scale q k^T
+    launch(s.kernel("causal_softmax", "causal_softmax_bf16"), {blocks(rows, 8)}, {256}, 0, s.S,
+           lse + (CUdeviceptr)b0 * NH * T * 4, rows, T);
+    gemm(false, false, hs, T, T, 1.0f, s.v, hs, s.S, T, 0.0f, s.y, hs, batch, sh, ss, sh, s.toF32());  // y = P v
+    launch("heads_merge", {blocks(n, 256)}, {256}, 0, out + (CUdeviceptr)b0 * T * C * 4, s.y, Bc, T, NH, hs);
   }
   return undefined_value(env);
 }
@@ -601,15 +618,18 @@ EXPORT(CuAttentionBackward) {
   for (int b0 = 0; b0 < B; b0 += s.Bc) {
     int Bc = std::min(s.Bc, B - b0), batch = Bc * NH, rows = batch * T;
     long n = (long)batch * T * hs;
-    launch("qkv_split", {blocks(n, 256)}, {256}, 0, s.q, s.k, s.v, qkv + (CUdeviceptr)b0 * T * 3 * C * 4, Bc, T, NH, hs);
-    launch("heads_permute", {blocks(n, 256)}, {256}, 0, s.dy, dout + (CUdeviceptr)b0 * T * C * 4, Bc, T, NH, hs, 1);
-    gemm(true, false, T, T, hs, scale, s.k, hs, s.q, hs, 0.0f, s.S, T, batch, sh, sh, ss);  // S again
-    launch("causal_probs", {blocks((long)rows * T, 256)}, {256}, 0, s.S, lse + (CUdeviceptr)b0 * NH * T * 4, rows, T);
-    gemm(false, true, hs, T, T, 1.0f, s.dy, hs, s.S, T, 0.0f, s.dv, hs, batch, sh, ss, sh);   // dv = P^T dy
-    gemm(true, false, T, T, hs, 1.0f, s.v, hs, s.dy, hs, 0.0f, s.dP, T, batch, sh, sh, ss);   // dP = dy v^T
-    launch("softmax_backward", {blocks(rows, 8)}, {256}, 0, s.dP, s.S, rows, T);              // dS
-    gemm(false, false, hs, T, T, scale, s.k, hs, s.dP, T, 0.0f, s.dq, hs, batch, sh, ss, sh);  // dq = scale dS k
-    gemm(false, true, hs, T, T, scale, s.q, hs, s.dP, T, 0.0f, s.dk, hs, batch, sh, ss, sh);   // dk = scale dS^T q
+    launch(s.kernel("qkv_split", "qkv_split_bf16"), {blocks(n, 256)}, {256}, 0, s.q, s.k, s.v,
+           qkv + (CUdeviceptr)b0 * T * 3 * C * 4, Bc, T, NH, hs);
+    launch(s.kernel("heads_split", "heads_split_bf16"), {blocks(n, 256)}, {256}, 0, s.dy,
+           dout + (CUdeviceptr)b0 * T * C * 4, Bc, T, NH, hs);
+    gemm(true, false, T, T, hs, scale, s.k, hs, s.q, hs, 0.0f, s.S, T, batch, sh, sh, ss, s.toW());  // S again
+    launch(s.kernel("causal_probs", "causal_probs_bf16"), {blocks((long)rows * T, 256)}, {256}, 0, s.S,
+           lse + (CUdeviceptr)b0 * NH * T * 4, rows, T);
+    gemm(false, true, hs, T, T, 1.0f, s.dy, hs, s.S, T, 0.0f, s.dv, hs, batch, sh, ss, sh, s.toF32());  // dv = P^T dy
+    gemm(true, false, T, T, hs, 1.0f, s.v, hs, s.dy, hs, 0.0f, s.dP, T, batch, sh, sh, ss, s.toW());     // dP = dy v^T
+    launch(s.kernel("softmax_backward", "softmax_backward_bf16"), {blocks(rows, 8)}, {256}, 0, s.dP, s.S, rows, T);
+    gemm(false, false, hs, T, T, scale, s.k, hs, s.dP, T, 0.0f, s.dq, hs, batch, sh, ss, sh, s.toF32());  // dq = scale dS k
+    gemm(false, true, hs, T, T, scale, s.q, hs, s.dP, T, 0.0f, s.dk, hs, batch, sh, ss, sh, s.toF32());   // dk = scale dS^T q
     launch("qkv_merge", {blocks(n, 256)}, {256}, 0, dqkv + (CUdeviceptr)b0 * T * 3 * C * 4, s.dq, s.dk, s.dv, Bc, T,
            NH, hs);
   }

@@ -34,7 +34,7 @@ using nvrtcProgram = struct _nvrtcProgram*;
 using cublasStatus_t = int;
 using cublasHandle_t = struct cublasContext*;
 constexpr int CUBLAS_OP_N = 0, CUBLAS_OP_T = 1;
-constexpr int CUDA_R_32F = 0;
+constexpr int CUDA_R_32F = 0, CUDA_R_16BF = 14;
 constexpr int CUBLAS_COMPUTE_32F = 68, CUBLAS_COMPUTE_32F_FAST_16BF = 75, CUBLAS_COMPUTE_32F_FAST_TF32 = 77;
 constexpr int CUBLAS_GEMM_DEFAULT = -1;
 

@@ -157,6 +157,7 @@ extern "C" __global__ void bias_backward(float* dbias, const float* dout, int N,
 // ---------------------------------------------------------------- attention
 // The scores of a (batch, head) pair are one T x T product in cuBLAS (strided batched over B*NH); these kernels
 // move Q, K, V between the (B,T,3,NH,hs) layout of qkv and (B,NH,T,hs), and do the causal softmax and its gradient.
+// Each comes in a float and a bf16 (_bf16) version of its head-major and score buffers.
 
 /** element i of a (B,NH,T,hs) tensor as its coordinates */
 struct HeadIndex {
@@ -173,16 +174,37 @@ __device__ __forceinline__ HeadIndex head_index(long i, int T, int NH, int hs) {
   return x;
 }
 
+// Storage of Q, K, V and of the T x T scores: float, or bf16 under --dtype bf16 (half the memory traffic, and cuBLAS's
+// products run on bf16 tensor cores natively). bf16 is the upper half of a float, rounded to nearest even.
+struct bf16 {
+  unsigned short bits;
+};
+__device__ __forceinline__ float to_float(float x) { return x; }
+__device__ __forceinline__ float to_float(bf16 x) { return __int_as_float((unsigned)x.bits << 16); }
+__device__ __forceinline__ void store(float* p, float x) { *p = x; }
+__device__ __forceinline__ void store(bf16* p, float x) {
+  unsigned u = __float_as_uint(x);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  p->bits = (unsigned short)(u >> 16);
+}
+
 // qkv (B,T,3C) -> q, k, v (B,NH,T,hs)
-extern "C" __global__ void qkv_split(float* q, float* k, float* v, const float* qkv, int B, int T, int NH, int hs) {
+template <typename W>
+__device__ void qkv_split_impl(W* q, W* k, W* v, const float* qkv, int B, int T, int NH, int hs) {
   long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= (long)B * NH * T * hs) return;
   HeadIndex at = head_index(i, T, NH, hs);
   int C = NH * hs;
   const float* src = qkv + ((long)at.b * T + at.t) * 3 * C + at.h * hs + at.d;
-  q[i] = src[0];
-  k[i] = src[C];
-  v[i] = src[2 * C];
+  store(q + i, src[0]);
+  store(k + i, src[C]);
+  store(v + i, src[2 * C]);
+}
+extern "C" __global__ void qkv_split(float* q, float* k, float* v, const float* qkv, int B, int T, int NH, int hs) {
+  qkv_split_impl(q, k, v, qkv, B, T, NH, hs);
+}
+extern "C" __global__ void qkv_split_bf16(bf16* q, bf16* k, bf16* v, const float* qkv, int B, int T, int NH, int hs) {
+  qkv_split_impl(q, k, v, qkv, B, T, NH, hs);
 }
 
 // dq, dk, dv (B,NH,T,hs) -> dqkv (B,T,3C)
@@ -198,54 +220,84 @@ extern "C" __global__ void qkv_merge(float* dqkv, const float* dq, const float* 
   dst[2 * C] = dv[i];
 }
 
-// (B,NH,T,hs) <-> (B,T,C): to_heads = 1 moves x (B,T,C) into y (B,NH,T,hs), 0 the other way
-extern "C" __global__ void heads_permute(float* y, const float* x, int B, int T, int NH, int hs, int to_heads) {
+// y (B,T,C) <- x (B,NH,T,hs)
+extern "C" __global__ void heads_merge(float* y, const float* x, int B, int T, int NH, int hs) {
   long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= (long)B * NH * T * hs) return;
   HeadIndex at = head_index(i, T, NH, hs);
-  long j = ((long)at.b * T + at.t) * NH * hs + at.h * hs + at.d;
-  if (to_heads) y[i] = x[j];
-  else y[j] = x[i];
+  y[((long)at.b * T + at.t) * NH * hs + at.h * hs + at.d] = x[i];
+}
+
+// y (B,NH,T,hs) <- x (B,T,C)
+template <typename W>
+__device__ void heads_split_impl(W* y, const float* x, int B, int T, int NH, int hs) {
+  long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= (long)B * NH * T * hs) return;
+  HeadIndex at = head_index(i, T, NH, hs);
+  store(y + i, x[((long)at.b * T + at.t) * NH * hs + at.h * hs + at.d]);
+}
+extern "C" __global__ void heads_split(float* y, const float* x, int B, int T, int NH, int hs) {
+  heads_split_impl(y, x, B, T, NH, hs);
+}
+extern "C" __global__ void heads_split_bf16(bf16* y, const float* x, int B, int T, int NH, int hs) {
+  heads_split_impl(y, x, B, T, NH, hs);
 }
 
 // In place on scaled scores S (B*NH, T, T): causal softmax of each row; lse = log-sum-exp of the row's scores.
 // One warp per row.
-extern "C" __global__ void causal_softmax(float* S, float* lse, int rows, int T) {
+template <typename W>
+__device__ void causal_softmax_impl(W* S, float* lse, int rows, int T) {
   int row = blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP, lane = threadIdx.x % WARP;
   if (row >= rows) return;
   int t = row % T;
-  float* s = S + (long)row * T;
+  W* s = S + (long)row * T;
   float m = NEG_INF;
-  for (int j = lane; j <= t; j += WARP) m = fmaxf(m, s[j]);
+  for (int j = lane; j <= t; j += WARP) m = fmaxf(m, to_float(s[j]));
   m = warp_max(m);
   float sum = 0.0f;
-  for (int j = lane; j <= t; j += WARP) sum += __expf(s[j] - m);
+  for (int j = lane; j <= t; j += WARP) sum += __expf(to_float(s[j]) - m);
   sum = warp_sum(sum);
   float inv = 1.0f / sum;
-  for (int j = lane; j < T; j += WARP) s[j] = j <= t ? __expf(s[j] - m) * inv : 0.0f;
+  for (int j = lane; j < T; j += WARP) store(s + j, j <= t ? __expf(to_float(s[j]) - m) * inv : 0.0f);
   if (lane == 0) lse[row] = m + __logf(sum);
+}
+extern "C" __global__ void causal_softmax(float* S, float* lse, int rows, int T) { causal_softmax_impl(S, lse, rows, T); }
+extern "C" __global__ void causal_softmax_bf16(bf16* S, float* lse, int rows, int T) {
+  causal_softmax_impl(S, lse, rows, T);
 }
 
 // In place on scaled scores S: P = exp(S - lse) below the diagonal, 0 above (recomputed in backward)
-extern "C" __global__ void causal_probs(float* S, const float* lse, int rows, int T) {
+template <typename W>
+__device__ void causal_probs_impl(W* S, const float* lse, int rows, int T) {
   long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= (long)rows * T) return;
   long row = i / T;
   int j = (int)(i % T), t = (int)(row % T);
-  S[i] = j <= t ? __expf(S[i] - lse[row]) : 0.0f;
+  store(S + i, j <= t ? __expf(to_float(S[i]) - lse[row]) : 0.0f);
+}
+extern "C" __global__ void causal_probs(float* S, const float* lse, int rows, int T) { causal_probs_impl(S, lse, rows, T); }
+extern "C" __global__ void causal_probs_bf16(bf16* S, const float* lse, int rows, int T) {
+  causal_probs_impl(S, lse, rows, T);
 }
 
 // dS = P * (dP - sum_j P*dP), in place over dP. One warp per row.
-extern "C" __global__ void softmax_backward(float* dP, const float* P, int rows, int T) {
+template <typename W>
+__device__ void softmax_backward_impl(W* dP, const W* P, int rows, int T) {
   int row = blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP, lane = threadIdx.x % WARP;
   if (row >= rows) return;
   int t = row % T;
-  const float* p = P + (long)row * T;
-  float* d = dP + (long)row * T;
+  const W* p = P + (long)row * T;
+  W* d = dP + (long)row * T;
   float s = 0.0f;
-  for (int j = lane; j <= t; j += WARP) s += p[j] * d[j];
+  for (int j = lane; j <= t; j += WARP) s += to_float(p[j]) * to_float(d[j]);
   s = warp_sum(s);
-  for (int j = lane; j < T; j += WARP) d[j] = j <= t ? p[j] * (d[j] - s) : 0.0f;
+  for (int j = lane; j < T; j += WARP) store(d + j, j <= t ? to_float(p[j]) * (to_float(d[j]) - s) : 0.0f);
+}
+extern "C" __global__ void softmax_backward(float* dP, const float* P, int rows, int T) {
+  softmax_backward_impl(dP, P, rows, T);
+}
+extern "C" __global__ void softmax_backward_bf16(bf16* dP, const bf16* P, int rows, int T) {
+  softmax_backward_impl(dP, P, rows, T);
 }
 
 // Stores the new tokens' K and V (qkv (B,Tq,3C) at positions pos..) into the caches (B,NH,maxT,hs).

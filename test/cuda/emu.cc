@@ -179,6 +179,11 @@ inline float __int_as_float(unsigned v) {
   std::memcpy(&f, &v, 4);
   return f;
 }
+inline unsigned __float_as_uint(float f) {
+  unsigned v;
+  std::memcpy(&v, &f, 4);
+  return v;
+}
 
 #include "../../native/cuda/kernels.cu"
 
@@ -205,12 +210,13 @@ std::map<std::string, Kernel>& kernels() {
   static std::map<std::string, Kernel> k = {
 #define SEQ(name) {#name, {#name, invoker(&name), false}}
 #define THR(name) {#name, {#name, invoker(&name), true}}
-      SEQ(encoder_forward),  SEQ(encoder_backward),  THR(layernorm_forward), THR(layernorm_backward),
-      SEQ(add_bias),         THR(bias_backward),     SEQ(qkv_split),         SEQ(qkv_merge),
-      SEQ(heads_permute),    THR(causal_softmax),    SEQ(causal_probs),      THR(softmax_backward),
-      SEQ(kv_store),         THR(attention_cached),  SEQ(gelu_forward),      SEQ(gelu_backward),
-      SEQ(residual_forward), SEQ(scale_kernel),      THR(cross_entropy),     SEQ(adamw_kernel),
-      THR(sum_squares),
+      SEQ(encoder_forward),  SEQ(encoder_backward),  THR(layernorm_forward),     THR(layernorm_backward),
+      SEQ(add_bias),         THR(bias_backward),     SEQ(qkv_split),             SEQ(qkv_split_bf16),
+      SEQ(qkv_merge),        SEQ(heads_merge),       SEQ(heads_split),           SEQ(heads_split_bf16),
+      THR(causal_softmax),   THR(causal_softmax_bf16), SEQ(causal_probs),        SEQ(causal_probs_bf16),
+      THR(softmax_backward), THR(softmax_backward_bf16), SEQ(kv_store),          THR(attention_cached),
+      SEQ(gelu_forward),     SEQ(gelu_backward),     SEQ(residual_forward),      SEQ(scale_kernel),
+      THR(cross_entropy),    SEQ(adamw_kernel),      THR(sum_squares),
   };
   return k;
 }
@@ -337,21 +343,37 @@ float bf16_round(float x) {
   std::memcpy(&x, &u, 4);
   return x;
 }
-int computeType = 68;
-void gemm(int opA, int opB, int m, int n, int k, float alpha, const float* A, int lda, const float* B, int ldb,
-          float beta, float* C, int ldc, int compute) {
-  bool bf = compute == 75;
+/** element e of a matrix of CUDA type `type` (0 float32, 14 bf16) */
+float load(const void* m, long e, int type) {
+  if (type == 0) return ((const float*)m)[e];
+  unsigned bits = (unsigned)((const unsigned short*)m)[e] << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+void save(void* m, long e, int type, float x) {
+  if (type == 0) {
+    ((float*)m)[e] = x;
+    return;
+  }
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  ((unsigned short*)m)[e] = (unsigned short)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
+}
+void gemm(int opA, int opB, int m, int n, int k, float alpha, const void* A, int lda, const void* B, int ldb,
+          float beta, void* C, int ldc, int abType, int cType, int compute) {
+  bool bf = compute == 75;  // CUBLAS_COMPUTE_32F_FAST_16BF: float inputs rounded to bf16
   for (int j = 0; j < n; j++)
     for (int i = 0; i < m; i++) {
       double s = 0;
       for (int p = 0; p < k; p++) {
-        float a = opA == 0 ? A[i + (long)p * lda] : A[p + (long)i * lda];
-        float b = opB == 0 ? B[p + (long)j * ldb] : B[j + (long)p * ldb];
+        float a = load(A, opA == 0 ? i + (long)p * lda : p + (long)i * lda, abType);
+        float b = load(B, opB == 0 ? p + (long)j * ldb : j + (long)p * ldb, abType);
         if (bf) a = bf16_round(a), b = bf16_round(b);
         s += (double)a * b;
       }
-      float& c = C[i + (long)j * ldc];
-      c = (float)(alpha * s + (beta == 0.0f ? 0.0 : (double)beta * c));
+      long e = i + (long)j * ldc;
+      save(C, e, cType, (float)(alpha * s + (beta == 0.0f ? 0.0 : (double)beta * load(C, e, cType))));
     }
 }
 
@@ -466,18 +488,29 @@ const char* nvrtcGetErrorString(int) { return "emulated NVRTC error"; }
 
 // ---------------------------------------------------------------- cuBLAS
 int cublasCreate_v2(void** h) { return *h = (void*)1, 0; }
-int cublasGemmEx(void*, int opA, int opB, int m, int n, int k, const void* alpha, const void* A, int, int lda,
-                 const void* B, int, int ldb, const void* beta, void* C, int, int ldc, int compute, int) {
-  emu::gemm(opA, opB, m, n, k, *(const float*)alpha, (const float*)A, lda, (const float*)B, ldb, *(const float*)beta,
-            (float*)C, ldc, compute);
+static size_t elem_bytes(int type) { return type == 14 ? 2 : 4; }
+static bool gemm_types_ok(int aType, int bType, int cType, int compute) {
+  // what the backend asks for: all float32 (compute 32F / FAST_16BF / FAST_TF32), or bf16 operands with a float32
+  // or bf16 result under compute 32F
+  if (aType != bType) return false;
+  if (aType == 0) return cType == 0 && (compute == 68 || compute == 75 || compute == 77);
+  return aType == 14 && (cType == 0 || cType == 14) && compute == 68;
+}
+int cublasGemmEx(void*, int opA, int opB, int m, int n, int k, const void* alpha, const void* A, int aType, int lda,
+                 const void* B, int bType, int ldb, const void* beta, void* C, int cType, int ldc, int compute, int) {
+  if (!gemm_types_ok(aType, bType, cType, compute)) return 15;  // CUBLAS_STATUS_NOT_SUPPORTED
+  emu::gemm(opA, opB, m, n, k, *(const float*)alpha, A, lda, B, ldb, *(const float*)beta, C, ldc, aType, cType, compute);
   return 0;
 }
-int cublasGemmStridedBatchedEx(void*, int opA, int opB, int m, int n, int k, const void* alpha, const void* A, int,
-                               int lda, long long sA, const void* B, int, int ldb, long long sB, const void* beta,
-                               void* C, int, int ldc, long long sC, int batch, int compute, int) {
+int cublasGemmStridedBatchedEx(void*, int opA, int opB, int m, int n, int k, const void* alpha, const void* A,
+                               int aType, int lda, long long sA, const void* B, int bType, int ldb, long long sB,
+                               const void* beta, void* C, int cType, int ldc, long long sC, int batch, int compute,
+                               int) {
+  if (!gemm_types_ok(aType, bType, cType, compute)) return 15;
   for (int i = 0; i < batch; i++)
-    emu::gemm(opA, opB, m, n, k, *(const float*)alpha, (const float*)A + i * sA, lda, (const float*)B + i * sB, ldb,
-              *(const float*)beta, (float*)C + i * sC, ldc, compute);
+    emu::gemm(opA, opB, m, n, k, *(const float*)alpha, (const char*)A + i * sA * elem_bytes(aType), lda,
+              (const char*)B + i * sB * elem_bytes(bType), ldb, *(const float*)beta,
+              (char*)C + i * sC * elem_bytes(cType), ldc, aType, cType, compute);
   return 0;
 }
 

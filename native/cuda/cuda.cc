@@ -587,19 +587,25 @@ AttnScratch attn_scratch(int B, int T, int NH, int hs, bool backward) {
   return s;
 }
 
+/** batch rows b0 .. b0+Bc: Q, K, V head-major into the scratch, then the scores S = Q K^T / sqrt(hs) */
+void attn_scores(const AttnScratch& s, CUdeviceptr qkv, int b0, int Bc, int T, int NH, int hs) {
+  int C = NH * hs, batch = Bc * NH;
+  long long sh = (long long)T * hs, ss = (long long)T * T;
+  launch(s.kernel("qkv_split", "qkv_split_bf16"), {blocks((long)batch * T * hs, 256)}, {256}, 0, s.q, s.k, s.v,
+         qkv + (CUdeviceptr)b0 * T * 3 * C * 4, Bc, T, NH, hs);
+  gemm(true, false, T, T, hs, 1.0f / std::sqrt((float)hs), s.k, hs, s.q, hs, 0.0f, s.S, T, batch, sh, sh, ss, s.toW());
+}
+
 EXPORT(CuAttentionForward) {
   require_ready();
   CUdeviceptr out = a.ptr(0), lse = a.ptr(1), qkv = a.ptr(2);
   int B = a.integer(3), T = a.integer(4), C = a.integer(5), NH = a.integer(6), hs = C / NH;
   AttnScratch s = attn_scratch(B, T, NH, hs, false);
-  float scale = 1.0f / std::sqrt((float)hs);
   long long sh = (long long)T * hs, ss = (long long)T * T;
   for (int b0 = 0; b0 < B; b0 += s.Bc) {
     int Bc = std::min(s.Bc, B - b0), batch = Bc * NH, rows = batch * T;
     long n = (long)batch * T * hs;
-    launch(s.kernel("qkv_split", "qkv_split_bf16"), {blocks(n, 256)}, {256}, 0, s.q, s.k, s.v,
-           qkv + (CUdeviceptr)b0 * T * 3 * C * 4, Bc, T, NH, hs);
-    gemm(true, false, T, T, hs, scale, s.k, hs, s.q, hs, 0.0f, s.S, T, batch, sh, sh, ss, s.toW());  // S = scale q k^T
+    attn_scores(s, qkv, b0, Bc, T, NH, hs);
     launch(s.kernel("causal_softmax", "causal_softmax_bf16"), {blocks(rows, 8)}, {256}, 0, s.S,
            lse + (CUdeviceptr)b0 * NH * T * 4, rows, T);
     gemm(false, false, hs, T, T, 1.0f, s.v, hs, s.S, T, 0.0f, s.y, hs, batch, sh, ss, sh, s.toF32());  // y = P v
@@ -618,11 +624,9 @@ EXPORT(CuAttentionBackward) {
   for (int b0 = 0; b0 < B; b0 += s.Bc) {
     int Bc = std::min(s.Bc, B - b0), batch = Bc * NH, rows = batch * T;
     long n = (long)batch * T * hs;
-    launch(s.kernel("qkv_split", "qkv_split_bf16"), {blocks(n, 256)}, {256}, 0, s.q, s.k, s.v,
-           qkv + (CUdeviceptr)b0 * T * 3 * C * 4, Bc, T, NH, hs);
+    attn_scores(s, qkv, b0, Bc, T, NH, hs);  // S again
     launch(s.kernel("heads_split", "heads_split_bf16"), {blocks(n, 256)}, {256}, 0, s.dy,
            dout + (CUdeviceptr)b0 * T * C * 4, Bc, T, NH, hs);
-    gemm(true, false, T, T, hs, scale, s.k, hs, s.q, hs, 0.0f, s.S, T, batch, sh, sh, ss, s.toW());  // S again
     launch(s.kernel("causal_probs", "causal_probs_bf16"), {blocks((long)rows * T, 256)}, {256}, 0, s.S,
            lse + (CUdeviceptr)b0 * NH * T * 4, rows, T);
     gemm(false, true, hs, T, T, 1.0f, s.dy, hs, s.S, T, 0.0f, s.dv, hs, batch, sh, ss, sh, s.toF32());  // dv = P^T dy

@@ -32,7 +32,7 @@ export class NcclComm implements Communicator {
   readonly description: string;
   private waited = 0;
 
-  private constructor(private readonly nc: NcclAddon, private readonly cu: CudaAddon, readonly rank: number, readonly size: number,
+  private constructor(private readonly addon: NcclAddon & CudaAddon, readonly rank: number, readonly size: number,
     readonly timeoutSeconds: number, version: number, how: string, private readonly host: Communicator | null) {
     const v = `${Math.floor(version / 10000)}.${Math.floor(version / 100) % 100}.${version % 100}`;
     this.description = `NCCL ${v} (ids shared ${how}), ${size} ranks`;
@@ -55,17 +55,17 @@ export class NcclComm implements Communicator {
     if (!(backend instanceof CudaBackend)) throw new CommError("NCCL needs the CUDA backend (--backend cuda)");
     const version = addon.ncclInit(id, size, rank, timeoutSeconds);
     done();
-    return new NcclComm(addon, addon, rank, size, timeoutSeconds, version, how, "via" in boot ? boot.via : null);
+    return new NcclComm(addon, rank, size, timeoutSeconds, version, how, "via" in boot ? boot.via : null);
   }
 
   private run(op: string, ptr: number, count: number, dtype = FLOAT32, root = 0): void {
-    this.nc.ncclStart(op, ptr, count, dtype, root);
+    this.addon.ncclStart(op, ptr, count, dtype, root);
     this.finish(op);
   }
 
   private finish(op: string): void {
     try {
-      this.waited += this.nc.ncclWait(NAMES[op] ?? op, this.timeoutSeconds);
+      this.waited += this.addon.ncclWait(NAMES[op] ?? op, this.timeoutSeconds);
     } catch (e) {
       const msg = (e as Error).message;
       throw new CommError(msg.startsWith("timeout: ")
@@ -76,10 +76,10 @@ export class NcclComm implements Communicator {
   /** a host array through the device: copied in, reduced or broadcast, copied back */
   private staged(op: string, buf: Float32Array | Float64Array | Uint8Array, root = 0): void {
     const dtype = buf instanceof Float64Array ? FLOAT64 : buf instanceof Uint8Array ? UINT8 : FLOAT32;
-    const dev = this.nc.ncclStaging(Math.max(8, buf.byteLength));
-    this.cu.cudaWrite(dev, buf);
+    const dev = this.addon.ncclStaging(Math.max(8, buf.byteLength));
+    this.addon.cudaWrite(dev, buf);
     this.run(op, dev, buf.length, dtype, root);
-    this.cu.cudaRead(dev, buf);
+    this.addon.cudaRead(dev, buf);
   }
 
   private static isHost(buf: CommBuffer): buf is Float32Array | Float64Array | Uint8Array {
@@ -103,10 +103,10 @@ export class NcclComm implements Communicator {
       return { test: () => true, wait: () => {} };
     }
     const t = this.device(buf);
-    this.nc.ncclStart("allreduce", t.ptr, t.length, FLOAT32, 0);
+    this.addon.ncclStart("allreduce", t.ptr, t.length, FLOAT32, 0);
     let done = false;
     // collectives complete in the order they were queued on NCCL's stream: waiting for the last covers this one
-    return { test: () => done || (done = this.nc.ncclTest()), wait: () => { if (!done) this.finish("allreduce"); done = true; } };
+    return { test: () => done || (done = this.addon.ncclTest()), wait: () => { if (!done) this.finish("allreduce"); done = true; } };
   }
 
   /** NCCL wants equal parts; unequal ones (the last shard shorter) go through a padded staging buffer. */
@@ -120,20 +120,20 @@ export class NcclComm implements Communicator {
   reduceScatterSum(buf: CommBuffer, counts: number[]): void {
     const { t, chunk, equal, lo } = this.parts(buf, counts);
     if (equal) return this.run("reducescatter", t.ptr, chunk);
-    const stage = this.nc.ncclStaging(chunk * this.size * 4);
-    this.cu.cudaCopy(stage, t.ptr, t.length * 4);
-    this.cu.cudaFill(stage + t.length * 4, chunk * this.size - t.length, 0);
+    const stage = this.addon.ncclStaging(chunk * this.size * 4);
+    this.addon.cudaCopy(stage, t.ptr, t.length * 4);
+    this.addon.cudaFill(stage + t.length * 4, chunk * this.size - t.length, 0);
     this.run("reducescatter", stage, chunk);
-    if (counts[this.rank] > 0) this.cu.cudaCopy(t.ptr + lo * 4, stage + this.rank * chunk * 4, counts[this.rank] * 4);
+    if (counts[this.rank] > 0) this.addon.cudaCopy(t.ptr + lo * 4, stage + this.rank * chunk * 4, counts[this.rank] * 4);
   }
 
   allGather(buf: CommBuffer, counts: number[]): void {
     const { t, chunk, equal, lo } = this.parts(buf, counts);
     if (equal) return this.run("allgather", t.ptr, chunk);
-    const stage = this.nc.ncclStaging(chunk * this.size * 4);
-    if (counts[this.rank] > 0) this.cu.cudaCopy(stage + this.rank * chunk * 4, t.ptr + lo * 4, counts[this.rank] * 4);
+    const stage = this.addon.ncclStaging(chunk * this.size * 4);
+    if (counts[this.rank] > 0) this.addon.cudaCopy(stage + this.rank * chunk * 4, t.ptr + lo * 4, counts[this.rank] * 4);
     this.run("allgather", stage, chunk);
-    this.cu.cudaCopy(t.ptr, stage, t.length * 4);
+    this.addon.cudaCopy(t.ptr, stage, t.length * 4);
   }
 
   broadcast(buf: CommBuffer, root = 0): void {
@@ -151,13 +151,13 @@ export class NcclComm implements Communicator {
   }
 
   abort(code = 1): void {
-    this.nc.ncclAbort();
+    this.addon.ncclAbort();
     if (this.host) this.host.abort(code);
     process.exit(code);
   }
 
   close(): void {
-    this.nc.ncclDestroy();
+    this.addon.ncclDestroy();
     this.host?.close();
   }
 }

@@ -20,6 +20,7 @@ fs.writeFileSync(file, Array.from({ length: n }, (_, i) => rows[i % rows.length]
 const model = new GPT2(makeConfig("d12"), createBackend({}));
 model.initWeights(new Rng(1));
 const examples = readHellaswag(file);
+fs.rmSync(path.dirname(file), { recursive: true, force: true });
 evaluateHellaswag(model, examples.slice(0, perBatch), perBatch); // warm-up
 const t0 = performance.now();
 const r = evaluateHellaswag(model, examples, perBatch);

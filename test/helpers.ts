@@ -10,8 +10,17 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "
 export const fixture = (...p: string[]): string => path.join(ROOT, "test/fixtures", ...p);
 export const CLI = path.join(ROOT, "dist/src/cli/main.js");
 
+const made: string[] = [];
+process.on("exit", () => {
+  if (process.env.GPT2_KEEP_TEST_TMP) return;
+  for (const dir of made) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+/** A fresh temporary folder, removed with everything in it when the test process exits (GPT2_KEEP_TEST_TMP=1 keeps it). */
 export function tmpDir(prefix = "gpt2ts-test-"): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  made.push(dir);
+  return dir;
 }
 
 export function readJson<T = any>(file: string): T {

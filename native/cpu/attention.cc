@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "fast_exp.h"
+#include "gemm_kernels.h"
 #include "layers.h"
 #include "threads.h"
 
@@ -34,37 +35,77 @@ static inline void axpy(float* y, float a, const float* x, int n) {
 // (running max and sum per query), and the small block products run as register-blocked loops over 64 columns.
 constexpr int BLK = 64;
 
-// C[M x N] = (acc ? C : 0) + A[M x K] B[K x N], all row-major with leading dimensions. Fast path: 4 rows x 64
-// columns held in registers (16 zmm on AVX-512); edges fall back to plain loops.
-CLONES static void mm(float* C, long ldc, const float* A, long lda, const float* B, long ldb, int M, int N, int K,
-                      bool acc) {
-  int i = 0;
-  if (N == 64) {
-    for (; i + 4 <= M; i += 4) {
-      float c[4][64];
-      for (int r = 0; r < 4; r++)
-        for (int j = 0; j < 64; j++) c[r][j] = acc ? C[(i + r) * ldc + j] : 0.f;
-      for (int k = 0; k < K; k++) {
-        const float* b = B + k * ldb;
-        const float a0 = A[i * lda + k], a1 = A[(i + 1) * lda + k], a2 = A[(i + 2) * lda + k], a3 = A[(i + 3) * lda + k];
-#pragma omp simd
-        for (int j = 0; j < 64; j++) {
-          c[0][j] += a0 * b[j];
-          c[1][j] += a1 * b[j];
-          c[2][j] += a2 * b[j];
-          c[3][j] += a3 * b[j];
-        }
-      }
-      for (int r = 0; r < 4; r++)
-        for (int j = 0; j < 64; j++) C[(i + r) * ldc + j] = c[r][j];
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+// R rows x 64 columns of C held in 4R zmm registers (R <= 6: 24 accumulators + 4 rows of B + 1 broadcast).
+template <int R>
+__attribute__((target("avx512f,fma"))) static inline void mm64_rows(float* C, long ldc, const float* A, long rsa, long csa,
+                                                                   const float* B, long ldb, int K, bool acc) {
+  __m512 c[R][4];
+  for (int r = 0; r < R; r++)
+    for (int j = 0; j < 4; j++) c[r][j] = acc ? _mm512_loadu_ps(C + r * ldc + 16 * j) : _mm512_setzero_ps();
+  for (int k = 0; k < K; k++) {
+    const float* b = B + k * ldb;
+    const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16), b2 = _mm512_loadu_ps(b + 32),
+                 b3 = _mm512_loadu_ps(b + 48);
+    const float* a = A + k * csa;
+    for (int r = 0; r < R; r++) {
+      const __m512 ar = _mm512_set1_ps(a[r * rsa]);
+      c[r][0] = _mm512_fmadd_ps(ar, b0, c[r][0]);
+      c[r][1] = _mm512_fmadd_ps(ar, b1, c[r][1]);
+      c[r][2] = _mm512_fmadd_ps(ar, b2, c[r][2]);
+      c[r][3] = _mm512_fmadd_ps(ar, b3, c[r][3]);
     }
   }
-  for (; i < M; i++) {
+  for (int r = 0; r < R; r++)
+    for (int j = 0; j < 4; j++) _mm512_storeu_ps(C + r * ldc + 16 * j, c[r][j]);
+}
+
+__attribute__((target("avx512f,fma"))) static void mm64_avx512(float* C, long ldc, const float* A, long rsa, long csa,
+                                                              const float* B, long ldb, int M, int K, bool acc) {
+  int i = 0;
+  for (; i + 6 <= M; i += 6) mm64_rows<6>(C + i * ldc, ldc, A + i * rsa, rsa, csa, B, ldb, K, acc);
+  const float* a = A + i * rsa;
+  float* c = C + i * ldc;
+  switch (M - i) {
+    case 5: mm64_rows<5>(c, ldc, a, rsa, csa, B, ldb, K, acc); break;
+    case 4: mm64_rows<4>(c, ldc, a, rsa, csa, B, ldb, K, acc); break;
+    case 3: mm64_rows<3>(c, ldc, a, rsa, csa, B, ldb, K, acc); break;
+    case 2: mm64_rows<2>(c, ldc, a, rsa, csa, B, ldb, K, acc); break;
+    case 1: mm64_rows<1>(c, ldc, a, rsa, csa, B, ldb, K, acc); break;
+    default: break;
+  }
+}
+static const bool kAvx512 = __builtin_cpu_supports("avx512f");
+
+// the R x Cn block (both multiples of 16) of transpose() below
+__attribute__((target("avx512f"))) static void transpose_tiles_avx512(float* dst, long ld, const float* src, long sld,
+                                                                     int R, int Cn) {
+  for (int r0 = 0; r0 < R; r0 += 16)
+    for (int c0 = 0; c0 < Cn; c0 += 16) {
+      __m512 t[16];
+      for (int i = 0; i < 16; i++) t[i] = _mm512_loadu_ps(src + (r0 + i) * sld + c0);
+      transpose16(t);
+      for (int i = 0; i < 16; i++) _mm512_storeu_ps(dst + (c0 + i) * ld + r0, t[i]);
+    }
+}
+#endif
+
+// C[M x N] = (acc ? C : 0) + A B, with A[i][k] at A[i * rsa + k * csa] (so A^T is rsa = 1, csa = its row length)
+// and B[K x N] row-major. 64 columns (a block of keys, or a 64-wide head) run register-blocked on AVX-512;
+// other shapes and CPUs take plain loops.
+CLONES static void mm(float* C, long ldc, const float* A, long rsa, long csa, const float* B, long ldb, int M, int N,
+                      int K, bool acc) {
+#if defined(__x86_64__)
+  if (N == 64 && kAvx512) return mm64_avx512(C, ldc, A, rsa, csa, B, ldb, M, K, acc);
+#endif
+  for (int i = 0; i < M; i++) {
     float* c = C + i * ldc;
     if (!acc)
       for (int j = 0; j < N; j++) c[j] = 0.f;
     for (int k = 0; k < K; k++) {
-      const float a = A[i * lda + k];
+      const float a = A[i * rsa + k * csa];
       const float* b = B + k * ldb;
 #pragma omp simd
       for (int j = 0; j < N; j++) c[j] += a * b[j];
@@ -72,51 +113,225 @@ CLONES static void mm(float* C, long ldc, const float* A, long lda, const float*
   }
 }
 
-// dst[c * ld + r] = src[r * sld + c] for an R x Cn block
-static inline void transpose(float* dst, long ld, const float* src, long sld, int R, int Cn) {
+// dst[c * ld + r] = src[r * sld + c] for an R x Cn block: 16 x 16 tiles transposed in registers on AVX-512 (the
+// scalar loop's strided 4-byte stores were a tenth of the forward's time), the edges one by one
+static void transpose(float* dst, long ld, const float* src, long sld, int R, int Cn) {
+  int r16 = 0, c16 = 0;
+#if defined(__x86_64__)
+  if (kAvx512) {
+    r16 = R / 16 * 16, c16 = Cn / 16 * 16;
+    transpose_tiles_avx512(dst, ld, src, sld, r16, c16);
+  }
+#endif
   for (int r = 0; r < R; r++)
-    for (int c = 0; c < Cn; c++) dst[c * ld + r] = src[r * sld + c];
+    for (int c = r < r16 ? c16 : 0; c < Cn; c++) dst[c * ld + r] = src[r * sld + c];
 }
 
+// Per-thread buffers: whole-head copies (T x hs, rows contiguous: a head's rows inside qkv are 3C floats apart,
+// a stride at which 64 rows share a quarter of L1's sets) and 64-row blocks.
+// Kept per thread between calls and only ever grown: allocating them per call costs page faults every time (glibc
+// maps blocks this large afresh), which showed as a third of the forward's time.
 struct Scratch {
-  std::vector<float> a, b, c, d, e, f;
-  explicit Scratch(int hs) : a(BLK * hs), b(BLK * hs), c(BLK * hs), d(BLK * BLK), e(BLK * BLK), f(BLK * hs) {}
+  std::vector<float> h1, h2, h3;                 // T x hs
+  std::vector<float> kt, kb, vt, o, dk, dv;      // 64 x hs
+  std::vector<float> s, ds, D;                   // 64 x 64, and T
 };
 
-// One (batch, head). q, k, v rows are `stride` floats apart; out rows `ostride`.
+static Scratch& scratch(int T, int hs) {
+  static thread_local Scratch s;
+  const size_t head = (size_t)T * hs, block = (size_t)BLK * hs;
+  if (s.h1.size() < head)
+    for (auto* v : {&s.h1, &s.h2, &s.h3}) v->resize(head);
+  if (s.kt.size() < block)
+    for (auto* v : {&s.kt, &s.kb, &s.vt, &s.o, &s.dk, &s.dv}) v->resize(block);
+  if (s.s.size() < (size_t)BLK * BLK)
+    for (auto* v : {&s.s, &s.ds}) v->resize((size_t)BLK * BLK);
+  if (s.D.size() < (size_t)T) s.D.resize(T);
+  return s;
+}
+
+// dst[r * hs + c] = src[r * stride + c]: R rows of one head into contiguous memory
+static inline void gather_rows(float* dst, const float* src, long stride, int R, int hs) {
+  for (int r = 0; r < R; r++) std::memcpy(dst + (long)r * hs, src + r * stride, sizeof(float) * hs);
+}
+
+// ---------------------------------------------------------------- the softmax around the block products
+// Row i of a score block sees keys k0 .. k0 + valid - 1 with valid = min(nk, diag + i + 1), diag = q0 - k0 (causal).
+// Forward: online softmax over one block of raw scores S (nq x nk): running max m and sum l per query, S turned into
+// the block's unnormalised probabilities, and the output rows O rescaled when the max moves.
+CLONES static void softmax_rows(float* S, int nq, int nk, int diag, float scale, float* m, float* l, float* O, int hs) {
+  for (int i = 0; i < nq; i++) {
+    float* row = S + i * nk;
+    const int valid = std::min(nk, diag + i + 1);
+    float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+    for (int j = 0; j < valid; j++) mx = std::max(mx, row[j]);
+    mx = std::max(m[i], mx * scale);
+    float sum = 0.f;
+#pragma omp simd reduction(+ : sum)
+    for (int j = 0; j < nk; j++) {
+      const float p = j < valid ? fast_exp(row[j] * scale - mx) : 0.f;
+      row[j] = p;
+      sum += p;
+    }
+    const float corr = std::exp(m[i] - mx);
+    l[i] = l[i] * corr + sum;
+    m[i] = mx;
+    if (corr != 1.f) {
+      float* o = O + i * hs;
+#pragma omp simd
+      for (int d = 0; d < hs; d++) o[d] *= corr;
+    }
+  }
+}
+
+// Backward: probabilities P = exp(S * scale - lse) recomputed over the raw scores, and dS = P (dP - D) scale over dP.
+CLONES static void grad_rows(float* P, float* dS, int nq, int nk, int diag, float scale, const float* lse,
+                             const float* D) {
+  for (int i = 0; i < nq; i++) {
+    const int valid = std::min(nk, diag + i + 1);
+    const float li = lse[i], Di = D[i];
+    float* p = P + i * nk;
+    float* ds = dS + i * nk;
+#pragma omp simd
+    for (int j = 0; j < nk; j++) {
+      const float pj = j < valid ? fast_exp(p[j] * scale - li) : 0.f;
+      p[j] = pj;
+      ds[j] = pj * (ds[j] - Di) * scale;
+    }
+  }
+}
+
+#if defined(__x86_64__)
+// 2^t: t = n + f with |f| <= 1/2, 2^f by a degree-6 polynomial (fitted on Chebyshev nodes: 1.1e-7 relative error in
+// float), times 2^n by vscalefps, which also handles underflow; t below -150 gives 0.
+__attribute__((target("avx512f,fma"))) static inline __m512 exp2_avx512(__m512 t) {
+  t = _mm512_max_ps(t, _mm512_set1_ps(-150.f));
+  const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 f = _mm512_sub_ps(t, n);
+  __m512 p = _mm512_set1_ps(1.5469732e-4f);
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3400433e-3f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6180253e-3f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5503272e-2f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022651e-1f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314718e-1f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.f));
+  return _mm512_scalef_ps(p, n);
+}
+
+// lanes j0 .. j0 + 15 that are below `valid`
+static inline __mmask16 lanes_below(int valid, int j0) {
+  const int n = valid - j0;
+  return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
+}
+
+constexpr float kLog2e = 1.4426950408889634f;
+
+__attribute__((target("avx512f,fma"))) static void softmax_rows_avx512(float* S, int nq, int nk, int diag, float scale,
+                                                                      float* m, float* l, float* O, int hs) {
+  const __m512 a = _mm512_set1_ps(scale * kLog2e);
+  for (int i = 0; i < nq; i++) {
+    float* row = S + i * nk;
+    const int valid = std::min(nk, diag + i + 1);
+    __m512 vmax, vsum, b;
+    float mx;
+    if (valid == 64 && nk == 64) {  // a whole row of keys (every block below the diagonal): no masks
+      const __m512 x0 = _mm512_loadu_ps(row), x1 = _mm512_loadu_ps(row + 16), x2 = _mm512_loadu_ps(row + 32),
+                   x3 = _mm512_loadu_ps(row + 48);
+      vmax = _mm512_max_ps(_mm512_max_ps(x0, x1), _mm512_max_ps(x2, x3));
+      mx = std::max(m[i], _mm512_reduce_max_ps(vmax) * scale);
+      b = _mm512_set1_ps(mx * kLog2e);
+      const __m512 p0 = exp2_avx512(_mm512_fmsub_ps(x0, a, b)), p1 = exp2_avx512(_mm512_fmsub_ps(x1, a, b)),
+                   p2 = exp2_avx512(_mm512_fmsub_ps(x2, a, b)), p3 = exp2_avx512(_mm512_fmsub_ps(x3, a, b));
+      _mm512_storeu_ps(row, p0), _mm512_storeu_ps(row + 16, p1), _mm512_storeu_ps(row + 32, p2),
+          _mm512_storeu_ps(row + 48, p3);
+      vsum = _mm512_add_ps(_mm512_add_ps(p0, p1), _mm512_add_ps(p2, p3));
+    } else {
+      vmax = _mm512_set1_ps(-INFINITY);
+      for (int j = 0; j < nk; j += 16)
+        vmax = _mm512_mask_max_ps(vmax, lanes_below(valid, j), vmax, _mm512_maskz_loadu_ps(lanes_below(nk, j), row + j));
+      mx = std::max(m[i], _mm512_reduce_max_ps(vmax) * scale);
+      b = _mm512_set1_ps(mx * kLog2e);
+      vsum = _mm512_setzero_ps();
+      for (int j = 0; j < nk; j += 16) {
+        const __mmask16 in = lanes_below(nk, j);
+        const __m512 x = _mm512_maskz_loadu_ps(in, row + j);
+        const __m512 p = _mm512_maskz_mov_ps(lanes_below(valid, j), exp2_avx512(_mm512_fmsub_ps(x, a, b)));
+        _mm512_mask_storeu_ps(row + j, in, p);
+        vsum = _mm512_add_ps(vsum, p);
+      }
+    }
+    const float corr = _mm512_cvtss_f32(exp2_avx512(_mm512_set1_ps((m[i] - mx) * kLog2e)));
+    l[i] = l[i] * corr + _mm512_reduce_add_ps(vsum);
+    m[i] = mx;
+    if (corr != 1.f) {
+      float* o = O + i * hs;
+      const __m512 c = _mm512_set1_ps(corr);
+      for (int d = 0; d < hs; d += 16) {
+        const __mmask16 in = lanes_below(hs, d);
+        _mm512_mask_storeu_ps(o + d, in, _mm512_mul_ps(_mm512_maskz_loadu_ps(in, o + d), c));
+      }
+    }
+  }
+}
+
+__attribute__((target("avx512f,fma"))) static void grad_rows_avx512(float* P, float* dS, int nq, int nk, int diag,
+                                                                   float scale, const float* lse, const float* D) {
+  const __m512 a = _mm512_set1_ps(scale * kLog2e), sc = _mm512_set1_ps(scale);
+  for (int i = 0; i < nq; i++) {
+    const int valid = std::min(nk, diag + i + 1);
+    const __m512 b = _mm512_set1_ps(lse[i] * kLog2e), Di = _mm512_set1_ps(D[i]);
+    float* p = P + i * nk;
+    float* ds = dS + i * nk;
+    for (int j = 0; j < nk; j += 16) {
+      const __mmask16 in = lanes_below(nk, j);
+      const __m512 pj = _mm512_maskz_mov_ps(lanes_below(valid, j),
+                                            exp2_avx512(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(in, p + j), a, b)));
+      _mm512_mask_storeu_ps(p + j, in, pj);
+      const __m512 g = _mm512_mul_ps(_mm512_mul_ps(pj, _mm512_sub_ps(_mm512_maskz_loadu_ps(in, ds + j), Di)), sc);
+      _mm512_mask_storeu_ps(ds + j, in, g);
+    }
+  }
+}
+#endif
+
+static void softmax_block(float* S, int nq, int nk, int diag, float scale, float* m, float* l, float* O, int hs) {
+#if defined(__x86_64__)
+  if (kAvx512) return softmax_rows_avx512(S, nq, nk, diag, scale, m, l, O, hs);
+#endif
+  softmax_rows(S, nq, nk, diag, scale, m, l, O, hs);
+}
+
+static void grad_block(float* P, float* dS, int nq, int nk, int diag, float scale, const float* lse, const float* D) {
+#if defined(__x86_64__)
+  if (kAvx512) return grad_rows_avx512(P, dS, nq, nk, diag, scale, lse, D);
+#endif
+  grad_rows(P, dS, nq, nk, diag, scale, lse, D);
+}
+
+// One (batch, head). q, k, v rows are `stride` floats apart; out rows `ostride`. K^T and V are copied once per head
+// into contiguous panels, so each block product streams 16 KB of contiguous memory.
 CLONES static void attn_head_forward(float* out, float* lse, const float* q, const float* k, const float* v, long stride,
                               long ostride, int T, int hs, Scratch& s) {
   const float scale = 1.f / std::sqrt((float)hs);
-  float *Kt = s.a.data(), *Vb = s.b.data(), *O = s.c.data(), *S = s.d.data();
+  float *Kt = s.h1.data(), *V = s.h2.data(), *O = s.o.data(), *S = s.s.data();
   float m[BLK], l[BLK];
+  // K^T as one hs x nk panel per key block (at Kt + k0 * hs; a whole-head hs x T matrix would put its rows T * 4
+  // bytes apart, the same L1 sets again)
+  for (int k0 = 0; k0 < T; k0 += BLK) {
+    const int nk = std::min(BLK, T - k0);
+    transpose(Kt + (long)k0 * hs, nk, k + k0 * stride, stride, nk, hs);
+  }
+  gather_rows(V, v, stride, T, hs);
   for (int q0 = 0; q0 < T; q0 += BLK) {
     const int nq = std::min(BLK, T - q0);
     for (int i = 0; i < nq; i++) m[i] = -INFINITY, l[i] = 0.f;
     std::memset(O, 0, sizeof(float) * nq * hs);
     for (int k0 = 0; k0 < q0 + nq; k0 += BLK) {
       const int nk = std::min(BLK, T - k0);
-      transpose(Kt, nk, k + k0 * stride, stride, nk, hs);  // Kt: hs x nk
-      for (int j = 0; j < nk; j++) std::memcpy(Vb + j * hs, v + (k0 + j) * stride, sizeof(float) * hs);
-      mm(S, nk, q + q0 * stride, stride, Kt, nk, nq, nk, hs, false);  // S = Q K^T
-      for (int i = 0; i < nq; i++) {
-        float* row = S + i * nk;
-        const int valid = std::min(nk, q0 + i - k0 + 1);  // causal: keys <= this query
-        float mx = m[i];
-        for (int j = 0; j < valid; j++) mx = std::max(mx, row[j] * scale);
-        float sum = 0.f;
-#pragma omp simd reduction(+ : sum)
-        for (int j = 0; j < valid; j++) {
-          row[j] = fast_exp(row[j] * scale - mx);
-          sum += row[j];
-        }
-        for (int j = std::max(valid, 0); j < nk; j++) row[j] = 0.f;
-        const float corr = std::exp(m[i] - mx);
-        l[i] = l[i] * corr + sum;
-        m[i] = mx;
-        if (corr != 1.f)
-          for (int d = 0; d < hs; d++) O[i * hs + d] *= corr;
-      }
-      mm(O, hs, S, nk, Vb, hs, nq, hs, nk, true);  // O += P V
+      mm(S, nk, q + q0 * stride, stride, 1, Kt + (long)k0 * hs, nk, nq, nk, hs, false);  // S = Q K^T
+      softmax_block(S, nq, nk, q0 - k0, scale, m, l, O, hs);
+      mm(O, hs, S, nk, 1, V + (long)k0 * hs, hs, nq, hs, nk, true);  // O += P V
     }
     for (int i = 0; i < nq; i++) {
       float* o = out + (q0 + i) * ostride;
@@ -132,8 +347,8 @@ void attention_forward(float* out, float* lse, const float* qkv, int B, int T, i
   const long C3 = 3L * C;
 #pragma omp parallel
   {
-    Scratch s(hs);
-#pragma omp for schedule(static) collapse(2)
+    Scratch& s = scratch(T, hs);
+#pragma omp for schedule(dynamic, 1) collapse(2)
     for (int b = 0; b < B; b++)
       for (int h = 0; h < NH; h++) {
         const float* q = qkv + (long)b * T * C3 + h * hs;
@@ -143,54 +358,51 @@ void attention_forward(float* out, float* lse, const float* qkv, int B, int T, i
   }
 }
 
-// dq, dk, dv rows `stride` apart (inside dqkv), zeroed by the caller.
+// dq, dk, dv rows `stride` apart (inside dqkv), each written once. Key blocks outside, query blocks inside: each
+// key block's dK and dV stay in scratch until its last query block; P^T and dS^T are read in place (as A^T).
 CLONES static void attn_head_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                                const float* v, const float* out, const float* lse, long stride, long ostride, int T,
-                               int hs, Scratch& s, std::vector<float>& D) {
+                               int hs, Scratch& s) {
   const float scale = 1.f / std::sqrt((float)hs);
+  float* D = s.D.data();  // D_t = dO_t . O_t
   for (int t = 0; t < T; t++) {
     float acc = 0.f;
     for (int d = 0; d < hs; d++) acc += dout[t * ostride + d] * out[t * ostride + d];
     D[t] = acc;
   }
-  float *Kt = s.a.data(), *Vt = s.b.data(), *dK = s.c.data(), *P = s.d.data(), *dS = s.e.data(), *dV = s.f.data();
-  std::vector<float> T1(BLK * BLK);
+  // Q, dO and dQ of the whole head in contiguous rows; K, K^T and V^T of one key block at a time
+  float *Qh = s.h1.data(), *dOh = s.h2.data(), *dQh = s.h3.data();
+  float *Kt = s.kt.data(), *Kb = s.kb.data(), *Vt = s.vt.data(), *dK = s.dk.data(), *dV = s.dv.data();
+  float *P = s.s.data(), *dS = s.ds.data();
+  gather_rows(Qh, q, stride, T, hs);
+  gather_rows(dOh, dout, ostride, T, hs);
+  std::memset(dQh, 0, sizeof(float) * T * hs);
   for (int k0 = 0; k0 < T; k0 += BLK) {
     const int nk = std::min(BLK, T - k0);
-    transpose(Kt, nk, k + k0 * stride, stride, nk, hs);  // hs x nk
+    gather_rows(Kb, k + k0 * stride, stride, nk, hs);
+    transpose(Kt, nk, Kb, hs, nk, hs);  // hs x nk
     transpose(Vt, nk, v + k0 * stride, stride, nk, hs);  // hs x nk
     std::memset(dK, 0, sizeof(float) * nk * hs);
     std::memset(dV, 0, sizeof(float) * nk * hs);
     for (int q0 = (k0 / BLK) * BLK; q0 < T; q0 += BLK) {
       const int nq = std::min(BLK, T - q0);
-      const float* Q = q + q0 * stride;
-      const float* dO = dout + q0 * ostride;
-      mm(P, nk, Q, stride, Kt, nk, nq, nk, hs, false);    // S = Q K^T
-      mm(dS, nk, dO, ostride, Vt, nk, nq, nk, hs, false);  // dP = dO V^T
-      for (int i = 0; i < nq; i++) {
-        const int valid = std::min(nk, q0 + i - k0 + 1);
-        const float l = lse[q0 + i], Di = D[q0 + i];
-        float* p = P + i * nk;
-        float* ds = dS + i * nk;
-#pragma omp simd
-        for (int j = 0; j < nk; j++) {
-          const float pj = j < valid ? fast_exp(p[j] * scale - l) : 0.f;
-          p[j] = pj;
-          ds[j] = pj * (ds[j] - Di) * scale;
-        }
-      }
-      transpose(T1.data(), nq, P, nk, nq, nk);            // P^T: nk x nq
-      mm(dV, hs, T1.data(), nq, dO, ostride, nk, hs, nq, true);  // dV += P^T dO
-      mm(dq + q0 * stride, stride, dS, nk, k + k0 * stride, stride, nq, hs, nk, true);  // dQ += dS K
-      transpose(T1.data(), nq, dS, nk, nq, nk);           // dS^T: nk x nq
-      mm(dK, hs, T1.data(), nq, Q, stride, nk, hs, nq, true);  // dK += dS^T Q
+      const float* Q = Qh + (long)q0 * hs;
+      const float* dO = dOh + (long)q0 * hs;
+      mm(P, nk, Q, hs, 1, Kt, nk, nq, nk, hs, false);                // S = Q K^T
+      mm(dS, nk, dO, hs, 1, Vt, nk, nq, nk, hs, false);              // dP = dO V^T
+      grad_block(P, dS, nq, nk, q0 - k0, scale, lse + q0, D + q0);
+      mm(dV, hs, P, 1, nk, dO, hs, nk, hs, nq, true);                // dV += P^T dO
+      mm(dQh + (long)q0 * hs, hs, dS, nk, 1, Kb, hs, nq, hs, nk, true);  // dQ += dS K
+      mm(dK, hs, dS, 1, nk, Q, hs, nk, hs, nq, true);                // dK += dS^T Q
     }
     for (int j = 0; j < nk; j++)
       for (int d = 0; d < hs; d++) {
-        dk[(k0 + j) * stride + d] += dK[j * hs + d];
-        dv[(k0 + j) * stride + d] += dV[j * hs + d];
+        dk[(k0 + j) * stride + d] = dK[j * hs + d];
+        dv[(k0 + j) * stride + d] = dV[j * hs + d];
       }
   }
+  for (int t = 0; t < T; t++)
+    for (int d = 0; d < hs; d++) dq[t * stride + d] = dQh[(long)t * hs + d];
 }
 
 void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* out, const float* lse, int B,
@@ -199,19 +411,16 @@ void attention_backward(float* dqkv, const float* dout, const float* qkv, const 
   const long C3 = 3L * C;
 #pragma omp parallel
   {
-    Scratch s(hs);
-    std::vector<float> D(T);
-#pragma omp for schedule(static) collapse(2)
+    Scratch& s = scratch(T, hs);
+#pragma omp for schedule(dynamic, 1) collapse(2)
     for (int b = 0; b < B; b++)
       for (int h = 0; h < NH; h++) {
         // this head's slice of dq, dk, dv is overwritten, not accumulated
         float* d = dqkv + (long)b * T * C3 + h * hs;
-        for (int t = 0; t < T; t++)
-          for (int part = 0; part < 3; part++) std::memset(d + t * C3 + part * C, 0, sizeof(float) * hs);
         const float* q = qkv + (long)b * T * C3 + h * hs;
         const long o = (long)b * T * C + h * hs;
         attn_head_backward(d, d + C, d + 2 * C, dout + o, q, q + C, q + 2 * C, out + o, lse + ((long)b * NH + h) * T,
-                           C3, C, T, hs, s, D);
+                           C3, C, T, hs, s);
       }
   }
 }

@@ -47,10 +47,10 @@ function rand(n: number, s = 1): Float32Array {
   return a;
 }
 /** relative error against the reference, scaled by the reference's largest magnitude */
-function close(got: Tensor, want: Tensor, tol: number, what: string): void {
+function close(got: Tensor, want: Tensor, tol: number, what: string, floor = 1e-6): void {
   const g = got as Float32Array, w = want as Float32Array;
   assert.equal(g.length, w.length, what);
-  let scale = 1e-6, worst = 0;
+  let scale = floor, worst = 0;
   for (let i = 0; i < w.length; i++) scale = Math.max(scale, Math.abs(w[i]));
   for (let i = 0; i < w.length; i++) {
     if (!Number.isFinite(g[i])) assert.fail(`${what}: non-finite at ${i}`);
@@ -105,7 +105,9 @@ export function runConformance(backend: Backend, opts: { tol: number; bf16?: boo
     attentionBf16(be);
     return;
   }
-  for (const [B, T, C, NH] of [[1, 1, 4, 1], [2, 7, 12, 3], [3, 33, 64, 2], [1, 70, 96, 4], [2, 130, 128, 2]]) {
+  // (GPT-2's head size 64 over several 64-key blocks, with and without a partial last block, runs the native backend's
+  // register-blocked path; 128 mixes it with the plain loops)
+  for (const [B, T, C, NH] of [[1, 1, 4, 1], [2, 7, 12, 3], [3, 33, 64, 2], [1, 70, 96, 4], [2, 130, 128, 2], [1, 256, 384, 6], [2, 200, 128, 2], [1, 192, 256, 2]]) {
     const N = B * T;
     // layernorm
     const x = rand(N * C, 2), w = rand(C), b = rand(C), dout = rand(N * C);
@@ -171,7 +173,11 @@ export function runConformance(backend: Backend, opts: { tol: number; bf16?: boo
     const [p1, m1, v1, p2, m2, v2] = [copy(p), copy(m), copy(v), copy(p), copy(m), copy(v)];
     ref.adamw(p1, g, m1, v1, n, 1e-3, 0.9, 0.95, 1e-8, 0.1, 3);
     be.adamw(p2, g, m2, v2, n, 1e-3, 0.9, 0.95, 1e-8, 0.1, 3);
-    close(p2, p1, 1e-6, "adamw params"); close(m2, m1, 1e-6, "adamw m"); close(v2, v1, 1e-6, "adamw v");
+    // m and v are sums of two products that can cancel: their rounding is relative to the terms, not the result
+    const big = (a: Float32Array) => a.reduce((x, y) => Math.max(x, Math.abs(y)), 0);
+    close(p2, p1, 1e-6, "adamw params");
+    close(m2, m1, 1e-6, "adamw m", 0.9 * big(m) + 0.1 * big(g));
+    close(v2, v1, 1e-6, "adamw v", 0.95 * big(v) + 0.05 * big(g) ** 2);
     assert.ok(Math.abs(be.sumSquares(g, n) - ref.sumSquares(g, n)) <= 1e-6 * ref.sumSquares(g, n));
     const s1 = copy(g), s2 = copy(g);
     ref.scale(s1, n, 0.3); be.scale(s2, n, 0.3);

@@ -17,6 +17,7 @@ if (!fs.existsSync(harness)) throw new Error(`PyTorch harness not found at ${har
 interface Case { name: string; model: string; B: number; T: number; gen?: boolean }
 const CASES: Case[] = [
   { name: "d12-train", model: "d12", B: 4, T: 256 },
+  { name: "d12-train-1024", model: "d12", B: 1, T: 1024 }, // GPT-2's own context length: attention's share grows with T
   { name: "d6-train", model: "d6", B: 8, T: 256 },
   { name: "tiny-train", model: "tiny", B: 16, T: 128 },
   { name: "d12-generate", model: "d12", B: 1, T: 64, gen: true },
@@ -56,7 +57,7 @@ for (const c of CASES.filter((c) => !only || only.includes(c.name))) {
     ours_rss_mib: Math.max(...o.map((x) => x.rss)), torch_rss_mib: Math.max(...t.map((x) => x.rss)),
   };
   rows.push({ ...row, speed_ratio: row.ours_tok_s / row.torch_tok_s, rss_ratio: row.ours_rss_mib / row.torch_rss_mib });
-  console.log(`${c.name.padEnd(14)} ${dtype}: ours ${row.ours_tok_s.toFixed(1)} tok/s, PyTorch ${row.torch_tok_s.toFixed(1)} tok/s, ` +
+  console.log(`${c.name.padEnd(16)} ${dtype}: ours ${row.ours_tok_s.toFixed(1)} tok/s, PyTorch ${row.torch_tok_s.toFixed(1)} tok/s, ` +
     `ratio ${(row.ours_tok_s / row.torch_tok_s).toFixed(2)}x; peak RSS ${row.ours_rss_mib.toFixed(0)} vs ${row.torch_rss_mib.toFixed(0)} MiB ` +
     `(${(row.ours_rss_mib / row.torch_rss_mib).toFixed(2)}x)`);
 }

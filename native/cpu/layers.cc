@@ -249,13 +249,22 @@ void adamw(float* params, const float* grads, float* m, float* v, long n, float 
 
 // Per-thread partial sums added in thread order: the same bits on every run with the same thread count (an OpenMP
 // reduction may combine partials in any order, which would break bit-exact resume).
+// Within a thread, 8 independent double lanes (vectorizable without reassociating any sum; one scalar chain ran at a
+// third of the memory's speed), combined in lane order.
+CLONES static double sum_squares_range(const float* x, long i0, long i1) {
+  double lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  long i = i0;
+  for (; i + 8 <= i1; i += 8)
+    for (int l = 0; l < 8; l++) lane[l] += (double)x[i + l] * x[i + l];
+  double s = 0.0;
+  for (int l = 0; l < 8; l++) s += lane[l];
+  for (; i < i1; i++) s += (double)x[i] * x[i];
+  return s;
+}
+
 double sum_squares(const float* x, long n) {
   std::vector<double> part(g_threads(), 0.0);
-  parallel_range(n, [&](long i0, long i1) {
-    double s = 0.0;
-    for (long i = i0; i < i1; i++) s += (double)x[i] * x[i];
-    part[omp_get_thread_num()] = s;
-  });
+  parallel_range(n, [&](long i0, long i1) { part[omp_get_thread_num()] = sum_squares_range(x, i0, i1); });
   double s = 0.0;
   for (double p : part) s += p;
   return s;

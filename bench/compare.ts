@@ -1,4 +1,5 @@
-// Ours against the PyTorch harness (../shared/bench/pytorch/bench.py), alternating in one run, as ratios of medians.
+// Ours against the PyTorch harness (../shared/bench/pytorch/bench.py), alternating in one run, as ratios of medians;
+// at llm.c's own CPU shape (d12-train-64: d12, B=4, T=64) also against llm.c's train_gpt2.c (../shared/bench/llmc).
 // Run: node dist/bench/compare.js [--rounds 2] [--only d12-train,tiny-train,...] [--dtype fp32|bf16]
 // Needs Debian's python3-torch (see ../shared/bench/README.md); prints one table and a JSON line.
 import { spawnSync } from "node:child_process";
@@ -10,14 +11,16 @@ import { parseArgs } from "node:util";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const harness = path.resolve(root, "../shared/bench/pytorch/bench.py");
+const llmcCpu = path.resolve(root, "../shared/bench/llmc/run_cpu.sh");
 const { values } = parseArgs({ options: { rounds: { type: "string" }, only: { type: "string" }, dtype: { type: "string" }, steps: { type: "string" } } });
 const rounds = Number(values.rounds ?? 2), dtype = values.dtype ?? "fp32", steps = values.steps ?? "4";
 if (!fs.existsSync(harness)) throw new Error(`PyTorch harness not found at ${harness}`);
 
-interface Case { name: string; model: string; B: number; T: number; gen?: boolean }
+interface Case { name: string; model: string; B: number; T: number; gen?: boolean; llmc?: boolean }
 const CASES: Case[] = [
   { name: "d12-train", model: "d12", B: 4, T: 256 },
   { name: "d12-train-1024", model: "d12", B: 1, T: 1024 }, // GPT-2's own context length: attention's share grows with T
+  { name: "d12-train-64", model: "d12", B: 4, T: 64, llmc: true }, // train_gpt2.c's fixed shape (fp32 only)
   { name: "d6-train", model: "d6", B: 8, T: 256 },
   { name: "tiny-train", model: "tiny", B: 16, T: 128 },
   { name: "d12-generate", model: "d12", B: 1, T: 64, gen: true },
@@ -44,21 +47,33 @@ function torch(c: Case): { tps: number; rss: number } {
   return { tps: c.gen ? j.kv_tok_per_s : j.tok_per_s_median, rss: j.ru_maxrss_mib };
 }
 
+function llmc(): { tps: number } {
+  // builds train_gpt2.c (gcc -Ofast -march=native), makes its inputs, times 8 steps after a warm-up
+  const r = spawnSync("bash", [llmcCpu, "8", String(os.availableParallelism())], { encoding: "utf8", cwd: root });
+  if (r.status !== 0) throw new Error(`llm.c's run_cpu.sh failed: ${r.stderr}`);
+  return { tps: JSON.parse(r.stdout.trim().split("\n").at(-1)!).tokens_per_s };
+}
+
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const rows: Record<string, unknown>[] = [];
 for (const c of CASES.filter((c) => !only || only.includes(c.name))) {
-  const o: { tps: number; rss: number }[] = [], t: { tps: number; rss: number }[] = [];
+  const o: { tps: number; rss: number }[] = [], t: { tps: number; rss: number }[] = [], l: number[] = [];
+  const withLlmc = c.llmc && dtype === "fp32" && fs.existsSync(llmcCpu);
   for (let r = 0; r < rounds; r++) {
     // alternate which goes first, so drift on a shared machine hits both
     if (r % 2 === 0) { o.push(ours(c)); t.push(torch(c)); } else { t.push(torch(c)); o.push(ours(c)); }
+    if (withLlmc) l.push(llmc().tps);
   }
   const row = {
     case: c.name, dtype, ours_tok_s: median(o.map((x) => x.tps)), torch_tok_s: median(t.map((x) => x.tps)),
     ours_rss_mib: Math.max(...o.map((x) => x.rss)), torch_rss_mib: Math.max(...t.map((x) => x.rss)),
   };
-  rows.push({ ...row, speed_ratio: row.ours_tok_s / row.torch_tok_s, rss_ratio: row.ours_rss_mib / row.torch_rss_mib });
+  const llmcTps = l.length ? median(l) : undefined;
+  rows.push({ ...row, speed_ratio: row.ours_tok_s / row.torch_tok_s, rss_ratio: row.ours_rss_mib / row.torch_rss_mib,
+    ...(llmcTps ? { llmc_tok_s: llmcTps, llmc_ratio: row.ours_tok_s / llmcTps } : {}) });
   console.log(`${c.name.padEnd(16)} ${dtype}: ours ${row.ours_tok_s.toFixed(1)} tok/s, PyTorch ${row.torch_tok_s.toFixed(1)} tok/s, ` +
     `ratio ${(row.ours_tok_s / row.torch_tok_s).toFixed(2)}x; peak RSS ${row.ours_rss_mib.toFixed(0)} vs ${row.torch_rss_mib.toFixed(0)} MiB ` +
-    `(${(row.ours_rss_mib / row.torch_rss_mib).toFixed(2)}x)`);
+    `(${(row.ours_rss_mib / row.torch_rss_mib).toFixed(2)}x)` +
+    (llmcTps ? `; llm.c train_gpt2.c ${llmcTps.toFixed(1)} tok/s, ratio ${(row.ours_tok_s / llmcTps).toFixed(2)}x` : ""));
 }
 console.log(JSON.stringify({ date: new Date().toISOString(), cpu: os.cpus()[0]?.model, threads: os.availableParallelism(), rounds, rows }));

@@ -239,7 +239,7 @@ Plan make_plan(bool bf16) {
 #if defined(__x86_64__)
   __builtin_cpu_init();
   if (bf16 && __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw"))
-    return {6, 64, 256, 384, 3072, 2, kernel_bf16_6x64, pack_bf16_pairs, pack_bf16_pairs};
+    return {6, 64, 256, 384, 3072, 2, kernel_bf16_6x64, pack_bf16_pairs_avx512, pack_bf16_pairs_avx512};
   // KC = 768 covers GPT-2's C in one block: each C tile is loaded and stored once per K=C product (measured best
   // of KC 128..1024 on Zen 5; the B micro-panel then lives in L2, which keeps up with the FMAs)
   if (__builtin_cpu_supports("avx512f"))

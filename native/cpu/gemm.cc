@@ -19,6 +19,7 @@ struct Plan {
   int kpack;
   MicroKernel kernel;
   Packer packA, packB;
+  StripPacker packAStrip;  // optional: A panels from lines contiguous across, a strip at once
 };
 
 /** Packing buffers (0: B panel, 1: A block), grown on demand and kept for the next call. */
@@ -147,9 +148,15 @@ void blocked(const Plan& p, int M, int N, int K, int KC, int MC, int NC, const f
       for (int ic = 0; ic < M; ic += MC) {
         const int mc = std::min(MC, M - ic), mStrips = (mc + MR - 1) / MR;
         share(mStrips, t, T, lo, hi);
-        for (int s = lo; s < hi; s++) {
-          const int i0 = ic + s * MR;
-          p.packA(Ap + (size_t)s * MR * kcp, A + (long)i0 * rsa + (long)pc * csa, csa, rsa, kc, std::min(MR, ic + mc - i0), MR);
+        if (rsa == 1 && p.packAStrip && hi > lo) {
+          const int i0 = ic + lo * MR;
+          p.packAStrip(Ap + (size_t)lo * MR * kcp, A + i0 + (long)pc * csa, csa, kc, std::min((hi - lo) * MR, ic + mc - i0),
+                       hi - lo, (long)MR * kcp);
+        } else {
+          for (int s = lo; s < hi; s++) {
+            const int i0 = ic + s * MR;
+            p.packA(Ap + (size_t)s * MR * kcp, A + (long)i0 * rsa + (long)pc * csa, csa, rsa, kc, std::min(MR, ic + mc - i0), MR);
+          }
         }
         if (team) {
 #pragma omp barrier
@@ -239,16 +246,16 @@ Plan make_plan(bool bf16) {
 #if defined(__x86_64__)
   __builtin_cpu_init();
   if (bf16 && __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw"))
-    return {6, 64, 256, 384, 3072, 2, kernel_bf16_6x64, pack_bf16_pairs_avx512, pack_bf16_pairs_avx512};
+    return {6, 64, 256, 384, 3072, 2, kernel_bf16_6x64, pack_bf16_pairs_avx512, pack_bf16_pairs_avx512, pack_a6_strip_bf16_avx512};
   // KC = 768 covers GPT-2's C in one block: each C tile is loaded and stored once per K=C product (measured best
   // of KC 128..1024 on Zen 5; the B micro-panel then lives in L2, which keeps up with the FMAs)
   if (__builtin_cpu_supports("avx512f"))
-    return {6, 64, 1024, 384, 3072, 1, kernel_avx512_6x64, pack_a6_avx512, pack_panel_avx512};
+    return {6, 64, 1024, 384, 3072, 1, kernel_avx512_6x64, pack_a6_avx512, pack_panel_avx512, pack_a6_strip_avx512};
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-    return {6, 16, 256, 192, 2048, 1, kernel_avx2_6x16, pack_panel, pack_panel};
+    return {6, 16, 256, 192, 2048, 1, kernel_avx2_6x16, pack_panel, pack_panel, nullptr};
 #endif
   (void)bf16;
-  return {4, 16, 256, 128, 2048, 1, kernel_generic_4x16, pack_panel, pack_panel};
+  return {4, 16, 256, 128, 2048, 1, kernel_generic_4x16, pack_panel, pack_panel, nullptr};
 }
 
 const Plan& plan_fp32() {

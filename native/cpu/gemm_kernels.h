@@ -18,6 +18,9 @@
 typedef void (*MicroKernel)(int kc, const float* a, const float* b, float* c, long ldc, bool acc, const float* bias);
 // Packs `width` (<= W) lines of kc values: out[k*W + w] = src[w*lineStride + k*kStride]; missing lines are zero.
 typedef void (*Packer)(float* out, const float* src, long kStride, long lineStride, int kc, int width, int W);
+// Packs `panels` consecutive 6-line A panels at once (out + s * panelStride for panel s) from lines contiguous across
+// (lineStride 1, as dout^T in dW): `width` lines in all, missing ones zero.
+typedef void (*StripPacker)(float* out, const float* src, long kStride, int kc, int width, int panels, long panelStride);
 
 inline void pack_panel(float* out, const float* src, long kStride, long lineStride, int kc, int width, int W) {
   if (lineStride == 1 && width == W) {
@@ -188,6 +191,48 @@ __attribute__((target("avx512f,avx512bw"))) inline void pack_bf16_pairs_avx512(f
       const int pairs = std::min(16, kp - k0 / 2);
       for (int q = 0; q < pairs; q++)
         _mm512_mask_storeu_epi32(out + (long)(k0 / 2 + q) * W + w0, store, _mm512_castps_si512(r[q]));
+    }
+  }
+}
+#endif
+
+#if defined(__x86_64__)
+// The A panels of dW += dout^T inp take 6 floats from each of kc rows of dout, rows that are OC floats apart: packed
+// one panel at a time, every cache line of dout is fetched once per panel it feeds (~3 times) and the rows crowd a few
+// cache sets. A whole strip at once reads each row's stretch once: 8 rows (4 bf16 pairs) at a time, every panel
+// takes its 6 floats from each, and writes 192 (96) contiguous bytes.
+__attribute__((target("avx512f"))) inline void pack_a6_strip_avx512(float* out, const float* src, long kStride, int kc,
+                                                                   int width, int panels, long panelStride) {
+  const __mmask16 six = 0x3F;
+  for (int k0 = 0; k0 < kc; k0 += 8) {
+    const int kn = std::min(8, kc - k0);
+    for (int s = 0; s < panels; s++) {
+      const __mmask16 in = first_lanes(std::min(6, width - 6 * s));
+      float* o = out + (long)s * panelStride + (long)k0 * 6;
+      const float* r = src + (long)k0 * kStride + 6 * s;
+      for (int kk = 0; kk < kn; kk++) _mm512_mask_storeu_ps(o + kk * 6, six, _mm512_maskz_loadu_ps(in, r + kk * kStride));
+    }
+  }
+}
+
+__attribute__((target("avx512f,avx512bw"))) inline void pack_a6_strip_bf16_avx512(float* outf, const float* src,
+                                                                                long kStride, int kc, int width,
+                                                                                int panels, long panelStride) {
+  int32_t* out = reinterpret_cast<int32_t*>(outf);
+  const __mmask16 six = 0x3F;
+  const int kp = (kc + 1) / 2;
+  for (int q0 = 0; q0 < kp; q0 += 4) {
+    const int qn = std::min(4, kp - q0);
+    for (int s = 0; s < panels; s++) {
+      const __mmask16 in = first_lanes(std::min(6, width - 6 * s));
+      int32_t* o = out + (long)s * panelStride + (long)q0 * 6;
+      for (int qq = 0; qq < qn; qq++) {
+        const int k = 2 * (q0 + qq);
+        const float* r = src + (long)k * kStride + 6 * s;
+        const __m512i lo = to_bf16x16(_mm512_maskz_loadu_ps(in, r));
+        const __m512i hi = k + 1 < kc ? to_bf16x16(_mm512_maskz_loadu_ps(in, r + kStride)) : _mm512_setzero_si512();
+        _mm512_mask_storeu_epi32(o + qq * 6, six, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+      }
     }
   }
 }

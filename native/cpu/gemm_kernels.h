@@ -163,6 +163,12 @@ __attribute__((target("avx512f,avx512bw"))) inline void pack_bf16_pairs_avx512(f
   if (lineStride == 1) {
     for (int q = 0; q < kp; q++) {
       const int k = 2 * q;
+      // rows far apart (a weight's C floats): fetch 8 pairs ahead, the hardware prefetcher alone left the loads waiting
+      if (k + 17 < kc)
+        for (int w0 = 0; w0 < std::min(width, W); w0 += 16) {
+          _mm_prefetch((const char*)(src + (long)(k + 16) * kStride + w0), _MM_HINT_T0);
+          _mm_prefetch((const char*)(src + (long)(k + 17) * kStride + w0), _MM_HINT_T0);
+        }
       for (int w0 = 0; w0 < W; w0 += 16) {
         const __mmask16 in = first_lanes(std::min(width, W) - w0), store = first_lanes(W - w0);
         const __m512i lo = to_bf16x16(_mm512_maskz_loadu_ps(in, src + (long)k * kStride + w0));

@@ -330,10 +330,17 @@ __attribute__((target("avx512f,avx512bw,avx512bf16"))) inline void kernel_bf16_6
                                                                                    long ldc, bool acc,
                                                                                    const float* bias) {
   const int32_t* a = reinterpret_cast<const int32_t*>(af);
+  // as the fp32 kernel: the C tile is read at the end, start fetching it now; the B micro-panel (384 pairs x 64 at
+  // KC 768: 96 KB) lives in L2, so its rows are fetched PF steps ahead
+  if (acc)
+    for (int r = 0; r < 6; r++)
+      for (int q = 0; q < 4; q++) _mm_prefetch((const char*)(c + r * ldc + q * 16), _MM_HINT_T0);
   __m512 t[6][4];
   for (int r = 0; r < 6; r++)
     for (int q = 0; q < 4; q++) t[r][q] = _mm512_setzero_ps();
   for (int k = 0; k < kcp; k++, a += 6, bf += 64) {
+    constexpr int PF = GEMM_PF;
+    for (int q = 0; q < 4; q++) _mm_prefetch((const char*)(bf + 64 * PF + 16 * q), _MM_HINT_T0);
     const __m512bh b0 = (__m512bh)_mm512_loadu_si512(bf), b1 = (__m512bh)_mm512_loadu_si512(bf + 16),
                    b2 = (__m512bh)_mm512_loadu_si512(bf + 32), b3 = (__m512bh)_mm512_loadu_si512(bf + 48);
 #pragma GCC unroll 6

@@ -208,7 +208,10 @@ void run(const Plan& p, int M, int N, int K, const float* A, long rsa, long csa,
   // dimension whose operand is larger (M > N: A is larger). 2-5 % faster on 2 cores than splitting the packing and
   // tiles of one product, which needs three barriers per block.
   const int nStripsAll = (N + NR - 1) / NR, mStripsAll = (M + MR - 1) / MR;
-  const bool sliceM = M > N && mStripsAll >= 4 * T, sliceN = !sliceM && nStripsAll >= 4 * T;
+  // Except bf16's deep products (the lm_head's dinp: K = 50304 over 256 x 768): there each thread would convert all of
+  // one operand (51 MB of dlogits), and sharing the packing wins, 425-442 -> 469-476 GFLOP/s (fp32 loses: not there).
+  const bool deep = p.kpack > 1 && K >= 16L * std::max(M, N);
+  const bool sliceM = !deep && M > N && mStripsAll >= 4 * T, sliceN = !deep && !sliceM && nStripsAll >= 4 * T;
   if (T > 1 && (sliceM || sliceN)) {
 #pragma omp parallel
     {

@@ -24,9 +24,23 @@ export interface EncodeOptions {
 }
 
 export function encode(text: string, opts: EncodeOptions = {}): number[] {
-  const ids = opts.allowSpecial ? encoding().encode(text, "all") : encodeOrdinary(text);
-  return Array.from(ids);
+  if (!opts.allowSpecial) return Array.from(encodeOrdinary(text));
+  // tiktoken's encode(text, "all"): the text between special tokens is encoded as ordinary text
+  const out: number[] = [];
+  text.split(EOT_TEXT).forEach((part, i) => {
+    if (i > 0) out.push(EOT_TOKEN);
+    for (const id of encodeOrdinary(part)) out.push(id);
+  });
+  return out;
 }
+
+/**
+ * Longest piece handed to BPE in one go. tiktoken's BPE takes time quadratic in a piece's length (100 KB of one
+ * letter: 8 s, 1 MB: minutes), and minified code, base64 blobs or DNA in web data make such pieces. Longer pieces are
+ * encoded in chunks of this many characters, so time stays linear; ids can then differ from tiktoken's only at the
+ * chunk boundaries of such pieces (ordinary text has no piece near this long; any split still decodes to the text).
+ */
+export const MAX_PIECE_CHARS = 512;
 
 // ---- fast path: GPT-2's pre-tokenizer in JS, a cache of pieces, tiktoken's BPE for the pieces not seen yet ----
 
@@ -115,7 +129,12 @@ class PieceCache {
     this.nEntries = 0;
     for (let i = 0; i < s.length;) {
       const j = pieceEnd(s, i);
-      this.addPiece(s, i, j);
+      for (let a = i; a < j;) {
+        let b = Math.min(j, a + MAX_PIECE_CHARS);
+        if (b < j && (s.charCodeAt(b) & 0xfc00) === 0xdc00) b--; // never split a surrogate pair
+        this.addPiece(s, a, b);
+        a = b;
+      }
       i = j;
     }
     if (this.pending.length) this.resolvePending();

@@ -3,7 +3,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { test } from "node:test";
 import { get_encoding } from "tiktoken";
-import { decode, encode, encodeOrdinary, EOT_TOKEN } from "../../src/tokenizer/bpe.js";
+import { decode, encode, encodeOrdinary, EOT_TOKEN, MAX_PIECE_CHARS } from "../../src/tokenizer/bpe.js";
 import { ROOT } from "../helpers.js";
 
 // The reference is tiktoken itself, called on whole texts: our encoder splits the text in JS and caches pieces,
@@ -48,4 +48,21 @@ test("random Unicode strings encode as tiktoken (whitespace kinds, digits, marks
 
 test("empty and whitespace-only texts", () => {
   for (const t of ["", " ", "\n\n", "   \t ", "a  ", "  a"]) assert.deepEqual(Array.from(encodeOrdinary(t)), reference(t));
+});
+
+// tiktoken alone needs minutes for each of these (its BPE is quadratic in a piece's length): the timeout catches a
+// return of that, with room for a slow machine (this is a hang guard, not a speed test)
+test("1 MB without white space (one letter, random letters, digits, emoji) encodes and decodes back", { timeout: 120_000 }, () => {
+  let state = 7;
+  const letter = () => { state = (Math.imul(state, 1103515245) + 12345) >>> 0; return String.fromCharCode(97 + (state >>> 8) % 26); };
+  let random = "";
+  for (let i = 0; i < 1 << 20; i++) random += letter();
+  for (const text of ["a".repeat(1 << 20), random, "7".repeat(1 << 20), "😀".repeat(1 << 19)]) {
+    const ids = encodeOrdinary(text);
+    assert.equal(decode(ids), text);
+    assert.deepEqual(encode(text, { allowSpecial: true }), Array.from(ids));
+  }
+  // pieces up to MAX_PIECE_CHARS are tiktoken's exactly
+  const edge = random.slice(0, MAX_PIECE_CHARS);
+  assert.deepEqual(Array.from(encodeOrdinary(edge)), reference(edge));
 });

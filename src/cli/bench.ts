@@ -9,6 +9,7 @@ import { makeConfig, PRESETS } from "../model/config.js";
 import type { RecomputeLevel } from "../model/gpt2.js";
 import { benchGenerate, benchTrain, type BenchResult } from "../train/bench.js";
 import { BACKEND_OPTIONS, backendFromFlags, num, parse, UsageError } from "./common.js";
+import { makeDir } from "../util/fs.js";
 
 export function benchCachePath(): string {
   return path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), ".cache"), "gpt2ts", "bench.json");
@@ -50,7 +51,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
     r = benchTrain(config, backend, B, T, steps, peak, recompute, (i, ms) => log(`  step ${i}: ${ms.toFixed(0)} ms${i === 0 ? " (warm-up)" : ""}`));
   }
   const out = { model: preset, batch: values.generate ? 1 : B, seq: T, dtype, backend: backend.name, threads: backend.threads, ...r };
-  fs.mkdirSync(path.dirname(benchCachePath()), { recursive: true });
+  makeDir(path.dirname(benchCachePath()));
   fs.writeFileSync(benchCachePath(), JSON.stringify({ ...out, date: new Date().toISOString() }) + "\n");
   if (values.json) { process.stdout.write(JSON.stringify(out) + "\n"); return; }
   log(`median ${r.ms_per_step.toFixed(1)} ms/step, ${r.tokens_per_s.toFixed(1)} tokens/s, ${r.gflops.toFixed(1)} GFLOP/s, ` +

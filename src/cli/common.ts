@@ -67,3 +67,29 @@ export function parseIds(text: string, what: string): number[] {
   if (!Array.isArray(ids) || !ids.every((x) => Number.isInteger(x) && x >= 0)) throw new UsageError(`${what}: expected non-negative integer token ids`);
   return ids as number[];
 }
+
+/**
+ * Ctrl-C, and the signals schedulers stop jobs with (SLURM and Kubernetes send SIGTERM; a closed terminal SIGHUP),
+ * set `signal.stop`: the run finishes its step, writes a checkpoint and exits cleanly. A second signal quits at once.
+ * Returns a function that removes the handlers.
+ */
+export function stopOnSignals(signal: { stop: boolean }): () => void {
+  const codes = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 } as const;
+  // after a hang-up the terminal is gone and writing to it fails: that must not end the run before its checkpoint
+  const ignore = () => {};
+  for (const stream of [process.stdout, process.stderr]) stream.on("error", ignore);
+  const handlers = (Object.keys(codes) as (keyof typeof codes)[]).map((sig) => {
+    const name = sig === "SIGINT" ? "Ctrl-C" : sig;
+    const h = () => {
+      if (signal.stop) process.exit(codes[sig]);
+      signal.stop = true;
+      process.stderr.write(`\n${name}: finishing this step and writing a checkpoint (${name} again to quit now)\n`);
+    };
+    process.on(sig, h);
+    return [sig, h] as const;
+  });
+  return () => {
+    for (const [sig, h] of handlers) process.off(sig, h);
+    for (const stream of [process.stdout, process.stderr]) stream.off("error", ignore);
+  };
+}

@@ -16,7 +16,14 @@ function runsFrom(dirs: string[]): () => RunMetrics[] {
       throw new UsageError(`${d} holds no metrics.jsonl or main.log (is it a gpt2 train -o directory?)`);
     }
   }
-  return () => dirs.map((d) => ({ name: path.basename(path.resolve(d)), metrics: readMetrics(d) }));
+  // read afresh at every request; a bad line is reported once and skipped, and a run that cannot be read shows as
+  // empty (with one line on stderr) instead of failing the page for the healthy runs beside it
+  const said = new Set<string>();
+  const warn = (m: string) => { if (!said.has(m)) { said.add(m); process.stderr.write(`gpt2: warning: ${m}\n`); } };
+  return () => dirs.map((d) => {
+    const name = path.basename(path.resolve(d));
+    try { return { name, metrics: readMetrics(d, warn) }; } catch (e) { warn((e as Error).message); return { name, metrics: [] }; }
+  });
 }
 
 export async function dashboardCommand(argv: string[]): Promise<void> {

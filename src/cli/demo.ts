@@ -8,7 +8,7 @@ import { prepare } from "../data/prepare.js";
 import { loadNativeAddon } from "../kernels/native.js";
 import { DEFAULTS, mergeConfig } from "../train/config.js";
 import { train } from "../train/loop.js";
-import { backendFromFlags, num, parse } from "./common.js";
+import { backendFromFlags, num, parse, stopOnSignals } from "./common.js";
 
 export async function demoCommand(argv: string[]): Promise<void> {
   const { values } = parse(argv, { out: { type: "string" }, steps: { type: "string" }, threads: { type: "string" }, backend: { type: "string" } });
@@ -31,10 +31,10 @@ export async function demoCommand(argv: string[]): Promise<void> {
   const backend = backendFromFlags({ backend: values.backend, threads: values.threads });
   const { addon } = loadNativeAddon();
   const signal = { stop: false };
-  process.on("SIGINT", () => { if (signal.stop) process.exit(130); signal.stop = true; });
+  const release = stopOnSignals(signal);
   const r = await train(cfg, backend, {
     print: say, signal, peakGflops: backend.name === "native" && addon ? addon.measurePeakGflops(0.2) : NaN,
-  });
+  }).finally(release);
   say(`\ndone: ${r.steps} steps in ${((performance.now() - t0) / 60000).toFixed(1)} min; train loss ${r.lastTrainLoss.toFixed(3)}, val loss ${r.lastValLoss.toFixed(3)}`);
   say(`sample from it:  npx gpt2 sample --model ${r.checkpoint} --prompt "Fellow citizens" --max-new-tokens 60`);
   say(`logs:            ${path.join(out, "main.log")}, ${path.join(out, "metrics.jsonl")}`);

@@ -12,6 +12,7 @@ const COMMANDS: Record<string, { load: () => Promise<Run>; help: string }> = {
   detokenize: { load: async () => (await import("./tokenize.js")).detokenizeCommand, help: "token ids on stdin (JSON array or comma/space separated) -> text" },
   prepare: { load: async () => (await import("./prepare.js")).prepareCommand, help: "(tinyshakespeare | fineweb-edu | --input [NAME=]PATH ...) [--out DIR] [--shard-size N] [--val-tokens N] [--mix a=0.7,b=0.3]" },
   train: { load: async () => (await import("./train.js")).trainCommand, help: "llm.c's flags: -i TRAIN_GLOB -j VAL_GLOB -o DIR -e d12|PATH -b B -t T -d TOKENS -x STEPS -l LR ... (see README)" },
+  sft: { load: async () => (await import("./train.js")).sftCommand, help: "-e MODEL --data train.jsonl [--val-data val.jsonl] -o DIR [train's flags]: supervised fine-tuning on conversations" },
   sample: { load: async () => (await import("./sample.js")).sampleCommand, help: "--model PATH (--prompt TEXT | --prompt-ids 1,2) [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--num-samples N] [--json]" },
   eval: { load: async () => (await import("./eval.js")).evalCommand, help: "loss --model PATH (--tokens FILE | --data GLOB) [--json] | hellaswag --model PATH [--data FILE] [--limit N] [--json]" },
   bench: { load: async () => (await import("./bench.js")).benchCommand, help: "--model d12 --batch 4 --seq 256 [--dtype fp32|bf16] [--steps N] [--generate] [--json]" },
@@ -34,8 +35,9 @@ async function main(argv: string[]): Promise<void> {
   const c = COMMANDS[cmd];
   if (!c) throw new UsageError(`unknown command "${cmd}" (try "gpt2 --help")`);
   if (rest.includes("--help")) {
-    const details = cmd === "train" ? `\n${(await import("./train.js")).trainFlagsHelp()}` : "";
-    process.stdout.write(`usage: gpt2 ${cmd} ${cmd === "train" ? "[flags]" : c.help}\n${details}\ncommon flags: ${COMMON_FLAGS}\n`);
+    const training = cmd === "train" || cmd === "sft";
+    const details = training ? `\n${(await import("./train.js")).trainFlagsHelp(cmd)}` : "";
+    process.stdout.write(`usage: gpt2 ${cmd} ${training ? "[flags]" : c.help}\n${details}\ncommon flags: ${COMMON_FLAGS}\n`);
     return;
   }
   await (await c.load())(rest);

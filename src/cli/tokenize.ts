@@ -1,6 +1,6 @@
 // gpt2 tokenize [--json] [--allow-special]: text on stdin -> ids;  gpt2 detokenize: ids on stdin -> text.
 
-import { decode, encode } from "../tokenizer/bpe.js";
+import { CHAT_VOCAB_SIZE, decode, encode } from "../tokenizer/bpe.js";
 import { parse, parseIds, readStdin, UsageError } from "./common.js";
 
 export async function tokenizeCommand(argv: string[]): Promise<void> {
@@ -12,7 +12,7 @@ export async function tokenizeCommand(argv: string[]): Promise<void> {
 export async function detokenizeCommand(argv: string[]): Promise<void> {
   parse(argv, {});
   const ids = parseIds(await readStdin(), "stdin");
-  const bad = ids.find((i) => i > 50256);
-  if (bad !== undefined) throw new UsageError(`token id ${bad} is outside GPT-2's vocabulary [0, 50257)`);
+  const bad = ids.find((i) => i >= CHAT_VOCAB_SIZE);
+  if (bad !== undefined) throw new UsageError(`token id ${bad} is outside GPT-2's vocabulary with the chat tokens [0, ${CHAT_VOCAB_SIZE})`);
   process.stdout.write(decode(ids));
 }

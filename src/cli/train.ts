@@ -12,7 +12,8 @@ import { loadNativeAddon } from "../kernels/native.js";
 import { DEFAULTS, mergeConfig, type TrainConfig } from "../train/config.js";
 import type { StepMetrics } from "../train/log.js";
 import { AllRanksError, train } from "../train/loop.js";
-import { backendFromFlags, num, parse, UsageError } from "./common.js";
+import { pretraining, sft, type TrainTask } from "../train/task.js";
+import { backendFromFlags, num, parse, stopOnSignals, UsageError } from "./common.js";
 
 /** flag -> [config key, short letter] */
 const FLAGS: Record<string, [keyof TrainConfig, string?]> = {
@@ -27,6 +28,22 @@ const FLAGS: Record<string, [keyof TrainConfig, string?]> = {
   "overfit-single-batch": ["overfitSingleBatch", "a"], dtype: ["dtype"], "skip-update-z": ["skipUpdateZ"],
   "on-nan": ["onNan"], "rollback-lr-factor": ["rollbackLrFactor"], zero: ["zero", "z"], seed: ["seed"], backend: ["backend"],
   threads: ["threads"],
+};
+/** `gpt2 sft`'s own names for the data, and what to do with rows longer than -t */
+const SFT_FLAGS: Record<string, [keyof TrainConfig, string?]> = { data: ["trainData"], "val-data": ["valData"], "too-long": ["tooLong"] };
+/** what each flag means, for --help (flags without an entry are llm.c's, documented in README) */
+const FLAG_HELP: Partial<Record<keyof TrainConfig, string>> = {
+  trainData: "training data (train: shard glob; sft: JSONL rows)", valData: "validation data (same kind)", outDir: "output folder: logs, checkpoints",
+  init: "a preset (tiny d6 d12 d24 d36 d48) or a model to start from", batchSize: "rows per micro-batch", seqLen: "sequence length (sft: the longest row)",
+  totalBatch: "tokens per step (-1: B*T, no accumulation)", maxSteps: "steps (-1: one epoch)", lr: "max learning rate (0: 3e-4 from scratch, 3e-5 fine-tuning)",
+  warmup: "warmup steps (-1: 0 from scratch, 10 fine-tuning)", schedule: "cosine, linear, constant or wsd", finalLrFrac: "final LR as a fraction of -l",
+  weightDecay: "AdamW weight decay on 2-D weights", gradClip: "clip the gradient norm at (0: never)", valEvery: "validate every N steps (0: never)",
+  valBatches: "validation batches", sampleEvery: "sample every N steps (0: never)", genTokens: "tokens per sample", hellaswag: "HellaSwag at every validation (1)",
+  checkpointEvery: "checkpoint every N steps (0: at the end)", keep: "checkpoints kept", resume: "1: resume from the latest checkpoint in -o",
+  recompute: "0 keep all activations, 1 recompute GELU, 2 also LayerNorms", overfitSingleBatch: "1: train on one batch (debugging)",
+  dtype: "fp32 or bf16", skipUpdateZ: "skip updates whose loss/norm z-score exceeds this (0: off)", onNan: "stop or rollback",
+  rollbackLrFactor: "LR factor per rollback", zero: "1: ZeRO-1 (AdamW state sharded over ranks)", tooLong: "truncate or skip rows longer than -t",
+  seed: "random seed", backend: "js, native or cuda (default: the fastest found)", threads: "CPU threads (0: all cores)",
 };
 /** llm.c's two-letter flags, which node's parser cannot take as short options */
 const LLMC_LONG: Record<string, string> = { "-nk": "--keep" };
@@ -72,14 +89,22 @@ export function initFlags(argv: string[]): { rest: string[]; init: InitFlags } {
   return { rest, init };
 }
 
-/** The flags of `gpt2 train`, a line each, for --help. */
-export function trainFlagsHelp(): string {
-  const rows = Object.entries(FLAGS).map(([long, [key, short]]) => `  ${short ? `-${short}, ` : "    "}--${long.padEnd(22)} (default ${JSON.stringify(DEFAULTS[key])})`);
+export type TrainCommand = "train" | "sft";
+
+function flagsOf(command: TrainCommand): Record<string, [keyof TrainConfig, string?]> {
+  return command === "sft" ? { ...SFT_FLAGS, ...FLAGS } : FLAGS;
+}
+
+/** The flags of `gpt2 train` (or `gpt2 sft`), a line each, for --help. */
+export function trainFlagsHelp(command: TrainCommand = "train"): string {
+  const rows = Object.entries(flagsOf(command)).filter(([long, [key]]) => command === "train" || key !== "tooLong" || long === "too-long")
+    .map(([long, [key, short]]) => `  ${short ? `-${short}, ` : "    "}--${long.padEnd(22)} ${(FLAG_HELP[key] ?? "").padEnd(58)} (default ${JSON.stringify(DEFAULTS[key])})`);
   return ["flags (llm.c's letters where it has one):", ...rows, "  -nk = --keep; --config FILE.json; --no-shuffle; --dashboard [--dashboard-port P] [--dashboard-host H]",
     "  -pi mpi|tcp|fs -pn N -pr R -pg GPUS_PER_NODE -pf DIR -ps HOST[:PORT]: processes without mpirun (NCCL, --backend cuda)"].join("\n");
 }
 
-export function parseTrainArgs(argv: string[]): TrainConfig {
+export function parseTrainArgs(argv: string[], command: TrainCommand = "train"): TrainConfig {
+  const FLAGS = flagsOf(command);
   const options: Record<string, { type: "string" | "boolean"; short?: string }> = { config: { type: "string" }, "no-shuffle": { type: "boolean" } };
   for (const [name, [, short]] of Object.entries(FLAGS)) options[name] = short ? { type: "string", short } : { type: "string" };
   const { values } = parse(argv.map((a) => LLMC_LONG[a] ?? a), options);
@@ -102,6 +127,9 @@ export function parseTrainArgs(argv: string[]): TrainConfig {
     } else over[key] = raw;
   }
   if (values["no-shuffle"]) over.shuffle = 0;
+  if (command === "sft" && over.init === undefined && cfg.init === DEFAULTS.init) {
+    throw new UsageError("gpt2 sft needs -e MODEL: the model to fine-tune (a gpt2ts checkpoint, a Hugging Face directory or an llm.c .bin)");
+  }
   return mergeConfig(cfg, over, "flags");
 }
 
@@ -122,9 +150,19 @@ function dashboardFlags(argv: string[]): { rest: string[]; on: boolean; port?: s
 }
 
 export async function trainCommand(argv: string[]): Promise<void> {
+  return runTraining(argv, "train");
+}
+
+/** gpt2 sft -e MODEL --data train.jsonl [--val-data val.jsonl] [train's flags]: supervised fine-tuning */
+export async function sftCommand(argv: string[]): Promise<void> {
+  return runTraining(argv, "sft");
+}
+
+async function runTraining(argv: string[], command: TrainCommand): Promise<void> {
   const { rest, init } = initFlags(argv);
   const dash = dashboardFlags(rest);
-  const cfg = parseTrainArgs(dash.rest);
+  const cfg = parseTrainArgs(dash.rest, command);
+  const task = command === "sft" ? sft() : pretraining();
   // processes: launched by mpirun (MPI moves host buffers and introduces NCCL's ranks), or by hand with -pi tcp|fs
   const host = init.method === "mpi" ? createCommunicator() : null;
   const world = launcherWorld();
@@ -139,7 +177,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
     if (backend instanceof CudaBackend && (size > 1 || !host)) {
       comm = await NcclComm.create(backend, host ? { via: host } : { ...init, method: init.method as "tcp" | "fs", timeoutSeconds: commTimeout() }, commTimeout());
     }
-    await trainRank(cfg, dash, comm, backend);
+    await trainRank(cfg, dash, comm, backend, task);
   } catch (e) {
     if (comm.size === 1) throw e;
     // an error every rank met at the same point: rank 0 says it, all end normally; anything else: this rank says it
@@ -176,7 +214,7 @@ function rankFaultHook(rank: number): ((step: number) => void) | undefined {
   };
 }
 
-async function trainRank(cfg: TrainConfig, dash: ReturnType<typeof dashboardFlags>, comm: Communicator, backend: Backend): Promise<void> {
+async function trainRank(cfg: TrainConfig, dash: ReturnType<typeof dashboardFlags>, comm: Communicator, backend: Backend, task: TrainTask): Promise<void> {
   const { addon } = loadNativeAddon();
   // MFU's denominator: the measured fp32 FMA peak (bf16 dot products do twice the work per instruction), or the GPU's
   const peak = backend.name === "native" && addon ? addon.measurePeakGflops(0.2) * (cfg.dtype === "bf16" ? 2 : 1)
@@ -188,12 +226,7 @@ async function trainRank(cfg: TrainConfig, dash: ReturnType<typeof dashboardFlag
     port: dash.port === undefined ? 0 : num(dash.port, "dashboard-port", 0, { int: true, min: 0, max: 65535 }), host: dash.host,
   }) : null;
   if (dashboard) process.stdout.write(`dashboard: ${dashboard.url}\n`);
-  const onSigint = () => {
-    if (signal.stop) process.exit(130); // a second Ctrl-C quits at once
-    signal.stop = true;
-    process.stderr.write("\nCtrl-C: finishing this step and writing a checkpoint (Ctrl-C again to quit now)\n");
-  };
-  process.on("SIGINT", onSigint);
+  const release = stopOnSignals(signal);
   try {
     // test hooks (see test/train): a gradient spike, or an unconditional skip, at a given step
     const envStep = (k: string) => (process.env[k] ? Number(process.env[k]) : undefined);
@@ -201,14 +234,14 @@ async function trainRank(cfg: TrainConfig, dash: ReturnType<typeof dashboardFlag
       print: (l) => process.stdout.write(l + "\n"), signal, peakGflops: peak, onMetrics: (m) => live.push(m),
       spikeStep: envStep("GPT2_TEST_SPIKE_STEP"), skipStep: envStep("GPT2_TEST_SKIP_STEP"),
       afterStep: rankFaultHook(comm.rank),
-    }, comm);
+    }, comm, task);
     if (r.checkpoint && comm.rank === 0) {
       process.stdout.write(`done: ${r.steps} steps, train loss ${r.lastTrainLoss.toFixed(4)}` +
         `${Number.isFinite(r.lastValLoss) ? `, val loss ${r.lastValLoss.toFixed(4)}` : ""}\n` +
         `sample from it: gpt2 sample --model ${r.checkpoint} --prompt "..."\nlogs: ${cfg.outDir}/main.log, ${cfg.outDir}/metrics.jsonl\n`);
     }
   } finally {
-    process.off("SIGINT", onSigint);
+    release();
     await dashboard?.close();
   }
 }

@@ -4,6 +4,7 @@
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { makeDir } from "../util/fs.js";
 
 export class DownloadError extends Error {
   override name = "DownloadError";
@@ -13,6 +14,8 @@ export interface DownloadOptions {
   /** expected sha256 (hex); when absent, the server's x-linked-etag (Hugging Face LFS) is used if it looks like one */
   sha256?: string;
   onProgress?: (done: number, total: number) => void;
+  /** how to do without the download, for the offline message (default: pass a local file with --input) */
+  offline?: string;
 }
 
 async function sha256File(file: string): Promise<string> {
@@ -24,14 +27,14 @@ async function sha256File(file: string): Promise<string> {
 /** Downloads url to dest unless dest already exists; resumes a .partial file left by an interrupted run. */
 export async function download(url: string, dest: string, opts: DownloadOptions = {}): Promise<string> {
   if (fs.existsSync(dest)) return dest;
-  fs.mkdirSync(path.dirname(dest), { recursive: true });
+  makeDir(path.dirname(dest));
   const partial = dest + ".partial";
   let have = fs.existsSync(partial) ? fs.statSync(partial).size : 0;
   let res: Response;
   try {
     res = await fetch(url, { headers: have > 0 ? { Range: `bytes=${have}-` } : {} });
   } catch (e) {
-    throw new DownloadError(`cannot download ${url}: ${(e as Error).cause ?? (e as Error).message} (offline? pass a local file with --input)`);
+    throw new DownloadError(`cannot download ${url}: ${(e as Error).cause ?? (e as Error).message} (offline? ${opts.offline ?? "pass a local file with --input"})`);
   }
   if (res.status === 416 && have > 0) { have = 0; fs.rmSync(partial); return download(url, dest, opts); }
   if (!res.ok) throw new DownloadError(`cannot download ${url}: HTTP ${res.status} ${res.statusText}`);

@@ -11,17 +11,15 @@ import { globSync } from "tinyglobby";
 import { Rng } from "../util/rng.js";
 import { FormatError } from "../io/files.js";
 import { readShardHeader, readShardTokens, type ShardInfo } from "./shard.js";
+import type { Batch, BatchPosition, BatchSource } from "./source.js";
 
-export interface LoaderPosition {
+export type { Batch } from "./source.js";
+
+export interface LoaderPosition extends BatchPosition {
   shard: number;
   /** token offset of the next group window within the shard (the same on every rank; rank r reads at offset + r*B*T) */
   offset: number;
   epoch: number;
-}
-
-export interface Batch {
-  inputs: Int32Array; // (B, T)
-  targets: Int32Array; // (B, T)
 }
 
 /** Expands a glob (or a plain path) into a sorted list of shard files; fails when nothing matches. */
@@ -41,7 +39,7 @@ export interface LoaderOptions {
   seed?: number;
 }
 
-export class DataLoader {
+export class DataLoader implements BatchSource {
   readonly shards: ShardInfo[];
   readonly rank: number;
   readonly worldSize: number;
@@ -77,13 +75,24 @@ export class DataLoader {
   get position(): LoaderPosition { return { ...this.pos }; }
 
   set position(p: LoaderPosition) {
-    if (!(p.shard >= 0 && p.shard < this.shards.length) || p.offset < 0 || p.offset >= this.shardAt(p.shard, p.epoch).tokens) {
+    if (!(p.shard >= 0 && p.shard < this.shards.length) || !(p.offset >= 0) || !(p.epoch >= 0) ||
+      p.offset >= this.shardAt(p.shard, p.epoch).tokens) {
       throw new RangeError(`loader position ${JSON.stringify(p)} does not fit these ${this.shards.length} shards`);
     }
-    this.pos = { ...p };
+    this.pos = { shard: p.shard, offset: p.offset, epoch: p.epoch };
   }
 
+  get epoch(): number { return this.pos.epoch; }
+
   get totalTokens(): number { return this.shards.reduce((a, s) => a + s.tokens, 0); }
+
+  describe(): string { return `${this.totalTokens.toLocaleString("en-US")} tokens in ${this.shards.length} shard(s)`; }
+
+  heldBatch(): Batch {
+    const saved = this.pos;
+    this.pos = { shard: 0, offset: 0, epoch: 0 };
+    try { return this.next(); } finally { this.pos = saved; }
+  }
 
   /** Batches one pass over the shards gives all ranks together. */
   get batchesPerEpoch(): number {
@@ -136,7 +145,7 @@ export class DataLoader {
     const inputs = new Int32Array(B * T), targets = new Int32Array(B * T);
     for (let i = 0; i < B * T; i++) { inputs[i] = buf[i]; targets[i] = buf[i + 1]; }
     this.advance();
-    return { inputs, targets };
+    return { inputs, targets, B, T };
   }
 
   private advance(): void {

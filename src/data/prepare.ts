@@ -9,6 +9,7 @@ import { FormatError } from "../io/files.js";
 import { Rng } from "../util/rng.js";
 import { readShardHeader, writeShard } from "./shard.js";
 import { inputBytes, readDocuments, type Doc, type SourceOptions } from "./sources.js";
+import { makeDir } from "../util/fs.js";
 
 export interface PrepareInput {
   name: string;
@@ -95,7 +96,7 @@ async function* mixedDocuments(o: PrepareOptions, stats: Map<string, { tokens: n
 export async function prepare(o: PrepareOptions): Promise<PrepareResult> {
   if (o.inputs.length === 0) throw new FormatError("no input given");
   if (o.shardSize < 1 || o.valTokens < 1) throw new RangeError("--shard-size and --val-tokens must be positive");
-  fs.mkdirSync(o.outDir, { recursive: true });
+  makeDir(o.outDir);
   const key = JSON.stringify({ inputs: o.inputs, shardSize: o.shardSize, valTokens: o.valTokens, sep: o.docSeparator,
     field: o.field, maxTokens: o.maxTokens, seed: o.seed });
   const manifestFile = path.join(o.outDir, `${o.name}_manifest.json`);

@@ -35,12 +35,12 @@ export interface HellaResult {
 export const HELLASWAG_URL = "https://raw.githubusercontent.com/rowanz/hellaswag/master/data/hellaswag_val.jsonl";
 
 /** The validation set: a given path, or the public file downloaded once into the cache (GPT2_HELLASWAG_URL overrides). */
-export async function hellaswagFile(data?: string, onDownload?: (url: string) => void): Promise<string> {
+export async function hellaswagFile(data?: string, onDownload?: (url: string) => void, flag = "--data FILE"): Promise<string> {
   if (data) return data;
   const dest = path.join(os.homedir(), ".cache", "gpt2ts", "hellaswag", "hellaswag_val.jsonl");
   const url = process.env.GPT2_HELLASWAG_URL ?? HELLASWAG_URL;
   if (!fs.existsSync(dest)) onDownload?.(url);
-  return download(url, dest);
+  return download(url, dest, { offline: `give a local copy of hellaswag_val.jsonl with ${flag}` });
 }
 
 /** Published reference points (acc_norm on the validation set). */
@@ -56,11 +56,14 @@ export function readHellaswag(file: string, limit = 0): HellaExample[] {
     const where = `${file}:${i + 1}`;
     let row: Record<string, unknown>;
     try { row = JSON.parse(lines[i]); } catch { throw new FormatError(`${where}: not valid JSON`); }
+    if (!row || typeof row !== "object" || Array.isArray(row)) throw new FormatError(`${where}: expected an object with "ctx", "endings" and "label"`);
     if (typeof row.ctx !== "string") throw new FormatError(`${where}: missing string field "ctx"`);
     const endings = row.endings;
     if (!Array.isArray(endings) || endings.length !== 4 || !endings.every((e) => typeof e === "string")) {
       throw new FormatError(`${where}: "endings" must be an array of 4 strings`);
     }
+    const empty = endings.findIndex((e: string) => e.trim() === "");
+    if (empty >= 0) throw new FormatError(`${where}: ending ${empty} is empty (nothing to score)`);
     const label = row.label;
     if (!Number.isInteger(label) || (label as number) < 0 || (label as number) > 3) {
       throw new FormatError(`${where}: "label" must be 0, 1, 2 or 3, got ${JSON.stringify(label)}`);

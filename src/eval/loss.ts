@@ -1,6 +1,6 @@
 // Mean next-token cross-entropy of a model over token sequences (every position of every sequence counts once).
 
-import type { DataLoader } from "../data/loader.js";
+import { countTargets, type BatchSource } from "../data/source.js";
 import type { GPT2 } from "../model/gpt2.js";
 
 export interface LossResult {
@@ -34,14 +34,20 @@ export function sequenceLoss(model: GPT2, seqs: ArrayLike<number>[], onProgress?
   return { loss: sum / count, tokens: count };
 }
 
-/** Mean loss over the first `batches` batches of a loader (reset first, so every evaluation sees the same data). */
-export function datasetLoss(model: GPT2, loader: DataLoader, batches: number): number {
-  loader.reset();
-  const n = Math.min(batches, Math.max(1, loader.batchesPerEpoch));
-  let sum = 0;
+/**
+ * Mean loss per counted target over the first `batches` batches of a source (reset first, so every evaluation sees
+ * the same data). Shard batches count every position; SFT batches count the assistant tokens.
+ */
+export function datasetLoss(model: GPT2, source: BatchSource, batches: number): number {
+  source.reset();
+  const n = Math.min(batches, Math.max(1, source.batchesPerEpoch));
+  let sum = 0, count = 0;
   for (let i = 0; i < n; i++) {
-    const b = loader.next();
-    sum += model.forward(b.inputs, b.targets, loader.B, loader.T);
+    const b = source.next();
+    const k = countTargets(b);
+    if (k === 0) continue;
+    sum += model.forward(b.inputs, b.targets, b.B, b.T) * k;
+    count += k;
   }
-  return sum / n;
+  return count ? sum / count : NaN;
 }

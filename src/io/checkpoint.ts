@@ -1,20 +1,23 @@
 // gpt2ts checkpoints: int32 magic, int32 version, u64 JSON header length, JSON header (config, sections, state),
 // padding to 64 bytes, then float32 sections: params, and for training checkpoints AdamW m and v.
 // Written atomically (temp file + rename); read section by section into preallocated backend buffers.
+// Version 2 stores a CRC-32 of each section beside its offset and length, checked on every read: a flipped bit or a
+// damaged block is reported with the file and section, never trained on. Version 1 files (no checksums) still load.
 
 import * as fs from "node:fs";
 import type { Backend, Tensor } from "../kernels/backend.js";
 import { sameShape, validateConfig, describeConfig, type GPT2Config } from "../model/config.js";
 import { GPT2 } from "../model/gpt2.js";
+import { crc32 } from "../util/crc32.js";
 import { FormatError, floatBytes, readExact, readFloatsInto, requireFile, writeFileAtomic } from "./files.js";
 
 export const CHECKPOINT_MAGIC = 20261126;
-export const CHECKPOINT_VERSION = 1;
+export const CHECKPOINT_VERSION = 2;
 
 export interface CheckpointHeader {
   config: GPT2Config;
-  /** section name -> [byte offset from file start, float count] */
-  sections: Record<string, [number, number]>;
+  /** section name -> [byte offset from file start, float count, CRC-32 of its bytes (version 2)] */
+  sections: Record<string, [number, number, number?]>;
   /** training state (step, loader position, RNG, run config); opaque to io/ */
   state: Record<string, unknown>;
 }
@@ -36,13 +39,23 @@ export function saveOptimizerShard(file: string, model: GPT2, lo: number, hi: nu
     [["adam_m", opt.m], ["adam_v", opt.v]], model.backend);
 }
 
+/** floats per chunk when copying sections between the backend and the file (no second full copy in memory) */
+const CHUNK = 1 << 24;
+
 function writeSections(file: string, config: GPT2Config, state: Record<string, unknown>, parts: [string, Tensor][], be: Backend): void {
-  // the header holds the section offsets, which depend on the header's length: settle it in two passes
-  let headerLen = 0, sections: Record<string, [number, number]> = {}, json = "";
+  // the header names every section's checksum, so the sections are read (and summed) once before the header is
+  // written, and once more while writing: that costs a second pass over the bytes, never a second copy of them
+  const sums = parts.map(([, t]) => {
+    let c = 0;
+    for (let off = 0; off < t.length; off += CHUNK) c = crc32(floatBytes(be.read(t, off, Math.min(CHUNK, t.length - off))), c);
+    return c;
+  });
+  // the header holds the section offsets, which depend on the header's length: settle it in a few passes
+  let headerLen = 0, sections: CheckpointHeader["sections"] = {}, json = "";
   for (let pass = 0; pass < 3; pass++) {
     let at = Math.ceil((16 + headerLen) / 64) * 64;
     sections = {};
-    for (const [name, t] of parts) { sections[name] = [at, t.length]; at += t.length * 4; }
+    parts.forEach(([name, t], i) => { sections[name] = [at, t.length, sums[i]]; at += t.length * 4; });
     json = JSON.stringify({ config, sections, state });
     if (Buffer.byteLength(json) === headerLen) break;
     headerLen = Buffer.byteLength(json);
@@ -55,10 +68,16 @@ function writeSections(file: string, config: GPT2Config, state: Record<string, u
   const pad = Buffer.alloc(sections[parts[0][0]][0] - 16 - hb.length);
   writeFileAtomic(file, (append) => {
     append(pre); append(hb); append(pad);
-    // in chunks: no second full copy of a large buffer in memory
-    for (const [, t] of parts) {
-      for (let off = 0; off < t.length; off += 1 << 24) append(floatBytes(be.read(t, off, Math.min(1 << 24, t.length - off))));
-    }
+    parts.forEach(([name, t], i) => {
+      let c = 0;
+      for (let off = 0; off < t.length; off += CHUNK) {
+        const bytes = floatBytes(be.read(t, off, Math.min(CHUNK, t.length - off)));
+        c = crc32(bytes, c);
+        append(bytes);
+      }
+      // the buffer changed between the two passes only if something else wrote to it meanwhile: never write that
+      if (c !== sums[i]) throw new FormatError(`${file}: section ${name} changed while it was being written`);
+    });
   });
 }
 
@@ -69,16 +88,26 @@ export function readCheckpointHeader(file: string): CheckpointHeader {
     const pre = readExact(fd, file, 16, 0);
     const magic = pre.readInt32LE(0), version = pre.readInt32LE(4);
     if (magic !== CHECKPOINT_MAGIC) throw new FormatError(`bad magic in ${file}: ${magic} (expected ${CHECKPOINT_MAGIC}, a gpt2ts checkpoint)`);
-    if (version !== CHECKPOINT_VERSION) throw new FormatError(`${file}: checkpoint version ${version}, expected ${CHECKPOINT_VERSION}`);
+    if (version !== 1 && version !== CHECKPOINT_VERSION) throw new FormatError(`${file}: checkpoint version ${version}, expected 1 or ${CHECKPOINT_VERSION} (made by a newer gpt2ts?)`);
+    const size = fs.fstatSync(fd).size;
     const len = Number(pre.readBigUInt64LE(8));
+    if (len > size - 16 || len > 1 << 30) throw new FormatError(`${file}: header length ${len} does not fit the file (${size} bytes); truncated or damaged`);
     let h: CheckpointHeader;
     try { h = JSON.parse(readExact(fd, file, len, 16).toString("utf8")); } catch (e) {
       if (e instanceof FormatError) throw e;
       throw new FormatError(`${file}: checkpoint header is not valid JSON (${(e as Error).message})`);
     }
-    validateConfig(h.config);
-    const size = fs.fstatSync(fd).size;
-    for (const [name, [off, count]] of Object.entries(h.sections)) {
+    if (!h || typeof h !== "object" || !h.config || typeof h.config !== "object" || !h.sections || typeof h.sections !== "object") {
+      throw new FormatError(`${file}: checkpoint header lacks "config" or "sections"`);
+    }
+    h.state ??= {};
+    validateConfig(h.config, `${file}: config`);
+    for (const [name, sec] of Object.entries(h.sections)) {
+      if (!Array.isArray(sec) || sec.length < 2 || !sec.slice(0, 2).every((x) => Number.isSafeInteger(x) && x! >= 0) ||
+          (version >= 2 && !(Number.isInteger(sec[2]) && sec[2]! >= 0))) {
+        throw new FormatError(`${file}: section ${name} must be [offset, count${version >= 2 ? ", crc32" : ""}], got ${JSON.stringify(sec)}`);
+      }
+      const [off, count] = sec;
       if (off + count * 4 > size) throw new FormatError(`${file}: section ${name} ends at byte ${off + count * 4} past the file end (${size}); truncated?`);
     }
     return h;
@@ -100,11 +129,23 @@ function readSectionRange(file: string, fd: number, h: CheckpointHeader, name: s
   const sec = h.sections[name];
   if (!sec) throw new FormatError(`${file}: checkpoint has no ${name} section`);
   if (from + n > sec[1]) throw new FormatError(`${file}: section ${name} holds ${sec[1]} floats, needed ${from + n}`);
-  const chunk = new Float32Array(Math.min(n, 1 << 24));
-  for (let off = 0; off < n; off += chunk.length) {
-    const part = chunk.subarray(0, Math.min(chunk.length, n - off));
-    readFloatsInto(fd, file, part, sec[0] + (from + off) * 4);
-    be.write(dst, part, to + off);
+  // a whole section is checked against its CRC-32 as it is read (a part of one, under ZeRO-1 re-sharding, is
+  // checked by reading the rest of the section too: only then is its checksum known)
+  const whole = sec[2] !== undefined;
+  const chunk = new Float32Array(Math.max(1, Math.min(whole ? sec[1] : n, CHUNK)));
+  let c = 0;
+  for (let off = 0; off < (whole ? sec[1] : n); off += chunk.length) {
+    const at = whole ? off : from + off;
+    const part = chunk.subarray(0, Math.min(chunk.length, (whole ? sec[1] : n) - off));
+    readFloatsInto(fd, file, part, sec[0] + at * 4);
+    if (whole) c = crc32(floatBytes(part), c);
+    // the floats of [from, from + n) go to dst at `to`
+    const a = Math.max(at, from), b = Math.min(at + part.length, from + n);
+    if (a < b) be.write(dst, part.subarray(a - at, b - at), to + (a - from));
+  }
+  if (whole && c !== sec[2]) {
+    throw new FormatError(`${file}: section ${name} fails its checksum (CRC-32 ${c.toString(16)}, stored ${sec[2]!.toString(16)}): ` +
+      `the file is damaged; use another checkpoint`);
   }
 }
 

@@ -2,6 +2,7 @@
 
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { makeDir } from "../util/fs.js";
 
 export class FormatError extends Error {
   override name = "FormatError";
@@ -13,22 +14,60 @@ export class FormatError extends Error {
  */
 export function writeFileAtomic(target: string, write: (append: (chunk: Uint8Array) => void) => void): void {
   const dir = path.dirname(target);
-  fs.mkdirSync(dir, { recursive: true });
-  const tmp = path.join(dir, `.${path.basename(target)}.tmp-${process.pid}`);
-  const fd = fs.openSync(tmp, "w");
+  makeDir(dir);
+  const tmp = path.join(dir, `.${path.basename(target)}${TMP_MARK}${process.pid}`);
+  let fd = -1;
   try {
+    fd = fs.openSync(tmp, "w");
     write((chunk) => {
       let off = 0;
       while (off < chunk.byteLength) off += fs.writeSync(fd, chunk, off, chunk.byteLength - off);
     });
     fs.fsyncSync(fd);
-  } catch (e) {
     fs.closeSync(fd);
+    fd = -1;
+    fs.renameSync(tmp, target);
+  } catch (e) {
+    if (fd >= 0) fs.closeSync(fd);
     fs.rmSync(tmp, { force: true });
-    throw e;
+    throw ioError(e, `writing ${target}`);
   }
-  fs.closeSync(fd);
-  fs.renameSync(tmp, target);
+}
+
+const TMP_MARK = ".tmp-";
+
+/**
+ * Removes temporary files that an atomic write in `dir` left behind when its process was killed mid-write
+ * (`.NAME.tmp-PID` whose PID no longer runs); returns how many bytes were freed.
+ */
+export function removeStaleTemporaries(dir: string): number {
+  if (!fs.existsSync(dir)) return 0;
+  let freed = 0;
+  for (const f of fs.readdirSync(dir)) {
+    const m = /^\..+\.tmp-(\d+)$/.exec(f);
+    if (!m || processAlive(Number(m[1]))) continue;
+    const file = path.join(dir, f);
+    try { freed += fs.statSync(file).size; fs.rmSync(file, { force: true }); } catch { /* gone meanwhile */ }
+  }
+  return freed;
+}
+
+function processAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === "EPERM"; }
+}
+
+/** An I/O failure as one line that names the file and what ran out or was refused (ENOSPC, EACCES, ...). */
+export function ioError(e: unknown, doing: string): Error {
+  const err = e as NodeJS.ErrnoException;
+  if (!err || typeof err.code !== "string" || err instanceof FormatError) return e as Error;
+  const why = err.code === "ENOSPC" ? "no space left on the device"
+    : err.code === "EDQUOT" ? "disk quota exceeded"
+    : err.code === "EACCES" || err.code === "EPERM" ? "permission denied"
+    : err.code === "EROFS" ? "read-only file system"
+    : err.code === "ENOENT" ? "no such file or folder"
+    : err.code === "EISDIR" ? "it is a folder" : err.code;
+  return new FormatError(`${doing}: ${why}`);
 }
 
 /** Reads exactly n bytes at position pos, or fails naming the file. */

@@ -8,6 +8,7 @@ import { padVocab, validateConfig, type GPT2Config } from "../model/config.js";
 import { GPT2 } from "../model/gpt2.js";
 import { FormatError, requireFile } from "./files.js";
 import { SafetensorsFile, writeSafetensors } from "./safetensors.js";
+import { makeDir } from "../util/fs.js";
 
 export function readHFConfig(dir: string): GPT2Config {
   const file = path.join(dir, "config.json");
@@ -16,6 +17,7 @@ export function readHFConfig(dir: string): GPT2Config {
   try { raw = JSON.parse(fs.readFileSync(file, "utf8")); } catch (e) {
     throw new FormatError(`${file} is not valid JSON (${(e as Error).message})`);
   }
+  if (!raw || typeof raw !== "object" || Array.isArray(raw)) throw new FormatError(`${file}: expected a JSON object (GPT-2's config), got ${JSON.stringify(raw)}`);
   const num = (k: string): number => {
     const v = raw[k];
     if (typeof v !== "number") throw new FormatError(`${file}: missing or non-numeric "${k}"`);
@@ -30,7 +32,7 @@ export function readHFConfig(dir: string): GPT2Config {
   return validateConfig({
     nLayer: num("n_layer"), nHead: num("n_head"), nEmbd: num("n_embd"), blockSize: num("n_positions"),
     vocabSize, paddedVocabSize: padVocab(vocabSize),
-  });
+  }, file, { nLayer: "n_layer", nHead: "n_head", nEmbd: "n_embd", blockSize: "n_positions", vocabSize: "vocab_size", paddedVocabSize: "vocab_size (padded)" });
 }
 
 /** [HF name, our tensor, layer, transpose] for every parameter, in GPT2LMHeadModel.state_dict() order. */
@@ -124,7 +126,7 @@ export function hfConfigJson(c: GPT2Config): Record<string, unknown> {
 /** Writes the model as an HF directory (padded vocab rows dropped, lm_head tied and omitted). */
 export function saveHF(model: GPT2, dir: string): void {
   const c = model.config;
-  fs.mkdirSync(dir, { recursive: true });
+  makeDir(dir);
   const params = model.backend.read(model.params);
   const tensors: [string, number[], Float32Array][] = [];
   for (const e of hfEntries(c)) {

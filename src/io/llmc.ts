@@ -5,6 +5,7 @@ import * as fs from "node:fs";
 import type { Backend } from "../kernels/backend.js";
 import { validateConfig, type GPT2Config } from "../model/config.js";
 import { GPT2 } from "../model/gpt2.js";
+import { paramLayout } from "../model/layout.js";
 import { FormatError, floatBytes, readExact, readFloatsInto, requireFile, writeFileAtomic } from "./files.js";
 
 export const LLMC_MODEL_MAGIC = 20240326;
@@ -18,7 +19,7 @@ export function readLlmcHeader(file: string, fd: number): { config: GPT2Config; 
   if (version !== 3 && version !== 5) {
     throw new FormatError(`${file}: llm.c model version ${version} is not supported (expected 3 = fp32 or 5 = bf16)`);
   }
-  const config = validateConfig({ blockSize: i(2), vocabSize: i(3), nLayer: i(4), nHead: i(5), nEmbd: i(6), paddedVocabSize: i(7) });
+  const config = validateConfig({ blockSize: i(2), vocabSize: i(3), nLayer: i(4), nHead: i(5), nEmbd: i(6), paddedVocabSize: i(7) }, `${file}: header`);
   return { config, version };
 }
 
@@ -27,10 +28,11 @@ export function loadLlmc(file: string, backend: Backend): GPT2 {
   const fd = fs.openSync(file, "r");
   try {
     const { config, version } = readLlmcHeader(file, fd);
-    const model = new GPT2(config, backend);
-    const n = model.layout.total, size = fs.fstatSync(fd).size;
+    // the size is checked before anything is allocated: a damaged header asks for nothing
+    const n = paramLayout(config).total, size = fs.fstatSync(fd).size;
     const want = HEADER_BYTES + n * (version === 3 ? 4 : 2);
     if (size !== want) throw new FormatError(`${file}: ${size} bytes, expected ${want} for ${n} parameters (version ${version}); truncated?`);
+    const model = new GPT2(config, backend);
     const chunk = new Float32Array(Math.min(n, 1 << 24));
     for (let off = 0; off < n; off += chunk.length) {
       const m = Math.min(chunk.length, n - off), part = chunk.subarray(0, m);

@@ -27,11 +27,13 @@ export function detectFormat(p: string): ModelFormat {
   throw new FormatError(`${p}: unknown model format (magic ${magic}; expected ${LLMC_MODEL_MAGIC} for llm.c, ${CHECKPOINT_MAGIC} for gpt2ts, or an HF directory)`);
 }
 
+/** Loads any model file; weights that are not all finite are refused, naming the first such tensor. */
 export function loadModel(p: string, backend: Backend): GPT2 {
   const format = detectFormat(p);
-  if (format === "hf") return loadHF(p, backend);
-  if (format === "llmc") return loadLlmc(p, backend);
-  return loadCheckpoint(p, backend).model;
+  const model = format === "hf" ? loadHF(p, backend) : format === "llmc" ? loadLlmc(p, backend) : loadCheckpoint(p, backend).model;
+  const bad = model.firstNonFinite();
+  if (bad) throw new FormatError(`${p}: the weights are not finite (first in ${bad}); this model cannot be used (a run that diverged? use an earlier checkpoint)`);
+  return model;
 }
 
 /** Output format from the path: a directory or no extension = HF, .bin = llm.c, anything else = gpt2ts. */

@@ -33,6 +33,7 @@ export class SafetensorsFile {
     } catch (e) {
       throw new FormatError(`${file}: header is not valid JSON (${(e as Error).message})`);
     }
+    if (!header || typeof header !== "object" || Array.isArray(header)) throw new FormatError(`${file}: header must be a JSON object of tensors`);
     this.dataStart = 8 + n;
     const dataSize = size - this.dataStart;
     const spans: [number, number, string][] = [];

@@ -12,6 +12,7 @@ import { fileURLToPath } from "node:url";
 import type { Backend, Tensor } from "./backend.js";
 import { gpuSpec } from "./gpus.js";
 import { loadNativeAddon } from "./native.js";
+import { makeDir } from "../util/fs.js";
 
 type Ptr = number;
 
@@ -119,7 +120,7 @@ export class CudaBackend implements Backend {
     this.cu = loadNativeAddon().addon as unknown as CudaAddon;
     if (!initialized) {
       const dir = cudaCacheDir();
-      try { fs.mkdirSync(dir, { recursive: true }); } catch { /* the cache is optional */ }
+      try { makeDir(dir); } catch { /* the cache is optional */ }
       initialized = this.cu.cudaInit(cudaKernelSource(), dir, device)!;
     }
     this.cu.cudaSetMatmul(dtype === "bf16" ? "bf16" : "fp32");

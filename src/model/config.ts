@@ -58,12 +58,29 @@ export function makeConfig(preset: string, over: ConfigOverrides = {}): GPT2Conf
   });
 }
 
-export function validateConfig(c: GPT2Config): GPT2Config {
+/**
+ * Upper bounds far beyond any GPT-2 (d48: 48 layers, 1600 wide, 1024 positions) that keep a damaged or hostile
+ * config from asking for absurd allocations: it fails here, naming the field, not deep inside an allocator.
+ */
+const LIMITS = { blockSize: 1 << 20, vocabSize: 1 << 22, paddedVocabSize: 1 << 22, nLayer: 4096, nHead: 4096, nEmbd: 1 << 16 } as const;
+/** parameters a model may have: 2^40 floats (4 TiB) */
+const MAX_PARAMS = 2 ** 40;
+
+/**
+ * Checks a config; `where` (a file, a header) starts every message, and `names` gives the fields' names as that file
+ * spells them (Hugging Face: n_layer, n_positions, ...).
+ */
+export function validateConfig(c: GPT2Config, where = "config", names: Partial<Record<keyof GPT2Config, string>> = {}): GPT2Config {
+  if (!c || typeof c !== "object") throw new ConfigError(`${where} must be an object, got ${JSON.stringify(c)}`);
   for (const k of ["blockSize", "vocabSize", "paddedVocabSize", "nLayer", "nHead", "nEmbd"] as const) {
-    if (!Number.isInteger(c[k]) || c[k] <= 0) throw new ConfigError(`config ${k} must be a positive integer, got ${c[k]}`);
+    const name = names[k] ?? k;
+    if (!Number.isInteger(c[k]) || c[k] <= 0) throw new ConfigError(`${where}: ${name} must be a positive integer, got ${JSON.stringify(c[k] ?? null)}`);
+    if (c[k] > LIMITS[k]) throw new ConfigError(`${where}: ${name} ${c[k]} is beyond any GPT-2 (at most ${LIMITS[k]})`);
   }
-  if (c.nEmbd % c.nHead !== 0) throw new ConfigError(`n_embd ${c.nEmbd} must be divisible by n_head ${c.nHead}`);
-  if (c.paddedVocabSize < c.vocabSize) throw new ConfigError(`padded vocab ${c.paddedVocabSize} < vocab ${c.vocabSize}`);
+  if (c.nEmbd % c.nHead !== 0) throw new ConfigError(`${where}: n_embd ${c.nEmbd} must be divisible by n_head ${c.nHead}`);
+  if (c.paddedVocabSize < c.vocabSize) throw new ConfigError(`${where}: padded vocab ${c.paddedVocabSize} < vocab ${c.vocabSize}`);
+  const C = c.nEmbd, params = (c.paddedVocabSize + c.blockSize) * C + c.nLayer * 12 * C * C + 2 * C;
+  if (params > MAX_PARAMS) throw new ConfigError(`${where}: ${c.nLayer} layers of width ${C} make ${params.toExponential(2)} parameters, beyond any GPT-2`);
   return c;
 }
 

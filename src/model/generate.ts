@@ -139,6 +139,8 @@ export interface GenerateOptions extends SampleOptions {
   maxNewTokens: number;
   /** stop a stream at <|endoftext|> (default true); the EOT itself is not returned */
   stopAtEot?: boolean;
+  /** more tokens that end a stream (not returned), e.g. the chat template's <|end|> */
+  stopTokens?: number[];
   /** called with each new token of each stream as it is produced */
   onToken?: (stream: number, token: number) => void;
 }
@@ -164,7 +166,7 @@ export function generate(model: GPT2, prompt: number[], B: number, rng: Rng, opt
       next[b] = tok;
       histories[b].push(tok);
       if (done[b]) continue;
-      if (stopAtEot && tok === EOT) { done[b] = true; continue; }
+      if ((stopAtEot && tok === EOT) || opts.stopTokens?.includes(tok)) { done[b] = true; continue; }
       outs[b].push(tok);
       opts.onToken?.(b, tok);
     }

@@ -3,7 +3,7 @@
 
 import type { Backend, Tensor } from "../kernels/backend.js";
 import type { Rng } from "../util/rng.js";
-import type { GPT2Config } from "./config.js";
+import { describeConfig, type GPT2Config } from "./config.js";
 import { paramLayout, type ParamLayout } from "./layout.js";
 
 export type ParamName = "wte" | "wpe" | "ln1w" | "ln1b" | "qkvw" | "qkvb" | "attprojw" | "attprojb" | "ln2w" | "ln2b" |
@@ -17,6 +17,16 @@ export const CLASSIFIER_CHUNK = 256;
 
 export class ShapeError extends Error {
   override name = "ShapeError";
+}
+
+/** Allocates n floats, or fails with one line saying what for and how much (not an allocator's RangeError). */
+function allocOrExplain(backend: Backend, n: number, what: string): Tensor {
+  try {
+    return backend.alloc(n);
+  } catch (e) {
+    if (!(e instanceof RangeError)) throw e;
+    throw new ShapeError(`cannot allocate ${what}: ${n.toLocaleString("en-US")} floats (${(n * 4 / 2 ** 30).toFixed(1)} GiB)`);
+  }
 }
 
 /** Activation recompute: 0 stores everything; 1 recomputes GELU in backward; 2 also recomputes the LayerNorms. */
@@ -57,6 +67,8 @@ interface Activations {
 }
 
 export class GPT2 {
+  /** the shape; vocabSize may grow into the padded rows (extendVocab), nothing else changes after construction */
+  config: GPT2Config;
   readonly layout: ParamLayout;
   readonly params: Tensor;
   readonly p: Views;
@@ -75,9 +87,10 @@ export class GPT2 {
   debugCheck?: (where: string, t: Tensor, n: number) => void;
 
   /** recompute level; takes effect when activations are allocated */
-  constructor(readonly config: GPT2Config, readonly backend: Backend, public recompute: RecomputeLevel = 0) {
+  constructor(config: GPT2Config, readonly backend: Backend, public recompute: RecomputeLevel = 0) {
+    this.config = config;
     this.layout = paramLayout(config);
-    this.params = backend.alloc(this.layout.total);
+    this.params = allocOrExplain(backend, this.layout.total, `the parameters of a GPT-2 with ${describeConfig(config)}`);
     this.p = this.views(this.params);
   }
 
@@ -105,6 +118,42 @@ export class GPT2 {
         this.backend.write(this.params, part, t.offset + off);
       }
     }
+  }
+
+  /**
+   * Makes rows [vocabSize, V) of the padded vocabulary real tokens (the chat tokens live there): the model can then
+   * read and predict them. Their embeddings start as the mean of the existing ones (as Hugging Face's
+   * resize_token_embeddings does), so their logits start near the average instead of at 0, which would tower over
+   * GPT-2's negative logits. No buffer is resized: the rows exist already as padding.
+   */
+  extendVocab(V: number): void {
+    const { vocabSize: V0, paddedVocabSize: Vp, nEmbd: C } = this.config;
+    if (V <= V0) return;
+    if (V > Vp) throw new ShapeError(`cannot grow the vocabulary to ${V}: the model has ${Vp} rows`);
+    const wte = this.backend.read(this.p.wte, 0, V0 * C);
+    const mean = new Float64Array(C);
+    for (let r = 0; r < V0; r++) for (let c = 0; c < C; c++) mean[c] += wte[r * C + c];
+    const row = Float32Array.from(mean, (x) => x / V0);
+    for (let r = V0; r < V; r++) this.backend.write(this.p.wte, row, r * C);
+    this.config = { ...this.config, vocabSize: V };
+  }
+
+  /**
+   * The first tensor of `buf` (the parameters, or the gradients) holding a NaN or an infinity, as "wte" or "qkvw of
+   * layer 3"; null when all values are finite.
+   */
+  firstNonFinite(buf: Tensor = this.params): string | null {
+    const be = this.backend, L = this.config.nLayer;
+    if (Number.isFinite(be.sumSquares(buf, this.layout.total))) return null;
+    for (const spec of this.layout.tensors) {
+      const perLayer = spec.shape.length > 1 && spec.shape[0] === L && spec.name !== "wte" && spec.name !== "wpe" ? spec.size / L : 0;
+      if (perLayer) {
+        for (let l = 0; l < L; l++) {
+          if (!Number.isFinite(be.sumSquares(be.view(buf, spec.offset + l * perLayer, perLayer), perLayer))) return `${spec.name} of layer ${l}`;
+        }
+      } else if (!Number.isFinite(be.sumSquares(be.view(buf, spec.offset, spec.size), spec.size))) return spec.name;
+    }
+    return "a value outside every tensor";
   }
 
   /** Allocates gradients (once) and zeroes them: the one place gradients are zeroed. */

@@ -69,6 +69,8 @@ export interface TrainConfig {
   rollbackLrFactor: number;
   /** -z: ZeRO stage for data-parallel runs: 0 = every rank holds all AdamW state, 1 = AdamW state sharded across ranks */
   zero: number;
+  /** SFT: a row longer than -t + 1 tokens is cut to that length ("truncate") or left out ("skip") */
+  tooLong: "truncate" | "skip";
   seed: number;
   backend: string;
   threads: number; // 0 = all cores
@@ -110,6 +112,7 @@ export const DEFAULTS: TrainConfig = {
   onNan: "stop",
   rollbackLrFactor: 0.5,
   zero: 0,
+  tooLong: "truncate", // as TRL's SFTTrainer (max_length truncation); both are counted in the log
   seed: 1337,
   backend: "",
   threads: 0,
@@ -121,6 +124,9 @@ export class TrainConfigError extends Error {
 
 /** Merges a partial config (from a JSON file or flags) into a base; unknown keys are errors. */
 export function mergeConfig(base: TrainConfig, over: Record<string, unknown>, source: string): TrainConfig {
+  if (!over || typeof over !== "object" || Array.isArray(over)) {
+    throw new TrainConfigError(`${source}: expected a JSON object of settings ({"batchSize": 8, ...}), got ${JSON.stringify(over)}`);
+  }
   const out: Record<string, unknown> = { ...base };
   for (const [k, v] of Object.entries(over)) {
     if (v === undefined) continue;
@@ -143,6 +149,7 @@ function validate(c: TrainConfig, source: string): TrainConfig {
   if (!(c.lr >= 0)) throw new TrainConfigError(`${source}: lr must be positive (0 = automatic), got ${c.lr}`);
   if (!Number.isInteger(c.warmup) || c.warmup < -1) throw new TrainConfigError(`${source}: warmup must be a non-negative integer (-1 = automatic), got ${c.warmup}`);
   if (c.zero !== 0 && c.zero !== 1) throw new TrainConfigError(`${source}: zero must be 0 or 1 (ZeRO-1), got ${c.zero}`);
+  if (c.tooLong !== "truncate" && c.tooLong !== "skip") throw new TrainConfigError(`${source}: tooLong must be truncate or skip, got "${c.tooLong}"`);
   if (!(c.skipUpdateZ >= 0)) throw new TrainConfigError(`${source}: skipUpdateZ must be >= 0`);
   if (c.onNan !== "stop" && c.onNan !== "rollback") throw new TrainConfigError(`${source}: onNan must be stop or rollback, got "${c.onNan}"`);
   if (!(c.rollbackLrFactor > 0 && c.rollbackLrFactor < 1)) throw new TrainConfigError(`${source}: rollbackLrFactor must be in (0, 1)`);

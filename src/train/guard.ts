@@ -2,7 +2,7 @@
 // parameter, activation or gradient that is non-finite. Only runs on a step that already failed, so normal steps pay
 // nothing.
 
-import type { Batch } from "../data/loader.js";
+import type { Batch } from "../data/source.js";
 import type { GPT2 } from "../model/gpt2.js";
 
 export class NonFiniteError extends Error {
@@ -14,27 +14,20 @@ export function paramsFinite(model: GPT2): boolean {
   return Number.isFinite(model.backend.sumSquares(model.params, model.layout.total));
 }
 
-export function diagnoseNonFinite(model: GPT2, batches: Batch[], B: number, T: number): string {
-  const be = model.backend, L = model.config.nLayer;
-  const firstBad = (buf: typeof model.params, kind: string): string | null => {
-    for (const spec of model.layout.tensors) {
-      const perLayer = spec.shape.length > 1 && spec.shape[0] === L && spec.name !== "wte" && spec.name !== "wpe" ? spec.size / L : 0;
-      if (perLayer) {
-        for (let l = 0; l < L; l++) {
-          if (!Number.isFinite(be.sumSquares(be.view(buf, spec.offset + l * perLayer, perLayer), perLayer))) return `${kind} ${spec.name} of layer ${l}`;
-        }
-      } else if (!Number.isFinite(be.sumSquares(be.view(buf, spec.offset, spec.size), spec.size))) return `${kind} ${spec.name}`;
-    }
-    return null;
-  };
-  const p = firstBad(model.params, "parameter");
-  if (p) return p;
+/**
+ * The first non-finite parameter, or the first kernel output (forward, then backward) or gradient that is non-finite
+ * when the step's batches run again. `lossScales` are the step's per-batch loss scales.
+ */
+export function diagnoseNonFinite(model: GPT2, batches: Batch[], lossScales: number[] = batches.map(() => 1 / batches.length)): string {
+  const be = model.backend;
+  const p = model.firstNonFinite(model.params);
+  if (p) return `parameter ${p}`;
   let found: string | null = null;
   model.debugCheck = (where, t, n) => { if (!found && !Number.isFinite(be.sumSquares(t, n))) found = where; };
   try {
     model.zeroGrad();
-    for (const b of batches) {
-      const loss = model.forwardBackward(b.inputs, b.targets, B, T, 1 / batches.length);
+    for (const [i, b] of batches.entries()) {
+      const loss = model.forwardBackward(b.inputs, b.targets, b.B, b.T, lossScales[i]);
       if (!found && !Number.isFinite(loss)) found = "the loss (cross-entropy of finite logits)";
       if (found) break;
     }
@@ -42,5 +35,6 @@ export function diagnoseNonFinite(model: GPT2, batches: Batch[], B: number, T: n
     model.debugCheck = undefined;
   }
   if (found) return found;
-  return firstBad(model.grads!, "gradient of") ?? "nothing on a re-run (the failure did not repeat)";
+  const g = model.firstNonFinite(model.grads!);
+  return g ? `gradient of ${g}` : "nothing on a re-run (the failure did not repeat)";
 }

@@ -1,40 +1,44 @@
-// The training loop, as llm.c's train_gpt2 main(): validate, sample, checkpoint, then one optimizer step of
-// gradient accumulation over micro-batches, clip, AdamW; a step line per step. Everything a resumed run needs
-// (weights, AdamW state, step, loader position, RNG) is in the checkpoint, so resume is exact.
+// The training loop, as llm.c's train_gpt2 main(): set up (data, model, optimizer, resume), then for each step the
+// periodic work (validation, HellaSwag, a sample, a checkpoint) and one optimizer step of gradient accumulation over
+// micro-batches, clip, AdamW, with a step line per step. Everything a resumed run needs (weights, AdamW state, step,
+// data position, RNG, LR factor) is in the checkpoint, so resume is exact. Pretraining and SFT differ only in their
+// task (task.ts): the data they read and the tokens the loss counts.
 
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { DataLoader, type LoaderPosition } from "../data/loader.js";
-import { shardRange, SingleComm, type Communicator } from "../parallel/comm.js";
-import { DataParallel } from "../parallel/ddp.js";
-import { evaluateHellaswag, hellaswagFile, readHellaswag } from "../eval/hellaswag.js";
-import { datasetLoss } from "../eval/loss.js";
+import { countTargets, type Batch, type BatchPosition, type BatchSource } from "../data/source.js";
+import { hellaswagFile, readHellaswag, type HellaExample } from "../eval/hellaswag.js";
 import { readCheckpointHeader, readOptimizerRange, restoreCheckpoint, saveCheckpoint, saveOptimizerShard,
   type OptimizerSource } from "../io/checkpoint.js";
+import { FormatError, removeStaleTemporaries } from "../io/files.js";
 import { loadModel } from "../io/load.js";
 import type { Backend } from "../kernels/backend.js";
-import { describeConfig, EOT, makeConfig, PRESETS, sameShape, type GPT2Config } from "../model/config.js";
-import { generate, KVCache } from "../model/generate.js";
+import { describeConfig, makeConfig, PRESETS, sameShape, type GPT2Config } from "../model/config.js";
+import { KVCache } from "../model/generate.js";
 import { CLASSIFIER_CHUNK, GPT2 } from "../model/gpt2.js";
 import { countParams, paramLayout } from "../model/layout.js";
-import { decode } from "../tokenizer/bpe.js";
+import { shardRange, SingleComm, type Communicator } from "../parallel/comm.js";
+import { DataParallel } from "../parallel/ddp.js";
+import { makeDir } from "../util/fs.js";
 import { Rng, type RngState } from "../util/rng.js";
 import { AdamW, ADAMW_DEFAULTS, clipGradNorm } from "./adamw.js";
 import { accumulationSteps, TrainConfigError, type TrainConfig } from "./config.js";
 import { flopsPerToken } from "./flops.js";
 import { diagnoseNonFinite, NonFiniteError, paramsFinite } from "./guard.js";
-import { OutlierDetector } from "./outliers.js";
 import { RunLog, type StepMetrics } from "./log.js";
+import { OutlierDetector } from "./outliers.js";
+import { hellaswagScore, samplesAt, sampleText, validatesAt, validationLoss } from "./periodic.js";
 import { checkpointPath, latestCheckpoint, listCheckpoints, optimizerShardPath, pruneCheckpoints } from "./rundir.js";
-import { learningRate } from "./schedule.js";
+import { learningRate, type Schedule } from "./schedule.js";
+import { pretraining, type SamplePrompt, type TrainTask } from "./task.js";
 
 export interface TrainHooks {
   /** human-readable lines (step lines, samples, notices) */
   print: (line: string) => void;
   /** every metrics record as it is logged (the dashboard listens here) */
   onMetrics?: (m: StepMetrics) => void;
-  /** set .stop = true (e.g. on Ctrl-C) to write a checkpoint and end after the current step */
+  /** set .stop = true (e.g. on Ctrl-C or SIGTERM) to write a checkpoint and end after the current step */
   signal?: { stop: boolean };
   /** this process's peak GFLOP/s for the run's dtype (CPU: measured FMA peak; GPU: the card's), for MFU (NaN: unknown) */
   peakGflops?: number;
@@ -54,16 +58,21 @@ export interface TrainSummary {
   checkpoint: string | null;
 }
 
+/** What a checkpoint holds besides the weights and AdamW state. */
 interface RunState {
   step: number;
   /** AdamW updates taken (fewer than steps when updates were skipped) */
   optStep: number;
-  loader: LoaderPosition;
+  loader: BatchPosition;
   sampleRng: RngState;
-  /** LR multiplier after NaN rollbacks */
+  /** LR multiplier after NaN rollbacks (they compound) */
   lrScale: number;
   outliers: { loss: OutlierDetector["state"]; norm: OutlierDetector["state"] };
   config: TrainConfig;
+  /** what was trained: pretraining or sft */
+  task?: string;
+  /** the loss these weights give on the held batch, checked finite before the file was written */
+  verified?: { loss: number };
   /** where the AdamW state is: in this file (absent), or in ZeRO-1 shard files beside it */
   optimizer?: { ranks: number; shards: { file: string; lo: number; hi: number }[] };
 }
@@ -83,9 +92,10 @@ export function availableMemory(): number {
   return os.freemem();
 }
 
-
 /** NaN rollbacks allowed in one run before it stops anyway */
 const MAX_ROLLBACKS = 10;
+/** failures from the same checkpoint (each at a lower LR) before a rollback goes one checkpoint further back */
+const RETRIES_PER_CHECKPOINT = 2;
 
 function fmtTime(s: number): string {
   if (!Number.isFinite(s)) return "?";
@@ -94,14 +104,17 @@ function fmtTime(s: number): string {
   return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
 }
 
+/** The shape -e names when it is a preset (null for a checkpoint: its shape is known once it is read). */
+function presetShape(cfg: TrainConfig): GPT2Config | null {
+  if (!PRESETS[cfg.init]) return null;
+  return makeConfig(cfg.init, { nLayer: cfg.nLayer || undefined, nHead: cfg.nHead || undefined, nEmbd: cfg.nEmbd || undefined, blockSize: Math.max(1024, cfg.seqLen) });
+}
+
 /** Builds the model named by -e: a preset from scratch, or weights from a checkpoint file/dir. */
 export function initModel(cfg: TrainConfig, backend: Backend): { model: GPT2; fromScratch: boolean } {
-  if (PRESETS[cfg.init]) {
-    const config = makeConfig(cfg.init, {
-      nLayer: cfg.nLayer || undefined, nHead: cfg.nHead || undefined, nEmbd: cfg.nEmbd || undefined,
-      blockSize: Math.max(1024, cfg.seqLen),
-    });
-    const model = new GPT2(config, backend, cfg.recompute);
+  const shape = presetShape(cfg);
+  if (shape) {
+    const model = new GPT2(shape, backend, cfg.recompute);
     model.initWeights(new Rng(cfg.seed));
     return { model, fromScratch: true };
   }
@@ -112,14 +125,18 @@ export function initModel(cfg: TrainConfig, backend: Backend): { model: GPT2; fr
 }
 
 /** The run's memory plan in bytes per rank, computed before anything big is allocated (ZeRO-1 shards AdamW). */
-export function memoryPlan(config: GPT2Config, cfg: TrainConfig, ranks = 1, classifierRows = CLASSIFIER_CHUNK): { params: number; grads: number; adamw: number; activations: number; kvcache: number; total: number } {
+export function memoryPlan(config: GPT2Config, cfg: TrainConfig, ranks = 1, classifierRows = CLASSIFIER_CHUNK, samplePromptLength = 1): { params: number; grads: number; adamw: number; activations: number; kvcache: number; total: number } {
   const n = paramLayout(config).total;
   const adamw = cfg.zero && ranks > 1 ? Math.ceil(n / ranks) * 8 : n * 8;
   const acts = GPT2.activationFloats(config, cfg.batchSize, cfg.seqLen, cfg.recompute, classifierRows) * 4;
-  const kv = cfg.sampleEvery > 0 ? 2 * config.nLayer * Math.min(config.blockSize, cfg.genTokens + 1) * config.nEmbd * 4 * 2 : 0;
+  const kv = cfg.sampleEvery > 0 ? 2 * config.nLayer * sampleCacheLength(config, cfg, samplePromptLength) * config.nEmbd * 4 * 2 : 0;
   const plan = { params: n * 4, grads: n * 4, adamw, activations: acts, kvcache: kv, total: 0 };
   plan.total = plan.params + plan.grads + plan.adamw + plan.activations + plan.kvcache;
   return plan;
+}
+
+function sampleCacheLength(config: GPT2Config, cfg: TrainConfig, promptLength: number): number {
+  return Math.min(config.blockSize, promptLength + cfg.genTokens);
 }
 
 function describePlan(p: ReturnType<typeof memoryPlan>): string {
@@ -148,51 +165,184 @@ function checkRanksAgree(comm: Communicator, cfg: TrainConfig, resumeFrom: strin
   }
 }
 
-export async function train(cfg: TrainConfig, backend: Backend, hooks: TrainHooks, comm: Communicator = new SingleComm()): Promise<TrainSummary> {
-  const lead = comm.rank === 0, N = comm.size;
-  // only rank 0 prints, logs, evaluates, samples and writes the model checkpoint
-  const print = lead ? hooks.print : () => {};
-  if (!cfg.trainData) throw new TrainConfigError("no train shards: give -i 'DIR/NAME_train_*.bin' (make them with gpt2 prepare)");
-  const B = cfg.batchSize, T = cfg.seqLen;
-  const accum = accumulationSteps(cfg, N);
-  const resumeFrom = cfg.resume ? latestCheckpoint(cfg.outDir) : null;
-  if (cfg.resume && !cfg.outDir) throw new TrainConfigError("-y 1 needs -o DIR, where the checkpoints are");
-  checkRanksAgree(comm, cfg, resumeFrom);
-  // open the data first: a missing shard fails before any big allocation
-  const loader = new DataLoader(cfg.trainData, B, T, { shuffle: cfg.shuffle === 1, seed: cfg.seed, rank: comm.rank, worldSize: N });
-  const valLoader = cfg.valData ? new DataLoader(cfg.valData, B, T) : null;
+/** The weights at a checkpoint step are not good: not finite, or the held batch's loss is not. */
+class BadWeights extends Error {
+  constructor(readonly what: string) { super(what); }
+}
 
-  // the memory plan, checked against free memory before the model exists
-  const shape = PRESETS[cfg.init]
-    ? makeConfig(cfg.init, { nLayer: cfg.nLayer || undefined, nHead: cfg.nHead || undefined, nEmbd: cfg.nEmbd || undefined, blockSize: Math.max(1024, T) })
-    : null;
-  if (shape) {
-    const plan = memoryPlan(shape, cfg, N, backend.classifierRows), avail = hooks.availableBytes ?? backend.freeBytes?.() ?? availableMemory();
-    if (plan.total > avail) {
-      throw new TrainConfigError(`the run needs ${describePlan(plan)}, but only ${(avail / 2 ** 20).toFixed(0)} MiB are free; ` +
-        `lower -b, use -r 1 or 2, or a smaller model`);
-    }
+export async function train(cfg: TrainConfig, backend: Backend, hooks: TrainHooks, comm: Communicator = new SingleComm(),
+  task: TrainTask = pretraining()): Promise<TrainSummary> {
+  const run = await Run.setUp(cfg, backend, hooks, comm, task);
+  try {
+    return await run.loop();
+  } finally {
+    run.close();
+  }
+}
+
+/** One training run: its set-up, its state, and the work of each step. */
+class Run {
+  private readonly lead: boolean;
+  private readonly N: number;
+  private readonly print: (line: string) => void;
+  private readonly accum: number;
+  private readonly maxSteps: number;
+  private readonly schedule: Schedule;
+  private readonly lossDet = new OutlierDetector();
+  private readonly normDet = new OutlierDetector();
+  private readonly log: RunLog | null;
+  private readonly cache: KVCache | null;
+  private readonly prompt: SamplePrompt;
+  private readonly overfitBatch: Batch | null;
+  private readonly held: Batch;
+  private readonly flops: number;
+  private startStep = 0;
+  private sampleRng: Rng;
+  private lrScale = 1;
+  private lastTrain = NaN;
+  private lastVal = NaN;
+  private lastCkpt: string | null = null;
+  private emaMs = 0;
+  // rollback bookkeeping: how many, the last target and how often it failed, the step a rollback went back to
+  private rollbacks = 0;
+  private rollbackTarget = -1;
+  private failuresFromTarget = 0;
+  private rollbackFloor = Infinity;
+  private rolledBackTo = -1;
+
+  private constructor(
+    private readonly cfg: TrainConfig, private readonly backend: Backend, private readonly hooks: TrainHooks,
+    private readonly comm: Communicator, private readonly task: TrainTask,
+    private readonly loader: BatchSource, private readonly val: BatchSource | null,
+    private readonly model: GPT2, private readonly fromScratch: boolean,
+    private readonly dp: DataParallel, private readonly opt: AdamW, private readonly lr0: number, private readonly warmup: number,
+    private readonly hellaswag: HellaExample[] | null,
+  ) {
+    this.lead = comm.rank === 0;
+    this.N = comm.size;
+    this.print = this.lead ? hooks.print : () => {};
+    this.accum = accumulationSteps(cfg, this.N);
+    this.maxSteps = cfg.maxSteps > 0 ? cfg.maxSteps : Math.max(1, Math.floor(loader.batchesPerEpoch / this.accum));
+    this.schedule = { kind: cfg.schedule, maxLr: lr0, warmup, totalSteps: this.maxSteps, finalFraction: cfg.finalLrFrac };
+    this.sampleRng = new Rng(cfg.seed + 1);
+    this.log = cfg.outDir && this.lead ? new RunLog(cfg.outDir) : null;
+    this.prompt = task.samplePrompt();
+    this.cache = cfg.sampleEvery > 0 ? new KVCache(model, 1, sampleCacheLength(model.config, cfg, this.prompt.ids.length)) : null;
+    this.overfitBatch = cfg.overfitSingleBatch ? loader.next() : null;
+    // checkpoints are verified on a batch that never changes: the first validation batch, else the first training one
+    this.held = (val ?? loader).heldBatch();
+    this.flops = flopsPerToken(model.config, cfg.seqLen);
   }
 
-  // the model: from -e (a preset or a checkpoint); a resumed run's checkpoint is shape-checked against it
-  const { model, fromScratch } = initModel(cfg, backend);
-  if (T > model.config.blockSize) throw new TrainConfigError(`-t ${T} exceeds the model's block size ${model.config.blockSize}`);
-  // fine-tuning defaults (nanoGPT's Shakespeare fine-tune): a small LR and a short warmup unless given
-  const lr0 = cfg.lr > 0 ? cfg.lr : fromScratch ? 3e-4 : 3e-5;
-  const warmup = cfg.warmup >= 0 ? cfg.warmup : fromScratch ? 0 : 10;
-  model.zeroGrad();
-  const dp = new DataParallel(model, comm, cfg.zero && N > 1 ? 1 : 0);
-  const opt = new AdamW(model, { ...ADAMW_DEFAULTS, weightDecay: cfg.weightDecay }, dp.shard);
-  const maxSteps = cfg.maxSteps > 0 ? cfg.maxSteps : Math.max(1, Math.floor(loader.batchesPerEpoch / accum));
-  let startStep = 0;
-  let sampleRng = new Rng(cfg.seed + 1);
-  let lrScale = 1;
-  const lossDet = new OutlierDetector(), normDet = new OutlierDetector();
-  /** restores everything a checkpoint holds; returns its step */
-  const restore = (file: string): number => {
+  /** Everything before step 0: data, memory plan, model, optimizer, resume, the header lines. */
+  static async setUp(cfg: TrainConfig, backend: Backend, hooks: TrainHooks, comm: Communicator, task: TrainTask): Promise<Run> {
+    const lead = comm.rank === 0, N = comm.size;
+    const print = lead ? hooks.print : () => {};
+    const B = cfg.batchSize, T = cfg.seqLen;
+    accumulationSteps(cfg, N); // a -d that does not divide fails before anything else
+    if (cfg.resume && !cfg.outDir) throw new TrainConfigError("-y 1 needs -o DIR, where the checkpoints are");
+    if (cfg.outDir) makeDir(cfg.outDir);
+    const resumeFrom = cfg.resume ? latestCheckpoint(cfg.outDir) : null;
+    checkRanksAgree(comm, cfg, resumeFrom);
+    // open the data first: a missing or malformed file fails before any big allocation
+    const { train: loader, val } = task.open(cfg, comm.rank, N);
+
+    // the memory plan, checked against free memory before the model exists
+    const shape = presetShape(cfg);
+    if (shape) {
+      const plan = memoryPlan(shape, cfg, N, backend.classifierRows, task.samplePrompt().ids.length);
+      const avail = hooks.availableBytes ?? backend.freeBytes?.() ?? availableMemory();
+      if (plan.total > avail) {
+        throw new TrainConfigError(`the run needs ${describePlan(plan)}, but only ${(avail / 2 ** 20).toFixed(0)} MiB are free; ` +
+          `lower -b, use -r 1 or 2, or a smaller model`);
+      }
+    }
+
+    // the model: from -e (a preset or a checkpoint); a resumed run's checkpoint is shape-checked against it
+    const { model, fromScratch } = initModel(cfg, backend);
+    const adapted = task.prepareModel(model);
+    if (T > model.config.blockSize) throw new TrainConfigError(`-t ${T} exceeds the model's block size ${model.config.blockSize}`);
+    // fine-tuning defaults (nanoGPT's Shakespeare fine-tune): a small LR and a short warmup unless given
+    const lr0 = cfg.lr > 0 ? cfg.lr : fromScratch ? 3e-4 : 3e-5;
+    const warmup = cfg.warmup >= 0 ? cfg.warmup : fromScratch ? 0 : 10;
+    model.zeroGrad();
+    const dp = new DataParallel(model, comm, cfg.zero && N > 1 ? 1 : 0);
+    const opt = new AdamW(model, { ...ADAMW_DEFAULTS, weightDecay: cfg.weightDecay }, dp.shard);
+    const hellaswag = cfg.hellaswag && lead
+      ? readHellaswag(await hellaswagFile(cfg.hellaswagData || undefined, (u) => print(`downloading ${u}`), "--hellaswag-data FILE"), cfg.hellaswagLimit)
+      : null;
+    const run = new Run(cfg, backend, hooks, comm, task, loader, val, model, fromScratch, dp, opt, lr0, warmup, hellaswag);
+
+    if (lead && cfg.outDir) {
+      const freed = removeStaleTemporaries(cfg.outDir);
+      if (freed > 0) print(`removed ${(freed / 2 ** 20).toFixed(0)} MiB of temporary files left in ${cfg.outDir} by a run killed while writing`);
+    }
+    if (resumeFrom) {
+      run.startStep = run.restore(resumeFrom, false);
+      print(`resumed from ${resumeFrom} at step ${run.startStep}`);
+    } else {
+      dp.broadcastParams(); // the same initial weights on every rank, whatever each one computed
+    }
+    model.allocate(B, T);
+    run.printHeader(adapted);
+    if (run.log) {
+      if (resumeFrom) run.log.resumeAt(run.startStep, (m) => run.redoneAtStart(m));
+      else run.log.writeConfig({ ...cfg, task: task.kind, model: model.config });
+    }
+    return run;
+  }
+
+  /** a log record at the resumed step that this run writes again (its validation, HellaSwag or sample) */
+  private redoneAtStart(m: StepMetrics): boolean {
+    const last = this.startStep === this.maxSteps;
+    if (m.val_loss !== undefined || m.hellaswag !== undefined) return validatesAt(this.cfg, m.step, last);
+    if (m.sample !== undefined) return samplesAt(this.cfg, m.step, this.startStep, last);
+    return false;
+  }
+
+  private printHeader(adapted: string | null): void {
+    const { cfg, model, backend, comm, N, print } = this;
+    const plan = (zero: number) => describePlan(memoryPlan(model.config, { ...cfg, zero }, N, backend.classifierRows, this.prompt.ids.length));
+    print(`model: ${describeConfig(model.config)}, ${(countParams(model.config) / 1e6).toFixed(2)}M parameters ` +
+      `(${this.fromScratch ? `from scratch, preset ${cfg.init}` : `from ${cfg.init}`})`);
+    if (adapted) print(adapted);
+    print(`backend: ${backend.name}, ${backend.device ?? `${backend.threads} threads`}, dtype ${cfg.dtype}, recompute ${cfg.recompute}`);
+    if (N > 1 || comm.kind !== "single") {
+      print(`data parallel: ${comm.description}; ZeRO-${this.dp.zero}${this.dp.zero ? " (AdamW state sharded)" : " (every rank holds all AdamW state)"}; ` +
+        `memory per rank with -z 0: ${plan(0)}; with -z 1: ${plan(1)}`);
+    }
+    print(`memory${N > 1 ? " per rank" : ""}${backend.device ? " on the device" : ""}: ${plan(cfg.zero)}, allocated once before step 0`);
+    const sft = this.task.kind === "sft";
+    print(`batch: B=${cfg.batchSize} T=${cfg.seqLen}${sft ? " (at most: a batch is as long as its longest row)" : ""}${N > 1 ? ` x ${N} ranks` : ""}, ` +
+      `${sft ? `${cfg.batchSize * this.accum * N} rows` : `total ${cfg.batchSize * cfg.seqLen * this.accum * N} tokens`} per step = ` +
+      `${this.accum} accumulation step${this.accum > 1 ? "s" : ""}; ${this.loader.describe()}; ${this.maxSteps} steps`);
+    if (this.val && sft) print(`validation: ${this.val.describe()}`);
+    print(`optimizer: AdamW lr ${this.lr0} (${cfg.schedule}, warmup ${this.warmup}, final x${cfg.finalLrFrac}), wd ${cfg.weightDecay}, clip ${cfg.gradClip}` +
+      `${cfg.lr > 0 && cfg.warmup >= 0 ? "" : this.fromScratch ? "" : " (fine-tuning defaults)"}; data ${cfg.shuffle ? "shuffled every epoch" : "in order"}`);
+  }
+
+  private emit(m: StepMetrics): void {
+    if (!this.lead) return;
+    this.log?.write(m);
+    this.hooks.onMetrics?.(m);
+  }
+
+  close(): void {
+    this.loader.close();
+    this.val?.close();
+  }
+
+  // ---- checkpoints
+
+  /**
+   * Restores what a checkpoint holds; returns its step. A rollback keeps this run's LR factor (reductions
+   * compound across rollbacks); a resume takes the checkpoint's.
+   */
+  private restore(file: string, rollback: boolean): number {
+    const { model, opt, dp, backend, N } = this;
     const h = readCheckpointHeader(file);
     if (!sameShape(h.config, model.config)) {
-      throw new TrainConfigError(`${file}: checkpoint model (${describeConfig(h.config)}) does not match -e ${cfg.init} (${describeConfig(model.config)})`);
+      throw new TrainConfigError(`${file}: checkpoint model (${describeConfig(h.config)}) does not match -e ${this.cfg.init} (${describeConfig(model.config)})`);
     }
     const state = h.state as unknown as RunState;
     restoreCheckpoint(file, model);
@@ -202,65 +352,43 @@ export async function train(cfg: TrainConfig, backend: Backend, hooks: TrainHook
       : [{ file, lo: 0, hi: model.layout.total }];
     readOptimizerRange(sources, opt.lo, opt.hi, backend, { m: opt.m, v: opt.v });
     const savedRanks = state.optimizer?.ranks ?? 1, savedZero = state.optimizer ? 1 : 0;
-    if (savedZero !== dp.zero || (dp.zero && savedRanks !== N)) {
-      print(`optimizer state was saved ${savedZero ? `as ZeRO-1 shards over ${savedRanks} ranks` : "whole"}; ` +
+    if (!rollback && (savedZero !== dp.zero || (dp.zero && savedRanks !== N))) {
+      this.print(`optimizer state was saved ${savedZero ? `as ZeRO-1 shards over ${savedRanks} ranks` : "whole"}; ` +
         `read back ${dp.zero ? `as ZeRO-1 shards over ${N} ranks` : "whole"}`);
     }
     opt.step = state.optStep;
-    loader.position = state.loader;
-    sampleRng = new Rng(state.sampleRng);
-    lrScale = state.lrScale;
-    lossDet.state = state.outliers.loss;
-    normDet.state = state.outliers.norm;
+    this.loader.position = state.loader;
+    this.sampleRng = new Rng(state.sampleRng);
+    if (!rollback) this.lrScale = state.lrScale;
+    this.lossDet.state = state.outliers.loss;
+    this.normDet.state = state.outliers.norm;
     return state.step;
-  };
-  if (resumeFrom) {
-    startStep = restore(resumeFrom);
-    print(`resumed from ${resumeFrom} at step ${startStep}`);
-  } else {
-    dp.broadcastParams(); // the same initial weights on every rank, whatever each one computed
   }
 
-  model.allocate(B, T);
-  print(`model: ${describeConfig(model.config)}, ${(countParams(model.config) / 1e6).toFixed(2)}M parameters ` +
-    `(${fromScratch ? `from scratch, preset ${cfg.init}` : `from ${cfg.init}`})`);
-  print(`backend: ${backend.name}, ${backend.device ?? `${backend.threads} threads`}, dtype ${cfg.dtype}, recompute ${cfg.recompute}`);
-  if (N > 1 || comm.kind !== "single") {
-    print(`data parallel: ${comm.description}; ZeRO-${dp.zero}${dp.zero ? " (AdamW state sharded)" : " (every rank holds all AdamW state)"}; ` +
-      `memory per rank with -z 0: ${describePlan(memoryPlan(model.config, { ...cfg, zero: 0 }, N, backend.classifierRows))}; ` +
-      `with -z 1: ${describePlan(memoryPlan(model.config, { ...cfg, zero: 1 }, N, backend.classifierRows))}`);
+  /** The loss the current weights give on the held batch (the same number on every rank). */
+  private heldLoss(): number {
+    const b = this.held;
+    const x = new Float64Array([this.model.forward(b.inputs, b.targets, b.B, b.T)]);
+    this.comm.allReduceSum(x);
+    return x[0] / this.N;
   }
-  print(`memory${N > 1 ? " per rank" : ""}${backend.device ? " on the device" : ""}: ${describePlan(memoryPlan(model.config, cfg, N, backend.classifierRows))}, ` +
-    `allocated once before step 0`);
-  print(`batch: B=${B} T=${T}${N > 1 ? ` x ${N} ranks` : ""}, total ${B * T * accum * N} tokens per step = ${accum} accumulation step${accum > 1 ? "s" : ""}; ` +
-    `${loader.totalTokens.toLocaleString()} train tokens in ${loader.shards.length} shard(s); ${maxSteps} steps`);
-  print(`optimizer: AdamW lr ${lr0} (${cfg.schedule}, warmup ${warmup}, final x${cfg.finalLrFrac}), wd ${cfg.weightDecay}, clip ${cfg.gradClip}` +
-    `${cfg.lr > 0 && cfg.warmup >= 0 ? "" : fromScratch ? "" : " (fine-tuning defaults)"}; data ${cfg.shuffle ? "shuffled every epoch" : "in order"}`);
 
-  const log = cfg.outDir && lead ? new RunLog(cfg.outDir) : null;
-  if (log && !resumeFrom) log.writeConfig({ ...cfg, model: model.config });
-  const emit = (m: StepMetrics) => { if (!lead) return; log?.write(m); hooks.onMetrics?.(m); };
-  const schedule = { kind: cfg.schedule, maxLr: lr0, warmup, totalSteps: maxSteps, finalFraction: cfg.finalLrFrac };
-  const tokensPerStep = B * T * accum * N;
-  const flops = flopsPerToken(model.config, T);
-  // MFU against all ranks' peak (each rank knows its own)
-  const peak = (hooks.peakGflops ?? NaN) * N;
-  const cache = cfg.sampleEvery > 0 ? new KVCache(model, 1, Math.min(model.config.blockSize, cfg.genTokens + 1)) : null;
-  const overfitBatch = cfg.overfitSingleBatch ? loader.next() : null;
-  const hellaswag = cfg.hellaswag && lead ? readHellaswag(await hellaswagFile(cfg.hellaswagData || undefined, (u) => print(`downloading ${u}`)), cfg.hellaswagLimit) : null;
-  let lastTrain = NaN, lastVal = NaN, lastCkpt: string | null = null, emaMs = 0;
-  const trainStart = performance.now();
-
-  // called on every rank: under ZeRO-1 each writes its optimizer shard first; then rank 0 writes the checkpoint
-  // that names them (so a checkpoint file only ever exists once all it needs is on disk)
-  const writeCheckpoint = (step: number) => {
+  /**
+   * Writes the checkpoint of `step` on every rank's behalf (under ZeRO-1 each rank writes its optimizer shard, then
+   * rank 0 the checkpoint that names them, so a checkpoint file only exists once all it needs is on disk). The
+   * weights are checked first: finite, and giving a finite loss on the held batch; otherwise nothing is written and
+   * BadWeights is thrown.
+   */
+  private writeCheckpoint(step: number): void {
+    const { cfg, model, comm, lead, N, dp, opt } = this;
     if (!cfg.outDir) return;
-    // a checkpoint never holds a non-finite value: the last good one stays (all ranks hold the same parameters)
-    if (!paramsFinite(model)) throw new AllRanksError(new NonFiniteError(`refusing to write a checkpoint at step ${step}: the parameters are not finite`));
+    if (!paramsFinite(model)) throw new BadWeights(`the parameters after step ${step} are not finite`);
+    const loss = this.heldLoss();
+    if (!Number.isFinite(loss)) throw new BadWeights(`the weights after step ${step} give a loss of ${loss} on the held batch`);
     const file = checkpointPath(cfg.outDir, step);
     const state: RunState = {
-      step, optStep: opt.step, loader: loader.position, sampleRng: sampleRng.state, lrScale,
-      outliers: { loss: lossDet.state, norm: normDet.state }, config: cfg,
+      step, optStep: opt.step, loader: this.loader.position, sampleRng: this.sampleRng.state, lrScale: this.lrScale,
+      outliers: { loss: this.lossDet.state, norm: this.normDet.state }, config: cfg, task: this.task.kind, verified: { loss },
     };
     if (dp.zero) {
       saveOptimizerShard(optimizerShardPath(cfg.outDir, step, comm.rank, N), model, opt.lo, opt.hi, { m: opt.m, v: opt.v });
@@ -273,124 +401,218 @@ export async function train(cfg: TrainConfig, backend: Backend, hooks: TrainHook
     } else if (lead) {
       saveCheckpoint(file, model, state as unknown as Record<string, unknown>, { m: opt.m, v: opt.v });
     }
-    lastCkpt = file;
-    if (lead) pruneCheckpoints(cfg.outDir, cfg.keep, step);
+    this.lastCkpt = file;
+    if (lead) pruneCheckpoints(cfg.outDir, cfg.keep, [step]);
     comm.barrier(); // nobody reads a checkpoint directory rank 0 is still changing
-    print(`checkpoint: ${file}`);
-  };
-
-  // rolling back needs a checkpoint to go back to
-  if (cfg.onNan === "rollback" && cfg.outDir && !resumeFrom) {
-    const none = !latestCheckpoint(cfg.outDir);
-    comm.barrier(); // every rank has looked before rank 0 writes
-    if (none) writeCheckpoint(startStep);
+    this.print(`checkpoint: ${file}`);
+    // a checkpoint newer than the last rollback target: the run has moved past the trouble
+    if (step > this.rollbackTarget) { this.rollbackFloor = Infinity; this.failuresFromTarget = 0; }
   }
-  let epoch = loader.position.epoch;
-  // rollback bookkeeping: a failure before any newer checkpoint was written goes back further than the last target
-  let rollbacks = 0, rolledBackTo = -1, progressed = true;
-  for (let step = startStep; step <= maxSteps; step++) {
-    const last = step === maxSteps;
-    if (lead && valLoader && cfg.valEvery > 0 && (step % cfg.valEvery === 0 || last)) {
-      lastVal = datasetLoss(model, valLoader, cfg.valBatches);
-      print(`val loss ${lastVal.toFixed(6)} at step ${step}`);
-      emit({ step, val_loss: lastVal });
-    }
-    if (hellaswag && cfg.valEvery > 0 && (step % cfg.valEvery === 0 || last)) {
-      // rows of 4 endings; as many examples per forward as the training buffers hold
-      const h = evaluateHellaswag(model, hellaswag, Math.max(1, Math.floor(B / 4)));
-      print(`HellaSwag acc_norm ${(100 * h.acc_norm).toFixed(2)}% (${h.n} examples) at step ${step}`);
-      emit({ step, hellaswag: h.acc_norm });
-    }
-    if (lead && cache && cfg.sampleEvery > 0 && (step % cfg.sampleEvery === 0 || last) && (step > startStep || last || step === 0)) {
-      const [ids] = generate(model, [EOT], 1, sampleRng, { maxNewTokens: cfg.genTokens, temperature: 1, stopAtEot: false }, cache);
-      const text = decode(ids);
-      print(`sample at step ${step}:\n---\n${text}\n---`);
-      emit({ step, sample: text });
-    }
-    if (cfg.outDir && step > startStep && step !== rolledBackTo && (last || (cfg.checkpointEvery > 0 && step % cfg.checkpointEvery === 0))) {
-      writeCheckpoint(step);
-      if (step > rolledBackTo) progressed = true;
-    }
-    if (last) break;
 
-    // one optimizer step: accumulate gradients over the micro-batches, clip, update
-    const t0 = performance.now();
-    model.zeroGrad();
-    let loss = 0;
-    const batches = [];
-    const spike = hooks.spikeStep === step + 1 ? 1e4 : 1;
-    for (let micro = 0; micro < accum; micro++) {
-      const batch = overfitBatch ?? loader.next();
-      batches.push(batch);
-      if (micro === accum - 1) dp.beforeLastBackward();
-      // each rank's gradients are pre-divided by the ranks: their sum across ranks is the mean
-      loss += model.forwardBackward(batch.inputs, batch.targets, B, T, spike / (accum * N)) / accum;
-    }
-    dp.reduceGradients();
-    // the mean loss over ranks, and whether any rank was asked to stop (Ctrl-C reaches ranks at different moments)
-    const agreed = new Float64Array([loss, hooks.signal?.stop ? 1 : 0]);
-    comm.allReduceSum(agreed);
-    loss = agreed[0] / N;
-    if (hooks.signal && agreed[1] > 0) hooks.signal.stop = true;
-    const norm = clipGradNorm(model, cfg.gradClip, dp.shard, (sq) => dp.sumOverShards(sq));
-    const lr = learningRate(schedule, step) * lrScale;
-    if (!Number.isFinite(loss) || !Number.isFinite(norm)) {
-      // never let a non-finite value reach AdamW or a checkpoint: diagnose, then stop or roll back
-      const what = !Number.isFinite(loss) ? `loss is ${loss}` : `gradient norm is ${norm}`;
-      const where = diagnoseNonFinite(model, batches, B, T);
-      const good = cfg.outDir ? latestCheckpoint(cfg.outDir) : null;
-      const target = listCheckpoints(cfg.outDir).filter((c) => progressed || c.step < rolledBackTo).at(-1);
-      if (cfg.onNan === "rollback" && target && rollbacks < MAX_ROLLBACKS) {
-        const back = restore(target.file);
-        lrScale *= cfg.rollbackLrFactor;
-        rollbacks++;
-        rolledBackTo = back;
-        progressed = false;
-        print(`step ${step + 1}: ${what} (first non-finite: ${where}); rolled back to ${target.file} (step ${back}), LR x${lrScale.toPrecision(3)}`);
-        emit({ step: step + 1, event: `rollback to step ${back}: ${what}` });
-        step = back - 1;
+  /**
+   * The newest checkpoint below `below` whose weights load (checksums hold) and give a finite loss on the held batch.
+   * The model's weights are left as the last one checked.
+   */
+  private findGoodCheckpoint(below = Infinity): { file: string; step: number } | null {
+    for (const c of listCheckpoints(this.cfg.outDir).filter((c) => c.step < below).reverse()) {
+      try {
+        restoreCheckpoint(c.file, this.model);
+      } catch (e) {
+        if (!(e instanceof FormatError)) throw e;
+        this.print(`${c.file} cannot be used: ${e.message}`);
         continue;
       }
-      throw new AllRanksError(new NonFiniteError(`step ${step + 1}: ${what}; first non-finite value: ${where}; ` +
-        `${good ? `last good checkpoint ${good} kept` : "no checkpoint written yet (-n N writes some)"}; lower the LR (-l) or use --on-nan rollback`));
+      if (Number.isFinite(this.heldLoss())) return c;
+      this.print(`${c.file}: its weights give a non-finite loss on the held batch; looking further back`);
     }
-    const zLoss = lossDet.update(loss), zNorm = normDet.update(norm);
+    return null;
+  }
+
+  /**
+   * A step went non-finite (`what`, first seen at `where`). With --on-nan rollback: back to the newest good
+   * checkpoint (one further back after repeated failures from it) with the LR lowered again; returns the step to
+   * continue from. Otherwise, or when rolling back is no longer possible, stops with one line naming the last
+   * good checkpoint.
+   */
+  private recover(failedStep: number, what: string, where: string, canRollBack = true): number {
+    const { cfg } = this;
+    const fmtLr = () => `x${this.lrScale.toPrecision(3)} of -l, ${(this.lr0 * this.lrScale).toExponential(2)}`;
+    if (cfg.onNan === "rollback" && canRollBack && cfg.outDir && this.rollbacks < MAX_ROLLBACKS) {
+      if (this.failuresFromTarget >= RETRIES_PER_CHECKPOINT) this.rollbackFloor = this.rollbackTarget;
+      // nothing further back: the same checkpoint once more, at the lower LR
+      const target = this.findGoodCheckpoint(this.rollbackFloor) ?? this.findGoodCheckpoint();
+      if (target) {
+        const back = this.restore(target.file, true);
+        this.lrScale *= cfg.rollbackLrFactor;
+        this.rollbacks++;
+        this.failuresFromTarget = back === this.rollbackTarget ? this.failuresFromTarget + 1 : 1;
+        this.rollbackTarget = back;
+        this.rolledBackTo = back;
+        this.print(`step ${failedStep}: ${what} (first non-finite: ${where}); rolled back to ${target.file} (step ${back}), LR ${fmtLr()}`);
+        this.emit({ step: failedStep, event: `rollback to step ${back}: ${what}` });
+        return back;
+      }
+    }
+    const good = cfg.outDir ? this.findGoodCheckpoint() : null;
+    const advice = cfg.onNan === "rollback"
+      ? `; stopped after ${this.rollbacks} rollback${this.rollbacks === 1 ? "" : "s"} (LR ${fmtLr()}); lower -l or --rollback-lr-factor`
+      : "; lower the LR (-l) or use --on-nan rollback";
+    throw new AllRanksError(new NonFiniteError(`step ${failedStep}: ${what}; first non-finite value: ${where}; ` +
+      `${good ? `last good checkpoint ${good.file} kept` : cfg.outDir ? "no good checkpoint to go back to" : "no checkpoint written (-o DIR -n N writes some)"}${advice}`));
+  }
+
+  // ---- the loop
+
+  async loop(): Promise<TrainSummary> {
+    const { cfg, hooks, maxSteps } = this;
+    // rolling back needs a checkpoint to go back to
+    if (cfg.onNan === "rollback" && cfg.outDir && this.startStep === 0 && !latestCheckpoint(cfg.outDir)) {
+      this.comm.barrier(); // every rank has looked before rank 0 writes
+      this.writeCheckpoint(0);
+    }
+    let epoch = this.loader.epoch;
+    const trainStart = performance.now();
+    for (let step = this.startStep; step <= maxSteps; step++) {
+      const last = step === maxSteps;
+      this.periodic(step, last);
+      if (cfg.outDir && step > this.startStep && step !== this.rolledBackTo && (last || (cfg.checkpointEvery > 0 && step % cfg.checkpointEvery === 0))) {
+        try {
+          this.writeCheckpoint(step);
+        } catch (e) {
+          if (!(e instanceof BadWeights)) throw e;
+          step = this.recover(step, e.what, diagnoseNonFinite(this.model, [this.held])) - 1;
+          continue;
+        }
+      }
+      if (last) break;
+
+      const r = this.trainStep(step);
+      if ("failed" in r) {
+        step = this.recover(step + 1, r.failed, diagnoseNonFinite(this.model, r.batches, r.scales)) - 1;
+        continue;
+      }
+      this.report(step + 1, r, trainStart);
+      if (this.loader.epoch !== epoch) {
+        epoch = this.loader.epoch;
+        this.print(`epoch ${epoch + 1} begins${cfg.shuffle ? ` (${this.task.kind === "sft" ? "rows" : "shards and documents"} reshuffled)` : ""}`);
+      }
+      hooks.afterStep?.(step + 1);
+      // let signal handlers (Ctrl-C, SIGTERM, SIGHUP) run between steps
+      await new Promise((res) => setImmediate(res));
+      if (hooks.signal?.stop) {
+        this.print(`interrupted: writing a checkpoint at step ${step + 1}`);
+        try {
+          this.writeCheckpoint(step + 1);
+        } catch (e) {
+          if (!(e instanceof BadWeights)) throw e;
+          this.recover(step + 1, e.what, diagnoseNonFinite(this.model, [this.held]), false);
+        }
+        return { steps: step + 1, lastTrainLoss: this.lastTrain, lastValLoss: this.lastVal, checkpoint: this.lastCkpt };
+      }
+    }
+    return { steps: maxSteps, lastTrainLoss: this.lastTrain, lastValLoss: this.lastVal, checkpoint: this.lastCkpt };
+  }
+
+  /** validation, HellaSwag and a sample, on the steps that have them */
+  private periodic(step: number, last: boolean): void {
+    const { cfg, model, lead } = this;
+    if (lead && this.val && validatesAt(cfg, step, last)) {
+      this.lastVal = validationLoss(model, this.val, cfg.valBatches);
+      this.print(`val loss ${this.lastVal.toFixed(6)} at step ${step}`);
+      this.emit({ step, val_loss: this.lastVal });
+    }
+    if (this.hellaswag && validatesAt(cfg, step, last)) {
+      const h = hellaswagScore(model, this.hellaswag, cfg.batchSize);
+      this.print(`HellaSwag acc_norm ${(100 * h.accNorm).toFixed(2)}% (${h.n} examples) at step ${step}`);
+      this.emit({ step, hellaswag: h.accNorm });
+    }
+    if (lead && this.cache && samplesAt(cfg, step, this.startStep, last)) {
+      const text = sampleText(model, this.cache, this.sampleRng, this.prompt, cfg.genTokens);
+      const label = this.prompt.label ? `${this.prompt.label}\n→ ` : "";
+      this.print(`sample at step ${step}:\n---\n${label}${text}\n---`);
+      this.emit({ step, sample: label + text });
+    }
+  }
+
+  /**
+   * One optimizer step: gradients accumulated over the micro-batches (the loss is the mean over every counted target
+   * of the step, across micro-batches and ranks), reduced across ranks, clipped; AdamW unless the step is skipped.
+   */
+  private trainStep(step: number): StepResult | { failed: string; batches: Batch[]; scales: number[] } {
+    const { model, comm, dp, hooks, cfg, N } = this;
+    const t0 = performance.now();
+    model.zeroGrad();
+    const batches: Batch[] = [];
+    for (let micro = 0; micro < this.accum; micro++) batches.push(this.overfitBatch ?? this.loader.next());
+    const counts = batches.map(countTargets);
+    const local = new Float64Array([counts.reduce((a, b) => a + b, 0), batches.reduce((a, b) => a + b.B * b.T, 0)]);
+    if (N > 1) comm.allReduceSum(local);
+    const [total, tokens] = local;
+    const spike = hooks.spikeStep === step + 1 ? 1e4 : 1;
+    const scales = counts.map((c) => (total > 0 ? (spike * c) / total : 0));
+    let loss = 0;
+    for (const [micro, b] of batches.entries()) {
+      if (micro === batches.length - 1) dp.beforeLastBackward();
+      // each micro-batch's gradient is scaled by its share of the step's targets: their sum (over ranks too) is the mean
+      const l = model.forwardBackward(b.inputs, b.targets, b.B, b.T, scales[micro]);
+      if (counts[micro] > 0) loss += (l * counts[micro]) / total;
+    }
+    dp.reduceGradients();
+    // the loss summed over ranks, and whether any rank was asked to stop (signals reach ranks at different moments)
+    const agreed = new Float64Array([loss, hooks.signal?.stop ? 1 : 0]);
+    comm.allReduceSum(agreed);
+    loss = total > 0 ? agreed[0] : NaN;
+    if (hooks.signal && agreed[1] > 0) hooks.signal.stop = true;
+    const norm = clipGradNorm(model, cfg.gradClip, dp.shard, (sq) => dp.sumOverShards(sq));
+    const lr = learningRate(this.schedule, step) * this.lrScale;
+    if (!Number.isFinite(loss) || !Number.isFinite(norm)) {
+      // never let a non-finite value reach AdamW or a checkpoint
+      return { failed: !Number.isFinite(loss) ? `loss is ${loss}` : `gradient norm is ${norm}`, batches, scales: scales.map((s) => s / spike) };
+    }
+    const zLoss = this.lossDet.update(loss), zNorm = this.normDet.update(norm);
     let skipped = hooks.skipStep === step + 1;
     if (cfg.skipUpdateZ > 0 && (zLoss > cfg.skipUpdateZ || zNorm > cfg.skipUpdateZ)) {
       skipped = true;
-      print(`step ${step + 1}: skipping the update, loss z ${zLoss.toFixed(1)}, norm z ${zNorm.toFixed(1)} (limit ${cfg.skipUpdateZ})`);
+      this.print(`step ${step + 1}: skipping the update, loss z ${zLoss.toFixed(1)}, norm z ${zNorm.toFixed(1)} (limit ${cfg.skipUpdateZ})`);
     }
     if (!skipped) {
-      opt.update(lr);
+      this.opt.update(lr);
       dp.gatherParams();
     }
-    const ms = performance.now() - t0;
-    const commMs = comm.takeWaitSeconds() * 1000;
-    lastTrain = loss;
-    emaMs = step === startStep ? ms : 0.9 * emaMs + 0.1 * ms;
-    const tps = (tokensPerStep * 1000) / ms;
-    const mfu = (tps * flops) / 1e9 / peak;
-    const eta = ((maxSteps - step - 1) * emaMs) / 1000;
-    const z = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : "-");
-    print(`step ${String(step + 1).padStart(String(maxSteps).length)}/${maxSteps} | loss ${loss.toFixed(6)} | lr ${lr.toExponential(2)} | ` +
-      `norm ${norm.toFixed(4)} | z ${z(zLoss)}/${z(zNorm)} | ${ms.toFixed(0)} ms | ${tps.toFixed(0)} tok/s | ` +
-      `MFU ${Number.isFinite(mfu) ? (100 * mfu).toFixed(1) + "%" : "n/a"}${N > 1 ? ` | comm wait ${commMs.toFixed(0)} ms` : ""} | ETA ${fmtTime(eta)}`);
-    emit({ step: step + 1, train_loss: loss, lr, norm, z_loss: Number.isFinite(zLoss) ? zLoss : null, z_norm: Number.isFinite(zNorm) ? zNorm : null,
-      skipped, ms, ...(N > 1 ? { comm_wait_ms: commMs } : {}), tokens_per_s: tps, mfu: Number.isFinite(mfu) ? mfu : null, epoch: loader.position.epoch, elapsed_s: (performance.now() - trainStart) / 1000 });
-    if (loader.position.epoch !== epoch) {
-      epoch = loader.position.epoch;
-      print(`epoch ${epoch + 1} begins${cfg.shuffle ? " (shards and documents reshuffled)" : ""}`);
-    }
-    hooks.afterStep?.(step + 1);
-    // let signal handlers (Ctrl-C) run between steps
-    await new Promise((r) => setImmediate(r));
-    if (hooks.signal?.stop) {
-      print(`interrupted: writing a checkpoint at step ${step + 1}`);
-      writeCheckpoint(step + 1);
-      return { steps: step + 1, lastTrainLoss: lastTrain, lastValLoss: lastVal, checkpoint: lastCkpt };
-    }
+    return { loss, norm, lr, zLoss, zNorm, skipped, ms: performance.now() - t0, tokens, trained: total };
   }
-  loader.close();
-  valLoader?.close();
-  return { steps: maxSteps, lastTrainLoss: lastTrain, lastValLoss: lastVal, checkpoint: lastCkpt };
+
+  /** the step line and the step's metrics record */
+  private report(step: number, r: StepResult, trainStart: number): void {
+    const { N, maxSteps } = this;
+    const commMs = this.comm.takeWaitSeconds() * 1000;
+    this.lastTrain = r.loss;
+    this.emaMs = step === this.startStep + 1 ? r.ms : 0.9 * this.emaMs + 0.1 * r.ms;
+    const tps = (r.tokens * 1000) / r.ms;
+    // MFU against all ranks' peak (each rank knows its own)
+    const mfu = (tps * this.flops) / 1e9 / ((this.hooks.peakGflops ?? NaN) * N);
+    const eta = ((maxSteps - step) * this.emaMs) / 1000;
+    const z = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : "-");
+    const sft = this.task.kind === "sft";
+    this.print(`step ${String(step).padStart(String(maxSteps).length)}/${maxSteps} | loss ${r.loss.toFixed(6)} | lr ${r.lr.toExponential(2)} | ` +
+      `norm ${r.norm.toFixed(4)} | z ${z(r.zLoss)}/${z(r.zNorm)} | ${r.ms.toFixed(0)} ms | ${tps.toFixed(0)} tok/s${sft ? ` (${r.trained} trained)` : ""} | ` +
+      `MFU ${Number.isFinite(mfu) ? (100 * mfu).toFixed(1) + "%" : "n/a"}${N > 1 ? ` | comm wait ${commMs.toFixed(0)} ms` : ""} | ETA ${fmtTime(eta)}`);
+    this.emit({ step, train_loss: r.loss, lr: r.lr, norm: r.norm, z_loss: Number.isFinite(r.zLoss) ? r.zLoss : null, z_norm: Number.isFinite(r.zNorm) ? r.zNorm : null,
+      skipped: r.skipped, ms: r.ms, ...(N > 1 ? { comm_wait_ms: commMs } : {}), tokens_per_s: tps, mfu: Number.isFinite(mfu) ? mfu : null,
+      ...(sft ? { trained_tokens: r.trained } : {}), epoch: this.loader.epoch, elapsed_s: (performance.now() - trainStart) / 1000 });
+  }
+}
+
+interface StepResult {
+  loss: number;
+  norm: number;
+  lr: number;
+  zLoss: number;
+  zNorm: number;
+  skipped: boolean;
+  ms: number;
+  /** positions processed by all ranks (padding included) */
+  tokens: number;
+  /** targets the loss counted, all ranks */
+  trained: number;
 }

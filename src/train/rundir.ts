@@ -28,10 +28,13 @@ export function latestCheckpoint(outDir: string): string | null {
   return listCheckpoints(outDir).at(-1)?.file ?? null;
 }
 
-/** Keeps the newest `keep` checkpoints (and always `current`) with their optimizer shards; removes the rest. */
-export function pruneCheckpoints(outDir: string, keep: number, current: number): void {
+/**
+ * Keeps the newest `keep` checkpoints, the steps in `protect` (the one just written, the newest verified one), and
+ * their optimizer shards; removes the rest.
+ */
+export function pruneCheckpoints(outDir: string, keep: number, protect: number[]): void {
   const steps = listCheckpoints(outDir).map((c) => c.step);
-  const kept = new Set([...steps.slice(Math.max(0, steps.length - keep)), current]);
+  const kept = new Set([...steps.slice(Math.max(0, steps.length - keep)), ...protect]);
   for (const f of fs.readdirSync(outDir)) {
     const m = CKPT_RE.exec(f) ?? SHARD_RE.exec(f);
     if (m && !kept.has(Number(m[1]))) fs.rmSync(path.join(outDir, f));

@@ -1,0 +1,40 @@
+// The periodic work of a run, between optimizer steps: validation loss, HellaSwag, a sample. Which steps do it is
+// decided here too, so that a resumed run knows which of its first step's records it is about to write again.
+
+import type { BatchSource } from "../data/source.js";
+import { evaluateHellaswag, type HellaExample } from "../eval/hellaswag.js";
+import { datasetLoss } from "../eval/loss.js";
+import { generate, type KVCache } from "../model/generate.js";
+import type { GPT2 } from "../model/gpt2.js";
+import { decode } from "../tokenizer/bpe.js";
+import type { Rng } from "../util/rng.js";
+import type { TrainConfig } from "./config.js";
+import type { SamplePrompt } from "./task.js";
+
+/** validation (and HellaSwag) run at step 0, every -v steps and at the last step */
+export function validatesAt(cfg: TrainConfig, step: number, last: boolean): boolean {
+  return cfg.valEvery > 0 && (step % cfg.valEvery === 0 || last);
+}
+
+/** samples at step 0, every -s steps after the start (a resumed run does not repeat its first step's), and at the end */
+export function samplesAt(cfg: TrainConfig, step: number, startStep: number, last: boolean): boolean {
+  return cfg.sampleEvery > 0 && (step % cfg.sampleEvery === 0 || last) && (step > startStep || last || step === 0);
+}
+
+export function validationLoss(model: GPT2, val: BatchSource, batches: number): number {
+  return datasetLoss(model, val, batches);
+}
+
+/** HellaSwag acc_norm, with rows of 4 endings batched as the training buffers allow */
+export function hellaswagScore(model: GPT2, examples: HellaExample[], B: number): { accNorm: number; n: number } {
+  const h = evaluateHellaswag(model, examples, Math.max(1, Math.floor(B / 4)));
+  return { accNorm: h.acc_norm, n: h.n };
+}
+
+/** A sample from the task's prompt, at temperature 1 (as llm.c's), until a stop token or genTokens. */
+export function sampleText(model: GPT2, cache: KVCache, rng: Rng, prompt: SamplePrompt, genTokens: number): string {
+  const room = Math.max(1, cache.maxT - prompt.ids.length);
+  const [ids] = generate(model, prompt.ids.slice(-(cache.maxT - 1)), 1, rng,
+    { maxNewTokens: Math.min(genTokens, room), temperature: 1, stopAtEot: prompt.stop.length > 0, stopTokens: prompt.stop }, cache);
+  return decode(ids);
+}

@@ -1,5 +1,6 @@
 // Shared CLI plumbing: strict flag parsing, backend selection from flags/env, one-line errors.
 
+import { randomInt } from "node:crypto";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import type { Backend } from "../kernels/backend.js";
 import { createBackend } from "../kernels/select.js";
@@ -15,6 +16,26 @@ export const BACKEND_OPTIONS = {
   threads: { type: "string" },
   dtype: { type: "string" },
 } as const;
+
+/** the sampling flags of sample, chat and serve's defaults */
+export const SAMPLING_OPTIONS = {
+  "max-new-tokens": { type: "string" }, temperature: { type: "string" }, "top-k": { type: "string" }, "top-p": { type: "string" }, seed: { type: "string" },
+} as const;
+
+export interface Sampling { maxTokens: number; temperature: number; topK: number; topP: number }
+
+export function samplingFromFlags(values: Record<string, unknown>, defaults: { maxTokens: number; temperature: number }): Sampling {
+  const v = values as Record<string, string | undefined>;
+  return {
+    maxTokens: num(v["max-new-tokens"], "max-new-tokens", defaults.maxTokens, { int: true, min: 1 }),
+    temperature: num(v.temperature, "temperature", defaults.temperature, { min: 0 }),
+    topK: num(v["top-k"], "top-k", 0, { int: true, min: 0 }),
+    topP: num(v["top-p"], "top-p", 1.0, { min: 0, max: 1 }),
+  };
+}
+
+/** a seed for runs that were not given one (the library itself never draws from Math.random) */
+export function randomSeed(): number { return randomInt(2 ** 31); }
 
 export type Values<O extends Options> = { [K in keyof O]?: O[K]["type"] extends "boolean" ? boolean : string };
 

@@ -1,12 +1,16 @@
 // gpt2 eval loss --model PATH (--tokens FILE | --data GLOB [--batches N]) [--json]
 // gpt2 eval hellaswag --model PATH [--data hellaswag_val.jsonl] [--limit N] [--batch N] [--json] [--details]
+// gpt2 eval chat --model PATH --data tasks.jsonl [--limit N] [--max-new-tokens N] [--json] [--details]
 
 import * as fs from "node:fs";
 import { DataLoader } from "../data/loader.js";
 import { readShardHeader, readShardTokens } from "../data/shard.js";
 import { evaluateHellaswag, hellaswagFile, HELLASWAG_REFERENCES, readHellaswag } from "../eval/hellaswag.js";
 import { datasetLoss, sequenceLoss } from "../eval/loss.js";
+import { readExamples } from "../data/sft.js";
+import { evaluateChat } from "../eval/chat.js";
 import { loadModel } from "../io/load.js";
+import { CHAT_VOCAB_SIZE } from "../tokenizer/bpe.js";
 import { countParams } from "../model/layout.js";
 import { BACKEND_OPTIONS, backendFromFlags, num, parse, parseIds, UsageError } from "./common.js";
 
@@ -14,7 +18,8 @@ export async function evalCommand(argv: string[]): Promise<void> {
   const [sub, ...rest] = argv;
   if (sub === "loss") return evalLoss(rest);
   if (sub === "hellaswag") return evalHellaswag(rest);
-  throw new UsageError(`usage: gpt2 eval loss|hellaswag --model PATH ...${sub ? ` (unknown eval "${sub}")` : ""}`);
+  if (sub === "chat") return evalChat(rest);
+  throw new UsageError(`usage: gpt2 eval loss|hellaswag|chat --model PATH ...${sub ? ` (unknown eval "${sub}")` : ""}`);
 }
 
 async function evalLoss(argv: string[]): Promise<void> {
@@ -82,5 +87,39 @@ async function evalHellaswag(argv: string[]): Promise<void> {
   const params = countParams(model.config);
   if (params > 100e6 && params < 150e6) {
     process.stdout.write(`reference (acc_norm): ${Object.entries(HELLASWAG_REFERENCES).map(([k, v]) => `${k} ${(100 * v).toFixed(1)}%`).join(", ")}\n`);
+  }
+}
+
+async function evalChat(argv: string[]): Promise<void> {
+  const { values } = parse(argv, {
+    ...BACKEND_OPTIONS, model: { type: "string" }, data: { type: "string" }, limit: { type: "string" },
+    "max-new-tokens": { type: "string" }, json: { type: "boolean" }, details: { type: "boolean" },
+  });
+  if (!values.model) throw new UsageError("--model PATH is required");
+  if (!values.data) throw new UsageError("--data FILE.jsonl is required: rows {\"messages\": [...]} (the last assistant message is the reference) or {\"prompt\", \"completion\"}");
+  const limit = num(values.limit, "limit", 0, { int: true, min: 0 });
+  const rows = readExamples(values.data).map((r) => r.example);
+  const examples = limit > 0 ? rows.slice(0, limit) : rows;
+  const model = loadModel(values.model, backendFromFlags(values));
+  if (examples.some((e) => e.kind === "chat") && model.config.vocabSize < CHAT_VOCAB_SIZE) {
+    // a base model scored on conversations: it gets the chat tokens as SFT would give them, untrained
+    model.extendVocab(CHAT_VOCAB_SIZE);
+    if (!values.json) process.stderr.write("note: the model has no chat tokens; they are added untrained (as gpt2 sft starts), so this is the before-SFT score\n");
+  }
+  const tty = process.stderr.isTTY && !values.json;
+  const t0 = performance.now();
+  const r = await evaluateChat(model, examples, {
+    maxTokens: values["max-new-tokens"] === undefined ? undefined : num(values["max-new-tokens"], "max-new-tokens", 0, { int: true, min: 1 }),
+    onProgress: (done, correct) => { if (tty) process.stderr.write(`\r  ${done}/${examples.length}, ${correct} exact so far   `); },
+  });
+  if (tty) process.stderr.write("\n");
+  const secs = (performance.now() - t0) / 1000;
+  if (values.json) {
+    process.stdout.write(JSON.stringify({ n: r.n, correct: r.correct, accuracy: r.accuracy, seconds: secs, ...(values.details ? { details: r.details } : {}) }) + "\n");
+    return;
+  }
+  process.stdout.write(`exact match: ${r.correct}/${r.n} = ${(100 * r.accuracy).toFixed(1)}% (greedy, ${secs.toFixed(1)} s)\n`);
+  if (values.details) {
+    for (const d of r.details) process.stdout.write(`${d.correct ? "ok  " : "MISS"} ${JSON.stringify(d.prompt.slice(-80))} -> ${JSON.stringify(d.answer)} (want ${JSON.stringify(d.reference)})\n`);
   }
 }

@@ -63,6 +63,8 @@ interface Activations {
   dqkv: Tensor; // (B,T,3C)
   dfch: Tensor; // (B,T,4C)
   dfchGelu: Tensor; // (B,T,4C)
+  zeroRow: Tensor; // (C) zeros: the position table when the encoder gathers rows
+  rowScratch: Tensor; // (C) where the gather's backward puts its (unused) position gradient
   floats: number;
 }
 
@@ -78,6 +80,8 @@ export class GPT2 {
   private lastInputs: Int32Array | null = null;
   private lastBT: [number, number] = [0, 0];
   private hasDlogits = false;
+  /** rows of the last forward that had a target, when not all did (the classifier ran over these only) */
+  private trainedRows: Int32Array | null = null;
   /** (B,T,Vp) logits for forward() without targets (inference); allocated on first need, then reused */
   private fullLogits: Tensor | null = null;
   /**
@@ -186,7 +190,7 @@ export class GPT2 {
     const lnL = recompute >= 2 ? 1 : L, geluL = recompute >= 1 ? 1 : L;
     return BT * C + 2 * lnL * BT * C + 4 * L * BT + L * BT * 3 * C + L * BT * C + L * B * NH * T + BT * C +
       L * BT * C + L * BT * 4 * C + geluL * BT * 4 * C + BT * C + L * BT * C + BT * C + 2 * BT + Math.min(BT, chunk) * Vp + BT +
-      4 * BT * C + BT * 3 * C + 2 * BT * 4 * C;
+      4 * BT * C + BT * 3 * C + 2 * BT * 4 * C + 2 * C;
   }
 
   private makeActivations(B: number, T: number): Activations {
@@ -207,6 +211,7 @@ export class GPT2 {
       lnf: a(BT * C), lnfMean: a(BT), lnfRstd: a(BT),
       logits: a(Math.min(BT, this.classifierRows) * Vp), losses: a(BT),
       dres: a(BT * C), dln: a(BT * C), datty: a(BT * C), dqkv: a(BT * 3 * C), dfch: a(BT * 4 * C), dfchGelu: a(BT * 4 * C),
+      zeroRow: a(C), rowScratch: a(C),
       get floats() { return floats; },
     };
   }
@@ -298,23 +303,42 @@ export class GPT2 {
       be.matmulForward(v(this.fullLogits, BT * Vp), lnf, p.wte, null, BT, C, Vp);
       return NaN;
     }
-    let count = 0;
-    for (let i = 0; i < BT; i++) if (targets[i] >= 0) count++;
+    // the classifier runs over the rows that have a target: all of them in pretraining; in an SFT batch only the
+    // answers' few tokens, gathered into a compact (M, C) block first (the lm_head is most of a small model's work)
+    const rows: number[] = [];
+    for (let i = 0; i < BT; i++) if (targets[i] >= 0) rows.push(i);
+    const M = rows.length;
+    this.trainedRows = M < BT ? Int32Array.from(rows) : null;
+    const scale = M ? lossScale / M : 0;
+    let x = lnf, t = targets, dx = v(a.dln, BT * C);
+    if (this.trainedRows) {
+      // the encoder is an embedding lookup: with lnf as the table and a zero position row it gathers rows, and its
+      // backward scatters their gradients back (rows without a target get zero, as crossEntropy gives them)
+      x = v(a.fcproj, M * C);
+      be.encoderForward(x, this.trainedRows, lnf, a.zeroRow, M, 1, C);
+      t = Int32Array.from(rows, (i) => targets[i]);
+      dx = v(a.datty, M * C);
+    }
     // fused classifier, chunk by chunk: logits -> loss (-> dlogits in place -> dlnf and dwte right away)
-    const scale = count ? lossScale / count : 0;
-    for (let r0 = 0; r0 < BT; r0 += this.classifierRows) {
-      const n = Math.min(this.classifierRows, BT - r0);
-      const logits = v(a.logits, n * Vp), x = be.view(lnf, r0 * C, n * C);
-      be.matmulForward(logits, x, p.wte, null, n, C, Vp);
+    for (let r0 = 0; r0 < M; r0 += this.classifierRows) {
+      const n = Math.min(this.classifierRows, M - r0);
+      const logits = v(a.logits, n * Vp), xr = be.view(x, r0 * C, n * C);
+      be.matmulForward(logits, xr, p.wte, null, n, C, Vp);
       this.debugCheck?.("lm_head logits (forward)", logits, n * Vp);
-      be.crossEntropy(be.view(a.losses, r0, n), grad ? logits : null, logits, targets.subarray(r0, r0 + n), n, V, Vp, scale);
+      be.crossEntropy(be.view(a.losses, r0, n), grad ? logits : null, logits, t.subarray(r0, r0 + n), n, V, Vp, scale);
       // the lm_head weight is wte (tied): its gradient lands in dwte; dlnf goes to dln, where backward() starts
-      if (grad) be.matmulBackward(be.view(a.dln, r0 * C, n * C), this.g!.wte, null, logits, x, p.wte, n, C, Vp);
+      if (grad) be.matmulBackward(be.view(dx, r0 * C, n * C), this.g!.wte, null, logits, xr, p.wte, n, C, Vp);
+    }
+    if (grad && this.trainedRows) {
+      be.fill(v(a.dln, BT * C), 0);
+      be.fill(a.rowScratch, 0);
+      be.encoderBackward(v(a.dln, BT * C), a.rowScratch, dx, this.trainedRows, M, 1, C);
     }
     this.hasDlogits = grad;
-    const losses = be.read(a.losses, 0, BT);
+    const losses = be.read(a.losses, 0, M);
     let sum = 0;
-    for (let i = 0; i < BT; i++) sum += losses[i];
+    for (let i = 0; i < M; i++) sum += losses[i];
+    const count = M;
     return count ? sum / count : NaN;
   }
 
@@ -328,7 +352,12 @@ export class GPT2 {
   /** Per-position losses (B,T) of the last forward with targets. */
   readLosses(): Float32Array {
     const [B, T] = this.lastBT;
-    return this.backend.read(this.acts!.losses, 0, B * T);
+    if (!this.trainedRows) return this.backend.read(this.acts!.losses, 0, B * T);
+    // the classifier ran over the rows with targets only: put their losses back in place, 0 elsewhere
+    const compact = this.backend.read(this.acts!.losses, 0, this.trainedRows.length);
+    const out = new (compact.constructor as Float32ArrayConstructor)(B * T); // the backend's precision (a test's float64)
+    for (let i = 0; i < compact.length; i++) out[this.trainedRows[i]] = compact[i];
+    return out;
   }
 
   /** forward(grad) + backward: gradients ACCUMULATE into this.grads (call zeroGrad() once per optimizer step). */

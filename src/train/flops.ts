@@ -14,3 +14,12 @@ export function matmulParams(c: GPT2Config): number {
 export function flopsPerToken(c: GPT2Config, T: number): number {
   return 6 * matmulParams(c) + 12 * c.nLayer * c.nEmbd * T;
 }
+
+/**
+ * Training FLOPs of a step that processes `tokens` positions of which `trained` have targets: the classifier (the
+ * tied lm_head) runs over the trained positions only (SFT batches), everything else over all of them.
+ */
+export function stepFlops(c: GPT2Config, T: number, tokens: number, trained: number): number {
+  const head = 6 * c.paddedVocabSize * c.nEmbd;
+  return (flopsPerToken(c, T) - head) * tokens + head * trained;
+}

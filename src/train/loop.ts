@@ -24,7 +24,7 @@ import { makeDir } from "../util/fs.js";
 import { Rng, type RngState } from "../util/rng.js";
 import { AdamW, ADAMW_DEFAULTS, clipGradNorm } from "./adamw.js";
 import { accumulationSteps, TrainConfigError, type TrainConfig } from "./config.js";
-import { flopsPerToken } from "./flops.js";
+import { stepFlops } from "./flops.js";
 import { diagnoseNonFinite, NonFiniteError, paramsFinite } from "./guard.js";
 import { RunLog, type StepMetrics } from "./log.js";
 import { OutlierDetector } from "./outliers.js";
@@ -195,7 +195,6 @@ class Run {
   private readonly prompt: SamplePrompt;
   private readonly overfitBatch: Batch | null;
   private readonly held: Batch;
-  private readonly flops: number;
   private startStep = 0;
   private sampleRng: Rng;
   private lrScale = 1;
@@ -231,7 +230,6 @@ class Run {
     this.overfitBatch = cfg.overfitSingleBatch ? loader.next() : null;
     // checkpoints are verified on a batch that never changes: the first validation batch, else the first training one
     this.held = (val ?? loader).heldBatch();
-    this.flops = flopsPerToken(model.config, cfg.seqLen);
   }
 
   /** Everything before step 0: data, memory plan, model, optimizer, resume, the header lines. */
@@ -589,8 +587,8 @@ class Run {
     this.lastTrain = r.loss;
     this.emaMs = step === this.startStep + 1 ? r.ms : 0.9 * this.emaMs + 0.1 * r.ms;
     const tps = (r.tokens * 1000) / r.ms;
-    // MFU against all ranks' peak (each rank knows its own)
-    const mfu = (tps * this.flops) / 1e9 / ((this.hooks.peakGflops ?? NaN) * N);
+    // MFU against all ranks' peak (each rank knows its own); the lm_head counts only where there are targets
+    const mfu = stepFlops(this.model.config, this.cfg.seqLen, r.tokens, r.trained) / (r.ms / 1000) / 1e9 / ((this.hooks.peakGflops ?? NaN) * N);
     const eta = ((maxSteps - step) * this.emaMs) / 1000;
     const z = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : "-");
     const sft = this.task.kind === "sft";

@@ -114,3 +114,38 @@ test("whole-model gradient = finite differences (float64 model, recompute 0, 1, 
     }
   }
 });
+
+test("masked targets (SFT rows: only answers count): gradient = finite differences, classifier over the answer spans only", () => {
+  const config = makeConfig("tiny", { nLayer: 1, nHead: 2, nEmbd: 8, blockSize: 32, vocabSize: 11 });
+  const model = new GPT2(config, new Float64Backend(), 0);
+  model.initWeights(new Rng(4));
+  const p = model.params as unknown as Float64Array;
+  for (let i = 0; i < p.length; i++) p[i] += rng.normal() * 0.3;
+  const B = 2, T = 30;
+  const inputs = Int32Array.from({ length: B * T }, () => rng.int(11));
+  // two spans of targets 47 rows apart (two classifier chunks), the rest not trained on
+  const targets = new Int32Array(B * T).fill(-1);
+  for (const i of [3, 4, 5, 50, 51, 52]) targets[i] = rng.int(11);
+  // a step with every target first, so that buffers the masked step must clear hold other values
+  model.forwardBackward(inputs, Int32Array.from({ length: B * T }, () => rng.int(11)), B, T);
+  model.zeroGrad();
+  const loss = model.forwardBackward(inputs, targets, B, T);
+  const losses = model.readLosses();
+  let sum = 0;
+  for (let i = 0; i < B * T; i++) { if (targets[i] < 0) assert.equal(losses[i], 0, `row ${i}`); else sum += losses[i]; }
+  assert.ok(Math.abs(loss - sum / 6) < 1e-12);
+  const g = model.grads as unknown as Float64Array;
+  const f = () => model.forward(inputs, targets, B, T);
+  for (const spec of model.layout.tensors) {
+    const n = spec.name === "wte" ? config.vocabSize * config.nEmbd : spec.size;
+    for (let j = 0; j < 4; j++) {
+      const i = spec.offset + Math.floor((j * n) / 4 + 1) % n;
+      const old = p[i], eps = 1e-5;
+      p[i] = old + eps; const fp = f();
+      p[i] = old - eps; const fm = f();
+      p[i] = old;
+      const num = (fp - fm) / (2 * eps);
+      assert.ok(Math.abs(num - g[i]) <= 1e-6 + 1e-5 * Math.abs(num), `${spec.name}[${i - spec.offset}] ${g[i]} vs ${num}`);
+    }
+  }
+});

@@ -1,0 +1,61 @@
+// gpt2 chat --model PATH [--system TEXT] [sampling flags]: a conversation in the terminal, streamed, with the KV
+// cache kept across turns. /reset, /system TEXT, /help; Ctrl-C stops an answer, Ctrl-D (or /quit) ends.
+
+import * as readline from "node:readline";
+import { ChatSession } from "../chat/session.js";
+import { loadModel } from "../io/load.js";
+import { Rng } from "../util/rng.js";
+import { BACKEND_OPTIONS, backendFromFlags, num, parse, randomSeed, SAMPLING_OPTIONS, samplingFromFlags, UsageError } from "./common.js";
+
+const HELP = "commands: /reset (forget the conversation), /system TEXT (start over with a system message), /help, /quit";
+
+export async function chatCommand(argv: string[]): Promise<void> {
+  const { values } = parse(argv, { ...BACKEND_OPTIONS, ...SAMPLING_OPTIONS, model: { type: "string" }, system: { type: "string" } });
+  if (!values.model) throw new UsageError("--model PATH is required (a model fine-tuned on conversations with gpt2 sft)");
+  const sampling = samplingFromFlags(values, { maxTokens: 256, temperature: 0.7 });
+  const rng = new Rng(num(values.seed, "seed", randomSeed(), { int: true }));
+  const model = loadModel(values.model, backendFromFlags(values));
+  let session: ChatSession;
+  try { session = new ChatSession(model, values.system); } catch (e) { throw new UsageError(`${values.model}: ${(e as Error).message}`); }
+  const tty = process.stdin.isTTY && process.stdout.isTTY;
+  const out = (s: string) => process.stdout.write(s);
+  if (tty) out(`chatting with ${values.model} (${model.config.nLayer} layers, context ${model.config.blockSize} tokens). ${HELP}\n`);
+  const rl = readline.createInterface({ input: process.stdin, output: tty ? process.stdout : undefined, terminal: tty });
+  let answering: AbortController | null = null;
+  // Ctrl-C: stop the answer being written; at the prompt, quit
+  rl.on("SIGINT", () => { if (answering) answering.abort(); else { out("\n"); rl.close(); } });
+  process.on("SIGINT", () => { if (answering) answering.abort(); else process.exit(130); });
+  const prompt = () => { if (tty) rl.prompt(); };
+  rl.setPrompt("you> ");
+  prompt();
+  for await (const line of rl) {
+    const text = line.trim();
+    if (text === "") { prompt(); continue; }
+    if (text === "/quit" || text === "/exit") break;
+    if (text === "/help") { out(HELP + "\n"); prompt(); continue; }
+    if (text === "/reset") { session.reset(); out("(conversation reset)\n"); prompt(); continue; }
+    if (text === "/system" || text.startsWith("/system ")) {
+      session.setSystem(text.slice(8).trim());
+      out(`(new conversation${text.length > 8 ? " with that system message" : ""})\n`);
+      prompt();
+      continue;
+    }
+    answering = new AbortController();
+    out(tty ? "assistant> " : "");
+    try {
+      const reply = session.say(text, sampling, rng, answering.signal);
+      let r = await reply.next();
+      while (!r.done) { out(r.value); r = await reply.next(); }
+      if (r.value === "length") out(" [cut: max tokens or the context reached]");
+      if (r.value === "abort") out(" [stopped]");
+    } catch (e) {
+      if (!(e instanceof RangeError)) throw e;
+      out(`(${e.message})`);
+    } finally {
+      answering = null;
+    }
+    out("\n");
+    prompt();
+  }
+  rl.close();
+}

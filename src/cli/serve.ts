@@ -1,0 +1,43 @@
+// gpt2 serve --model PATH [--port P] [--host H] [--name NAME] [--max-queue N] [--max-tokens N] [--max-body BYTES]:
+// OpenAI's API and a chat page for one model, on 127.0.0.1 unless --host says otherwise.
+
+import * as path from "node:path";
+import { loadModel } from "../io/load.js";
+import { startServer } from "../serve/server.js";
+import { BACKEND_OPTIONS, backendFromFlags, num, parse, randomSeed, UsageError } from "./common.js";
+
+export async function serveCommand(argv: string[]): Promise<void> {
+  const { values } = parse(argv, {
+    ...BACKEND_OPTIONS, model: { type: "string" }, port: { type: "string" }, host: { type: "string" }, name: { type: "string" },
+    "max-queue": { type: "string" }, "max-tokens": { type: "string" }, "max-body": { type: "string" }, "max-n": { type: "string" }, quiet: { type: "boolean" },
+  });
+  if (!values.model) throw new UsageError("--model PATH is required (a gpt2ts checkpoint, a Hugging Face directory or an llm.c .bin)");
+  const model = loadModel(values.model, backendFromFlags(values));
+  const name = values.name ?? path.basename(path.resolve(values.model)).replace(/\.gpt2ts$/, "");
+  let server;
+  try {
+    server = await startServer({
+      model, name, host: values.host, port: num(values.port, "port", 8000, { int: true, min: 0, max: 65535 }),
+      maxQueue: num(values["max-queue"], "max-queue", 16, { int: true, min: 0 }),
+      maxTokens: num(values["max-tokens"], "max-tokens", model.config.blockSize, { int: true, min: 1, max: model.config.blockSize }),
+      maxBodyBytes: num(values["max-body"], "max-body", 1 << 20, { int: true, min: 1024 }),
+      maxN: num(values["max-n"], "max-n", 8, { int: true, min: 1, max: 64 }),
+      seed: randomSeed(),
+      log: values.quiet ? undefined : (l) => process.stderr.write(`${new Date().toISOString()} ${l}\n`),
+    });
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (err.code === "EADDRINUSE") throw new UsageError(`port ${values.port ?? 8000} is in use; pick another with --port (0: any free port)`);
+    if (err.code === "EADDRNOTAVAIL" || err.code === "ENOTFOUND") throw new UsageError(`--host ${values.host}: not an address of this machine`);
+    throw e;
+  }
+  const chat = model.config.vocabSize > 50257;
+  process.stdout.write(`serving ${name} at ${server.url}  (chat page; OpenAI API at ${server.url}v1: ` +
+    `${chat ? "chat/completions, " : ""}completions, models)  Ctrl-C to stop\n`);
+  if (!chat) process.stdout.write("this model has no chat tokens: /v1/chat/completions answers 400 (fine-tune it with gpt2 sft)\n");
+  await new Promise<void>((resolve) => {
+    const stop = () => { void server.close().then(resolve); };
+    process.once("SIGINT", stop);
+    process.once("SIGTERM", stop);
+  });
+}

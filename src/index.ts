@@ -14,7 +14,8 @@ export { saveCheckpoint, loadCheckpoint, restoreCheckpoint, readCheckpointHeader
 export { SafetensorsFile, writeSafetensors } from "./io/safetensors.js";
 export { FormatError } from "./io/files.js";
 export { Rng } from "./util/rng.js";
-export { DataLoader, type LoaderPosition, type Batch } from "./data/loader.js";
+export { DataLoader, type LoaderPosition } from "./data/loader.js";
+export type { Batch } from "./data/source.js";
 export { prepare, type PrepareOptions } from "./data/prepare.js";
 export { AdamW, clipGradNorm } from "./train/adamw.js";
 export { DEFAULTS as TRAIN_DEFAULTS, mergeConfig, type TrainConfig } from "./train/config.js";
@@ -23,3 +24,12 @@ export { createCommunicator, SingleComm, MpiComm, CommError, shardRange, type Co
 export { DataParallel } from "./parallel/ddp.js";
 export { evaluateHellaswag, readHellaswag } from "./eval/hellaswag.js";
 export { sequenceLoss, datasetLoss } from "./eval/loss.js";
+export { renderChat, renderText, parseExample, parseMessages, ChatFormatError, type Message, type Example, type Rendered } from "./chat/template.js";
+export { complete, cacheFor, TextSink, type CompletionOptions, type CompletionEvent, type FinishReason } from "./chat/complete.js";
+export { ChatSession } from "./chat/session.js";
+export { SftData, readExamples, type SftOptions } from "./data/sft.js";
+export type { BatchSource, BatchPosition } from "./data/source.js";
+export { pretraining, sft, type TrainTask } from "./train/task.js";
+export { evaluateChat } from "./eval/chat.js";
+export { startServer, type ServeOptions } from "./serve/server.js";
+export { CHAT_TOKENS, CHAT_VOCAB_SIZE } from "./tokenizer/bpe.js";

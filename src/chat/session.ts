@@ -31,8 +31,12 @@ export class ChatSession {
 
   /** Starts over with a new system message ("" for none). */
   setSystem(text: string): void {
+    const head = text ? [EOT_TOKEN, CHAT_TOKENS.system, ...encodeOrdinary(text), CHAT_TOKENS.end] : [EOT_TOKEN];
+    if (head.length > this.model.config.blockSize / 2) {
+      throw new RangeError(`the system message (${head.length} tokens) takes more than half the model's context (${this.model.config.blockSize})`);
+    }
     this.reset();
-    this.head = text ? [EOT_TOKEN, CHAT_TOKENS.system, ...encodeOrdinary(text), CHAT_TOKENS.end] : [EOT_TOKEN];
+    this.head = head;
     if (text) this.messages.push({ role: "system", content: text });
   }
 
@@ -55,34 +59,44 @@ export class ChatSession {
 
   /**
    * The assistant's reply to `text`, streamed as text pieces; the reply joins the conversation when it ends
-   * (also when cut by maxTokens or `signal`). Returns why it ended.
+   * (also when cut by maxTokens, `signal`, or the caller leaving the loop). Returns why it ended.
    */
-  async *say(text: string, o: Omit<CompletionOptions, "stopTokens">, rng: Rng, signal?: AbortSignal): AsyncGenerator<string, FinishReason> {
+  async *say(text: string, o: Omit<CompletionOptions, "stopTokens" | "stopText">, rng: Rng, signal?: AbortSignal): AsyncGenerator<string, FinishReason> {
     const blockSize = this.model.config.blockSize;
     const turn = [CHAT_TOKENS.user, ...encodeOrdinary(text), CHAT_TOKENS.end, CHAT_TOKENS.assistant];
+    // refused before anything changes: the conversation stays as it was
+    if (this.head.length + turn.length + 1 > blockSize) {
+      throw new RangeError(`the message is too long for the model's context (${blockSize} tokens, ${this.head.length} of them the system message)`);
+    }
+    const room = Math.min(o.maxTokens, blockSize - this.head.length - turn.length);
     this.turns.push(turn);
     this.messages.push({ role: "user", content: text });
-    const room = Math.min(o.maxTokens, Math.max(1, blockSize - this.head.length - turn.length));
-    // drop the oldest turns until the prompt and the answer fit the context
+    // when the context would overflow, drop the oldest turns: down to three quarters of it, so that the next few
+    // turns fit without dropping (and rebuilding the cache) again
     let dropped = false;
-    while (this.turns.length > 1 && this.ids.length + room > blockSize) { this.turns.shift(); dropped = true; }
-    if (this.ids.length + 1 > blockSize) throw new RangeError(`the message is too long for the model's context (${blockSize} tokens)`);
+    if (this.ids.length + room > blockSize) {
+      while (this.turns.length > 1 && this.ids.length + room > blockSize - Math.floor(blockSize / 4)) { this.turns.shift(); dropped = true; }
+    }
     this.cache ??= cacheFor(this.model, 1, blockSize, 0);
-    if (dropped) { this.cache.reset(); this.cached = 0; }
-    const ids = this.ids;
-    const feed = ids.slice(this.cached);
+    if (dropped) this.cached = 0;
+    this.cache.pos = this.cached; // entries past what the conversation holds are stale; they are written over
+    const feed = this.ids.slice(this.cached);
     this.lastFed = feed.length;
     let reason: FinishReason = "abort";
     const answer: number[] = [];
-    for await (const ev of complete(this.model, this.cache, feed, { ...o, maxTokens: room, stopTokens: [CHAT_TOKENS.end, EOT_TOKEN] }, rng, signal)) {
-      if (ev.kind === "text") yield ev.text;
-      else { reason = ev.reason; answer.push(...ev.tokens); }
+    try {
+      for await (const ev of complete(this.model, this.cache, feed, { ...o, maxTokens: room, stopTokens: [CHAT_TOKENS.end, EOT_TOKEN] }, rng, signal)) {
+        if (ev.kind === "text") yield ev.text;
+        else { reason = ev.reason; answer.push(...ev.tokens); }
+      }
+    } finally {
+      // however the reply ended, it joins the conversation as far as it went: the cache holds the prompt and the
+      // answer but (maybe) its last token, and the template closes the answer with <|end|>
+      this.cached = this.cache.pos;
+      turn.push(...answer, CHAT_TOKENS.end);
+      this.lastAnswer = answer;
+      this.messages.push({ role: "assistant", content: decode(answer) });
     }
-    // the cache holds the prompt and the answer but (maybe) its last token; the template closes the answer with <|end|>
-    this.cached = this.cache.pos;
-    turn.push(...answer, CHAT_TOKENS.end);
-    this.lastAnswer = answer;
-    this.messages.push({ role: "assistant", content: decode(answer) });
     return reason;
   }
 }

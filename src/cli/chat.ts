@@ -35,8 +35,12 @@ export async function chatCommand(argv: string[]): Promise<void> {
     if (text === "/help") { out(HELP + "\n"); prompt(); continue; }
     if (text === "/reset") { session.reset(); out("(conversation reset)\n"); prompt(); continue; }
     if (text === "/system" || text.startsWith("/system ")) {
-      session.setSystem(text.slice(8).trim());
-      out(`(new conversation${text.length > 8 ? " with that system message" : ""})\n`);
+      try {
+        session.setSystem(text.slice(8).trim());
+        out(`(new conversation${text.length > 8 ? " with that system message" : ""})\n`);
+      } catch (e) {
+        out(`(${(e as Error).message})\n`);
+      }
       prompt();
       continue;
     }

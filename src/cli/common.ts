@@ -90,12 +90,15 @@ export function parseIds(text: string, what: string): number[] {
 }
 
 /**
- * Ctrl-C, and the signals schedulers stop jobs with (SLURM and Kubernetes send SIGTERM; a closed terminal SIGHUP),
- * set `signal.stop`: the run finishes its step, writes a checkpoint and exits cleanly. A second signal quits at once.
+ * Ctrl-C, and the signals schedulers stop jobs with (SLURM and Kubernetes send SIGTERM; a closed terminal SIGHUP;
+ * SIGUSR1 for MPI jobs and SLURM's advance warning), set `signal.stop`: the run finishes its step, writes a checkpoint
+ * and exits cleanly. A second signal quits at once.
  * Returns a function that removes the handlers.
  */
 export function stopOnSignals(signal: { stop: boolean }): () => void {
-  const codes = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 } as const;
+  // SIGUSR1 too: mpirun forwards it to every rank at once (a SIGTERM it turns into SIGTERM then SIGKILL a second
+  // later), and it is what SLURM's --signal=B:USR1@SECONDS sends before a job's time runs out
+  const codes = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129, SIGUSR1: 138 } as const;
   // after a hang-up the terminal is gone and writing to it fails: that must not end the run before its checkpoint
   const ignore = () => {};
   for (const stream of [process.stdout, process.stderr]) stream.on("error", ignore);

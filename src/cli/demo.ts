@@ -62,7 +62,7 @@ async function assistantDemo(argv: string[]): Promise<void> {
   });
   const out = values.out ?? path.join("runs", "assistant");
   const preSteps = num(values["pretrain-steps"], "pretrain-steps", 150, { int: true, min: 1 });
-  const sftSteps = num(values["sft-steps"], "sft-steps", 600, { int: true, min: 1 });
+  const sftSteps = num(values["sft-steps"], "sft-steps", 1500, { int: true, min: 1 });
   const facts = num(values.facts, "facts", 2, { int: true, min: 1, max: 6 });
   const say = (s: string) => process.stdout.write(s + "\n");
   const t0 = performance.now();

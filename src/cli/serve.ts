@@ -4,6 +4,7 @@
 import * as path from "node:path";
 import { loadModel } from "../io/load.js";
 import { startServer } from "../serve/server.js";
+import { CHAT_VOCAB_SIZE } from "../tokenizer/bpe.js";
 import { BACKEND_OPTIONS, backendFromFlags, num, parse, randomSeed, UsageError } from "./common.js";
 
 export async function serveCommand(argv: string[]): Promise<void> {
@@ -31,7 +32,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
     if (err.code === "EADDRNOTAVAIL" || err.code === "ENOTFOUND") throw new UsageError(`--host ${values.host}: not an address of this machine`);
     throw e;
   }
-  const chat = model.config.vocabSize > 50257;
+  const chat = model.config.vocabSize >= CHAT_VOCAB_SIZE;
   process.stdout.write(`serving ${name} at ${server.url}  (chat page; OpenAI API at ${server.url}v1: ` +
     `${chat ? "chat/completions, " : ""}completions, models)  Ctrl-C to stop\n`);
   if (!chat) process.stdout.write("this model has no chat tokens: /v1/chat/completions answers 400 (fine-tune it with gpt2 sft)\n");

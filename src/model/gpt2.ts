@@ -311,7 +311,7 @@ export class GPT2 {
     this.trainedRows = M < BT ? Int32Array.from(rows) : null;
     const scale = M ? lossScale / M : 0;
     let x = lnf, t = targets, dx = v(a.dln, BT * C);
-    if (this.trainedRows) {
+    if (this.trainedRows && M > 0) {
       // the encoder is an embedding lookup: with lnf as the table and a zero position row it gathers rows, and its
       // backward scatters their gradients back (rows without a target get zero, as crossEntropy gives them)
       x = v(a.fcproj, M * C);
@@ -332,7 +332,7 @@ export class GPT2 {
     if (grad && this.trainedRows) {
       be.fill(v(a.dln, BT * C), 0);
       be.fill(a.rowScratch, 0);
-      be.encoderBackward(v(a.dln, BT * C), a.rowScratch, dx, this.trainedRows, M, 1, C);
+      if (M > 0) be.encoderBackward(v(a.dln, BT * C), a.rowScratch, dx, this.trainedRows, M, 1, C);
     }
     this.hasDlogits = grad;
     const losses = be.read(a.losses, 0, M);

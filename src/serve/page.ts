@@ -2,8 +2,8 @@
 // server's own /v1/chat/completions (or /v1/completions for a model without chat tokens), a stop button, a system
 // message and the sampling settings. One self-contained page: no request leaves the server's origin.
 
-export function chatPage(name: string, chat: boolean): string {
-  const meta = JSON.stringify({ name, chat }).replace(/</g, "\\u003c");
+export function chatPage(name: string, chat: boolean, maxTokens: number): string {
+  const meta = JSON.stringify({ name, chat, maxTokens }).replace(/</g, "\\u003c");
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${escapeHtml(name)} — gpt2ts</title>
@@ -55,6 +55,9 @@ $("name").textContent = META.name;
 $("mode").textContent = META.chat ? "chat" : "text completion (this model has no chat tokens)";
 const history = [];
 let controller = null;
+let conversation = 0; // bumped by "New": a reply still streaming then belongs to a conversation that is gone
+$("max_tokens").max = META.maxTokens;
+$("max_tokens").value = Math.min(200, Math.max(1, Math.floor(META.maxTokens / 2)));
 for (const k of ["temperature", "top_p"]) { const f = () => $(k + "Out").textContent = $(k).value; $(k).addEventListener("input", f); f(); }
 
 function add(role, text) {
@@ -67,21 +70,31 @@ function add(role, text) {
 function busy(on) { $("send").disabled = on; $("stop").disabled = !on; }
 
 async function send(text) {
+  const mine = conversation;
   history.push({ role: "user", content: text });
   add("user", text);
   const out = add("assistant", "");
   const settings = { temperature: Number($("temperature").value), top_p: Number($("top_p").value), max_tokens: Number($("max_tokens").value) };
   if ($("seed").value !== "") settings.seed = Number($("seed").value);
   const system = $("system").value.trim();
-  const messages = (system ? [{ role: "system", content: system }] : []).concat(history);
-  const body = META.chat ? { model: META.name, messages, stream: true, ...settings }
-    : { model: META.name, prompt: history.map((m) => m.content).join("\\n"), stream: true, ...settings };
+  const request = () => {
+    const messages = (system ? [{ role: "system", content: system }] : []).concat(history);
+    return META.chat ? { model: META.name, messages, stream: true, ...settings }
+      : { model: META.name, prompt: history.map((m) => m.content).join("\\n"), stream: true, ...settings };
+  };
   controller = new AbortController(); busy(true);
   let text2 = "", reason = null, tokens = 0; const t0 = performance.now();
   try {
-    const r = await fetch(META.chat ? "/v1/chat/completions" : "/v1/completions", {
-      method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body), signal: controller.signal });
-    if (!r.ok) { const e = await r.json().catch(() => ({})); throw new Error(e.error?.message ?? r.statusText); }
+    let r;
+    for (;;) {
+      r = await fetch(META.chat ? "/v1/chat/completions" : "/v1/completions", {
+        method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(request()), signal: controller.signal });
+      if (r.ok) break;
+      const e = await r.json().catch(() => ({}));
+      // a conversation longer than the model's context: its oldest exchange goes, as a chat CLI would drop it
+      if (e.error?.code === "context_length_exceeded" && history.length > 2 && mine === conversation) { history.splice(0, 2); continue; }
+      throw new Error(e.error?.message ?? r.statusText);
+    }
     const reader = r.body.getReader(); const dec = new TextDecoder(); let buf = "";
     for (;;) {
       const { value, done } = await reader.read(); if (done) break;
@@ -98,10 +111,18 @@ async function send(text) {
       }
     }
   } catch (e) {
-    if (e.name !== "AbortError") { out.parentElement.className = "msg error"; out.textContent = e.message; }
+    if (e.name !== "AbortError") {
+      out.parentElement.className = "msg error"; out.textContent = e.message;
+      // the message was not answered: it leaves the conversation (the user can edit and send it again)
+      if (mine === conversation) history.pop();
+      controller = null; busy(false);
+      window.__replies = (window.__replies ?? 0) + 1;
+      return;
+    }
   } finally {
     controller = null; busy(false);
   }
+  if (mine !== conversation) return;
   const note = document.createElement("span"); note.className = "note";
   note.textContent = reason === "length" ? "(cut at max tokens)" : reason === null ? "(stopped)" : "";
   out.append(note);
@@ -115,7 +136,7 @@ $("form").addEventListener("submit", (e) => {
 });
 $("input").addEventListener("keydown", (e) => { if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); $("form").requestSubmit(); } });
 $("stop").addEventListener("click", () => controller?.abort());
-$("clear").addEventListener("click", () => { controller?.abort(); history.length = 0; $("log").replaceChildren(); });
+$("clear").addEventListener("click", () => { conversation++; controller?.abort(); history.length = 0; $("log").replaceChildren(); });
 </script></body></html>`;
 }
 

@@ -48,6 +48,9 @@ class ApiError extends Error {
   }
 }
 
+/** The client left (closed the connection) before its answer: nothing to answer, nothing to log as an error. */
+class ClientGone extends Error {}
+
 /** One completion at a time, the rest in a bounded first-come queue. */
 class Turnstile {
   private busy = false;
@@ -60,7 +63,7 @@ class Turnstile {
     if (this.waiting.length >= this.maxQueue) throw new ApiError(429, `the server is busy (${this.waiting.length} requests waiting); try again shortly`, null, "server_busy");
     await new Promise<void>((resolve, reject) => {
       const go = () => { signal.removeEventListener("abort", gone); resolve(); };
-      const gone = () => { this.waiting.splice(this.waiting.indexOf(go), 1); reject(new Error("client went away")); };
+      const gone = () => { this.waiting.splice(this.waiting.indexOf(go), 1); reject(new ClientGone("client went away while queued")); };
       this.waiting.push(go);
       signal.addEventListener("abort", gone, { once: true });
     });
@@ -96,18 +99,18 @@ export async function startServer(o: ServeOptions): Promise<Server> {
   const turnstile = new Turnstile(o.maxQueue ?? 16);
   const created = Math.floor(Date.now() / 1000);
   const chatCapable = model.config.vocabSize >= CHAT_VOCAB_SIZE;
-  // one KV cache per number of samples, kept for the server's life (a GPU backend's memory is not given back)
-  const caches = new Map<number, KVCache>();
+  // one KV cache (context-long, for the last request's n), reused while requests ask for the same n; another n
+  // replaces it (the old one is garbage, its memory given back by the backend's finalizer)
+  let kv: KVCache | null = null;
   const cache = (n: number): KVCache => {
-    let c = caches.get(n);
-    if (!c) { c = cacheFor(model, n, context, 0); caches.set(n, c); }
-    c.reset();
-    return c;
+    if (!kv || kv.B !== n) { kv = null; kv = cacheFor(model, n, context, 0); }
+    kv.reset();
+    return kv;
   };
   const seeds = new Rng(o.seed);
 
   /** the sampling fields both endpoints share */
-  function sampling(body: Json, promptLength: number): { n: number; opts: CompletionOptions; rng: Rng } {
+  function sampling(body: Json, promptLength: number, promptField: string): { n: number; opts: CompletionOptions; rng: Rng } {
     for (const k of UNSUPPORTED) {
       if (body[k] !== undefined && body[k] !== null && body[k] !== false) throw new ApiError(400, `'${k}' is not supported by this server`, k);
     }
@@ -115,12 +118,16 @@ export async function startServer(o: ServeOptions): Promise<Server> {
     const n = numberField(body, "n", 1, 1, maxN, true);
     const room = context - promptLength;
     if (room < 1) {
-      throw new ApiError(400, `This model's maximum context length is ${context} tokens. However, your prompt is ${promptLength} tokens.`, "messages", "context_length_exceeded");
+      throw new ApiError(400, `This model's maximum context length is ${context} tokens. However, your prompt is ${promptLength} tokens.`, promptField, "context_length_exceeded");
     }
-    const askedKey = body.max_completion_tokens !== undefined && body.max_completion_tokens !== null ? "max_completion_tokens" : "max_tokens";
-    const asked = numberField(body, askedKey, Math.min(maxTokensLimit, room), 1, maxTokensLimit, true);
+    // max_completion_tokens is the newer name of max_tokens; both are checked, the newer wins
+    const legacy = numberField(body, "max_tokens", Math.min(maxTokensLimit, room), 1, maxTokensLimit, true);
+    const asked = numberField(body, "max_completion_tokens", legacy, 1, maxTokensLimit, true);
     let stopText: string[] = [];
-    if (typeof body.stop === "string") stopText = [body.stop];
+    if (typeof body.stop === "string") {
+      if (body.stop === "") throw new ApiError(400, "'stop' must not be empty", "stop");
+      stopText = [body.stop];
+    }
     else if (Array.isArray(body.stop)) {
       if (body.stop.length > 4 || !body.stop.every((s) => typeof s === "string" && s.length > 0)) throw new ApiError(400, "'stop' must be a string or up to 4 non-empty strings", "stop");
       stopText = body.stop as string[];
@@ -130,15 +137,19 @@ export async function startServer(o: ServeOptions): Promise<Server> {
     if (body.logit_bias !== undefined && body.logit_bias !== null) {
       if (typeof body.logit_bias !== "object" || Array.isArray(body.logit_bias)) throw new ApiError(400, "'logit_bias' must map token ids to numbers", "logit_bias");
       logitBias = Object.entries(body.logit_bias as Json).map(([k, v]) => {
-        const id = Number(k);
-        if (!Number.isInteger(id) || id < 0 || id >= model.config.vocabSize || typeof v !== "number" || !(v >= -100 && v <= 100)) {
+        const id = /^(0|[1-9]\d{0,9})$/.test(k) ? Number(k) : -1;
+        if (id < 0 || id >= model.config.vocabSize || typeof v !== "number" || !(v >= -100 && v <= 100)) {
           throw new ApiError(400, `'logit_bias' entry ${JSON.stringify(k)}: ${JSON.stringify(v)} must be a token id of this model and a number in [-100, 100]`, "logit_bias");
         }
         return [id, v];
       });
     }
-    if (body.stream_options !== undefined && body.stream_options !== null && (typeof body.stream_options !== "object" || !body.stream)) {
-      throw new ApiError(400, "'stream_options' needs 'stream': true", "stream_options");
+    if (body.stream !== undefined && body.stream !== null && typeof body.stream !== "boolean") throw new ApiError(400, "'stream' must be a boolean", "stream");
+    if (body.stream_options !== undefined && body.stream_options !== null) {
+      const so = body.stream_options as Json;
+      if (typeof so !== "object" || Array.isArray(so)) throw new ApiError(400, "'stream_options' must be an object", "stream_options");
+      if (!body.stream) throw new ApiError(400, "'stream_options' needs 'stream': true", "stream_options");
+      if (so.include_usage !== undefined && typeof so.include_usage !== "boolean") throw new ApiError(400, "'stream_options.include_usage' must be a boolean", "stream_options");
     }
     return {
       n,
@@ -179,7 +190,10 @@ export async function startServer(o: ServeOptions): Promise<Server> {
     if (declared > maxBody) throw new ApiError(413, `the request body is ${declared} bytes; at most ${maxBody} are accepted`);
     const chunks: Buffer[] = [];
     let size = 0;
-    for await (const c of req) {
+    const chunksOf = async function* () {
+      try { for await (const c of req) yield c as Buffer; } catch (e) { throw new ClientGone((e as Error).message); }
+    };
+    for await (const c of chunksOf()) {
       size += (c as Buffer).length;
       if (size > maxBody) throw new ApiError(413, `the request body is larger than ${maxBody} bytes`);
       chunks.push(c as Buffer);
@@ -193,10 +207,9 @@ export async function startServer(o: ServeOptions): Promise<Server> {
   async function completion(req: http.IncomingMessage, res: http.ServerResponse, chat: boolean): Promise<void> {
     const body = await readBody(req);
     const prompt = promptOf(body, chat);
-    const { n, opts, rng } = sampling(body, prompt.length);
+    const { n, opts, rng } = sampling(body, prompt.length, chat ? "messages" : "prompt");
     if (chat) opts.stopTokens = [CHAT_TOKENS.end, EOT_TOKEN];
     const stream = body.stream === true;
-    if (body.stream !== undefined && typeof body.stream !== "boolean" && body.stream !== null) throw new ApiError(400, "'stream' must be a boolean", "stream");
     const usageInStream = stream && (body.stream_options as Json | undefined)?.include_usage === true;
     const id = `${chat ? "chatcmpl" : "cmpl"}-${randomBytes(12).toString("hex")}`;
     const object = chat ? (stream ? "chat.completion.chunk" : "chat.completion") : "text_completion";
@@ -207,12 +220,14 @@ export async function startServer(o: ServeOptions): Promise<Server> {
     const texts = Array.from({ length: n }, () => "");
     const reasons: (FinishReason | null)[] = new Array(n).fill(null);
     let completionTokens = 0;
-    const chunk = (choices: Json[], extra: Json = {}) =>
-      res.write(`data: ${JSON.stringify({ id, object, created: Math.floor(Date.now() / 1000), model: o.name, system_fingerprint: null, choices, ...extra })}\n\n`);
+    const created = Math.floor(Date.now() / 1000);
+    // with include_usage every chunk has "usage": null but the last, which has only the usage (as OpenAI's)
+    const chunk = (choices: Json[], extra: Json = usageInStream ? { usage: null } : {}) =>
+      res.write(`data: ${JSON.stringify({ id, object, created, model: o.name, system_fingerprint: null, choices, ...extra })}\n\n`);
     try {
       if (stream) {
         res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", connection: "keep-alive" });
-        if (chat) chunk(Array.from({ length: n }, (_, index) => ({ index, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null })));
+        if (chat) for (let index = 0; index < n; index++) chunk([{ index, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null }]);
       }
       for await (const ev of complete(model, cache(n), prompt, opts, rng, abort.signal)) {
         if (ev.kind === "text") {
@@ -238,11 +253,11 @@ export async function startServer(o: ServeOptions): Promise<Server> {
     const choices = texts.map((text, index) => chat
       ? { index, message: { role: "assistant", content: text, refusal: null }, logprobs: null, finish_reason: reasons[index] }
       : { index, text, logprobs: null, finish_reason: reasons[index] });
-    sendJson(res, 200, { id, object, created: Math.floor(Date.now() / 1000), model: o.name, system_fingerprint: null, choices, usage });
+    sendJson(res, 200, { id, object, created, model: o.name, system_fingerprint: null, choices, usage });
   }
 
   const modelEntry = { id: o.name, object: "model", created, owned_by: "gpt2ts" };
-  const page = chatPage(o.name, chatCapable);
+  const page = chatPage(o.name, chatCapable, maxTokensLimit);
   const server = http.createServer((req, res) => {
     const url = (req.url ?? "/").split("?")[0];
     const route = async () => {
@@ -253,16 +268,19 @@ export async function startServer(o: ServeOptions): Promise<Server> {
       }
       if (req.method === "GET" && url === "/v1/models") return sendJson(res, 200, { object: "list", data: [modelEntry] });
       if (req.method === "GET" && url.startsWith("/v1/models/")) {
-        if (decodeURIComponent(url.slice("/v1/models/".length)) !== o.name) throw new ApiError(404, `The model '${url.slice(11)}' does not exist`, "model", "model_not_found");
+        let asked = "";
+        try { asked = decodeURIComponent(url.slice("/v1/models/".length)); } catch { /* a malformed escape names no model */ }
+        if (asked !== o.name) throw new ApiError(404, `The model '${url.slice(11)}' does not exist`, "model", "model_not_found");
         return sendJson(res, 200, modelEntry);
       }
       if (url === "/v1/chat/completions" || url === "/v1/completions") {
-        if (req.method !== "POST") throw new ApiError(405, `${url} takes POST`);
+        if (req.method !== "POST") { res.setHeader("allow", "POST"); throw new ApiError(405, `${url} takes POST`); }
         return completion(req, res, url === "/v1/chat/completions");
       }
       throw new ApiError(404, `no route ${req.method} ${url}`);
     };
     route().catch((e: Error) => {
+      if (e instanceof ClientGone) { o.log?.(`${req.method} ${url}: ${e.message}`); res.destroy(); return; }
       const err = e instanceof ApiError ? e : new ApiError(500, e.message);
       if (err.status >= 500) o.log?.(`${req.method} ${url}: ${e.stack ?? e.message}`);
       if (res.headersSent) { res.end(); return; }

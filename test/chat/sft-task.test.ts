@@ -23,10 +23,11 @@ test("gpt2 sft teaches a skill: held-out exact match from 0 % before to >= 80 % 
   fs.writeFileSync(train, factsJsonl(4000, { seed: 1, facts: 1 }));
   fs.writeFileSync(val, factsJsonl(100, { seed: 2, facts: 1 }));
   const r = spawnSync(process.execPath, [CLI, "sft", "-e", "tiny", "--data", train, "--val-data", val, "-b", "16", "-t", "64", "-x", "400",
-    "-l", "3e-3", "-u", "30", "-q", "0.1", "-v", "200", "-m", "2", "-s", "0", "-o", path.join(dir, "sft")], { encoding: "utf8" });
+    "-l", "3e-3", "-u", "30", "-q", "0.1", "-v", "200", "-m", "2", "-s", "0", "-o", path.join(dir, "sft"),
+    "--threads", "1"], { encoding: "utf8" }); // one thread: the test runner runs two test files at a time on 2 cores
   assert.equal(r.status, 0, r.stderr);
   const score = (model: string) => {
-    const e = spawnSync(process.execPath, [CLI, "eval", "chat", "--model", model, "--data", val, "--json", "--details"], { encoding: "utf8" });
+    const e = spawnSync(process.execPath, [CLI, "eval", "chat", "--model", model, "--data", val, "--json", "--details", "--threads", "1"], { encoding: "utf8" });
     assert.equal(e.status, 0, e.stderr);
     return JSON.parse(e.stdout) as { n: number; accuracy: number; details: { answer: string; reference: string; correct: boolean }[] };
   };

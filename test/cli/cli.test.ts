@@ -72,7 +72,11 @@ test("--help: the command list, and each command's flags", () => {
   assert.match(sample.stdout, /^usage: gpt2 sample --model PATH \(--prompt TEXT/);
   const train = gpt2(["train", "--help"]);
   assert.equal(train.status, 0, train.stderr);
-  assert.match(train.stdout, /-x, --max-steps +\(default -1\)/);
+  assert.match(train.stdout, /-x, --max-steps +steps \(-1: one epoch\) +\(default -1\)/);
+  const sft = gpt2(["sft", "--help"]);
+  assert.equal(sft.status, 0, sft.stderr);
+  assert.match(sft.stdout, /--data +training data/);
+  assert.match(sft.stdout, /--too-long +truncate or skip rows longer than -t +\(default "truncate"\)/);
   assert.match(train.stdout, /-pi mpi\|tcp\|fs/);
 });
 

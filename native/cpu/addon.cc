@@ -275,10 +275,11 @@ KERNEL(CrossEntropy) {
   float gs = (float)a.num(7);
   float *losses = a.f32(0, N), *dlogits = a.f32(1, (long)N * Vp, true), *logits = a.f32(2, (long)N * Vp);
   int* targets = a.i32(3, N);
+  float* weights = a.f32(8, N, true);  // optional per-row gradient weights
   if (!a.failed) {
     for (int i = 0; i < N; i++)
       if (targets[i] >= V) return a.fail("target id out of range"), nullptr;
-    cross_entropy(losses, dlogits, logits, targets, N, V, Vp, gs);
+    cross_entropy(losses, dlogits, logits, targets, N, V, Vp, gs, weights);
   }
   return undefined(env);
 }

@@ -194,8 +194,9 @@ void residual_forward(float* out, const float* a, const float* b, long N) {
 
 // ---------------------------------------------------------------- fused softmax + cross-entropy
 CLONES static void cross_entropy_rows(float* losses, float* dlogits, const float* logits, const int* targets, long n0,
-                                      long n1, int V, int Vp, float grad_scale) {
+                                      long n1, int V, int Vp, float scale, const float* weights) {
   for (long n = n0; n < n1; n++) {
+    const float grad_scale = weights ? scale * weights[n] : scale;
     const float* x = logits + (long)n * Vp;
     const int target = targets[n];
     float mx = -INFINITY;
@@ -221,8 +222,8 @@ CLONES static void cross_entropy_rows(float* losses, float* dlogits, const float
 }
 
 void cross_entropy(float* losses, float* dlogits, const float* logits, const int* targets, int N, int V, int Vp,
-                   float grad_scale) {
-  parallel_range(N, [=](long n0, long n1) { cross_entropy_rows(losses, dlogits, logits, targets, n0, n1, V, Vp, grad_scale); },
+                   float grad_scale, const float* weights) {
+  parallel_range(N, [=](long n0, long n1) { cross_entropy_rows(losses, dlogits, logits, targets, n0, n1, V, Vp, grad_scale, weights); },
                  (long)N * Vp);
 }
 

@@ -25,8 +25,9 @@ void gelu_forward(float* out, const float* inp, long N);
 void gelu_backward(float* dinp, const float* inp, const float* dout, long N);
 void residual_forward(float* out, const float* a, const float* b, long N);
 
+// dlogits rows are scaled by grad_scale, and by weights[n] when weights is not null
 void cross_entropy(float* losses, float* dlogits, const float* logits, const int* targets, int N, int V, int Vp,
-                   float grad_scale);
+                   float grad_scale, const float* weights);
 
 void adamw(float* params, const float* grads, float* m, float* v, long n, float lr, float beta1, float beta2,
            float eps, float weight_decay, int t);

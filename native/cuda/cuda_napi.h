@@ -58,6 +58,20 @@ struct Args {
       throw CudaError("argument " + std::to_string(i) + " must be an Int32Array of " + std::to_string(need) + " ids");
     return static_cast<const int*>(d);
   }
+  const float* floats(size_t i, size_t need) {
+    size_t nb;
+    napi_typedarray_type t;
+    void* d = bytes(i, nb, &t);
+    if (t != napi_float32_array || nb / 4 < need)
+      throw CudaError("argument " + std::to_string(i) + " must be a Float32Array of " + std::to_string(need) + " values");
+    return static_cast<const float*>(d);
+  }
+  /** an absent, undefined or null argument */
+  bool isNull(size_t i) {
+    napi_valuetype t = napi_undefined;
+    if (i < argc) napi_typeof(env, argv[i], &t);
+    return t == napi_null || t == napi_undefined;
+  }
   std::string str(size_t i) {
     size_t n = 0;
     if (i >= argc || napi_get_value_string_utf8(env, argv[i], nullptr, 0, &n) != napi_ok)

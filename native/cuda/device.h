@@ -20,8 +20,8 @@ struct Gpu {
   int computeType = CUBLAS_COMPUTE_32F;
   int sms = 0;
   // device buffers grown on demand: token ids, targets, attention scratch, partial sums
-  CUdeviceptr ints[2] = {0, 0};
-  size_t intsCap[2] = {0, 0};
+  CUdeviceptr ints[3] = {0, 0, 0};  // token ids, targets, per-row weights: uploaded per call
+  size_t intsCap[3] = {0, 0, 0};
   CUdeviceptr scratch = 0;  // attention's
   size_t scratchCap = 0;
   CUdeviceptr commScratch = 0;  // NCCL's staging (its own: it runs on another stream)

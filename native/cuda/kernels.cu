@@ -389,14 +389,16 @@ extern "C" __global__ void scale_kernel(float* x, long n, float s) {
 // ---------------------------------------------------------------- classifier
 
 // One block per row: losses[row] = logsumexp(logits[:V]) - logits[target]; with dlogits (may alias logits),
-// dlogits = (softmax - onehot) * grad_scale over V columns and 0 in the padded ones. target < 0: loss 0, grad 0.
+// dlogits = (softmax - onehot) * grad_scale (* weights[row] when weights is not null) over V columns and 0 in the
+// padded ones. target < 0: loss 0, grad 0.
 extern "C" __global__ void cross_entropy(float* losses, float* dlogits, const float* logits, const int* targets, int N,
-                                         int V, int Vp, float grad_scale) {
+                                         int V, int Vp, float scale, const float* weights) {
   __shared__ float red[32];
   int row = blockIdx.x;
   if (row >= N) return;
   const float* x = logits + (long)row * Vp;
   int target = targets[row];
+  const float grad_scale = weights ? scale * weights[row] : scale;
   float m = NEG_INF;
   for (int j = threadIdx.x; j < V; j += blockDim.x) m = fmaxf(m, x[j]);
   m = block_max(m, red);

@@ -194,7 +194,9 @@ EXPORT(CuCrossEntropy) {
   int N = a.integer(4), V = a.integer(5), Vp = a.integer(6);
   float gs = (float)a.num(7);
   CUdeviceptr targets = upload_ints(1, a.ints(3, (size_t)N), (size_t)N);
-  launch("cross_entropy", {(unsigned)N}, {1024}, 0, a.ptr(0), a.ptr(1), a.ptr(2), targets, N, V, Vp, gs);
+  // optional per-row gradient weights, uploaded like the targets (4-byte values in their own slot)
+  CUdeviceptr weights = a.isNull(8) ? 0 : upload_ints(2, reinterpret_cast<const int*>(a.floats(8, (size_t)N)), (size_t)N);
+  launch("cross_entropy", {(unsigned)N}, {1024}, 0, a.ptr(0), a.ptr(1), a.ptr(2), targets, N, V, Vp, gs, weights);
   return undefined_value(env);
 }
 EXPORT(CuAdamW) {

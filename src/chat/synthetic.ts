@@ -42,6 +42,46 @@ export function factsJsonl(count: number, o: SyntheticOptions = {}): string {
   return out;
 }
 
+/**
+ * Preference pairs on the same questions: the right answer is chosen, a wrong one rejected (another name or place
+ * from the facts when there is one, else any other).
+ */
+export function factsPairsJsonl(count: number, o: SyntheticOptions = {}): string {
+  const rng = new Rng(o.seed ?? 1);
+  let out = "";
+  for (let i = 0; i < count; i++) {
+    const { messages, answer } = factsConversation(rng, 1 + rng.int(o.facts ?? 2));
+    const question = messages[0].content;
+    const byName = answer.startsWith("It is ");
+    const pool = byName ? NAMES : PLACES;
+    const inFacts = pool.filter((x) => question.includes(` ${x} `) || question.includes(` ${x}.`));
+    const right = answer.replace(/^(It is|In) /, "").replace(/\.$/, "");
+    const wrongFrom = inFacts.filter((x) => x !== right);
+    const wrong = wrongFrom.length ? wrongFrom[rng.int(wrongFrom.length)] : pool.filter((x) => x !== right)[rng.int(pool.length - 1)];
+    out += JSON.stringify({ messages: [messages[0]], chosen: answer, rejected: `${byName ? "It is" : "In"} ${wrong}.` }) + "\n";
+  }
+  return out;
+}
+
+/** Prompts for RL, each with the answer a checker compares against. */
+export function factsPromptsJsonl(count: number, o: SyntheticOptions = {}): string {
+  const rng = new Rng(o.seed ?? 1);
+  let out = "";
+  for (let i = 0; i < count; i++) {
+    const { messages, answer } = factsConversation(rng, 1 + rng.int(o.facts ?? 2));
+    out += JSON.stringify({ messages: [messages[0]], answer }) + "\n";
+  }
+  return out;
+}
+
+/** The checker of the facts task for gpt2 rl --reward: 1 for the exact answer, else 0. */
+export const FACTS_CHECKER = `// The reward of an answer to a facts question: 1 when it is exactly the answer, else 0 (gpt2 rl --reward this.mjs).
+export function reward(prompt, answer, row) {
+  const correct = answer.trim() === row.answer;
+  return { reward: correct ? 1 : 0, correct };
+}
+`;
+
 /** k distinct items of a list, in random order */
 function pick<T>(rng: Rng, from: readonly T[], k: number): T[] {
   const p = rng.permutation(from.length);

@@ -9,12 +9,15 @@ import { loadNativeAddon } from "../kernels/native.js";
 import { DEFAULTS, mergeConfig } from "../train/config.js";
 import { train } from "../train/loop.js";
 import * as fs from "node:fs";
-import { factsJsonl } from "../chat/synthetic.js";
+import { FACTS_CHECKER, factsJsonl, factsPairsJsonl, factsPromptsJsonl } from "../chat/synthetic.js";
+import { PairData, readPairs } from "../data/pairs.js";
+import { dpoTask, rewardModelTask, rewardScores } from "../train/preference.js";
+import { rlTask } from "../train/rl.js";
 import { readExamples } from "../data/sft.js";
 import { evaluateChat } from "../eval/chat.js";
 import { loadModel } from "../io/load.js";
 import { CHAT_VOCAB_SIZE } from "../tokenizer/bpe.js";
-import { sft } from "../train/task.js";
+import { sft, type TrainTask } from "../train/task.js";
 import { backendFromFlags, num, parse, stopOnSignals } from "./common.js";
 
 export async function demoCommand(argv: string[]): Promise<void> {
@@ -51,18 +54,20 @@ export async function demoCommand(argv: string[]): Promise<void> {
 
 /**
  * gpt2 demo assistant: the assistant stages in a few minutes, offline. A tiny GPT-2 is pretrained on the built-in
- * English corpus, then fine-tuned (SFT) on generated conversations that ask about facts given in the question; the
- * exact-match accuracy on held-out conversations is measured before and after. Every stage is a CLI command of its
- * own, printed as it runs, so each can be repeated or changed by hand.
+ * English corpus, fine-tuned (SFT) on generated conversations that ask about facts given in the question, then
+ * tuned on preferences (a reward model, DPO) and by reinforcement learning with a checker (GRPO); the exact-match
+ * accuracy on held-out conversations is measured after each stage. Every stage is a CLI command of its own, printed
+ * as it runs, so each can be repeated or changed by hand.
  */
 async function assistantDemo(argv: string[]): Promise<void> {
   const { values } = parse(argv, {
-    out: { type: "string" }, "pretrain-steps": { type: "string" }, "sft-steps": { type: "string" }, facts: { type: "string" },
-    threads: { type: "string" }, backend: { type: "string" },
+    out: { type: "string" }, "pretrain-steps": { type: "string" }, "sft-steps": { type: "string" }, "rm-steps": { type: "string" },
+    "dpo-steps": { type: "string" }, "rl-steps": { type: "string" }, facts: { type: "string" }, threads: { type: "string" }, backend: { type: "string" },
   });
   const out = values.out ?? path.join("runs", "assistant");
-  const preSteps = num(values["pretrain-steps"], "pretrain-steps", 150, { int: true, min: 1 });
-  const sftSteps = num(values["sft-steps"], "sft-steps", 1500, { int: true, min: 1 });
+  const steps = (k: string, def: number) => num((values as Record<string, string | undefined>)[k], k, def, { int: true, min: 1 });
+  const preSteps = steps("pretrain-steps", 150), sftSteps = steps("sft-steps", 1500), rmSteps = steps("rm-steps", 300);
+  const dpoSteps = steps("dpo-steps", 600), rlSteps = steps("rl-steps", 300);
   const facts = num(values.facts, "facts", 2, { int: true, min: 1, max: 6 });
   const say = (s: string) => process.stdout.write(s + "\n");
   const t0 = performance.now();
@@ -72,48 +77,106 @@ async function assistantDemo(argv: string[]): Promise<void> {
   const signal = { stop: false };
   const release = stopOnSignals(signal);
   const quiet = (line: string) => { if (!/^step +\d+\/\d+ \|/.test(line) || /^step +\d*(00|50)\//.test(line)) say("  " + line); };
+  const data = (name: string) => path.join(out, "data", name);
+  const run = async (task: TrainTask | undefined, over: Record<string, unknown>) => {
+    const r = await train(mergeConfig(DEFAULTS, { batchSize: 16, seqLen: 128, recompute: 0, ...over }, "demo"), backend,
+      { print: quiet, signal, peakGflops: peak }, undefined, task);
+    if (signal.stop || !r.checkpoint) throw new Stopped();
+    return r.checkpoint;
+  };
+  const results: [string, string][] = [];
   try {
-    say(`1/4 pretraining a tiny GPT-2 on the built-in English corpus (${preSteps} steps)`);
+    say(`1/6 pretraining a tiny GPT-2 on the built-in English corpus (${preSteps} steps)`);
     await prepare({
       inputs: [{ name: "sotu", path: path.join(builtinCorpusDir(), "*.txt") }], outDir: path.join(out, "data"), name: "sotu",
       shardSize: 10_000_000, valTokens: 65_536, workers: os.availableParallelism(),
     });
-    const pre = await train(mergeConfig(DEFAULTS, {
-      trainData: path.join(out, "data", "sotu_train_*.bin"), valData: path.join(out, "data", "sotu_val_*.bin"), outDir: path.join(out, "pretrain"), init: "tiny", batchSize: 16, seqLen: 128,
-      maxSteps: preSteps, lr: 2e-3, warmup: 20, finalLrFrac: 0.1, weightDecay: 0.1, valEvery: preSteps, valBatches: 8, sampleEvery: 0, recompute: 0,
-    }, "demo"), backend, { print: quiet, signal, peakGflops: peak });
-    if (signal.stop || !pre.checkpoint) return;
+    const pre = await run(undefined, {
+      trainData: data("sotu_train_*.bin"), valData: data("sotu_val_*.bin"), outDir: path.join(out, "pretrain"), init: "tiny",
+      maxSteps: preSteps, lr: 2e-3, warmup: 20, finalLrFrac: 0.1, weightDecay: 0.1, valEvery: preSteps, valBatches: 8, sampleEvery: 0,
+    });
 
-    say(`2/4 writing conversations: questions about 1 to ${facts} facts given in the message (${path.join(out, "data")})`);
-    const trainRows = path.join(out, "data", "facts_train.jsonl"), val = path.join(out, "data", "facts_val.jsonl");
-    fs.writeFileSync(trainRows, factsJsonl(4000, { seed: 1, facts }));
-    fs.writeFileSync(val, factsJsonl(200, { seed: 2, facts }));
-    say(`  e.g. ${fs.readFileSync(val, "utf8").split("\n")[0]}`);
-    const base = await accuracy(pre.checkpoint, val, backend);
-    say(`  before fine-tuning: exact match ${base}   (gpt2 eval chat --model ${pre.checkpoint} --data ${val})`);
+    say(`2/6 writing the task: questions about 1 to ${facts} facts given in the message (${path.join(out, "data")})`);
+    const files = {
+      train: data("facts_train.jsonl"), val: data("facts_val.jsonl"), pairs: data("facts_pairs_train.jsonl"), pairsVal: data("facts_pairs_val.jsonl"),
+      prompts: data("facts_prompts_train.jsonl"), check: data("facts_check.mjs"),
+    };
+    fs.writeFileSync(files.train, factsJsonl(4000, { seed: 1, facts }));
+    fs.writeFileSync(files.val, factsJsonl(200, { seed: 2, facts }));
+    fs.writeFileSync(files.pairs, factsPairsJsonl(4000, { seed: 11, facts }));
+    fs.writeFileSync(files.pairsVal, factsPairsJsonl(200, { seed: 12, facts }));
+    fs.writeFileSync(files.prompts, factsPromptsJsonl(2000, { seed: 13, facts }));
+    fs.writeFileSync(files.check, FACTS_CHECKER);
+    say(`  e.g. ${fs.readFileSync(files.val, "utf8").split("\n")[0]}`);
+    const score = async (stage: string, model: string) => {
+      const acc = await accuracy(model, files.val, backend);
+      results.push([stage, acc]);
+      say(`  ${stage}: exact match ${acc}   (gpt2 eval chat --model ${model} --data ${files.val})`);
+    };
+    await score("pretrained", pre);
 
-    say(`3/4 supervised fine-tuning on the conversations (${sftSteps} steps; the loss counts the answers only)`);
-    const tuned = await train(mergeConfig(DEFAULTS, {
-      trainData: trainRows, valData: val, outDir: path.join(out, "sft"), init: pre.checkpoint, batchSize: 16, seqLen: 128,
-      maxSteps: sftSteps, lr: 3e-3, warmup: 30, finalLrFrac: 0.1, valEvery: Math.max(1, Math.floor(sftSteps / 3)), valBatches: 4,
-      sampleEvery: Math.max(1, Math.floor(sftSteps / 3)), genTokens: 16, recompute: 0,
-    }, "demo"), backend, { print: quiet, signal, peakGflops: peak }, undefined, sft());
-    if (signal.stop || !tuned.checkpoint) return;
+    say(`3/6 supervised fine-tuning on the conversations (${sftSteps} steps; the loss counts the answers only)`);
+    const sftModel = await run(sft(), {
+      trainData: files.train, valData: files.val, outDir: path.join(out, "sft"), init: pre, maxSteps: sftSteps, lr: 3e-3, warmup: 30,
+      finalLrFrac: 0.1, valEvery: Math.max(1, Math.floor(sftSteps / 3)), valBatches: 4, sampleEvery: Math.max(1, Math.floor(sftSteps / 3)), genTokens: 16,
+    });
+    await score("after SFT", sftModel);
 
-    say("4/4 held-out conversations, greedy answers");
-    const after = await accuracy(tuned.checkpoint, val, backend);
-    say(`  after fine-tuning: exact match ${after}   (gpt2 eval chat --model ${tuned.checkpoint} --data ${val} --details)`);
-    say(`\ndone in ${((performance.now() - t0) / 60000).toFixed(1)} min. Talk to it:`);
-    say(`  npx gpt2 chat --model ${tuned.checkpoint} --temperature 0`);
-    say(`  npx gpt2 serve --model ${tuned.checkpoint}        # OpenAI's API and a chat page on http://127.0.0.1:8000/`);
+    say(`4/6 a reward model from the SFT model: the right answer preferred to a wrong one (${rmSteps} steps)`);
+    const rm = await run(rewardModelTask(), {
+      trainData: files.pairs, valData: files.pairsVal, outDir: path.join(out, "rm"), init: sftModel, maxSteps: rmSteps, lr: 1e-3, warmup: 20,
+      valEvery: rmSteps, valBatches: 12, sampleEvery: 0,
+    });
+    const pairAcc = await pairAccuracy(rm, files.pairsVal, backend);
+    results.push(["reward model, held-out pairs", pairAcc]);
+    say(`  reward model: prefers the right answer in ${pairAcc} of held-out pairs   (gpt2 rm score --model ${rm} --data ${files.pairsVal})`);
+
+    say(`5/6 DPO from the SFT model on the same pairs, with the chosen answers' NLL (RPO) (${dpoSteps} steps)`);
+    const dpo = await run(dpoTask(0.1, 1), {
+      trainData: files.pairs, valData: files.pairsVal, outDir: path.join(out, "dpo"), init: sftModel, maxSteps: dpoSteps, lr: 2e-4, warmup: 20,
+      valEvery: dpoSteps, valBatches: 8, sampleEvery: 0, rpoAlpha: 1, beta: 0.1,
+    });
+    await score("after DPO", dpo);
+
+    say(`6/6 reinforcement learning (GRPO) from the SFT model, rewarded by a checker of exact answers (${rlSteps} steps)`);
+    const rl = await run(rlTask(), {
+      trainData: files.prompts, outDir: path.join(out, "rl"), init: sftModel, batchSize: 4, group: 8, maxNewTokens: 12, maxSteps: rlSteps,
+      lr: 3e-4, warmup: 5, valEvery: 0, sampleEvery: 0, rewardModule: files.check,
+    });
+    await score("after RL", rl);
+
+    say(`\ndone in ${((performance.now() - t0) / 60000).toFixed(1)} min.`);
+    for (const [stage, acc] of results) say(`  ${stage.padEnd(30)} ${acc}`);
+    say(`talk to it:`);
+    say(`  npx gpt2 chat --model ${rl} --temperature 0`);
+    say(`  npx gpt2 serve --model ${rl}        # OpenAI's API and a chat page on http://127.0.0.1:8000/`);
+  } catch (e) {
+    if (!(e instanceof Stopped)) throw e;
   } finally {
     release();
   }
 }
+
+/** a stage ended by a signal: the demo stops there (its checkpoint is written) */
+class Stopped extends Error {}
 
 async function accuracy(model: string, data: string, backend: ReturnType<typeof backendFromFlags>): Promise<string> {
   const m = loadModel(model, backend);
   if (m.config.vocabSize < CHAT_VOCAB_SIZE) m.extendVocab(CHAT_VOCAB_SIZE);
   const r = await evaluateChat(m, readExamples(data).map((x) => x.example));
   return `${r.correct}/${r.n} = ${(100 * r.accuracy).toFixed(1)}%`;
+}
+
+/** how often a reward model scores a pair's chosen answer above its rejected one */
+async function pairAccuracy(model: string, data: string, backend: ReturnType<typeof backendFromFlags>): Promise<string> {
+  const m = loadModel(model, backend, "reward-model");
+  const pairs = new PairData(readPairs(data), { B: 16, T: m.config.blockSize, shuffle: false });
+  m.allocate(32, Math.max(...pairs.rows.flat().map((r) => r.ids.length)));
+  let right = 0, n = 0;
+  for (let k0 = 0; k0 < pairs.rows.length; k0 += 16) {
+    const b = pairs.batchOf(Array.from({ length: Math.min(16, pairs.rows.length - k0) }, (_, i) => k0 + i));
+    const r = rewardScores(m, b);
+    for (let k = 0; k < b.pairs; k++, n++) if (r[2 * k] > r[2 * k + 1]) right++;
+  }
+  return `${right}/${n} = ${(100 * right / n).toFixed(1)}%`;
 }

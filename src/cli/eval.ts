@@ -100,7 +100,7 @@ async function evalChat(argv: string[]): Promise<void> {
   const limit = num(values.limit, "limit", 0, { int: true, min: 0 });
   const rows = readExamples(values.data).map((r) => r.example);
   const examples = limit > 0 ? rows.slice(0, limit) : rows;
-  const model = loadModel(values.model, backendFromFlags(values));
+  const model = loadModel(values.model, backendFromFlags(values), "language-model");
   if (examples.some((e) => e.kind === "chat") && model.config.vocabSize < CHAT_VOCAB_SIZE) {
     // a base model scored on conversations: it gets the chat tokens as SFT would give them, untrained
     model.extendVocab(CHAT_VOCAB_SIZE);

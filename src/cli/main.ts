@@ -13,6 +13,9 @@ const COMMANDS: Record<string, { load: () => Promise<Run>; help: string }> = {
   prepare: { load: async () => (await import("./prepare.js")).prepareCommand, help: "(tinyshakespeare | fineweb-edu | --input [NAME=]PATH ...) [--out DIR] [--shard-size N] [--val-tokens N] [--mix a=0.7,b=0.3]" },
   train: { load: async () => (await import("./train.js")).trainCommand, help: "llm.c's flags: -i TRAIN_GLOB -j VAL_GLOB -o DIR -e d12|PATH -b B -t T -d TOKENS -x STEPS -l LR ... (see README)" },
   sft: { load: async () => (await import("./train.js")).sftCommand, help: "-e MODEL --data train.jsonl [--val-data val.jsonl] -o DIR [train's flags]: supervised fine-tuning on conversations" },
+  rm: { load: async () => (await import("./rm.js")).rmCommand, help: "train -e MODEL --data pairs.jsonl -o DIR [train's flags] | score --model RM --data FILE [--json]: a reward model" },
+  dpo: { load: async () => (await import("./train.js")).dpoCommand, help: "-e MODEL --data pairs.jsonl [--val-data ...] [--beta 0.1] -o DIR [train's flags]: preference tuning (DPO)" },
+  rl: { load: async () => (await import("./train.js")).rlCommand, help: "-e MODEL --prompts prompts.jsonl (--reward check.mjs | --reward-model RM) [--group 8] -o DIR [train's flags]: reinforcement learning (GRPO)" },
   chat: { load: async () => (await import("./chat.js")).chatCommand, help: "--model PATH [--system TEXT] [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]: talk to a fine-tuned model" },
   serve: { load: async () => (await import("./serve.js")).serveCommand, help: "--model PATH [--port P] [--host H] [--name NAME] [--max-queue N] [--max-tokens N]: OpenAI-compatible API and a chat page" },
   sample: { load: async () => (await import("./sample.js")).sampleCommand, help: "--model PATH (--prompt TEXT | --prompt-ids 1,2) [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--num-samples N] [--json]" },
@@ -37,8 +40,8 @@ async function main(argv: string[]): Promise<void> {
   const c = COMMANDS[cmd];
   if (!c) throw new UsageError(`unknown command "${cmd}" (try "gpt2 --help")`);
   if (rest.includes("--help")) {
-    const training = cmd === "train" || cmd === "sft";
-    const details = training ? `\n${(await import("./train.js")).trainFlagsHelp(cmd)}` : "";
+    const training = cmd === "train" || cmd === "sft" || cmd === "dpo" || cmd === "rl" || (cmd === "rm" && rest[0] === "train");
+    const details = training ? `\n${(await import("./train.js")).trainFlagsHelp(cmd === "rm" ? "rm" : cmd as "train")}` : "";
     process.stdout.write(`usage: gpt2 ${cmd} ${training ? "[flags]" : c.help}\n${details}\ncommon flags: ${COMMON_FLAGS}\n`);
     return;
   }

@@ -23,7 +23,7 @@ export async function sampleCommand(argv: string[]): Promise<void> {
   const topP = num(values["top-p"], "top-p", 1.0, { min: 0, max: 1 });
   const seed = num(values.seed, "seed", 1337, { int: true });
   const numSamples = num(values["num-samples"], "num-samples", 1, { int: true, min: 1 });
-  const model = loadModel(values.model, backendFromFlags(values));
+  const model = loadModel(values.model, backendFromFlags(values), "language-model");
   const V = model.config.vocabSize;
   const prompt = values.prompt !== undefined ? encode(values.prompt, { allowSpecial: true }) : parseIds(values["prompt-ids"]!, "--prompt-ids");
   if (prompt.length === 0) prompt.push(EOT);

@@ -13,7 +13,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
     "max-queue": { type: "string" }, "max-tokens": { type: "string" }, "max-body": { type: "string" }, "max-n": { type: "string" }, quiet: { type: "boolean" },
   });
   if (!values.model) throw new UsageError("--model PATH is required (a gpt2ts checkpoint, a Hugging Face directory or an llm.c .bin)");
-  const model = loadModel(values.model, backendFromFlags(values));
+  const model = loadModel(values.model, backendFromFlags(values), "language-model");
   const name = values.name ?? path.basename(path.resolve(values.model)).replace(/\.gpt2ts$/, "");
   let server;
   try {

@@ -12,6 +12,8 @@ import { loadNativeAddon } from "../kernels/native.js";
 import { DEFAULTS, mergeConfig, type TrainConfig } from "../train/config.js";
 import type { StepMetrics } from "../train/log.js";
 import { AllRanksError, train } from "../train/loop.js";
+import { dpoTask, rewardModelTask } from "../train/preference.js";
+import { rlTask } from "../train/rl.js";
 import { pretraining, sft, type TrainTask } from "../train/task.js";
 import { backendFromFlags, num, parse, stopOnSignals, UsageError } from "./common.js";
 
@@ -31,6 +33,19 @@ const FLAGS: Record<string, [keyof TrainConfig, string?]> = {
 };
 /** `gpt2 sft`'s own names for the data, and what to do with rows longer than -t */
 const SFT_FLAGS: Record<string, [keyof TrainConfig, string?]> = { data: ["trainData"], "val-data": ["valData"], "too-long": ["tooLong"] };
+/** `gpt2 rl`'s own flags */
+const RL_FLAGS: Record<string, [keyof TrainConfig, string?]> = {
+  prompts: ["trainData"], "val-prompts": ["valData"], "reward-model": ["rewardModel"], reward: ["rewardModule"], group: ["group"],
+  temperature: ["rlTemperature"], "max-new-tokens": ["maxNewTokens"], "ppo-epochs": ["ppoEpochs"], clip: ["clipRange"], beta: ["beta"],
+};
+/** per command: the flags it adds to train's, and the defaults it changes (a reward model's samples mean nothing) */
+const COMMANDS: Record<TrainCommand, { flags: Record<string, [keyof TrainConfig, string?]>; defaults: Partial<TrainConfig> }> = {
+  train: { flags: {}, defaults: {} },
+  sft: { flags: SFT_FLAGS, defaults: {} },
+  rm: { flags: SFT_FLAGS, defaults: { sampleEvery: 0 } },
+  dpo: { flags: { ...SFT_FLAGS, beta: ["beta"], "rpo-alpha": ["rpoAlpha"] }, defaults: {} },
+  rl: { flags: RL_FLAGS, defaults: {} },
+};
 /** what each flag means, for --help (flags without an entry are llm.c's, documented in README) */
 const FLAG_HELP: Partial<Record<keyof TrainConfig, string>> = {
   trainData: "training data (train: shard glob; sft: JSONL rows)", valData: "validation data (same kind)", outDir: "output folder: logs, checkpoints",
@@ -43,6 +58,10 @@ const FLAG_HELP: Partial<Record<keyof TrainConfig, string>> = {
   recompute: "0 keep all activations, 1 recompute GELU, 2 also LayerNorms", overfitSingleBatch: "1: train on one batch (debugging)",
   dtype: "fp32 or bf16", skipUpdateZ: "skip updates whose loss/norm z-score exceeds this (0: off)", onNan: "stop or rollback",
   rollbackLrFactor: "LR factor per rollback", zero: "1: ZeRO-1 (AdamW state sharded over ranks)", tooLong: "truncate or skip rows longer than -t",
+  beta: "DPO's temperature / RL's KL weight (-1: 0.1 DPO, 0.04 RL)", group: "answers sampled per prompt", rlTemperature: "sampling temperature of the answers",
+  maxNewTokens: "tokens an answer may have", ppoEpochs: "updates per batch of answers (PPO epochs)", clipRange: "PPO's ratio clip",
+  rewardModel: "a reward model (gpt2 rm train) scores the answers", rewardModule: "a module exporting reward(prompt, answer, row)",
+  rpoAlpha: "add this x the chosen answers' NLL (RPO; 0: plain DPO)",
   seed: "random seed", backend: "js, native or cuda (default: the fastest found)", threads: "CPU threads (0: all cores)",
 };
 /** llm.c's two-letter flags, which node's parser cannot take as short options */
@@ -89,16 +108,17 @@ export function initFlags(argv: string[]): { rest: string[]; init: InitFlags } {
   return { rest, init };
 }
 
-export type TrainCommand = "train" | "sft";
+export type TrainCommand = "train" | "sft" | "rm" | "dpo" | "rl";
 
 function flagsOf(command: TrainCommand): Record<string, [keyof TrainConfig, string?]> {
-  return command === "sft" ? { ...SFT_FLAGS, ...FLAGS } : FLAGS;
+  return { ...COMMANDS[command].flags, ...FLAGS };
 }
 
 /** The flags of `gpt2 train` (or `gpt2 sft`), a line each, for --help. */
 export function trainFlagsHelp(command: TrainCommand = "train"): string {
-  const rows = Object.entries(flagsOf(command)).filter(([long, [key]]) => command === "train" || key !== "tooLong" || long === "too-long")
-    .map(([long, [key, short]]) => `  ${short ? `-${short}, ` : "    "}--${long.padEnd(22)} ${(FLAG_HELP[key] ?? "").padEnd(58)} (default ${JSON.stringify(DEFAULTS[key])})`);
+  const defaults = { ...DEFAULTS, ...COMMANDS[command].defaults };
+  const rows = Object.entries(flagsOf(command))
+    .map(([long, [key, short]]) => `  ${short ? `-${short}, ` : "    "}--${long.padEnd(22)} ${(FLAG_HELP[key] ?? "").padEnd(58)} (default ${JSON.stringify(defaults[key])})`);
   return ["flags (llm.c's letters where it has one):", ...rows, "  -nk = --keep; --config FILE.json; --no-shuffle; --dashboard [--dashboard-port P] [--dashboard-host H]",
     "  -pi mpi|tcp|fs -pn N -pr R -pg GPUS_PER_NODE -pf DIR -ps HOST[:PORT]: processes without mpirun (NCCL, --backend cuda)"].join("\n");
 }
@@ -108,7 +128,7 @@ export function parseTrainArgs(argv: string[], command: TrainCommand = "train"):
   const options: Record<string, { type: "string" | "boolean"; short?: string }> = { config: { type: "string" }, "no-shuffle": { type: "boolean" } };
   for (const [name, [, short]] of Object.entries(FLAGS)) options[name] = short ? { type: "string", short } : { type: "string" };
   const { values } = parse(argv.map((a) => LLMC_LONG[a] ?? a), options);
-  let cfg = DEFAULTS;
+  let cfg: TrainConfig = { ...DEFAULTS, ...COMMANDS[command].defaults };
   if (values.config) {
     if (!fs.existsSync(values.config)) throw new UsageError(`config file ${values.config} does not exist`);
     let json: Record<string, unknown>;
@@ -127,10 +147,17 @@ export function parseTrainArgs(argv: string[], command: TrainCommand = "train"):
     } else over[key] = raw;
   }
   if (values["no-shuffle"]) over.shuffle = 0;
-  if (command === "sft" && over.init === undefined && cfg.init === DEFAULTS.init) {
-    throw new UsageError("gpt2 sft needs -e MODEL: the model to fine-tune (a gpt2ts checkpoint, a Hugging Face directory or an llm.c .bin)");
+  if (command !== "train" && over.init === undefined && cfg.init === DEFAULTS.init) {
+    throw new UsageError(`gpt2 ${command === "rm" ? "rm train" : command} needs -e MODEL: the model to start from (a gpt2ts checkpoint, a Hugging Face directory or an llm.c .bin)`);
   }
   return mergeConfig(cfg, over, "flags");
+}
+
+/** What to do with the model a run made. */
+function nextStep(task: TrainTask, checkpoint: string): string {
+  if (task.kind === "rm") return `score answers with it: gpt2 rm score --model ${checkpoint} --data pairs.jsonl   (or gpt2 rl --reward-model ${checkpoint})`;
+  if (task.kind === "pretraining") return `sample from it: gpt2 sample --model ${checkpoint} --prompt "..."`;
+  return `talk to it: gpt2 chat --model ${checkpoint}   (gpt2 eval chat --model ${checkpoint} --data tasks.jsonl measures it)`;
 }
 
 /** Splits the dashboard flags (CLI-only, not part of the run's config) from the training flags. */
@@ -158,11 +185,27 @@ export async function sftCommand(argv: string[]): Promise<void> {
   return runTraining(argv, "sft");
 }
 
-async function runTraining(argv: string[], command: TrainCommand): Promise<void> {
+/** gpt2 dpo -e MODEL --data pairs.jsonl [--val-data ...] [--beta 0.1] [train's flags]: direct preference optimisation */
+export async function dpoCommand(argv: string[]): Promise<void> {
+  return runTraining(argv, "dpo");
+}
+
+/** gpt2 rl -e MODEL --prompts prompts.jsonl (--reward check.mjs | --reward-model RM) [train's flags]: GRPO */
+export async function rlCommand(argv: string[]): Promise<void> {
+  return runTraining(argv, "rl");
+}
+
+/** gpt2 rm train -e MODEL --data pairs.jsonl [...]: a reward model */
+export async function rmTrainCommand(argv: string[]): Promise<void> {
+  return runTraining(argv, "rm");
+}
+
+export async function runTraining(argv: string[], command: TrainCommand): Promise<void> {
   const { rest, init } = initFlags(argv);
   const dash = dashboardFlags(rest);
   const cfg = parseTrainArgs(dash.rest, command);
-  const task = command === "sft" ? sft() : pretraining();
+  const task = command === "sft" ? sft() : command === "rm" ? rewardModelTask() : command === "dpo" ? dpoTask(cfg.beta >= 0 ? cfg.beta : 0.1, cfg.rpoAlpha)
+    : command === "rl" ? rlTask() : pretraining();
   // processes: launched by mpirun (MPI moves host buffers and introduces NCCL's ranks), or by hand with -pi tcp|fs
   const host = init.method === "mpi" ? createCommunicator() : null;
   const world = launcherWorld();
@@ -238,7 +281,7 @@ async function trainRank(cfg: TrainConfig, dash: ReturnType<typeof dashboardFlag
     if (r.checkpoint && comm.rank === 0) {
       process.stdout.write(`done: ${r.steps} steps, train loss ${r.lastTrainLoss.toFixed(4)}` +
         `${Number.isFinite(r.lastValLoss) ? `, val loss ${r.lastValLoss.toFixed(4)}` : ""}\n` +
-        `sample from it: gpt2 sample --model ${r.checkpoint} --prompt "..."\nlogs: ${cfg.outDir}/main.log, ${cfg.outDir}/metrics.jsonl\n`);
+        `${nextStep(task, r.checkpoint)}\nlogs: ${cfg.outDir}/main.log, ${cfg.outDir}/metrics.jsonl\n`);
     }
   } finally {
     release();

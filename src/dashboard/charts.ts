@@ -10,7 +10,23 @@ export interface MetricRecord {
   tokens_per_s?: number;
   mfu?: number | null;
   sample?: string;
+  // the preference and RL objectives' metrics (train, and validation as val_*)
+  reward?: number;
+  val_reward?: number;
+  accuracy?: number;
+  val_accuracy?: number;
+  margin?: number;
+  val_margin?: number;
+  kl?: number;
 }
+
+/** panels that appear when a run logs them: reward models, DPO and RL */
+const OBJECTIVE_PANELS: { title: string; keys: (keyof MetricRecord)[]; scale?: number }[] = [
+  { title: "reward", keys: ["reward", "val_reward"] },
+  { title: "accuracy %", keys: ["accuracy", "val_accuracy"], scale: 100 },
+  { title: "preference margin", keys: ["margin", "val_margin"] },
+  { title: "KL to the reference", keys: ["kl"] },
+];
 
 export interface RunMetrics {
   name: string;
@@ -40,6 +56,8 @@ export function buildOption(runs: RunMetrics[], o: ChartOptions = {}): Record<st
   const hasHella = runs.some((r) => series(r.metrics, "hellaswag").length > 0) || (o.refs ?? []).some((v) => v < 1);
   const panels: { title: string; unit?: string; log?: boolean }[] = [{ title: "loss", log: o.logScale }];
   if (hasHella) panels.push({ title: "HellaSwag acc_norm" });
+  const extras = OBJECTIVE_PANELS.filter((p) => runs.some((r) => p.keys.some((k) => series(r.metrics, k).length > 0)));
+  for (const p of extras) panels.push({ title: p.title });
   if (o.full) panels.push({ title: "learning rate" }, { title: "tokens/s" }, { title: "MFU %" });
   const h = 100 / panels.length;
   const grid = panels.map((_, i) => ({ left: 70, right: 30, top: `${i * h + 5}%`, height: `${h - 12}%` }));
@@ -55,6 +73,13 @@ export function buildOption(runs: RunMetrics[], o: ChartOptions = {}): Record<st
     line(`${tag}val loss`, series(r.metrics, "val_loss"), 0, { lineStyle: { width: 3 } });
     let axis = 1;
     if (hasHella) line(`${tag}HellaSwag`, series(r.metrics, "hellaswag"), axis++);
+    for (const p of extras) {
+      for (const k of p.keys) {
+        const data = series(r.metrics, k).map(([x, y]) => [x, y * (p.scale ?? 1)] as [number, number]);
+        line(`${tag}${String(k).replace("_", " ")}`, data, axis, String(k).startsWith("val_") ? { lineStyle: { width: 3 } } : {});
+      }
+      axis++;
+    }
     if (o.full) {
       line(`${tag}lr`, series(r.metrics, "lr"), axis++);
       line(`${tag}tokens/s`, series(r.metrics, "tokens_per_s"), axis++);

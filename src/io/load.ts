@@ -4,7 +4,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import type { Backend } from "../kernels/backend.js";
 import type { GPT2 } from "../model/gpt2.js";
-import { CHECKPOINT_MAGIC, loadCheckpoint, saveCheckpoint } from "./checkpoint.js";
+import { CHECKPOINT_MAGIC, loadCheckpoint, readCheckpointHeader, saveCheckpoint } from "./checkpoint.js";
 import { FormatError } from "./files.js";
 import { loadHF, saveHF } from "./hf.js";
 import { LLMC_MODEL_MAGIC, loadLlmc, saveLlmc } from "./llmc.js";
@@ -27,13 +27,33 @@ export function detectFormat(p: string): ModelFormat {
   throw new FormatError(`${p}: unknown model format (magic ${magic}; expected ${LLMC_MODEL_MAGIC} for llm.c, ${CHECKPOINT_MAGIC} for gpt2ts, or an HF directory)`);
 }
 
-/** Loads any model file; weights that are not all finite are refused, naming the first such tensor. */
-export function loadModel(p: string, backend: Backend): GPT2 {
+/**
+ * Loads any model file; weights that are not all finite are refused, naming the first such tensor. With `expect`, a
+ * file of the other kind is refused (a reward model is not sampled from; a language model scores nothing).
+ */
+export function loadModel(p: string, backend: Backend, expect?: "language-model" | "reward-model"): GPT2 {
   const format = detectFormat(p);
+  if (expect) {
+    const { kind } = readModelKind(p);
+    if (kind !== expect) {
+      throw new FormatError(kind === "reward-model" ? `${p} is a reward model (it scores answers: gpt2 rm score, gpt2 rl --reward-model); use a language model here`
+        : `${p} is a language model, not a reward model (make one with gpt2 rm train)`);
+    }
+  }
   const model = format === "hf" ? loadHF(p, backend) : format === "llmc" ? loadLlmc(p, backend) : loadCheckpoint(p, backend).model;
   const bad = model.firstNonFinite();
   if (bad) throw new FormatError(`${p}: the weights are not finite (first in ${bad}); this model cannot be used (a run that diverged? use an earlier checkpoint)`);
   return model;
+}
+
+/**
+ * What a model file holds: a language model, or a reward model (gpt2 rm train) whose score is the logit of wte row
+ * scoreRow; recorded in gpt2ts checkpoints (other formats hold language models).
+ */
+export function readModelKind(p: string): { kind: "language-model" | "reward-model"; scoreRow?: number } {
+  if (detectFormat(p) !== "gpt2ts") return { kind: "language-model" };
+  const state = readCheckpointHeader(p).state as { modelKind?: string; scoreRow?: number };
+  return state.modelKind === "reward-model" ? { kind: "reward-model", scoreRow: state.scoreRow } : { kind: "language-model" };
 }
 
 /** Output format from the path: a directory or no extension = HF, .bin = llm.c, anything else = gpt2ts. */

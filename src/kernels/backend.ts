@@ -81,11 +81,12 @@ export interface Backend {
 
   /**
    * Fused classifier: losses (N) = -log softmax(logits[:V])[target] over the first V of Vp columns.
-   * If dlogits is given (it may alias logits) it receives (softmax - onehot) * gradScale, zeros in padded columns.
+   * If dlogits is given (it may alias logits) it receives (softmax - onehot) * gradScale, zeros in padded columns,
+   * each row times rowWeights[n] when given (per-token weights: preference and policy-gradient objectives).
    * Rows with target < 0 get loss 0 and zero gradient.
    */
   crossEntropy(losses: Tensor, dlogits: Tensor | null, logits: Tensor, targets: Int32Array, N: number, V: number,
-    Vp: number, gradScale: number): void;
+    Vp: number, gradScale: number, rowWeights?: Float32Array | null): void;
 
   /** AdamW as torch.optim.AdamW (decoupled decay); t is the 1-based step for bias correction */
   adamw(params: Tensor, grads: Tensor, m: Tensor, v: Tensor, n: number, lr: number, beta1: number, beta2: number,

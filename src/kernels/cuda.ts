@@ -42,7 +42,7 @@ export interface CudaAddon {
   cuGeluForward(out: Ptr, inp: Ptr, n: number): void;
   cuGeluBackward(dinp: Ptr, inp: Ptr, dout: Ptr, n: number): void;
   cuResidualForward(out: Ptr, a: Ptr, b: Ptr, n: number): void;
-  cuCrossEntropy(losses: Ptr, dlogits: Ptr | null, logits: Ptr, targets: Int32Array, N: number, V: number, Vp: number, gradScale: number): void;
+  cuCrossEntropy(losses: Ptr, dlogits: Ptr | null, logits: Ptr, targets: Int32Array, N: number, V: number, Vp: number, gradScale: number, rowWeights: Float32Array | null): void;
   cuAdamW(params: Ptr, grads: Ptr, m: Ptr, v: Ptr, n: number, lr: number, beta1: number, beta2: number, eps: number, wd: number, t: number): void;
   cuSumSquares(t: Ptr, n: number): number;
   cuScale(t: Ptr, n: number, s: number): void;
@@ -203,9 +203,9 @@ export class CudaBackend implements Backend {
   geluBackward(dinp: Tensor, inp: Tensor, dout: Tensor, N: number): void { this.cu.cuGeluBackward(ptr(dinp), ptr(inp), ptr(dout), N); }
   residualForward(out: Tensor, a: Tensor, b: Tensor, N: number): void { this.cu.cuResidualForward(ptr(out), ptr(a), ptr(b), N); }
   crossEntropy(losses: Tensor, dlogits: Tensor | null, logits: Tensor, targets: Int32Array, N: number, V: number,
-    Vp: number, gradScale: number): void {
+    Vp: number, gradScale: number, rowWeights: Float32Array | null = null): void {
     for (let i = 0; i < N; i++) if (targets[i] >= V) throw new RangeError(`target id ${targets[i]} out of range (vocabulary ${V})`);
-    this.cu.cuCrossEntropy(ptr(losses), ptrOrNull(dlogits), ptr(logits), targets, N, V, Vp, gradScale);
+    this.cu.cuCrossEntropy(ptr(losses), ptrOrNull(dlogits), ptr(logits), targets, N, V, Vp, gradScale, rowWeights);
   }
   adamw(params: Tensor, grads: Tensor, m: Tensor, v: Tensor, n: number, lr: number, beta1: number, beta2: number,
     eps: number, weightDecay: number, t: number): void {

@@ -29,7 +29,7 @@ export interface NativeAddon {
   geluForward(out: F32, inp: F32, N: number): void;
   geluBackward(dinp: F32, inp: F32, dout: F32, N: number): void;
   residualForward(out: F32, a: F32, b: F32, N: number): void;
-  crossEntropy(losses: F32, dlogits: F32 | null, logits: F32, targets: Int32Array, N: number, V: number, Vp: number, gradScale: number): void;
+  crossEntropy(losses: F32, dlogits: F32 | null, logits: F32, targets: Int32Array, N: number, V: number, Vp: number, gradScale: number, rowWeights: Float32Array | null): void;
   adamw(params: F32, grads: F32, m: F32, v: F32, n: number, lr: number, beta1: number, beta2: number, eps: number, wd: number, t: number): void;
   sumSquares(t: F32, n: number): number;
   scale(t: F32, n: number, s: number): void;
@@ -103,8 +103,8 @@ export class NativeBackend extends JsBackend implements Backend {
   override geluBackward(dinp: Tensor, inp: Tensor, dout: Tensor, N: number): void { this.addon.geluBackward(f(dinp), f(inp), f(dout), N); }
   override residualForward(out: Tensor, a: Tensor, b: Tensor, N: number): void { this.addon.residualForward(f(out), f(a), f(b), N); }
   override crossEntropy(losses: Tensor, dlogits: Tensor | null, logits: Tensor, targets: Int32Array, N: number, V: number,
-    Vp: number, gradScale: number): void {
-    this.addon.crossEntropy(f(losses), fn(dlogits), f(logits), targets, N, V, Vp, gradScale);
+    Vp: number, gradScale: number, rowWeights: Float32Array | null = null): void {
+    this.addon.crossEntropy(f(losses), fn(dlogits), f(logits), targets, N, V, Vp, gradScale, rowWeights);
   }
   override adamw(params: Tensor, grads: Tensor, m: Tensor, v: Tensor, n: number, lr: number, beta1: number, beta2: number,
     eps: number, weightDecay: number, t: number): void {

@@ -82,6 +82,8 @@ export class GPT2 {
   private hasDlogits = false;
   /** rows of the last forward that had a target, when not all did (the classifier ran over these only) */
   private trainedRows: Int32Array | null = null;
+  /** what the last scores(..., grad) scored, for backwardScores */
+  private scored: { rows: Int32Array; col: number } | null = null;
   /** (B,T,Vp) logits for forward() without targets (inference); allocated on first need, then reused */
   private fullLogits: Tensor | null = null;
   /**
@@ -252,13 +254,107 @@ export class GPT2 {
   /**
    * Forward pass over inputs (B,T). With targets, returns the mean loss over positions whose target >= 0
    * (per-position losses are in `losses`); without, returns NaN and leaves logits (B,T,Vp) readable.
-   * With `grad` the classifier writes dlogits (scaled by lossScale / count) over the logits, ready for backward().
+   * With `grad` the classifier writes dlogits (scaled by lossScale / count) over the logits, ready for backward();
+   * `tokenWeights` (B,T) scales each position's gradient further (preference and policy-gradient objectives: the
+   * gradient of sum_t w_t * loss_t).
    */
-  forward(inputs: Int32Array, targets: Int32Array | null, B: number, T: number, grad = false, lossScale = 1): number {
+  forward(inputs: Int32Array, targets: Int32Array | null, B: number, T: number, grad = false, lossScale = 1,
+    tokenWeights: Float32Array | null = null): number {
+    const lnf = this.trunk(inputs, targets, B, T, grad);
+    const { nEmbd: C, vocabSize: V, paddedVocabSize: Vp } = this.config;
+    const be = this.backend, a = this.acts!, p = this.p, BT = B * T;
+    const v = (t: Tensor, n: number) => be.view(t, 0, n);
+    if (!targets) {
+      // inference: all logits are wanted
+      if (!this.fullLogits || this.fullLogits.length < BT * Vp) this.fullLogits = be.alloc(BT * Vp);
+      be.matmulForward(v(this.fullLogits, BT * Vp), lnf, p.wte, null, BT, C, Vp);
+      return NaN;
+    }
+    // the classifier runs over the rows that have a target: all of them in pretraining; in an SFT batch only the
+    // answers' few tokens, gathered into a compact (M, C) block first (the lm_head is most of a small model's work)
+    const rows: number[] = [];
+    for (let i = 0; i < BT; i++) if (targets[i] >= 0) rows.push(i);
+    const M = rows.length;
+    this.trainedRows = M < BT ? Int32Array.from(rows) : null;
+    const scale = M ? lossScale / M : 0;
+    const x = this.trainedRows ? this.gatherRows(lnf, this.trainedRows) : lnf;
+    const t = this.trainedRows ? Int32Array.from(rows, (i) => targets[i]) : targets;
+    const w = tokenWeights ? Float32Array.from(rows, (i) => tokenWeights[i]) : null;
+    const dx = this.trainedRows ? v(a.datty, M * C) : v(a.dln, BT * C);
+    // fused classifier, chunk by chunk: logits -> loss (-> dlogits in place -> dlnf and dwte right away)
+    for (let r0 = 0; r0 < M; r0 += this.classifierRows) {
+      const n = Math.min(this.classifierRows, M - r0);
+      const logits = v(a.logits, n * Vp), xr = be.view(x, r0 * C, n * C);
+      be.matmulForward(logits, xr, p.wte, null, n, C, Vp);
+      this.debugCheck?.("lm_head logits (forward)", logits, n * Vp);
+      be.crossEntropy(be.view(a.losses, r0, n), grad ? logits : null, logits, t.subarray(r0, r0 + n), n, V, Vp, scale, w?.subarray(r0, r0 + n));
+      // the lm_head weight is wte (tied): its gradient lands in dwte; dlnf goes to dln, where backward() starts
+      if (grad) be.matmulBackward(be.view(dx, r0 * C, n * C), this.g!.wte, null, logits, xr, p.wte, n, C, Vp);
+    }
+    if (grad && this.trainedRows) this.scatterRows(dx, this.trainedRows);
+    this.hasDlogits = grad;
+    const losses = be.read(a.losses, 0, M);
+    let sum = 0;
+    for (let i = 0; i < M; i++) sum += losses[i];
+    return M ? sum / M : NaN;
+  }
+
+  /**
+   * Scores: the logit of vocabulary row `col` at positions `rows` of (B,T), a scalar head on the hidden state whose
+   * weights are that row of wte (a padded row, never a token: a reward model's head, tied as the lm_head is). With
+   * `grad`, backwardScores(dscores) completes the backward pass.
+   */
+  scores(inputs: Int32Array, B: number, T: number, rows: Int32Array, col: number, grad = false): Float32Array {
+    const lnf = this.trunk(inputs, null, B, T, grad);
+    const { nEmbd: C, paddedVocabSize: Vp } = this.config;
+    if (!(col >= 0 && col < Vp)) throw new ShapeError(`score row ${col} is outside the ${Vp} rows of wte`);
+    const be = this.backend, a = this.acts!, M = rows.length;
+    const x = this.gatherRows(lnf, rows);
+    const out = be.view(a.losses, 0, M);
+    be.matmulForward(out, x, be.view(this.p.wte, col * C, C), null, M, C, 1);
+    this.scored = grad ? { rows, col } : null;
+    this.hasDlogits = false;
+    return be.read(out, 0, M);
+  }
+
+  /** The backward pass of the last scores(..., grad): d(objective)/d(score) per scored row. Gradients accumulate. */
+  backwardScores(dscores: Float32Array): void {
+    if (!this.scored || !this.grads) throw new Error("backwardScores() needs scores(..., grad = true) first");
+    const { rows, col } = this.scored;
+    const { nEmbd: C } = this.config;
+    const be = this.backend, a = this.acts!, M = rows.length;
+    const x = be.view(a.fcproj, 0, M * C), dx = be.view(a.datty, 0, M * C), dout = be.view(a.losses, 0, M);
+    be.write(dout, dscores);
+    be.matmulBackward(dx, be.view(this.g!.wte, col * C, C), null, dout, x, be.view(this.p.wte, col * C, C), M, C, 1);
+    this.scatterRows(dx, rows);
+    this.scored = null;
+    this.hasDlogits = true;
+    this.backward();
+  }
+
+  /** (M,C) rows of lnf, gathered into the fcproj scratch: the encoder is an embedding lookup, lnf its table */
+  private gatherRows(lnf: Tensor, rows: Int32Array): Tensor {
+    const { nEmbd: C } = this.config, be = this.backend, a = this.acts!, M = rows.length;
+    const x = be.view(a.fcproj, 0, M * C);
+    if (M > 0) be.encoderForward(x, rows, lnf, a.zeroRow, M, 1, C); // a zero position row: a plain gather
+    return x;
+  }
+
+  /** dln = 0, then rows of it += dx: the gather's backward (rows without a gradient get zero) */
+  private scatterRows(dx: Tensor, rows: Int32Array): void {
+    const { nEmbd: C } = this.config, be = this.backend, a = this.acts!;
+    const [B, T] = this.lastBT;
+    be.fill(be.view(a.dln, 0, B * T * C), 0);
+    be.fill(a.rowScratch, 0);
+    if (rows.length > 0) be.encoderBackward(be.view(a.dln, 0, B * T * C), a.rowScratch, dx, rows, rows.length, 1, C);
+  }
+
+  /** Encoder, blocks and the final LayerNorm over inputs (B,T): the (B,T,C) hidden states. */
+  private trunk(inputs: Int32Array, targets: Int32Array | null, B: number, T: number, grad: boolean): Tensor {
     this.allocate(B, T);
     this.checkInputs(inputs, targets, B, T);
     if (grad && !this.grads) this.zeroGrad();
-    const { nLayer: L, nEmbd: C, nHead: NH, vocabSize: V, paddedVocabSize: Vp } = this.config;
+    const { nLayer: L, nEmbd: C, nHead: NH } = this.config;
     const be = this.backend, a = this.acts!, p = this.p, BT = B * T;
     const v = (t: Tensor, n: number) => be.view(t, 0, n);
 
@@ -297,49 +393,8 @@ export class GPT2 {
     this.lastInputs = inputs;
     this.lastBT = [B, T];
     this.hasDlogits = false;
-    if (!targets) {
-      // inference: all logits are wanted
-      if (!this.fullLogits || this.fullLogits.length < BT * Vp) this.fullLogits = be.alloc(BT * Vp);
-      be.matmulForward(v(this.fullLogits, BT * Vp), lnf, p.wte, null, BT, C, Vp);
-      return NaN;
-    }
-    // the classifier runs over the rows that have a target: all of them in pretraining; in an SFT batch only the
-    // answers' few tokens, gathered into a compact (M, C) block first (the lm_head is most of a small model's work)
-    const rows: number[] = [];
-    for (let i = 0; i < BT; i++) if (targets[i] >= 0) rows.push(i);
-    const M = rows.length;
-    this.trainedRows = M < BT ? Int32Array.from(rows) : null;
-    const scale = M ? lossScale / M : 0;
-    let x = lnf, t = targets, dx = v(a.dln, BT * C);
-    if (this.trainedRows && M > 0) {
-      // the encoder is an embedding lookup: with lnf as the table and a zero position row it gathers rows, and its
-      // backward scatters their gradients back (rows without a target get zero, as crossEntropy gives them)
-      x = v(a.fcproj, M * C);
-      be.encoderForward(x, this.trainedRows, lnf, a.zeroRow, M, 1, C);
-      t = Int32Array.from(rows, (i) => targets[i]);
-      dx = v(a.datty, M * C);
-    }
-    // fused classifier, chunk by chunk: logits -> loss (-> dlogits in place -> dlnf and dwte right away)
-    for (let r0 = 0; r0 < M; r0 += this.classifierRows) {
-      const n = Math.min(this.classifierRows, M - r0);
-      const logits = v(a.logits, n * Vp), xr = be.view(x, r0 * C, n * C);
-      be.matmulForward(logits, xr, p.wte, null, n, C, Vp);
-      this.debugCheck?.("lm_head logits (forward)", logits, n * Vp);
-      be.crossEntropy(be.view(a.losses, r0, n), grad ? logits : null, logits, t.subarray(r0, r0 + n), n, V, Vp, scale);
-      // the lm_head weight is wte (tied): its gradient lands in dwte; dlnf goes to dln, where backward() starts
-      if (grad) be.matmulBackward(be.view(dx, r0 * C, n * C), this.g!.wte, null, logits, xr, p.wte, n, C, Vp);
-    }
-    if (grad && this.trainedRows) {
-      be.fill(v(a.dln, BT * C), 0);
-      be.fill(a.rowScratch, 0);
-      if (M > 0) be.encoderBackward(v(a.dln, BT * C), a.rowScratch, dx, this.trainedRows, M, 1, C);
-    }
-    this.hasDlogits = grad;
-    const losses = be.read(a.losses, 0, M);
-    let sum = 0;
-    for (let i = 0; i < M; i++) sum += losses[i];
-    const count = M;
-    return count ? sum / count : NaN;
+    this.trainedRows = null;
+    return lnf;
   }
 
   /** Logits (B,T,Vp) of the last forward without targets, copied to the host. */
@@ -361,9 +416,10 @@ export class GPT2 {
   }
 
   /** forward(grad) + backward: gradients ACCUMULATE into this.grads (call zeroGrad() once per optimizer step). */
-  forwardBackward(inputs: Int32Array, targets: Int32Array, B: number, T: number, lossScale = 1): number {
+  forwardBackward(inputs: Int32Array, targets: Int32Array, B: number, T: number, lossScale = 1,
+    tokenWeights: Float32Array | null = null): number {
     if (!this.grads) this.zeroGrad();
-    const loss = this.forward(inputs, targets, B, T, true, lossScale);
+    const loss = this.forward(inputs, targets, B, T, true, lossScale, tokenWeights);
     this.backward();
     return loss;
   }

@@ -71,6 +71,24 @@ export interface TrainConfig {
   zero: number;
   /** SFT: a row longer than -t + 1 tokens is cut to that length ("truncate") or left out ("skip") */
   tooLong: "truncate" | "skip";
+  /** DPO's temperature, RL's KL coefficient; -1 = automatic (0.1 for DPO, 0.04 for RL) */
+  beta: number;
+  /** DPO: weight of the chosen answers' NLL added to the loss (RPO; TRL's rpo_alpha); 0 = plain DPO */
+  rpoAlpha: number;
+  /** RL: answers sampled per prompt (the group whose rewards are compared) */
+  group: number;
+  /** RL: sampling temperature of the answers */
+  rlTemperature: number;
+  /** RL: tokens an answer may have */
+  maxNewTokens: number;
+  /** RL: optimizer steps on each batch of answers (PPO's inner epochs) */
+  ppoEpochs: number;
+  /** RL: PPO's ratio clip range */
+  clipRange: number;
+  /** RL: the reward: a reward model (gpt2 rm train) ... */
+  rewardModel: string;
+  /** ... or a module exporting reward(prompt, answer, row) */
+  rewardModule: string;
   seed: number;
   backend: string;
   threads: number; // 0 = all cores
@@ -113,6 +131,15 @@ export const DEFAULTS: TrainConfig = {
   rollbackLrFactor: 0.5,
   zero: 0,
   tooLong: "truncate", // as TRL's SFTTrainer (max_length truncation); both are counted in the log
+  beta: -1, // automatic: DPO 0.1 (TRL's and the paper's default), RL 0.04 (DeepSeekMath's GRPO)
+  rpoAlpha: 0, // TRL's default: plain DPO
+  group: 8, // GRPO's G: enough answers per prompt for a mean and a spread of rewards
+  rlTemperature: 1.0, // sample from the model as it is: the advantages need varied answers
+  maxNewTokens: 64,
+  ppoEpochs: 1, // GRPO's default: one update per batch of answers (the ratio is then 1 and never clipped)
+  clipRange: 0.2, // PPO's epsilon
+  rewardModel: "",
+  rewardModule: "",
   seed: 1337,
   backend: "",
   threads: 0,
@@ -150,6 +177,14 @@ function validate(c: TrainConfig, source: string): TrainConfig {
   if (!Number.isInteger(c.warmup) || c.warmup < -1) throw new TrainConfigError(`${source}: warmup must be a non-negative integer (-1 = automatic), got ${c.warmup}`);
   if (c.zero !== 0 && c.zero !== 1) throw new TrainConfigError(`${source}: zero must be 0 or 1 (ZeRO-1), got ${c.zero}`);
   if (c.tooLong !== "truncate" && c.tooLong !== "skip") throw new TrainConfigError(`${source}: tooLong must be truncate or skip, got "${c.tooLong}"`);
+  if (!(c.beta === -1 || c.beta >= 0)) throw new TrainConfigError(`${source}: beta must be >= 0 (-1 = automatic), got ${c.beta}`);
+  if (!(c.rpoAlpha >= 0)) throw new TrainConfigError(`${source}: rpoAlpha must be >= 0, got ${c.rpoAlpha}`);
+  for (const k of ["group", "maxNewTokens", "ppoEpochs"] as const) {
+    if (!Number.isInteger(c[k]) || c[k] < 1) throw new TrainConfigError(`${source}: ${k} must be a positive integer, got ${c[k]}`);
+  }
+  if (c.group < 2) throw new TrainConfigError(`${source}: group must be at least 2 (advantages compare the answers of a group), got ${c.group}`);
+  if (!(c.rlTemperature > 0)) throw new TrainConfigError(`${source}: the sampling temperature must be > 0, got ${c.rlTemperature}`);
+  if (!(c.clipRange > 0 && c.clipRange < 1)) throw new TrainConfigError(`${source}: clipRange must be in (0, 1), got ${c.clipRange}`);
   if (!(c.skipUpdateZ >= 0)) throw new TrainConfigError(`${source}: skipUpdateZ must be >= 0`);
   if (c.onNan !== "stop" && c.onNan !== "rollback") throw new TrainConfigError(`${source}: onNan must be stop or rollback, got "${c.onNan}"`);
   if (!(c.rollbackLrFactor > 0 && c.rollbackLrFactor < 1)) throw new TrainConfigError(`${source}: rollbackLrFactor must be in (0, 1)`);

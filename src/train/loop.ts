@@ -4,34 +4,31 @@
 // data position, RNG, LR factor) is in the checkpoint, so resume is exact. Pretraining and SFT differ only in their
 // task (task.ts): the data they read and the tokens the loss counts.
 
-import * as fs from "node:fs";
-import * as os from "node:os";
-import * as path from "node:path";
-import { countTargets, type Batch, type BatchPosition, type BatchSource } from "../data/source.js";
+import type { Batch, BatchSource } from "../data/source.js";
 import { hellaswagFile, readHellaswag, type HellaExample } from "../eval/hellaswag.js";
-import { readCheckpointHeader, readOptimizerRange, restoreCheckpoint, saveCheckpoint, saveOptimizerShard,
-  type OptimizerSource } from "../io/checkpoint.js";
-import { FormatError, removeStaleTemporaries } from "../io/files.js";
-import { loadModel } from "../io/load.js";
+import { removeStaleTemporaries } from "../io/files.js";
 import type { Backend } from "../kernels/backend.js";
-import { describeConfig, makeConfig, PRESETS, sameShape, type GPT2Config } from "../model/config.js";
+import { describeConfig } from "../model/config.js";
 import { KVCache } from "../model/generate.js";
-import { CLASSIFIER_CHUNK, GPT2 } from "../model/gpt2.js";
-import { countParams, paramLayout } from "../model/layout.js";
-import { shardRange, SingleComm, type Communicator } from "../parallel/comm.js";
+import type { GPT2 } from "../model/gpt2.js";
+import { countParams } from "../model/layout.js";
+import { SingleComm, type Communicator } from "../parallel/comm.js";
 import { DataParallel } from "../parallel/ddp.js";
 import { makeDir } from "../util/fs.js";
-import { Rng, type RngState } from "../util/rng.js";
+import { Rng } from "../util/rng.js";
 import { AdamW, ADAMW_DEFAULTS, clipGradNorm } from "./adamw.js";
+import { BadWeights, RunCheckpoints, type CheckpointedRun, type RunState } from "./checkpoints.js";
 import { accumulationSteps, TrainConfigError, type TrainConfig } from "./config.js";
 import { stepFlops } from "./flops.js";
-import { diagnoseNonFinite, NonFiniteError, paramsFinite } from "./guard.js";
+import { diagnoseNonFinite } from "./guard.js";
 import { RunLog, type StepMetrics } from "./log.js";
 import { OutlierDetector } from "./outliers.js";
-import { hellaswagScore, samplesAt, sampleText, validatesAt, validationLoss } from "./periodic.js";
-import { checkpointPath, latestCheckpoint, listCheckpoints, optimizerShardPath, pruneCheckpoints } from "./rundir.js";
+import { hellaswagScore, samplesAt, sampleText, validatesAt, validation } from "./periodic.js";
+import { latestCheckpoint } from "./rundir.js";
 import { learningRate, type Schedule } from "./schedule.js";
-import { pretraining, type SamplePrompt, type TrainTask } from "./task.js";
+import { availableMemory, checkRanksAgree, describePlan, initModel, memoryPlan, presetShape, sampleCacheLength } from "./setup.js";
+import { REWARD_ROW } from "./preference.js";
+import { languageModeling, pretraining, type SamplePrompt, type TrainTask } from "./task.js";
 
 export interface TrainHooks {
   /** human-readable lines (step lines, samples, notices) */
@@ -58,116 +55,13 @@ export interface TrainSummary {
   checkpoint: string | null;
 }
 
-/** What a checkpoint holds besides the weights and AdamW state. */
-interface RunState {
-  step: number;
-  /** AdamW updates taken (fewer than steps when updates were skipped) */
-  optStep: number;
-  loader: BatchPosition;
-  sampleRng: RngState;
-  /** LR multiplier after NaN rollbacks (they compound) */
-  lrScale: number;
-  outliers: { loss: OutlierDetector["state"]; norm: OutlierDetector["state"] };
-  config: TrainConfig;
-  /** what was trained: pretraining or sft */
-  task?: string;
-  /** the loss these weights give on the held batch, checked finite before the file was written */
-  verified?: { loss: number };
-  /** where the AdamW state is: in this file (absent), or in ZeRO-1 shard files beside it */
-  optimizer?: { ranks: number; shards: { file: string; lo: number; hi: number }[] };
-}
-
-/** An error every rank raised at the same point (so one of them reporting it is enough). */
-export class AllRanksError extends Error {
-  override name = "AllRanksError";
-  constructor(readonly inner: Error) { super(inner.message); }
-}
-
-/** Free memory as the kernel reports it (MemAvailable), falling back to os.freemem(). */
-export function availableMemory(): number {
-  try {
-    const m = /MemAvailable:\s+(\d+) kB/.exec(fs.readFileSync("/proc/meminfo", "utf8"));
-    if (m) return Number(m[1]) * 1024;
-  } catch { /* not Linux */ }
-  return os.freemem();
-}
-
-/** NaN rollbacks allowed in one run before it stops anyway */
-const MAX_ROLLBACKS = 10;
-/** failures from the same checkpoint (each at a lower LR) before a rollback goes one checkpoint further back */
-const RETRIES_PER_CHECKPOINT = 2;
+export { AllRanksError, availableMemory, initModel, memoryPlan } from "./setup.js";
 
 function fmtTime(s: number): string {
   if (!Number.isFinite(s)) return "?";
   if (s < 60) return `${s.toFixed(0)}s`;
   if (s < 3600) return `${Math.floor(s / 60)}m${String(Math.floor(s % 60)).padStart(2, "0")}s`;
   return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
-}
-
-/** The shape -e names when it is a preset (null for a checkpoint: its shape is known once it is read). */
-function presetShape(cfg: TrainConfig): GPT2Config | null {
-  if (!PRESETS[cfg.init]) return null;
-  return makeConfig(cfg.init, { nLayer: cfg.nLayer || undefined, nHead: cfg.nHead || undefined, nEmbd: cfg.nEmbd || undefined, blockSize: Math.max(1024, cfg.seqLen) });
-}
-
-/** Builds the model named by -e: a preset from scratch, or weights from a checkpoint file/dir. */
-export function initModel(cfg: TrainConfig, backend: Backend): { model: GPT2; fromScratch: boolean } {
-  const shape = presetShape(cfg);
-  if (shape) {
-    const model = new GPT2(shape, backend, cfg.recompute);
-    model.initWeights(new Rng(cfg.seed));
-    return { model, fromScratch: true };
-  }
-  if (cfg.nLayer || cfg.nHead || cfg.nEmbd) throw new TrainConfigError("--n-layer/--n-head/--n-embd only apply to a preset given with -e");
-  const model = loadModel(cfg.init, backend);
-  model.recompute = cfg.recompute;
-  return { model, fromScratch: false };
-}
-
-/** The run's memory plan in bytes per rank, computed before anything big is allocated (ZeRO-1 shards AdamW). */
-export function memoryPlan(config: GPT2Config, cfg: TrainConfig, ranks = 1, classifierRows = CLASSIFIER_CHUNK, samplePromptLength = 1): { params: number; grads: number; adamw: number; activations: number; kvcache: number; total: number } {
-  const n = paramLayout(config).total;
-  const adamw = cfg.zero && ranks > 1 ? Math.ceil(n / ranks) * 8 : n * 8;
-  const acts = GPT2.activationFloats(config, cfg.batchSize, cfg.seqLen, cfg.recompute, classifierRows) * 4;
-  const kv = cfg.sampleEvery > 0 ? 2 * config.nLayer * sampleCacheLength(config, cfg, samplePromptLength) * config.nEmbd * 4 * 2 : 0;
-  const plan = { params: n * 4, grads: n * 4, adamw, activations: acts, kvcache: kv, total: 0 };
-  plan.total = plan.params + plan.grads + plan.adamw + plan.activations + plan.kvcache;
-  return plan;
-}
-
-function sampleCacheLength(config: GPT2Config, cfg: TrainConfig, promptLength: number): number {
-  return Math.min(config.blockSize, promptLength + cfg.genTokens);
-}
-
-function describePlan(p: ReturnType<typeof memoryPlan>): string {
-  const m = (b: number) => `${(b / 2 ** 20).toFixed(b < 10 * 2 ** 20 ? 1 : 0)} MiB`;
-  return `params ${m(p.params)} + grads ${m(p.grads)} + AdamW ${m(p.adamw)} + activations ${m(p.activations)}` +
-    `${p.kvcache ? ` + KV cache ${m(p.kvcache)}` : ""} = ${m(p.total)}`;
-}
-
-/**
- * Every rank must run the same flags (threads aside) and resume from the same checkpoint: checked with one
- * all-reduce of a hash per rank before anything else, so a mismatch is one clear error instead of a hang or a
- * silently diverging run.
- */
-function checkRanksAgree(comm: Communicator, cfg: TrainConfig, resumeFrom: string | null): void {
-  if (comm.size === 1) return;
-  const text = JSON.stringify({ ...cfg, threads: 0, resumeFrom });
-  let h = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193) >>> 0;
-  const all = new Float64Array(comm.size);
-  all[comm.rank] = h;
-  comm.allReduceSum(all);
-  const odd = [...all].map((x, r) => (x === all[0] ? -1 : r)).filter((r) => r >= 0);
-  if (odd.length) {
-    throw new AllRanksError(new TrainConfigError(`ranks disagree on the training flags or the checkpoint to resume: rank(s) ${odd.join(", ")} ` +
-      `differ from rank 0; launch every rank with the same flags and the same -o directory`));
-  }
-}
-
-/** The weights at a checkpoint step are not good: not finite, or the held batch's loss is not. */
-class BadWeights extends Error {
-  constructor(readonly what: string) { super(what); }
 }
 
 export async function train(cfg: TrainConfig, backend: Backend, hooks: TrainHooks, comm: Communicator = new SingleComm(),
@@ -181,10 +75,11 @@ export async function train(cfg: TrainConfig, backend: Backend, hooks: TrainHook
 }
 
 /** One training run: its set-up, its state, and the work of each step. */
-class Run {
+class Run implements CheckpointedRun {
   private readonly lead: boolean;
   private readonly N: number;
-  private readonly print: (line: string) => void;
+  readonly print: (line: string) => void;
+  private readonly ckpt: RunCheckpoints;
   private readonly accum: number;
   private readonly maxSteps: number;
   private readonly schedule: Schedule;
@@ -194,27 +89,20 @@ class Run {
   private readonly cache: KVCache | null;
   private readonly prompt: SamplePrompt;
   private readonly overfitBatch: Batch | null;
-  private readonly held: Batch;
+  readonly held: Batch;
   private startStep = 0;
   private sampleRng: Rng;
-  private lrScale = 1;
+  lrScale = 1;
   private lastTrain = NaN;
   private lastVal = NaN;
-  private lastCkpt: string | null = null;
   private emaMs = 0;
-  // rollback bookkeeping: how many, the last target and how often it failed, the step a rollback went back to
-  private rollbacks = 0;
-  private rollbackTarget = -1;
-  private failuresFromTarget = 0;
-  private rollbackFloor = Infinity;
-  private rolledBackTo = -1;
 
   private constructor(
-    private readonly cfg: TrainConfig, private readonly backend: Backend, private readonly hooks: TrainHooks,
-    private readonly comm: Communicator, private readonly task: TrainTask,
+    readonly cfg: TrainConfig, private readonly backend: Backend, private readonly hooks: TrainHooks,
+    readonly comm: Communicator, private readonly task: TrainTask,
     private readonly loader: BatchSource, private readonly val: BatchSource | null,
-    private readonly model: GPT2, private readonly fromScratch: boolean,
-    private readonly dp: DataParallel, private readonly opt: AdamW, private readonly lr0: number, private readonly warmup: number,
+    readonly model: GPT2, private readonly fromScratch: boolean,
+    readonly dp: DataParallel, readonly opt: AdamW, readonly lr0: number, private readonly warmup: number,
     private readonly hellaswag: HellaExample[] | null,
   ) {
     this.lead = comm.rank === 0;
@@ -230,13 +118,32 @@ class Run {
     this.overfitBatch = cfg.overfitSingleBatch ? loader.next() : null;
     // checkpoints are verified on a batch that never changes: the first validation batch, else the first training one
     this.held = (val ?? loader).heldBatch();
+    this.ckpt = new RunCheckpoints(this);
+  }
+
+  /** what a checkpoint keeps of this run beside the weights and AdamW state */
+  state(step: number): Omit<RunState, "verified" | "optimizer"> {
+    return {
+      step, optStep: this.opt.step, loader: this.loader.position, sampleRng: this.sampleRng.state, lrScale: this.lrScale,
+      outliers: { loss: this.lossDet.state, norm: this.normDet.state }, config: this.cfg, task: this.task.kind,
+      modelKind: this.task.modelKind ?? "language-model", ...(this.task.modelKind === "reward-model" ? { scoreRow: REWARD_ROW } : {}),
+    };
+  }
+
+  apply(state: RunState, rollback: boolean): void {
+    this.loader.position = state.loader;
+    this.sampleRng = new Rng(state.sampleRng);
+    if (!rollback) this.lrScale = state.lrScale; // a rollback keeps (and then lowers) this run's: reductions compound
+    this.lossDet.state = state.outliers.loss;
+    this.normDet.state = state.outliers.norm;
   }
 
   /** Everything before step 0: data, memory plan, model, optimizer, resume, the header lines. */
   static async setUp(cfg: TrainConfig, backend: Backend, hooks: TrainHooks, comm: Communicator, task: TrainTask): Promise<Run> {
     const lead = comm.rank === 0, N = comm.size;
     const print = lead ? hooks.print : () => {};
-    const B = cfg.batchSize, T = cfg.seqLen;
+    // rows of a micro-batch: B, or 2B for preference pairs (a chosen and a rejected answer each)
+    const B = task.rowsPerBatch?.(cfg.batchSize) ?? cfg.batchSize, T = cfg.seqLen;
     accumulationSteps(cfg, N); // a -d that does not divide fails before anything else
     if (cfg.resume && !cfg.outDir) throw new TrainConfigError("-y 1 needs -o DIR, where the checkpoints are");
     if (cfg.outDir) makeDir(cfg.outDir);
@@ -244,11 +151,12 @@ class Run {
     checkRanksAgree(comm, cfg, resumeFrom);
     // open the data first: a missing or malformed file fails before any big allocation
     const { train: loader, val } = task.open(cfg, comm.rank, N);
+    await task.init?.();
 
     // the memory plan, checked against free memory before the model exists
     const shape = presetShape(cfg);
     if (shape) {
-      const plan = memoryPlan(shape, cfg, N, backend.classifierRows, task.samplePrompt().ids.length);
+      const plan = memoryPlan(shape, { ...cfg, batchSize: B }, N, backend.classifierRows, task.samplePrompt().ids.length);
       const avail = hooks.availableBytes ?? backend.freeBytes?.() ?? availableMemory();
       if (plan.total > avail) {
         throw new TrainConfigError(`the run needs ${describePlan(plan)}, but only ${(avail / 2 ** 20).toFixed(0)} MiB are free; ` +
@@ -258,8 +166,9 @@ class Run {
 
     // the model: from -e (a preset or a checkpoint); a resumed run's checkpoint is shape-checked against it
     const { model, fromScratch } = initModel(cfg, backend);
-    const adapted = task.prepareModel(model);
     if (T > model.config.blockSize) throw new TrainConfigError(`-t ${T} exceeds the model's block size ${model.config.blockSize}`);
+    model.allocate(B, T);
+    const adapted = task.prepareModel(model, print);
     // fine-tuning defaults (nanoGPT's Shakespeare fine-tune): a small LR and a short warmup unless given
     const lr0 = cfg.lr > 0 ? cfg.lr : fromScratch ? 3e-4 : 3e-5;
     const warmup = cfg.warmup >= 0 ? cfg.warmup : fromScratch ? 0 : 10;
@@ -276,12 +185,11 @@ class Run {
       if (freed > 0) print(`removed ${(freed / 2 ** 20).toFixed(0)} MiB of temporary files left in ${cfg.outDir} by a run killed while writing`);
     }
     if (resumeFrom) {
-      run.startStep = run.restore(resumeFrom, false);
+      run.startStep = run.ckpt.restore(resumeFrom, false);
       print(`resumed from ${resumeFrom} at step ${run.startStep}`);
     } else {
       dp.broadcastParams(); // the same initial weights on every rank, whatever each one computed
     }
-    model.allocate(B, T);
     run.printHeader(adapted);
     if (run.log) {
       if (resumeFrom) run.log.resumeAt(run.startStep, (m) => run.redoneAtStart(m));
@@ -300,7 +208,8 @@ class Run {
 
   private printHeader(adapted: string | null): void {
     const { cfg, model, backend, comm, N, print } = this;
-    const plan = (zero: number) => describePlan(memoryPlan(model.config, { ...cfg, zero }, N, backend.classifierRows, this.prompt.ids.length));
+    const rows = this.task.rowsPerBatch?.(cfg.batchSize) ?? cfg.batchSize;
+    const plan = (zero: number) => describePlan(memoryPlan(model.config, { ...cfg, zero, batchSize: rows }, N, backend.classifierRows, this.prompt.ids.length));
     print(`model: ${describeConfig(model.config)}, ${(countParams(model.config) / 1e6).toFixed(2)}M parameters ` +
       `(${this.fromScratch ? `from scratch, preset ${cfg.init}` : `from ${cfg.init}`})`);
     if (adapted) print(adapted);
@@ -310,16 +219,17 @@ class Run {
         `memory per rank with -z 0: ${plan(0)}; with -z 1: ${plan(1)}`);
     }
     print(`memory${N > 1 ? " per rank" : ""}${backend.device ? " on the device" : ""}: ${plan(cfg.zero)}, allocated once before step 0`);
-    const sft = this.task.kind === "sft";
-    print(`batch: B=${cfg.batchSize} T=${cfg.seqLen}${sft ? " (at most: a batch is as long as its longest row)" : ""}${N > 1 ? ` x ${N} ranks` : ""}, ` +
-      `${sft ? `${cfg.batchSize * this.accum * N} rows` : `total ${cfg.batchSize * cfg.seqLen * this.accum * N} tokens`} per step = ` +
+    const kind = this.task.kind, rowsOf = { pretraining: "", sft: "rows", rm: "preference pairs", dpo: "preference pairs", rl: "prompts" }[kind];
+    const perStep = cfg.batchSize * this.accum * N;
+    print(`batch: B=${cfg.batchSize}${rowsOf ? ` ${rowsOf}` : ""} T=${cfg.seqLen}${rowsOf ? " (at most: a batch is as long as its longest row)" : ""}${N > 1 ? ` x ${N} ranks` : ""}, ` +
+      `${rowsOf ? `${perStep} ${rowsOf}${kind === "rl" ? ` x ${cfg.group} answers` : ""}` : `total ${cfg.batchSize * cfg.seqLen * this.accum * N} tokens`} per step = ` +
       `${this.accum} accumulation step${this.accum > 1 ? "s" : ""}; ${this.loader.describe()}; ${this.maxSteps} steps`);
-    if (this.val && sft) print(`validation: ${this.val.describe()}`);
+    if (this.val && rowsOf) print(`validation: ${this.val.describe()}`);
     print(`optimizer: AdamW lr ${this.lr0} (${cfg.schedule}, warmup ${this.warmup}, final x${cfg.finalLrFrac}), wd ${cfg.weightDecay}, clip ${cfg.gradClip}` +
       `${cfg.lr > 0 && cfg.warmup >= 0 ? "" : this.fromScratch ? "" : " (fine-tuning defaults)"}; data ${cfg.shuffle ? "shuffled every epoch" : "in order"}`);
   }
 
-  private emit(m: StepMetrics): void {
+  emit(m: StepMetrics): void {
     if (!this.lead) return;
     this.log?.write(m);
     this.hooks.onMetrics?.(m);
@@ -330,135 +240,6 @@ class Run {
     this.val?.close();
   }
 
-  // ---- checkpoints
-
-  /**
-   * Restores what a checkpoint holds; returns its step. A rollback keeps this run's LR factor (reductions
-   * compound across rollbacks); a resume takes the checkpoint's.
-   */
-  private restore(file: string, rollback: boolean): number {
-    const { model, opt, dp, backend, N } = this;
-    const h = readCheckpointHeader(file);
-    if (!sameShape(h.config, model.config)) {
-      throw new TrainConfigError(`${file}: checkpoint model (${describeConfig(h.config)}) does not match -e ${this.cfg.init} (${describeConfig(model.config)})`);
-    }
-    const state = h.state as unknown as RunState;
-    restoreCheckpoint(file, model);
-    // AdamW state: from this file, or from the ZeRO-1 shards it names, re-sharded for this run's ranks if need be
-    const sources: OptimizerSource[] = state.optimizer
-      ? state.optimizer.shards.map((s) => ({ ...s, file: path.join(path.dirname(file), s.file) }))
-      : [{ file, lo: 0, hi: model.layout.total }];
-    readOptimizerRange(sources, opt.lo, opt.hi, backend, { m: opt.m, v: opt.v });
-    const savedRanks = state.optimizer?.ranks ?? 1, savedZero = state.optimizer ? 1 : 0;
-    if (!rollback && (savedZero !== dp.zero || (dp.zero && savedRanks !== N))) {
-      this.print(`optimizer state was saved ${savedZero ? `as ZeRO-1 shards over ${savedRanks} ranks` : "whole"}; ` +
-        `read back ${dp.zero ? `as ZeRO-1 shards over ${N} ranks` : "whole"}`);
-    }
-    opt.step = state.optStep;
-    this.loader.position = state.loader;
-    this.sampleRng = new Rng(state.sampleRng);
-    if (!rollback) this.lrScale = state.lrScale;
-    this.lossDet.state = state.outliers.loss;
-    this.normDet.state = state.outliers.norm;
-    return state.step;
-  }
-
-  /** The loss the current weights give on the held batch (the same number on every rank). */
-  private heldLoss(): number {
-    const b = this.held;
-    const x = new Float64Array([this.model.forward(b.inputs, b.targets, b.B, b.T)]);
-    this.comm.allReduceSum(x);
-    return x[0] / this.N;
-  }
-
-  /**
-   * Writes the checkpoint of `step` on every rank's behalf (under ZeRO-1 each rank writes its optimizer shard, then
-   * rank 0 the checkpoint that names them, so a checkpoint file only exists once all it needs is on disk). The
-   * weights are checked first: finite, and giving a finite loss on the held batch; otherwise nothing is written and
-   * BadWeights is thrown.
-   */
-  private writeCheckpoint(step: number): void {
-    const { cfg, model, comm, lead, N, dp, opt } = this;
-    if (!cfg.outDir) return;
-    if (!paramsFinite(model)) throw new BadWeights(`the parameters after step ${step} are not finite`);
-    const loss = this.heldLoss();
-    if (!Number.isFinite(loss)) throw new BadWeights(`the weights after step ${step} give a loss of ${loss} on the held batch`);
-    const file = checkpointPath(cfg.outDir, step);
-    const state: RunState = {
-      step, optStep: opt.step, loader: this.loader.position, sampleRng: this.sampleRng.state, lrScale: this.lrScale,
-      outliers: { loss: this.lossDet.state, norm: this.normDet.state }, config: cfg, task: this.task.kind, verified: { loss },
-    };
-    if (dp.zero) {
-      saveOptimizerShard(optimizerShardPath(cfg.outDir, step, comm.rank, N), model, opt.lo, opt.hi, { m: opt.m, v: opt.v });
-      comm.barrier();
-      state.optimizer = { ranks: N, shards: Array.from({ length: N }, (_, r) => {
-        const { lo, hi } = shardRange(model.layout.total, N, r);
-        return { file: path.basename(optimizerShardPath(cfg.outDir, step, r, N)), lo, hi };
-      }) };
-      if (lead) saveCheckpoint(file, model, state as unknown as Record<string, unknown>);
-    } else if (lead) {
-      saveCheckpoint(file, model, state as unknown as Record<string, unknown>, { m: opt.m, v: opt.v });
-    }
-    this.lastCkpt = file;
-    if (lead) pruneCheckpoints(cfg.outDir, cfg.keep, [step]);
-    comm.barrier(); // nobody reads a checkpoint directory rank 0 is still changing
-    this.print(`checkpoint: ${file}`);
-    // a checkpoint newer than the last rollback target: the run has moved past the trouble
-    if (step > this.rollbackTarget) { this.rollbackFloor = Infinity; this.failuresFromTarget = 0; }
-  }
-
-  /**
-   * The newest checkpoint below `below` whose weights load (checksums hold) and give a finite loss on the held batch.
-   * The model's weights are left as the last one checked.
-   */
-  private findGoodCheckpoint(below = Infinity): { file: string; step: number } | null {
-    for (const c of listCheckpoints(this.cfg.outDir).filter((c) => c.step < below).reverse()) {
-      try {
-        restoreCheckpoint(c.file, this.model);
-      } catch (e) {
-        if (!(e instanceof FormatError)) throw e;
-        this.print(`${c.file} cannot be used: ${e.message}`);
-        continue;
-      }
-      if (Number.isFinite(this.heldLoss())) return c;
-      this.print(`${c.file}: its weights give a non-finite loss on the held batch; looking further back`);
-    }
-    return null;
-  }
-
-  /**
-   * A step went non-finite (`what`, first seen at `where`). With --on-nan rollback: back to the newest good
-   * checkpoint (one further back after repeated failures from it) with the LR lowered again; returns the step to
-   * continue from. Otherwise, or when rolling back is no longer possible, stops with one line naming the last
-   * good checkpoint.
-   */
-  private recover(failedStep: number, what: string, where: string, canRollBack = true): number {
-    const { cfg } = this;
-    const fmtLr = () => `x${this.lrScale.toPrecision(3)} of -l, ${(this.lr0 * this.lrScale).toExponential(2)}`;
-    if (cfg.onNan === "rollback" && canRollBack && cfg.outDir && this.rollbacks < MAX_ROLLBACKS) {
-      if (this.failuresFromTarget >= RETRIES_PER_CHECKPOINT) this.rollbackFloor = this.rollbackTarget;
-      // nothing further back: the same checkpoint once more, at the lower LR
-      const target = this.findGoodCheckpoint(this.rollbackFloor) ?? this.findGoodCheckpoint();
-      if (target) {
-        const back = this.restore(target.file, true);
-        this.lrScale *= cfg.rollbackLrFactor;
-        this.rollbacks++;
-        this.failuresFromTarget = back === this.rollbackTarget ? this.failuresFromTarget + 1 : 1;
-        this.rollbackTarget = back;
-        this.rolledBackTo = back;
-        this.print(`step ${failedStep}: ${what} (first non-finite: ${where}); rolled back to ${target.file} (step ${back}), LR ${fmtLr()}`);
-        this.emit({ step: failedStep, event: `rollback to step ${back}: ${what}` });
-        return back;
-      }
-    }
-    const good = cfg.outDir ? this.findGoodCheckpoint() : null;
-    const advice = cfg.onNan === "rollback"
-      ? `; stopped after ${this.rollbacks} rollback${this.rollbacks === 1 ? "" : "s"} (LR ${fmtLr()}); lower -l or --rollback-lr-factor`
-      : "; lower the LR (-l) or use --on-nan rollback";
-    throw new AllRanksError(new NonFiniteError(`step ${failedStep}: ${what}; first non-finite value: ${where}; ` +
-      `${good ? `last good checkpoint ${good.file} kept` : cfg.outDir ? "no good checkpoint to go back to" : "no checkpoint written (-o DIR -n N writes some)"}${advice}`));
-  }
-
   // ---- the loop
 
   async loop(): Promise<TrainSummary> {
@@ -466,33 +247,34 @@ class Run {
     // rolling back needs a checkpoint to go back to
     if (cfg.onNan === "rollback" && cfg.outDir && this.startStep === 0 && !latestCheckpoint(cfg.outDir)) {
       this.comm.barrier(); // every rank has looked before rank 0 writes
-      this.writeCheckpoint(0);
+      this.ckpt.write(0);
     }
     let epoch = this.loader.epoch;
     const trainStart = performance.now();
     for (let step = this.startStep; step <= maxSteps; step++) {
       const last = step === maxSteps;
-      this.periodic(step, last);
-      if (cfg.outDir && step > this.startStep && step !== this.rolledBackTo && (last || (cfg.checkpointEvery > 0 && step % cfg.checkpointEvery === 0))) {
+      await this.periodic(step, last);
+      if (cfg.outDir && step > this.startStep && step !== this.ckpt.rolledBackTo && (last || (cfg.checkpointEvery > 0 && step % cfg.checkpointEvery === 0))) {
         try {
-          this.writeCheckpoint(step);
+          this.ckpt.write(step);
         } catch (e) {
           if (!(e instanceof BadWeights)) throw e;
-          step = this.recover(step, e.what, diagnoseNonFinite(this.model, [this.held])) - 1;
+          step = this.ckpt.recover(step, e.what, diagnoseNonFinite(this.model, [this.held])) - 1;
           continue;
         }
       }
       if (last) break;
 
-      const r = this.trainStep(step);
+      const r = await this.trainStep(step);
       if ("failed" in r) {
-        step = this.recover(step + 1, r.failed, diagnoseNonFinite(this.model, r.batches, r.scales)) - 1;
+        step = this.ckpt.recover(step + 1, r.failed, diagnoseNonFinite(this.model, r.batches, r.scales)) - 1;
         continue;
       }
       this.report(step + 1, r, trainStart);
       if (this.loader.epoch !== epoch) {
         epoch = this.loader.epoch;
-        this.print(`epoch ${epoch + 1} begins${cfg.shuffle ? ` (${this.task.kind === "sft" ? "rows" : "shards and documents"} reshuffled)` : ""}`);
+        const what = { pretraining: "shards and documents", sft: "rows", rm: "pairs", dpo: "pairs", rl: "prompts" }[this.task.kind];
+        this.print(`epoch ${epoch + 1} begins${cfg.shuffle ? ` (${what} reshuffled)` : ""}`);
       }
       hooks.afterStep?.(step + 1);
       // let signal handlers (Ctrl-C, SIGTERM, SIGHUP) run between steps
@@ -500,24 +282,29 @@ class Run {
       if (hooks.signal?.stop) {
         this.print(`interrupted: writing a checkpoint at step ${step + 1}`);
         try {
-          this.writeCheckpoint(step + 1);
+          this.ckpt.write(step + 1);
         } catch (e) {
           if (!(e instanceof BadWeights)) throw e;
-          this.recover(step + 1, e.what, diagnoseNonFinite(this.model, [this.held]), false);
+          this.ckpt.recover(step + 1, e.what, diagnoseNonFinite(this.model, [this.held]), false);
         }
-        return { steps: step + 1, lastTrainLoss: this.lastTrain, lastValLoss: this.lastVal, checkpoint: this.lastCkpt };
+        return { steps: step + 1, lastTrainLoss: this.lastTrain, lastValLoss: this.lastVal, checkpoint: this.ckpt.lastFile };
       }
     }
-    return { steps: maxSteps, lastTrainLoss: this.lastTrain, lastValLoss: this.lastVal, checkpoint: this.lastCkpt };
+    return { steps: maxSteps, lastTrainLoss: this.lastTrain, lastValLoss: this.lastVal, checkpoint: this.ckpt.lastFile };
   }
 
   /** validation, HellaSwag and a sample, on the steps that have them */
-  private periodic(step: number, last: boolean): void {
+  private async periodic(step: number, last: boolean): Promise<void> {
     const { cfg, model, lead } = this;
     if (lead && this.val && validatesAt(cfg, step, last)) {
-      this.lastVal = validationLoss(model, this.val, cfg.valBatches);
-      this.print(`val loss ${this.lastVal.toFixed(6)} at step ${step}`);
-      this.emit({ step, val_loss: this.lastVal });
+      const v = await validation(model, this.val, cfg.valBatches, this.task.objective);
+      this.lastVal = v.loss;
+      const formats = this.task.objective?.metrics ?? [];
+      // an RL validation has no loss (greedy answers, scored): its metrics alone
+      const parts = [...(Number.isFinite(v.loss) ? [`val loss ${v.loss.toFixed(6)}`] : []),
+        ...formats.filter((m) => v.metrics[m.name] !== undefined).map((m) => `val ${m.format(v.metrics[m.name])}`)];
+      this.print(`${parts.join(", ")} at step ${step}`);
+      this.emit({ step, ...(Number.isFinite(v.loss) ? { val_loss: v.loss } : {}), ...Object.fromEntries(Object.entries(v.metrics).map(([k, x]) => [`val_${k}`, x])) });
     }
     if (this.hellaswag && validatesAt(cfg, step, last)) {
       const h = hellaswagScore(model, this.hellaswag, cfg.batchSize);
@@ -533,34 +320,42 @@ class Run {
   }
 
   /**
-   * One optimizer step: gradients accumulated over the micro-batches (the loss is the mean over every counted target
-   * of the step, across micro-batches and ranks), reduced across ranks, clipped; AdamW unless the step is skipped.
+   * One optimizer step: gradients accumulated over the micro-batches (the loss is the mean over every unit of the
+   * step, across micro-batches and ranks: trained tokens, pairs, answers), reduced across ranks, clipped; AdamW
+   * unless the step is skipped.
    */
-  private trainStep(step: number): StepResult | { failed: string; batches: Batch[]; scales: number[] } {
+  private async trainStep(step: number): Promise<StepResult | { failed: string; batches: Batch[]; scales: number[] }> {
     const { model, comm, dp, hooks, cfg, N } = this;
+    const objective = this.task.objective ?? languageModeling;
     const t0 = performance.now();
     model.zeroGrad();
     const batches: Batch[] = [];
     for (let micro = 0; micro < this.accum; micro++) batches.push(this.overfitBatch ?? this.loader.next());
-    const counts = batches.map(countTargets);
-    const local = new Float64Array([counts.reduce((a, b) => a + b, 0), batches.reduce((a, b) => a + b.B * b.T, 0)]);
+    const units = batches.map((b) => objective.units(b));
+    const local = new Float64Array([units.reduce((a, b) => a + b, 0), batches.reduce((a, b) => a + b.B * b.T, 0)]);
     if (N > 1) comm.allReduceSum(local);
     const [total, tokens] = local;
     const spike = hooks.spikeStep === step + 1 ? 1e4 : 1;
-    const scales = counts.map((c) => (total > 0 ? (spike * c) / total : 0));
+    const scales = units.map((c) => (total > 0 ? (spike * c) / total : 0));
     let loss = 0;
+    const sums: Record<string, number> = {};
     for (const [micro, b] of batches.entries()) {
       if (micro === batches.length - 1) dp.beforeLastBackward();
-      // each micro-batch's gradient is scaled by its share of the step's targets: their sum (over ranks too) is the mean
-      const l = model.forwardBackward(b.inputs, b.targets, b.B, b.T, scales[micro]);
-      if (counts[micro] > 0) loss += (l * counts[micro]) / total;
+      // each micro-batch's gradient is scaled by its share of the step's units: their sum (over ranks too) is the mean
+      const r = await objective.forwardBackward(model, b, scales[micro]);
+      if (units[micro] > 0) loss += (r.loss * units[micro]) / total;
+      for (const [k, x] of Object.entries(r.metrics ?? {})) sums[k] = (sums[k] ?? 0) + x;
     }
     dp.reduceGradients();
-    // the loss summed over ranks, and whether any rank was asked to stop (signals reach ranks at different moments)
-    const agreed = new Float64Array([loss, hooks.signal?.stop ? 1 : 0]);
+    // the loss and metrics summed over ranks, and whether any rank was asked to stop (signals reach ranks at
+    // different moments)
+    const names = (objective.metrics ?? []).map((m) => m.name);
+    const agreed = new Float64Array([loss, hooks.signal?.stop ? 1 : 0, ...names.map((k) => sums[k] ?? 0)]);
     comm.allReduceSum(agreed);
     loss = total > 0 ? agreed[0] : NaN;
     if (hooks.signal && agreed[1] > 0) hooks.signal.stop = true;
+    const metrics: Record<string, number> = {};
+    names.forEach((k, i) => { metrics[k] = agreed[2 + i] / total; });
     const norm = clipGradNorm(model, cfg.gradClip, dp.shard, (sq) => dp.sumOverShards(sq));
     const lr = learningRate(this.schedule, step) * this.lrScale;
     if (!Number.isFinite(loss) || !Number.isFinite(norm)) {
@@ -577,7 +372,7 @@ class Run {
       this.opt.update(lr);
       dp.gatherParams();
     }
-    return { loss, norm, lr, zLoss, zNorm, skipped, ms: performance.now() - t0, tokens, trained: total };
+    return { loss, norm, lr, zLoss, zNorm, skipped, ms: performance.now() - t0, tokens, trained: total, metrics };
   }
 
   /** the step line and the step's metrics record */
@@ -587,15 +382,19 @@ class Run {
     this.lastTrain = r.loss;
     this.emaMs = step === this.startStep + 1 ? r.ms : 0.9 * this.emaMs + 0.1 * r.ms;
     const tps = (r.tokens * 1000) / r.ms;
-    // MFU against all ranks' peak (each rank knows its own); the lm_head counts only where there are targets
-    const mfu = stepFlops(this.model.config, this.cfg.seqLen, r.tokens, r.trained) / (r.ms / 1000) / 1e9 / ((this.hooks.peakGflops ?? NaN) * N);
+    // MFU against all ranks' peak (each rank knows its own); the lm_head counts only where there are targets. The
+    // preference and RL objectives run extra passes: their FLOPs are not counted (n/a)
+    const lm = !this.task.objective;
+    const mfu = lm ? stepFlops(this.model.config, this.cfg.seqLen, r.tokens, r.trained) / (r.ms / 1000) / 1e9 / ((this.hooks.peakGflops ?? NaN) * N) : NaN;
     const eta = ((maxSteps - step) * this.emaMs) / 1000;
     const z = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : "-");
     const sft = this.task.kind === "sft";
-    this.print(`step ${String(step).padStart(String(maxSteps).length)}/${maxSteps} | loss ${r.loss.toFixed(6)} | lr ${r.lr.toExponential(2)} | ` +
+    const formats = this.task.objective?.metrics ?? [];
+    const extra = formats.map((m) => ` | ${m.format(r.metrics[m.name])}`).join("");
+    this.print(`step ${String(step).padStart(String(maxSteps).length)}/${maxSteps} | loss ${r.loss.toFixed(6)}${extra} | lr ${r.lr.toExponential(2)} | ` +
       `norm ${r.norm.toFixed(4)} | z ${z(r.zLoss)}/${z(r.zNorm)} | ${r.ms.toFixed(0)} ms | ${tps.toFixed(0)} tok/s${sft ? ` (${r.trained} trained)` : ""} | ` +
       `MFU ${Number.isFinite(mfu) ? (100 * mfu).toFixed(1) + "%" : "n/a"}${N > 1 ? ` | comm wait ${commMs.toFixed(0)} ms` : ""} | ETA ${fmtTime(eta)}`);
-    this.emit({ step, train_loss: r.loss, lr: r.lr, norm: r.norm, z_loss: Number.isFinite(r.zLoss) ? r.zLoss : null, z_norm: Number.isFinite(r.zNorm) ? r.zNorm : null,
+    this.emit({ step, train_loss: r.loss, ...r.metrics, lr: r.lr, norm: r.norm, z_loss: Number.isFinite(r.zLoss) ? r.zLoss : null, z_norm: Number.isFinite(r.zNorm) ? r.zNorm : null,
       skipped: r.skipped, ms: r.ms, ...(N > 1 ? { comm_wait_ms: commMs } : {}), tokens_per_s: tps, mfu: Number.isFinite(mfu) ? mfu : null,
       ...(sft ? { trained_tokens: r.trained } : {}), epoch: this.loader.epoch, elapsed_s: (performance.now() - trainStart) / 1000 });
   }
@@ -611,6 +410,8 @@ interface StepResult {
   ms: number;
   /** positions processed by all ranks (padding included) */
   tokens: number;
-  /** targets the loss counted, all ranks */
+  /** units the loss counted, all ranks (targets for language modelling) */
   trained: number;
+  /** the objective's metrics, means over the step's units */
+  metrics: Record<string, number>;
 }

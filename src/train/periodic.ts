@@ -9,7 +9,7 @@ import type { GPT2 } from "../model/gpt2.js";
 import { decode } from "../tokenizer/bpe.js";
 import type { Rng } from "../util/rng.js";
 import type { TrainConfig } from "./config.js";
-import type { SamplePrompt } from "./task.js";
+import type { Objective, SamplePrompt } from "./task.js";
 
 /** validation (and HellaSwag) run at step 0, every -v steps and at the last step */
 export function validatesAt(cfg: TrainConfig, step: number, last: boolean): boolean {
@@ -21,8 +21,26 @@ export function samplesAt(cfg: TrainConfig, step: number, startStep: number, las
   return cfg.sampleEvery > 0 && (step % cfg.sampleEvery === 0 || last) && (step > startStep || last || step === 0);
 }
 
-export function validationLoss(model: GPT2, val: BatchSource, batches: number): number {
-  return datasetLoss(model, val, batches);
+/**
+ * The objective's mean loss and metrics over the first `batches` batches of the validation data (from its start
+ * each time, so that every evaluation sees the same data).
+ */
+export async function validation(model: GPT2, val: BatchSource, batches: number, objective?: Objective): Promise<{ loss: number; metrics: Record<string, number> }> {
+  if (!objective) return { loss: datasetLoss(model, val, batches), metrics: {} };
+  val.reset();
+  const n = Math.min(batches, Math.max(1, val.batchesPerEpoch));
+  let sum = 0, units = 0, counted = 0;
+  const metrics: Record<string, number> = {};
+  for (let i = 0; i < n; i++) {
+    const b = val.next();
+    const u = objective.units(b);
+    const r = await objective.evaluate(model, b);
+    if (Number.isFinite(r.loss)) { sum += r.loss * u; counted += u; }
+    units += u;
+    for (const [k, x] of Object.entries(r.metrics ?? {})) metrics[k] = (metrics[k] ?? 0) + x;
+  }
+  for (const k of Object.keys(metrics)) metrics[k] /= units;
+  return { loss: counted ? sum / counted : NaN, metrics };
 }
 
 /** HellaSwag acc_norm, with rows of 4 endings batched as the training buffers allow */

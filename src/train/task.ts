@@ -5,7 +5,7 @@
 import { promptAndAnswer, type Example } from "../chat/template.js";
 import { DataLoader } from "../data/loader.js";
 import { readExamples, SftData } from "../data/sft.js";
-import type { BatchSource } from "../data/source.js";
+import { countTargets, type Batch, type BatchSource } from "../data/source.js";
 import type { GPT2 } from "../model/gpt2.js";
 import { CHAT_TOKENS, CHAT_VOCAB_SIZE, EOT_TOKEN } from "../tokenizer/bpe.js";
 import { TrainConfigError, type TrainConfig } from "./config.js";
@@ -18,14 +18,70 @@ export interface SamplePrompt {
   label: string;
 }
 
+/**
+ * What a step minimises. The loss of a step is the mean over its units (trained tokens, preference pairs, sampled
+ * answers) across micro-batches and ranks; metrics are sums over units, reported as means.
+ */
+export interface Objective {
+  /** the units a batch's loss averages over */
+  units(b: Batch): number;
+  /**
+   * Forward and backward of one micro-batch: gradients ACCUMULATE, scaled by `weight` (this batch's units over the
+   * step's, so that the step's gradient is the gradient of its mean). Returns the batch's mean loss and metric sums.
+   */
+  forwardBackward(model: GPT2, b: Batch, weight: number): Promise<ObjectiveResult> | ObjectiveResult;
+  /** the same without gradients: validation */
+  evaluate(model: GPT2, b: Batch): Promise<ObjectiveResult> | ObjectiveResult;
+  /** names and one-line formats of the metrics, in the order of the step line */
+  readonly metrics?: { name: string; format: (mean: number) => string }[];
+}
+
+export interface ObjectiveResult {
+  loss: number;
+  /** sums over the batch's units, by metric name */
+  metrics?: Record<string, number>;
+}
+
+/** Next-token cross-entropy over the targets (>= 0) of a batch: pretraining and SFT. */
+export const languageModeling: Objective = {
+  units: countTargets,
+  forwardBackward: (model, b, weight) => ({ loss: model.forwardBackward(b.inputs, b.targets, b.B, b.T, weight) }),
+  evaluate: (model, b) => ({ loss: model.forward(b.inputs, b.targets, b.B, b.T) }),
+};
+
 export interface TrainTask {
   /** recorded in checkpoints and logs */
-  readonly kind: "pretraining" | "sft";
+  readonly kind: "pretraining" | "sft" | "rm" | "dpo" | "rl";
+  /** what a step minimises (default: languageModeling); a task may set it in prepareModel */
+  objective?: Objective;
+  /** what the checkpoints are: a language model (default) or a reward model (its score row recorded) */
+  readonly modelKind?: "language-model" | "reward-model";
+  /** rows of a batch of B (preference pairs: 2B, a chosen and a rejected answer each); default B */
+  rowsPerBatch?(B: number): number;
   /** opens this rank's data; fails (naming the file) before anything big is allocated */
   open(cfg: TrainConfig, rank: number, ranks: number): { train: BatchSource; val: BatchSource | null };
-  /** adapts the model before training (SFT: the chat tokens); returns a line for the log, or null */
-  prepareModel(model: GPT2): string | null;
+  /** anything asynchronous the task needs before the model (RL: loading the user's reward module) */
+  init?(): Promise<void>;
+  /**
+   * adapts the model before training (SFT: the chat tokens) and makes what the task needs beside it; `print` is the
+   * run's log (warnings during training go there too); returns a line for the log, or null
+   */
+  prepareModel(model: GPT2, print: (line: string) => void): string | null;
   samplePrompt(): SamplePrompt;
+}
+
+/**
+ * Gives a model the chat tokens when it lacks them (rows of its padded vocabulary, embeddings started at the mean of
+ * the others); returns a line for the log, or null when it has them.
+ */
+export function addChatTokens(model: GPT2): string | null {
+  if (model.config.vocabSize >= CHAT_VOCAB_SIZE) return null;
+  if (model.config.paddedVocabSize < CHAT_VOCAB_SIZE) {
+    throw new TrainConfigError(`the model's vocabulary has ${model.config.paddedVocabSize} rows, too few for the chat tokens (${CHAT_VOCAB_SIZE})`);
+  }
+  model.extendVocab(CHAT_VOCAB_SIZE);
+  return `chat tokens <|system|> <|user|> <|assistant|> <|end|> added as ids ${CHAT_TOKENS.system}-${CHAT_TOKENS.end} ` +
+    `(padded vocabulary rows; embeddings start at the mean of the others)`;
 }
 
 /** Pretraining on llm.c token shards (-i, -j). */
@@ -63,15 +119,7 @@ export function sft(): TrainTask {
       chat = train.stats.chat || !!val?.stats.chat;
       return { train, val };
     },
-    prepareModel(model) {
-      if (!chat || model.config.vocabSize >= CHAT_VOCAB_SIZE) return null;
-      if (model.config.paddedVocabSize < CHAT_VOCAB_SIZE) {
-        throw new TrainConfigError(`the model's vocabulary has ${model.config.paddedVocabSize} rows, too few for the chat tokens (${CHAT_VOCAB_SIZE})`);
-      }
-      model.extendVocab(CHAT_VOCAB_SIZE);
-      return `chat tokens <|system|> <|user|> <|assistant|> <|end|> added as ids ${CHAT_TOKENS.system}-${CHAT_TOKENS.end} ` +
-        `(padded vocabulary rows; embeddings start at the mean of the others)`;
-    },
+    prepareModel: (model) => (chat ? addChatTokens(model) : null),
     samplePrompt() {
       if (!first) return { ids: [EOT_TOKEN], stop: [], label: "" };
       const { prompt, chat: isChat } = promptAndAnswer(first);

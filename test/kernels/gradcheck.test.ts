@@ -149,3 +149,40 @@ test("masked targets (SFT rows: only answers count): gradient = finite differenc
     }
   }
 });
+
+test("per-token weights and the score head (preference and RL objectives): gradients = finite differences", () => {
+  const config = makeConfig("tiny", { nLayer: 1, nHead: 2, nEmbd: 8, blockSize: 16, vocabSize: 11 });
+  const model = new GPT2(config, new Float64Backend(), 0);
+  model.initWeights(new Rng(6));
+  const p = model.params as unknown as Float64Array;
+  for (let i = 0; i < p.length; i++) p[i] += rng.normal() * 0.3;
+  const B = 2, T = 10;
+  const inputs = Int32Array.from({ length: B * T }, () => rng.int(11));
+  const targets = new Int32Array(B * T).fill(-1);
+  for (const i of [2, 3, 4, 15, 16]) targets[i] = rng.int(11);
+  const w = Float32Array.from({ length: B * T }, () => rng.normal());
+  const rows = Int32Array.from([6, 17]), col = 100, c = Float32Array.from([0.7, -1.3]); // col: a padded row of wte
+  // f1 = sum_t w_t * loss_t (forward with lossScale M cancels its 1/M); f2 = sum_i c_i * score_i
+  const f1 = () => { model.forward(inputs, targets, B, T); const l = model.readLosses(); let s = 0; for (let i = 0; i < B * T; i++) s += w[i] * l[i]; return s; };
+  const f2 = () => { const s = model.scores(inputs, B, T, rows, col); return c[0] * s[0] + c[1] * s[1]; };
+  for (const [name, f, grad] of [
+    ["weighted cross-entropy", f1, () => model.forwardBackward(inputs, targets, B, T, 5, w)],
+    ["score head", f2, () => { model.scores(inputs, B, T, rows, col, true); model.backwardScores(c); }],
+  ] as const) {
+    model.zeroGrad();
+    grad();
+    const g = model.grads as unknown as Float64Array;
+    for (const spec of model.layout.tensors) {
+      // wte: the real rows and the score row (the other padded rows get nothing)
+      const idx = spec.name === "wte" ? [3, 40, col * 8 + 1, col * 8 + 5] : [0, 1, 2, 3].map((j) => Math.floor((j * spec.size) / 4 + 1) % spec.size);
+      for (const k of idx) {
+        const i = spec.offset + k, old = p[i], eps = 1e-5;
+        p[i] = old + eps; const fp = f();
+        p[i] = old - eps; const fm = f();
+        p[i] = old;
+        const num = (fp - fm) / (2 * eps);
+        assert.ok(Math.abs(num - g[i]) <= 1e-6 + 1e-5 * Math.abs(num), `${name}: ${spec.name}[${k}] ${g[i]} vs ${num}`);
+      }
+    }
+  }
+});

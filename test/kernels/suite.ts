@@ -15,6 +15,8 @@ const ref = new JsBackend();
 export function onHost(be: Backend): Backend {
   if (be.alloc(1) instanceof Float32Array) return be;
   const memory = new Set(["alloc", "view", "write", "read", "fill", "name", "threads"]);
+  // host arrays by the interface's definition (like the Int32Array ids): not moved to the device
+  const hostArgs: Record<string, number[]> = { crossEntropy: [8] };
   return new Proxy(be, {
     get(target, prop, receiver) {
       const v = Reflect.get(target, prop, receiver) as unknown;
@@ -22,8 +24,8 @@ export function onHost(be: Backend): Backend {
       if (memory.has(String(prop))) return (v as (...a: unknown[]) => unknown).bind(target);
       return (...args: unknown[]) => {
         const moved = new Map<Float32Array, Tensor>();
-        const dev = args.map((a) => {
-          if (!(a instanceof Float32Array)) return a;
+        const dev = args.map((a, i) => {
+          if (!(a instanceof Float32Array) || hostArgs[String(prop)]?.includes(i)) return a;
           let t = moved.get(a);
           if (!t) {
             t = target.alloc(a.length);
@@ -173,6 +175,13 @@ export function runConformance(backend: Backend, opts: { tol: number; bf16?: boo
     ref.crossEntropy(ls1, d1, logits, targets, N, V, Vp, 0.25);
     be.crossEntropy(ls2, d2, d2, targets, N, V, Vp, 0.25);
     close(ls2, ls1, 2e-6, "crossEntropy loss"); close(d2, d1, 2e-6, "crossEntropy dlogits (aliased)");
+    // per-row weights (preference and policy-gradient objectives): each row's gradient times its weight, the
+    // losses unchanged; checked against the unweighted reference row by row
+    const w = Float32Array.from({ length: N }, (_, i) => (i % 3) - 0.5 * i);
+    const [ls3, d3] = [new Float32Array(N), copy(logits)];
+    be.crossEntropy(ls3, d3, d3, targets, N, V, Vp, 0.25, w);
+    close(ls3, ls1, 2e-6, "crossEntropy loss (weighted rows)");
+    close(d3, d1.map((x, i) => x * w[Math.floor(i / Vp)]), 2e-6, "crossEntropy dlogits (weighted rows)");
   }
   // AdamW, norms
   for (const n of [1, 17, 1000]) {

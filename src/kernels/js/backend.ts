@@ -62,8 +62,8 @@ export class JsBackend implements Backend {
   geluBackward(dinp: Tensor, inp: Tensor, dout: Tensor, N: number): void { k.geluBackward(f(dinp), f(inp), f(dout), N); }
   residualForward(out: Tensor, a: Tensor, b: Tensor, N: number): void { k.residualForward(f(out), f(a), f(b), N); }
   crossEntropy(losses: Tensor, dlogits: Tensor | null, logits: Tensor, targets: Int32Array, N: number, V: number,
-    Vp: number, gradScale: number): void {
-    k.crossEntropy(f(losses), fn(dlogits), f(logits), targets, N, V, Vp, gradScale);
+    Vp: number, gradScale: number, rowWeights: Float32Array | null = null): void {
+    k.crossEntropy(f(losses), fn(dlogits), f(logits), targets, N, V, Vp, gradScale, rowWeights);
   }
   adamw(params: Tensor, grads: Tensor, m: Tensor, v: Tensor, n: number, lr: number, beta1: number, beta2: number,
     eps: number, weightDecay: number, t: number): void {

@@ -227,9 +227,10 @@ export function residualForward(out: F32, a: F32, b: F32, N: number): void {
 
 // ---------------------------------------------------------------- fused softmax + cross-entropy
 export function crossEntropy(losses: F32, dlogits: F32 | null, logits: F32, targets: Int32Array, N: number, V: number,
-  Vp: number, gradScale: number): void {
+  Vp: number, gradScale: number, rowWeights: Float32Array | null = null): void {
   for (let n = 0; n < N; n++) {
     const x = n * Vp, target = targets[n];
+    const scale = rowWeights ? gradScale * rowWeights[n] : gradScale;
     let max = -Infinity;
     for (let i = 0; i < V; i++) if (logits[x + i] > max) max = logits[x + i];
     let sum = 0;
@@ -240,7 +241,7 @@ export function crossEntropy(losses: F32, dlogits: F32 | null, logits: F32, targ
       const y = n * Vp;
       for (let i = 0; i < V; i++) {
         const p = target >= 0 ? Math.exp(logits[x + i] - logSum) : 0;
-        dlogits[y + i] = (p - (i === target ? 1 : 0)) * gradScale;
+        dlogits[y + i] = (p - (i === target ? 1 : 0)) * scale;
       }
       for (let i = V; i < Vp; i++) dlogits[y + i] = 0;
     }

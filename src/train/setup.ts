@@ -1,0 +1,90 @@
+// A run's set-up, before the first step: the model -e names, the memory plan checked before anything big is
+// allocated, and the check that every rank was launched with the same flags.
+
+import * as fs from "node:fs";
+import * as os from "node:os";
+import { loadModel } from "../io/load.js";
+import type { Backend } from "../kernels/backend.js";
+import { makeConfig, PRESETS, type GPT2Config } from "../model/config.js";
+import { CLASSIFIER_CHUNK, GPT2 } from "../model/gpt2.js";
+import { paramLayout } from "../model/layout.js";
+import type { Communicator } from "../parallel/comm.js";
+import { Rng } from "../util/rng.js";
+import { TrainConfigError, type TrainConfig } from "./config.js";
+
+/** An error every rank raised at the same point (so one of them reporting it is enough). */
+export class AllRanksError extends Error {
+  override name = "AllRanksError";
+  constructor(readonly inner: Error) { super(inner.message); }
+}
+
+/** Free memory as the kernel reports it (MemAvailable), falling back to os.freemem(). */
+export function availableMemory(): number {
+  try {
+    const m = /MemAvailable:\s+(\d+) kB/.exec(fs.readFileSync("/proc/meminfo", "utf8"));
+    if (m) return Number(m[1]) * 1024;
+  } catch { /* not Linux */ }
+  return os.freemem();
+}
+
+/** The shape -e names when it is a preset (null for a checkpoint: its shape is known once it is read). */
+export function presetShape(cfg: TrainConfig): GPT2Config | null {
+  if (!PRESETS[cfg.init]) return null;
+  return makeConfig(cfg.init, { nLayer: cfg.nLayer || undefined, nHead: cfg.nHead || undefined, nEmbd: cfg.nEmbd || undefined, blockSize: Math.max(1024, cfg.seqLen) });
+}
+
+/** Builds the model named by -e: a preset from scratch, or weights from a checkpoint file/dir. */
+export function initModel(cfg: TrainConfig, backend: Backend): { model: GPT2; fromScratch: boolean } {
+  const shape = presetShape(cfg);
+  if (shape) {
+    const model = new GPT2(shape, backend, cfg.recompute);
+    model.initWeights(new Rng(cfg.seed));
+    return { model, fromScratch: true };
+  }
+  if (cfg.nLayer || cfg.nHead || cfg.nEmbd) throw new TrainConfigError("--n-layer/--n-head/--n-embd only apply to a preset given with -e");
+  const model = loadModel(cfg.init, backend);
+  model.recompute = cfg.recompute;
+  return { model, fromScratch: false };
+}
+
+/** The run's memory plan in bytes per rank, computed before anything big is allocated (ZeRO-1 shards AdamW). */
+export function memoryPlan(config: GPT2Config, cfg: TrainConfig, ranks = 1, classifierRows = CLASSIFIER_CHUNK, samplePromptLength = 1): { params: number; grads: number; adamw: number; activations: number; kvcache: number; total: number } {
+  const n = paramLayout(config).total;
+  const adamw = cfg.zero && ranks > 1 ? Math.ceil(n / ranks) * 8 : n * 8;
+  const acts = GPT2.activationFloats(config, cfg.batchSize, cfg.seqLen, cfg.recompute, classifierRows) * 4;
+  const kv = cfg.sampleEvery > 0 ? 2 * config.nLayer * sampleCacheLength(config, cfg, samplePromptLength) * config.nEmbd * 4 * 2 : 0;
+  const plan = { params: n * 4, grads: n * 4, adamw, activations: acts, kvcache: kv, total: 0 };
+  plan.total = plan.params + plan.grads + plan.adamw + plan.activations + plan.kvcache;
+  return plan;
+}
+
+export function sampleCacheLength(config: GPT2Config, cfg: TrainConfig, promptLength: number): number {
+  return Math.min(config.blockSize, promptLength + cfg.genTokens);
+}
+
+export function describePlan(p: ReturnType<typeof memoryPlan>): string {
+  const m = (b: number) => `${(b / 2 ** 20).toFixed(b < 10 * 2 ** 20 ? 1 : 0)} MiB`;
+  return `params ${m(p.params)} + grads ${m(p.grads)} + AdamW ${m(p.adamw)} + activations ${m(p.activations)}` +
+    `${p.kvcache ? ` + KV cache ${m(p.kvcache)}` : ""} = ${m(p.total)}`;
+}
+
+/**
+ * Every rank must run the same flags (threads aside) and resume from the same checkpoint: checked with one
+ * all-reduce of a hash per rank before anything else, so a mismatch is one clear error instead of a hang or a
+ * silently diverging run.
+ */
+export function checkRanksAgree(comm: Communicator, cfg: TrainConfig, resumeFrom: string | null): void {
+  if (comm.size === 1) return;
+  const text = JSON.stringify({ ...cfg, threads: 0, resumeFrom });
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193) >>> 0;
+  const all = new Float64Array(comm.size);
+  all[comm.rank] = h;
+  comm.allReduceSum(all);
+  const odd = [...all].map((x, r) => (x === all[0] ? -1 : r)).filter((r) => r >= 0);
+  if (odd.length) {
+    throw new AllRanksError(new TrainConfigError(`ranks disagree on the training flags or the checkpoint to resume: rank(s) ${odd.join(", ")} ` +
+      `differ from rank 0; launch every rank with the same flags and the same -o directory`));
+  }
+}
+

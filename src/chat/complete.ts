@@ -26,7 +26,7 @@ export type FinishReason = "stop" | "length" | "abort";
 
 export type CompletionEvent =
   | { kind: "text"; index: number; text: string }
-  | { kind: "done"; index: number; reason: FinishReason; tokens: number[] };
+  | { kind: "done"; index: number; reason: FinishReason; tokens: number[]; stopToken?: number };
 
 /** Turns one sample's tokens into text pieces, holding back what could still become a stop string. */
 export class TextSink {
@@ -118,7 +118,7 @@ export async function* complete(model: GPT2, cache: KVCache, feed: number[], o: 
         done[b] = true;
         const rest = sinks[b].flush();
         if (rest) yield { kind: "text", index: b, text: rest };
-        yield { kind: "done", index: b, reason: "stop", tokens: tokens[b] };
+        yield { kind: "done", index: b, reason: "stop", tokens: tokens[b], stopToken: tok };
         continue;
       }
       tokens[b].push(tok);

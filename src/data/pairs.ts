@@ -7,6 +7,7 @@
 import * as fs from "node:fs";
 import { ChatFormatError, parseJsonl, parseMessages, renderChat, renderText, type Message, type Rendered } from "../chat/template.js";
 import { FormatError } from "../io/files.js";
+import { CHAT_TOKENS } from "../tokenizer/bpe.js";
 import { Rng } from "../util/rng.js";
 import { findFiles } from "./sft.js";
 import type { Batch, BatchPosition, BatchSource } from "./source.js";
@@ -47,7 +48,13 @@ export function parsePair(row: unknown, where: string): Pair {
   if ("messages" in r) {
     const messages: Message[] = parseMessages(r.messages, where);
     if (messages.at(-1)!.role === "assistant") throw new ChatFormatError(`${where}: "messages" must end before the answer (with a user message)`);
-    const render = (a: string) => renderChat([...messages, { role: "assistant", content: a }]);
+    const render = (a: string): Rendered => {
+      // only the final answer is compared (earlier assistant turns are context, the same in both)
+      const r = renderChat([...messages, { role: "assistant", content: a }]);
+      const start = r.ids.lastIndexOf(CHAT_TOKENS.assistant);
+      r.trained.fill(0, 0, start + 1);
+      return r;
+    };
     return { chosen: render(chosen), rejected: render(rejected), where };
   }
   if (typeof r.prompt === "string") return { chosen: renderText(r.prompt, chosen), rejected: renderText(r.prompt, rejected), where };
@@ -106,7 +113,7 @@ export class PairData implements BatchSource {
       });
       if (both.some((x) => x === null || !x.trained.some((t, i) => i > 0 && t === 1))) { this.stats.skipped++; continue; }
       if (p.chosen.ids.length > o.T || p.rejected.ids.length > o.T) this.stats.truncated++;
-      if (p.chosen.ids.includes(50259)) this.stats.chat = true;
+      if (p.chosen.ids.includes(CHAT_TOKENS.assistant)) this.stats.chat = true;
       this.rows.push(both as { ids: Int32Array; trained: Uint8Array }[]);
     }
     this.stats.pairs = this.rows.length;

@@ -98,6 +98,10 @@ export class RunCheckpoints {
       throw new TrainConfigError(`${file}: checkpoint model (${describeConfig(h.config)}) does not match -e ${cfg.init} (${describeConfig(model.config)})`);
     }
     const state = h.state as unknown as RunState;
+    const kind = this.run.state(0).task;
+    if (!rollback && state.task && state.task !== kind) {
+      throw new TrainConfigError(`${file} was written by a ${state.task} run; resume it with the same command (this one is ${kind})`);
+    }
     restoreCheckpoint(file, model);
     // AdamW state: from this file, or from the ZeRO-1 shards it names, re-sharded for this run's ranks if need be
     const sources: OptimizerSource[] = state.optimizer

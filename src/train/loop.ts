@@ -28,7 +28,7 @@ import { latestCheckpoint } from "./rundir.js";
 import { learningRate, type Schedule } from "./schedule.js";
 import { availableMemory, checkRanksAgree, describePlan, initModel, memoryPlan, presetShape, sampleCacheLength } from "./setup.js";
 import { REWARD_ROW } from "./preference.js";
-import { languageModeling, pretraining, type SamplePrompt, type TrainTask } from "./task.js";
+import { languageModeling, metricMeans, metricNames, pretraining, type SamplePrompt, type TrainTask } from "./task.js";
 
 export interface TrainHooks {
   /** human-readable lines (step lines, samples, notices) */
@@ -143,7 +143,7 @@ class Run implements CheckpointedRun {
     const lead = comm.rank === 0, N = comm.size;
     const print = lead ? hooks.print : () => {};
     // rows of a micro-batch: B, or 2B for preference pairs (a chosen and a rejected answer each)
-    const B = task.rowsPerBatch?.(cfg.batchSize) ?? cfg.batchSize, T = cfg.seqLen;
+    const B = task.rowsPerBatch?.(cfg.batchSize, cfg) ?? cfg.batchSize, T = cfg.seqLen;
     accumulationSteps(cfg, N); // a -d that does not divide fails before anything else
     if (cfg.resume && !cfg.outDir) throw new TrainConfigError("-y 1 needs -o DIR, where the checkpoints are");
     if (cfg.outDir) makeDir(cfg.outDir);
@@ -208,7 +208,7 @@ class Run implements CheckpointedRun {
 
   private printHeader(adapted: string | null): void {
     const { cfg, model, backend, comm, N, print } = this;
-    const rows = this.task.rowsPerBatch?.(cfg.batchSize) ?? cfg.batchSize;
+    const rows = this.task.rowsPerBatch?.(cfg.batchSize, cfg) ?? cfg.batchSize;
     const plan = (zero: number) => describePlan(memoryPlan(model.config, { ...cfg, zero, batchSize: rows }, N, backend.classifierRows, this.prompt.ids.length));
     print(`model: ${describeConfig(model.config)}, ${(countParams(model.config) / 1e6).toFixed(2)}M parameters ` +
       `(${this.fromScratch ? `from scratch, preset ${cfg.init}` : `from ${cfg.init}`})`);
@@ -349,13 +349,12 @@ class Run implements CheckpointedRun {
     dp.reduceGradients();
     // the loss and metrics summed over ranks, and whether any rank was asked to stop (signals reach ranks at
     // different moments)
-    const names = (objective.metrics ?? []).map((m) => m.name);
+    const names = metricNames(objective);
     const agreed = new Float64Array([loss, hooks.signal?.stop ? 1 : 0, ...names.map((k) => sums[k] ?? 0)]);
     comm.allReduceSum(agreed);
     loss = total > 0 ? agreed[0] : NaN;
     if (hooks.signal && agreed[1] > 0) hooks.signal.stop = true;
-    const metrics: Record<string, number> = {};
-    names.forEach((k, i) => { metrics[k] = agreed[2 + i] / total; });
+    const metrics = metricMeans(objective, Object.fromEntries(names.map((k, i) => [k, agreed[2 + i]])), total);
     const norm = clipGradNorm(model, cfg.gradClip, dp.shard, (sq) => dp.sumOverShards(sq));
     const lr = learningRate(this.schedule, step) * this.lrScale;
     if (!Number.isFinite(loss) || !Number.isFinite(norm)) {

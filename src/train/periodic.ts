@@ -9,7 +9,7 @@ import type { GPT2 } from "../model/gpt2.js";
 import { decode } from "../tokenizer/bpe.js";
 import type { Rng } from "../util/rng.js";
 import type { TrainConfig } from "./config.js";
-import type { Objective, SamplePrompt } from "./task.js";
+import { metricMeans, type Objective, type SamplePrompt } from "./task.js";
 
 /** validation (and HellaSwag) run at step 0, every -v steps and at the last step */
 export function validatesAt(cfg: TrainConfig, step: number, last: boolean): boolean {
@@ -39,8 +39,7 @@ export async function validation(model: GPT2, val: BatchSource, batches: number,
     units += u;
     for (const [k, x] of Object.entries(r.metrics ?? {})) metrics[k] = (metrics[k] ?? 0) + x;
   }
-  for (const k of Object.keys(metrics)) metrics[k] /= units;
-  return { loss: counted ? sum / counted : NaN, metrics };
+  return { loss: counted ? sum / counted : NaN, metrics: metricMeans(objective, metrics, units) };
 }
 
 /** HellaSwag acc_norm, with rows of 4 endings batched as the training buffers allow */

@@ -20,7 +20,7 @@ import { loadModel, readModelKind } from "../io/load.js";
 import type { GPT2 } from "../model/gpt2.js";
 import { CHAT_TOKENS, EOT_TOKEN } from "../tokenizer/bpe.js";
 import { Rng } from "../util/rng.js";
-import { TrainConfigError, type TrainConfig } from "./config.js";
+import { accumulationSteps, TrainConfigError, type TrainConfig } from "./config.js";
 import { REWARD_ROW } from "./preference.js";
 import { addChatTokens, type Objective, type ObjectiveResult, type SamplePrompt, type TrainTask } from "./task.js";
 
@@ -219,11 +219,12 @@ export function grpo(o: RlOptions): Objective {
       for await (const ev of complete(model, cache, prompt.ids, { maxTokens: o.maxNewTokens, temperature: greedy ? 0 : o.temperature, stopTokens: stop }, rng)) {
         if (ev.kind === "text") answers[ev.index].text += ev.text;
         // the stop token, when the model chose it, is part of what it did: it is trained on too
-        else answers[ev.index].tokens = ev.reason === "stop" ? [...ev.tokens, stop[0]] : ev.tokens;
+        else answers[ev.index].tokens = ev.stopToken !== undefined ? [...ev.tokens, ev.stopToken] : ev.tokens;
       }
       let ok = true;
       if ("model" in o.reward) {
-        const rows = answers.map((a) => [...prompt.ids, ...a.tokens.filter((t) => t !== stop[0]), stop[0]]);
+        // scored as the template ends an answer: its text, then the stop token
+        const rows = answers.map((a) => [...prompt.ids, ...a.tokens.filter((t) => !stop.includes(t)), stop[0]]);
         const T = Math.max(...rows.map((r) => r.length));
         const inputs = new Int32Array(G * T).fill(EOT_TOKEN), last = new Int32Array(G);
         rows.forEach((r, b) => { inputs.set(r, b * T); last[b] = b * T + r.length - 1; });
@@ -279,7 +280,7 @@ export function grpo(o: RlOptions): Objective {
     for (const l of lengths) len += l;
     return {
       batch, advantage, lengths, oldLogp, refLogp, answers: B,
-      metrics: { reward: sumR, length: len, accuracy: known ? (correct / known) * B : NaN },
+      metrics: { reward: sumR, length: len, accuracy: correct, known, answers: B },
     };
   }
 
@@ -290,8 +291,12 @@ export function grpo(o: RlOptions): Objective {
       let r = done.get(b);
       if (!r) {
         const fresh = await rollout(model, pb, false);
-        // every prompt's checker failed (each said so): nothing to train on in this micro-batch
-        if (!fresh) return { loss: 0, metrics: {} };
+        if (!fresh) {
+          // every prompt's checker failed (each said so): nothing to train on; a backward with zero weight keeps
+          // this rank's collectives in step with the others' (data parallelism reduces gradients during backward)
+          model.forwardBackward(pb.inputs, pb.targets, pb.B, pb.T, 0);
+          return { loss: 0, metrics: {} };
+        }
         r = fresh;
         done.set(b, r);
       }
@@ -306,11 +311,11 @@ export function grpo(o: RlOptions): Objective {
         for (let t = 0; t < batch.T; t++) {
           const j = i * batch.T + t;
           if (batch.targets[j] < 0) continue;
-          const ratio = Math.exp(logp[j] - oldLogp[j]);
+          const ratio = Math.exp(Math.min(20, logp[j] - oldLogp[j])); // clamped: a ratio beyond e^20 is clipped anyway
           const A = advantage[i];
           const unclipped = A >= 0 ? ratio <= 1 + o.clip : ratio >= 1 - o.clip;
           const surrogate = Math.min(ratio * A, Math.min(Math.max(ratio, 1 - o.clip), 1 + o.clip) * A);
-          const d = refLogp[j] - logp[j];
+          const d = Math.min(20, refLogp[j] - logp[j]);
           const k3 = Math.exp(d) - d - 1;
           li += -surrogate + o.beta * k3;
           ki += k3;
@@ -331,13 +336,14 @@ export function grpo(o: RlOptions): Objective {
       const pb = b as PromptBatch;
       const r = await rollout(model, { ...pb, group: 1 }, true);
       if (!r) return { loss: NaN, metrics: {} };
-      return { loss: NaN, metrics: { reward: r.metrics.reward, accuracy: r.metrics.accuracy, length: r.metrics.length } } as ObjectiveResult;
+      return { loss: NaN, metrics: { reward: r.metrics.reward, accuracy: r.metrics.accuracy, known: r.metrics.known, length: r.metrics.length, answers: r.metrics.answers } } as ObjectiveResult;
     },
+    // means over the answers scored (a failing checker's prompts are left out), accuracy over those it could judge
     metrics: [
-      { name: "reward", format: (x) => `reward ${x.toFixed(3)}` },
-      { name: "accuracy", format: (x) => `acc ${Number.isFinite(x) ? (100 * x).toFixed(1) + "%" : "-"}` },
-      { name: "kl", format: (x) => `kl ${Number.isFinite(x) ? x.toFixed(4) : "-"}` },
-      { name: "length", format: (x) => `len ${x.toFixed(1)}` },
+      { name: "reward", format: (x) => `reward ${Number.isFinite(x) ? x.toFixed(3) : "-"}`, per: "answers" },
+      { name: "accuracy", format: (x) => `acc ${Number.isFinite(x) ? (100 * x).toFixed(1) + "%" : "-"}`, per: "known" },
+      { name: "kl", format: (x) => `kl ${Number.isFinite(x) ? x.toFixed(4) : "-"}`, per: "answers" },
+      { name: "length", format: (x) => `len ${Number.isFinite(x) ? x.toFixed(1) : "-"}`, per: "answers" },
     ],
   };
 }
@@ -350,11 +356,13 @@ export function rlTask(): TrainTask {
   let objective: Objective | null = null;
   const task: TrainTask = {
     kind: "rl",
-    rowsPerBatch: (B) => B * (cfg?.group ?? 8),
+    rowsPerBatch: (B, c) => B * c.group,
     open(c, rank, ranks) {
       cfg = c;
       if (!c.trainData) throw new TrainConfigError("no prompts: give --prompts prompts.jsonl (rows {\"messages\": [...]} or {\"prompt\": \"...\"}, other fields go to the checker)");
       if (!c.rewardModel === !c.rewardModule) throw new TrainConfigError("give exactly one reward: --reward-model RM (made by gpt2 rm train) or --reward check.mjs");
+      // PPO's epochs come back as the same batch in consecutive steps: with accumulation they would land in one step
+      if (c.ppoEpochs > 1 && accumulationSteps(c, ranks) > 1) throw new TrainConfigError("--ppo-epochs above 1 needs one micro-batch per step (no -d accumulation)");
       const o = { shuffle: c.shuffle === 1, seed: c.seed, rank, worldSize: ranks, repeats: c.ppoEpochs };
       // a prompt leaves room for an answer of --max-new-tokens and its stop token within -t
       const room = c.seqLen - c.maxNewTokens;
@@ -380,6 +388,9 @@ export function rlTask(): TrainTask {
         const kind = readModelKind(c.rewardModel);
         if (kind.kind !== "reward-model") throw new TrainConfigError(`${c.rewardModel} is not a reward model (make one with gpt2 rm train)`);
         const rm = loadModel(c.rewardModel, model.backend, "reward-model");
+        if (chat && rm.config.vocabSize < model.config.vocabSize) {
+          throw new TrainConfigError(`${c.rewardModel} has no chat tokens: it cannot score conversations (train it with gpt2 rm train on conversation pairs)`);
+        }
         rewardOf = { model: rm, row: kind.scoreRow ?? REWARD_ROW };
         how = `reward from the reward model ${c.rewardModel}`;
       }

@@ -32,8 +32,23 @@ export interface Objective {
   forwardBackward(model: GPT2, b: Batch, weight: number): Promise<ObjectiveResult> | ObjectiveResult;
   /** the same without gradients: validation */
   evaluate(model: GPT2, b: Batch): Promise<ObjectiveResult> | ObjectiveResult;
-  /** names and one-line formats of the metrics, in the order of the step line */
-  readonly metrics?: { name: string; format: (mean: number) => string }[];
+  /**
+   * names and one-line formats of the metrics, in the order of the step line; a metric is a sum over units, shown
+   * as its mean per unit, or per the sum of another metric (`per`: e.g. the answers a checker could judge)
+   */
+  readonly metrics?: { name: string; format: (mean: number) => string; per?: string }[];
+}
+
+/** The sums an objective's metrics need (theirs and their denominators'). */
+export function metricNames(o: Objective): string[] {
+  return [...new Set((o.metrics ?? []).flatMap((m) => (m.per ? [m.name, m.per] : [m.name])))];
+}
+
+/** Metric means from sums over `units`. */
+export function metricMeans(o: Objective, sums: Record<string, number>, units: number): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const m of o.metrics ?? []) out[m.name] = (sums[m.name] ?? 0) / (m.per ? sums[m.per] ?? 0 : units);
+  return out;
 }
 
 export interface ObjectiveResult {
@@ -57,7 +72,7 @@ export interface TrainTask {
   /** what the checkpoints are: a language model (default) or a reward model (its score row recorded) */
   readonly modelKind?: "language-model" | "reward-model";
   /** rows of a batch of B (preference pairs: 2B, a chosen and a rejected answer each); default B */
-  rowsPerBatch?(B: number): number;
+  rowsPerBatch?(B: number, cfg: TrainConfig): number;
   /** opens this rank's data; fails (naming the file) before anything big is allocated */
   open(cfg: TrainConfig, rank: number, ranks: number): { train: BatchSource; val: BatchSource | null };
   /** anything asynchronous the task needs before the model (RL: loading the user's reward module) */

@@ -42,6 +42,11 @@ test("preference pairs: rows 2k / 2k + 1, inputs the whole sequence, targets on 
   const rejected1 = [50256, ...ids("Q: 1+1="), ...ids(" 3"), 50256];
   assert.deepEqual(Array.from(b.inputs.subarray(3 * b.T, 3 * b.T + rejected1.length)), rejected1);
   assert.equal(b.last[3], 3 * b.T + rejected1.length - 1);
+  // in a multi-turn conversation only the final answer is compared (and trained): earlier turns are context
+  const multi = parsePair({ messages: [{ role: "user", content: "Hi" }, { role: "assistant", content: "Hello." }, { role: "user", content: "Pick" }],
+    chosen: "Blue.", rejected: "Red." }, "p.jsonl:3");
+  const trainedIds = multi.chosen.ids.filter((_, i) => multi.chosen.trained[i]);
+  assert.deepEqual(trainedIds, [...ids("Blue."), 50260]);
   for (const [row, want] of [
     [{ prompt: "x", chosen: "a", rejected: "a" }, /p\.jsonl:7: "chosen" and "rejected" are the same answer/],
     [{ prompt: "x", chosen: " ", rejected: "a" }, /p\.jsonl:7: an empty "chosen" answer/],
@@ -153,4 +158,10 @@ test("gpt2 rl: GRPO raises a checker's reward; a checker that throws or returns 
   assert.match(wrong.stderr, /^gpt2: .*base\.gpt2ts is not a reward model \(make one with gpt2 rm train\)/);
   const both = gpt2(["rl", "-e", base, "--prompts", path.join(dir, "prompts.jsonl")]);
   assert.match(both.stderr, /give exactly one reward: --reward-model RM .* or --reward check\.mjs/);
+  // a run's checkpoints resume only with the command that wrote them
+  const rows = Array.from({ length: 8 }, (_, i) => JSON.stringify({ messages: [{ role: "user", content: `Q${i}` }, { role: "assistant", content: "A" }] }));
+  fs.writeFileSync(path.join(dir, "sft.jsonl"), rows.join("\n") + "\n");
+  const other = gpt2(["sft", "-e", base, "--data", path.join(dir, "sft.jsonl"), "-b", "2", "-t", "40", "-y", "1", "-o", path.join(dir, "rl")]);
+  assert.equal(other.status, 1);
+  assert.match(other.stderr, /^gpt2: .*checkpoint_00000040\.gpt2ts was written by a rl run; resume it with the same command \(this one is sft\)\n$/);
 });

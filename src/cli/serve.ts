@@ -14,7 +14,9 @@ export async function serveCommand(argv: string[]): Promise<void> {
   });
   if (!values.model) throw new UsageError("--model PATH is required (a gpt2ts checkpoint, a Hugging Face directory or an llm.c .bin)");
   const model = loadModel(values.model, backendFromFlags(values), "language-model");
-  const name = values.name ?? path.basename(path.resolve(values.model)).replace(/\.gpt2ts$/, "");
+  // a run's checkpoint is named after its run folder (runs/facts-rl/checkpoint_00000300.gpt2ts: facts-rl)
+  const file = path.resolve(values.model);
+  const name = values.name ?? (/^checkpoint_\d+\.gpt2ts$/.test(path.basename(file)) ? path.basename(path.dirname(file)) : path.basename(file).replace(/\.gpt2ts$/, ""));
   let server;
   try {
     server = await startServer({

@@ -5,7 +5,7 @@ import * as readline from "node:readline";
 import { ChatSession } from "../chat/session.js";
 import { loadModel } from "../io/load.js";
 import { Rng } from "../util/rng.js";
-import { BACKEND_OPTIONS, backendFromFlags, num, parse, randomSeed, SAMPLING_OPTIONS, samplingFromFlags, UsageError } from "./common.js";
+import { BACKEND_OPTIONS, backendFromFlags, num, parse, randomSeed, SAMPLING_OPTIONS, samplingFromFlags, UsageError, modelPath } from "./common.js";
 
 const HELP = "commands: /reset (forget the conversation), /system TEXT (start over with a system message), /help, /quit";
 
@@ -14,7 +14,7 @@ export async function chatCommand(argv: string[]): Promise<void> {
   if (!values.model) throw new UsageError("--model PATH is required (a model fine-tuned on conversations with gpt2 sft)");
   const sampling = samplingFromFlags(values, { maxTokens: 256, temperature: 0.7 });
   const rng = new Rng(num(values.seed, "seed", randomSeed(), { int: true }));
-  const model = loadModel(values.model, backendFromFlags(values), "language-model");
+  const model = loadModel(await modelPath(values.model), backendFromFlags(values), "language-model");
   let session: ChatSession;
   try { session = new ChatSession(model, values.system); } catch (e) { throw new UsageError(`${values.model}: ${(e as Error).message}`); }
   const tty = process.stdin.isTTY && process.stdout.isTTY;

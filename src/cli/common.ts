@@ -3,6 +3,7 @@
 import { randomInt } from "node:crypto";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import type { Backend } from "../kernels/backend.js";
+import { resolveModel, type HubOptions } from "../io/hub.js";
 import { createBackend } from "../kernels/select.js";
 
 export class UsageError extends Error {
@@ -32,6 +33,28 @@ export function samplingFromFlags(values: Record<string, unknown>, defaults: { m
     topK: num(v["top-k"], "top-k", 0, { int: true, min: 0 }),
     topP: num(v["top-p"], "top-p", 1.0, { min: 0, max: 1 }),
   };
+}
+
+/** The hub settings from the environment (HF_ENDPOINT, HF_TOKEN as Hugging Face's own tools read them; GPT2_CACHE). */
+export function hubOptions(): HubOptions {
+  const tty = process.stderr.isTTY;
+  let lastShown = -1;
+  return {
+    endpoint: process.env.HF_ENDPOINT, token: process.env.HF_TOKEN,
+    cache: process.env.GPT2_CACHE ? `${process.env.GPT2_CACHE}/models` : undefined,
+    say: (l) => process.stderr.write(`${l}\n`),
+    // a progress bar on a terminal; a line per 10 % in a log
+    onProgress: (file, done, total) => {
+      const pct = total > 0 ? Math.floor((100 * done) / total) : 0;
+      if (tty) process.stderr.write(`\r  ${file}: ${(done / 2 ** 20).toFixed(1)} / ${(total / 2 ** 20).toFixed(1)} MiB (${pct}%)${done >= total ? "\n" : ""}`);
+      else if (Math.floor(pct / 10) !== lastShown) { lastShown = Math.floor(pct / 10); process.stderr.write(`  ${file}: ${pct}%\n`); }
+    },
+  };
+}
+
+/** A --model / -e argument as a local path: model names (gpt2, gpt2-medium, ..., ORG/REPO) are pulled on first use. */
+export async function modelPath(arg: string, noPull?: string): Promise<string> {
+  return resolveModel(arg, { ...hubOptions(), noPull });
 }
 
 /** a seed for runs that were not given one (the library itself never draws from Math.random) */

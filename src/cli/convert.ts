@@ -2,7 +2,7 @@
 
 import { JsBackend } from "../kernels/js/backend.js";
 import { formatForOutput, loadModel, saveModel, type ModelFormat } from "../io/load.js";
-import { parse, UsageError } from "./common.js";
+import { modelPath, parse, UsageError } from "./common.js";
 
 export async function convertCommand(argv: string[]): Promise<void> {
   const { values, positionals } = parse(argv, { to: { type: "string" } }, 2);
@@ -11,7 +11,7 @@ export async function convertCommand(argv: string[]): Promise<void> {
   const to = (values.to ?? formatForOutput(output)) as ModelFormat;
   if (!["hf", "llmc", "gpt2ts"].includes(to)) throw new UsageError(`--to expects hf, llmc or gpt2ts, got "${to}"`);
   // conversion moves bytes only: the reference backend's host buffers are all it needs
-  const model = loadModel(input, new JsBackend());
+  const model = loadModel(await modelPath(input), new JsBackend());
   saveModel(model, output, to);
   process.stderr.write(`wrote ${output} (${to})\n`);
 }

@@ -12,7 +12,7 @@ import { evaluateChat } from "../eval/chat.js";
 import { loadModel } from "../io/load.js";
 import { CHAT_VOCAB_SIZE } from "../tokenizer/bpe.js";
 import { countParams } from "../model/layout.js";
-import { BACKEND_OPTIONS, backendFromFlags, num, parse, parseIds, UsageError } from "./common.js";
+import { BACKEND_OPTIONS, backendFromFlags, num, parse, parseIds, UsageError, modelPath } from "./common.js";
 
 export async function evalCommand(argv: string[]): Promise<void> {
   const [sub, ...rest] = argv;
@@ -29,7 +29,7 @@ async function evalLoss(argv: string[]): Promise<void> {
   });
   if (!values.model) throw new UsageError("--model PATH is required");
   if (!values.tokens && !values.data) throw new UsageError("--tokens FILE is required (a JSON array of token-id sequences, or a shard), or --data 'GLOB' of shards");
-  const model = loadModel(values.model, backendFromFlags(values));
+  const model = loadModel(await modelPath(values.model), backendFromFlags(values));
   let loss: number, tokens: number;
   if (values.data) {
     const T = num(values.seq, "seq", Math.min(1024, model.config.blockSize), { int: true, min: 1, max: model.config.blockSize });
@@ -70,7 +70,7 @@ async function evalHellaswag(argv: string[]): Promise<void> {
   });
   if (!values.model) throw new UsageError("--model PATH is required");
   const examples = readHellaswag(await hellaswagFile(values.data, (u) => process.stderr.write(`downloading ${u}\n`)), num(values.limit, "limit", 0, { int: true, min: 0 }));
-  const model = loadModel(values.model, backendFromFlags(values));
+  const model = loadModel(await modelPath(values.model), backendFromFlags(values));
   const t0 = performance.now();
   const tty = process.stderr.isTTY && !values.json;
   const r = evaluateHellaswag(model, examples, num(values.batch, "batch", 4, { int: true, min: 1 }), (done, total) => {
@@ -100,7 +100,7 @@ async function evalChat(argv: string[]): Promise<void> {
   const limit = num(values.limit, "limit", 0, { int: true, min: 0 });
   const rows = readExamples(values.data).map((r) => r.example);
   const examples = limit > 0 ? rows.slice(0, limit) : rows;
-  const model = loadModel(values.model, backendFromFlags(values), "language-model");
+  const model = loadModel(await modelPath(values.model), backendFromFlags(values), "language-model");
   if (examples.some((e) => e.kind === "chat") && model.config.vocabSize < CHAT_VOCAB_SIZE) {
     // a base model scored on conversations: it gets the chat tokens as SFT would give them, untrained
     model.extendVocab(CHAT_VOCAB_SIZE);

@@ -24,6 +24,7 @@ const COMMANDS: Record<string, { load: () => Promise<Run>; help: string }> = {
   dashboard: { load: async () => (await import("./dashboard.js")).dashboardCommand, help: "DIR... [--port P] [--host H]: live page of runs (train/val loss, lr, tok/s, MFU, HellaSwag, samples)" },
   plot: { load: async () => (await import("./dashboard.js")).plotCommand, help: "DIR... [-o loss.png|.svg|.html] [--ref 3.28] [--log]: loss and HellaSwag curves" },
   estimate: { load: async () => (await import("./estimate.js")).estimateCommand, help: "--model d48 --tokens 33.6e9 [--gpu h100|a100|h200|cpu] [--gpus 8] [--mfu 0.5] [--price 3.5] [--json]" },
+  pull: { load: async () => (await import("./pull.js")).pullCommand, help: "gpt2|gpt2-medium|gpt2-large|gpt2-xl|ORG/REPO [--revision R]: pretrained weights from the Hugging Face hub (HF_ENDPOINT, HF_TOKEN)" },
   convert: { load: async () => (await import("./convert.js")).convertCommand, help: "IN OUT: between HF dirs, llm.c .bin and gpt2ts checkpoints" },
 };
 

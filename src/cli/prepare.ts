@@ -3,7 +3,8 @@
 
 import * as os from "node:os";
 import * as path from "node:path";
-import { download, namedDataset } from "../data/download.js";
+import { namedDataset } from "../data/datasets.js";
+import { download } from "../util/download.js";
 import { prepare, type PrepareInput } from "../data/prepare.js";
 import { num, parse, UsageError } from "./common.js";
 
@@ -26,7 +27,7 @@ export async function prepareCommand(argv: string[]): Promise<void> {
   let defaults = { valTokens: 100_000_000, shardSize: 100_000_000, docSeparator: undefined as string | undefined };
   let inputs: PrepareInput[] = [];
   if (dataset) {
-    const d = namedDataset(dataset, num(values.files, "files", 14, { int: true, min: 1 }));
+    const d = namedDataset(dataset, num(values.files, "files", 14, { int: true, min: 1 }), { data: process.env.GPT2_DATA_URL, hf: process.env.HF_ENDPOINT });
     defaults = { valTokens: d.valTokens, shardSize: d.shardSize, docSeparator: d.docSeparator };
     if (inputsRaw.length > 0) {
       // a local copy of the named dataset (offline)

@@ -7,7 +7,7 @@ import { parseExample, parseJsonl, renderExample, type Rendered } from "../chat/
 import { findFiles } from "../data/sft.js";
 import { loadModel, readModelKind } from "../io/load.js";
 import { REWARD_ROW } from "../train/preference.js";
-import { BACKEND_OPTIONS, backendFromFlags, parse, UsageError } from "./common.js";
+import { BACKEND_OPTIONS, backendFromFlags, parse, UsageError, modelPath } from "./common.js";
 import { rmTrainCommand } from "./train.js";
 
 export async function rmCommand(argv: string[]): Promise<void> {
@@ -20,7 +20,8 @@ export async function rmCommand(argv: string[]): Promise<void> {
 async function rmScore(argv: string[]): Promise<void> {
   const { values } = parse(argv, { ...BACKEND_OPTIONS, model: { type: "string" }, data: { type: "string" }, json: { type: "boolean" } });
   if (!values.model || !values.data) throw new UsageError("usage: gpt2 rm score --model RM --data FILE [--json]");
-  const kind = readModelKind(values.model);
+  const file = await modelPath(values.model);
+  const kind = readModelKind(file);
   if (kind.kind !== "reward-model") throw new UsageError(`${values.model} is not a reward model (make one with gpt2 rm train)`);
   const row = kind.scoreRow ?? REWARD_ROW;
   // rows: preference pairs ({"chosen", "rejected"}) or answered conversations / prompt-completion rows
@@ -31,7 +32,7 @@ async function rmScore(argv: string[]): Promise<void> {
       if (isPair) { const p = parsePair(r, where); items.push({ where, seqs: [p.chosen, p.rejected] }); } else items.push({ where, seqs: [renderExample(parseExample(r, where))] });
     }
   }
-  const model = loadModel(values.model, backendFromFlags(values));
+  const model = loadModel(file, backendFromFlags(values));
   const T = Math.min(model.config.blockSize, Math.max(...items.flatMap((i) => i.seqs.map((s) => s.ids.length))));
   model.allocate(2, T);
   let pairs = 0, preferred = 0;

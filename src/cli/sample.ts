@@ -5,7 +5,7 @@ import { EOT } from "../model/config.js";
 import { generate } from "../model/generate.js";
 import { decode, encode, StreamDecoder } from "../tokenizer/bpe.js";
 import { Rng } from "../util/rng.js";
-import { BACKEND_OPTIONS, backendFromFlags, num, parse, parseIds, UsageError } from "./common.js";
+import { BACKEND_OPTIONS, backendFromFlags, num, parse, parseIds, UsageError, modelPath } from "./common.js";
 
 export async function sampleCommand(argv: string[]): Promise<void> {
   const { values } = parse(argv, {
@@ -23,7 +23,7 @@ export async function sampleCommand(argv: string[]): Promise<void> {
   const topP = num(values["top-p"], "top-p", 1.0, { min: 0, max: 1 });
   const seed = num(values.seed, "seed", 1337, { int: true });
   const numSamples = num(values["num-samples"], "num-samples", 1, { int: true, min: 1 });
-  const model = loadModel(values.model, backendFromFlags(values), "language-model");
+  const model = loadModel(await modelPath(values.model), backendFromFlags(values), "language-model");
   const V = model.config.vocabSize;
   const prompt = values.prompt !== undefined ? encode(values.prompt, { allowSpecial: true }) : parseIds(values["prompt-ids"]!, "--prompt-ids");
   if (prompt.length === 0) prompt.push(EOT);

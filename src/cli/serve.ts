@@ -5,7 +5,7 @@ import * as path from "node:path";
 import { loadModel } from "../io/load.js";
 import { startServer } from "../serve/server.js";
 import { CHAT_VOCAB_SIZE } from "../tokenizer/bpe.js";
-import { BACKEND_OPTIONS, backendFromFlags, num, parse, randomSeed, UsageError } from "./common.js";
+import { BACKEND_OPTIONS, backendFromFlags, num, parse, randomSeed, UsageError, modelPath } from "./common.js";
 
 export async function serveCommand(argv: string[]): Promise<void> {
   const { values } = parse(argv, {
@@ -13,7 +13,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
     "max-queue": { type: "string" }, "max-tokens": { type: "string" }, "max-body": { type: "string" }, "max-n": { type: "string" }, quiet: { type: "boolean" },
   });
   if (!values.model) throw new UsageError("--model PATH is required (a gpt2ts checkpoint, a Hugging Face directory or an llm.c .bin)");
-  const model = loadModel(values.model, backendFromFlags(values), "language-model");
+  const model = loadModel(await modelPath(values.model), backendFromFlags(values), "language-model");
   // a run's checkpoint is named after its run folder (runs/facts-rl/checkpoint_00000300.gpt2ts: facts-rl)
   const file = path.resolve(values.model);
   const name = values.name ?? (/^checkpoint_\d+\.gpt2ts$/.test(path.basename(file)) ? path.basename(path.dirname(file)) : path.basename(file).replace(/\.gpt2ts$/, ""));

@@ -15,7 +15,8 @@ import { AllRanksError, train } from "../train/loop.js";
 import { dpoTask, rewardModelTask } from "../train/preference.js";
 import { rlTask } from "../train/rl.js";
 import { pretraining, sft, type TrainTask } from "../train/task.js";
-import { backendFromFlags, num, parse, stopOnSignals, UsageError } from "./common.js";
+import { PRESETS } from "../model/config.js";
+import { backendFromFlags, modelPath, num, parse, stopOnSignals, UsageError } from "./common.js";
 
 /** flag -> [config key, short letter] */
 const FLAGS: Record<string, [keyof TrainConfig, string?]> = {
@@ -203,7 +204,12 @@ export async function rmTrainCommand(argv: string[]): Promise<void> {
 export async function runTraining(argv: string[], command: TrainCommand): Promise<void> {
   const { rest, init } = initFlags(argv);
   const dash = dashboardFlags(rest);
-  const cfg = parseTrainArgs(dash.rest, command);
+  let cfg = parseTrainArgs(dash.rest, command);
+  // a model name (gpt2, gpt2-medium, ..., ORG/REPO) for -e or --reward-model: its pulled copy, pulled on first use
+  const ranks = launcherWorld()?.size ?? 1;
+  const noPull = ranks > 1 ? `${ranks} ranks would download it at once` : undefined;
+  if (!PRESETS[cfg.init]) cfg = { ...cfg, init: await modelPath(cfg.init, noPull) };
+  if (cfg.rewardModel) cfg = { ...cfg, rewardModel: await modelPath(cfg.rewardModel, noPull) };
   const task = command === "sft" ? sft() : command === "rm" ? rewardModelTask() : command === "dpo" ? dpoTask(cfg.beta >= 0 ? cfg.beta : 0.1, cfg.rpoAlpha)
     : command === "rl" ? rlTask() : pretraining();
   // processes: launched by mpirun (MPI moves host buffers and introduces NCCL's ranks), or by hand with -pi tcp|fs

@@ -5,7 +5,7 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { download } from "../data/download.js";
+import { download } from "../util/download.js";
 import { FormatError } from "../io/files.js";
 import type { GPT2 } from "../model/gpt2.js";
 import { encode } from "../tokenizer/bpe.js";

@@ -6,7 +6,9 @@ import * as path from "node:path";
 import type { Backend } from "../kernels/backend.js";
 import { padVocab, validateConfig, type GPT2Config } from "../model/config.js";
 import { GPT2 } from "../model/gpt2.js";
-import { FormatError, requireFile } from "./files.js";
+import { CHAT_TOKENS, CHAT_VOCAB_SIZE, EOT_TEXT } from "../tokenizer/bpe.js";
+import { gpt2TokenizerConfig, gpt2TokenizerFiles } from "../tokenizer/hf-files.js";
+import { FormatError, ioError, requireFile } from "./files.js";
 import { SafetensorsFile, writeSafetensors } from "./safetensors.js";
 import { makeDir } from "../util/fs.js";
 
@@ -123,7 +125,11 @@ export function hfConfigJson(c: GPT2Config): Record<string, unknown> {
   };
 }
 
-/** Writes the model as an HF directory (padded vocab rows dropped, lm_head tied and omitted). */
+/**
+ * Writes the model as an HF directory (padded vocab rows dropped, lm_head tied and omitted), with the tokenizer
+ * files Hugging Face tools expect beside it (vocab.json, merges.txt, tokenizer_config.json with the chat template
+ * when the model has the chat tokens), so AutoTokenizer and pipelines load the directory as it is.
+ */
 export function saveHF(model: GPT2, dir: string): void {
   const c = model.config;
   makeDir(dir);
@@ -139,5 +145,14 @@ export function saveHF(model: GPT2, dir: string): void {
     tensors.push([e.name, e.shape, data]);
   }
   writeSafetensors(path.join(dir, "model.safetensors"), tensors);
-  fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify(hfConfigJson(c), null, 2) + "\n");
+  const files: Record<string, string> = {
+    "config.json": JSON.stringify(hfConfigJson(c), null, 2) + "\n",
+    ...gpt2TokenizerFiles(),
+    "tokenizer_config.json": JSON.stringify(gpt2TokenizerConfig({ contextLength: c.blockSize, chat: c.vocabSize >= CHAT_VOCAB_SIZE }), null, 2) + "\n",
+    "special_tokens_map.json": JSON.stringify({ bos_token: EOT_TEXT, eos_token: EOT_TEXT, unk_token: EOT_TEXT }, null, 2) + "\n",
+    "generation_config.json": JSON.stringify({ bos_token_id: 50256, eos_token_id: c.vocabSize >= CHAT_VOCAB_SIZE ? [50256, CHAT_TOKENS.end] : 50256 }, null, 2) + "\n",
+  };
+  for (const [name, text] of Object.entries(files)) {
+    try { fs.writeFileSync(path.join(dir, name), text); } catch (e) { throw ioError(e, `writing ${path.join(dir, name)}`); }
+  }
 }

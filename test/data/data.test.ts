@@ -5,7 +5,7 @@ import type { AddressInfo } from "node:net";
 import * as path from "node:path";
 import { test } from "node:test";
 import { parquetWriteBuffer } from "hyparquet-writer";
-import { download } from "../../src/data/download.js";
+import { download } from "../../src/util/download.js";
 import { DataLoader } from "../../src/data/loader.js";
 import { prepare } from "../../src/data/prepare.js";
 import { readShardHeader, readShardTokens, writeShard, SHARD_HEADER_BYTES } from "../../src/data/shard.js";

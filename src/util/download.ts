@@ -1,10 +1,9 @@
-// Resumable, checksummed downloads (HTTP Range into NAME.partial, sha256 checked, then renamed into place) and the
-// named datasets' public sources.
+// Resumable, checksummed downloads: HTTP Range into NAME.partial, sha256 checked, then renamed into place.
 
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { makeDir } from "../util/fs.js";
+import { makeDir } from "./fs.js";
 
 export class DownloadError extends Error {
   override name = "DownloadError";
@@ -13,6 +12,8 @@ export class DownloadError extends Error {
 export interface DownloadOptions {
   /** expected sha256 (hex); when absent, the server's x-linked-etag (Hugging Face LFS) is used if it looks like one */
   sha256?: string;
+  /** extra request headers (e.g. Authorization for a gated Hugging Face repository) */
+  headers?: Record<string, string>;
   onProgress?: (done: number, total: number) => void;
   /** how to do without the download, for the offline message (default: pass a local file with --input) */
   offline?: string;
@@ -32,7 +33,7 @@ export async function download(url: string, dest: string, opts: DownloadOptions 
   let have = fs.existsSync(partial) ? fs.statSync(partial).size : 0;
   let res: Response;
   try {
-    res = await fetch(url, { headers: have > 0 ? { Range: `bytes=${have}-` } : {} });
+    res = await fetch(url, { headers: { ...opts.headers, ...(have > 0 ? { Range: `bytes=${have}-` } : {}) } });
   } catch (e) {
     throw new DownloadError(`cannot download ${url}: ${(e as Error).cause ?? (e as Error).message} (offline? ${opts.offline ?? "pass a local file with --input"})`);
   }
@@ -62,33 +63,3 @@ export async function download(url: string, dest: string, opts: DownloadOptions 
   return dest;
 }
 
-export interface NamedDataset {
-  files: { url: string; name: string; sha256?: string }[];
-  /** defaults that match how llm.c / build-nanogpt prepare it */
-  valTokens: number;
-  shardSize: number;
-  docSeparator?: string;
-}
-
-/** Public sources. GPT2_DATA_URL (tinyshakespeare) and HF_ENDPOINT (Hugging Face) point them elsewhere, e.g. a mirror. */
-export function namedDataset(name: string, files = 14): NamedDataset {
-  if (name === "tinyshakespeare") {
-    const base = process.env.GPT2_DATA_URL ?? "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare";
-    return {
-      files: [{ url: `${base}/input.txt`, name: "tinyshakespeare.txt", sha256: "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed" }],
-      valTokens: 32768, shardSize: 100_000_000, docSeparator: "\n\n",
-    };
-  }
-  if (name === "fineweb-edu") {
-    const hf = process.env.HF_ENDPOINT ?? "https://huggingface.co";
-    const n = Math.max(1, Math.min(14, files));
-    return {
-      files: Array.from({ length: n }, (_, i) => {
-        const f = `${String(i).padStart(3, "0")}_00000.parquet`;
-        return { url: `${hf}/datasets/HuggingFaceFW/fineweb-edu/resolve/main/sample/10BT/${f}`, name: `fineweb-edu-10BT/${f}` };
-      }),
-      valTokens: 100_000_000, shardSize: 100_000_000,
-    };
-  }
-  throw new DownloadError(`unknown dataset "${name}" (known: tinyshakespeare, fineweb-edu)`);
-}

@@ -1,26 +1,43 @@
-// gpt2 bench --model d12 --batch 4 --seq 256 [--dtype fp32|bf16] [--steps N] [--generate] [--json]
+// gpt2 bench --model d12 --batch 4 --seq 256 [--dtype fp32|bf16] [--steps N] [--generate] [--json]: flags in `help`.
 
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { CudaBackend } from "../kernels/cuda.js";
 import { loadNativeAddon } from "../kernels/native.js";
+import { cpuPeakGflops } from "../kernels/peak.js";
 import { makeConfig, PRESETS } from "../model/config.js";
 import type { RecomputeLevel } from "../model/gpt2.js";
 import { benchGenerate, benchTrain, type BenchResult } from "../train/bench.js";
-import { BACKEND_OPTIONS, backendFromFlags, num, parse, UsageError } from "./common.js";
+import { BACKEND_OPTIONS, backendFromFlags, commandHelp, num, parse, UsageError } from "./common.js";
 import { makeDir } from "../util/fs.js";
 
 export function benchCachePath(): string {
   return path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), ".cache"), "gpt2ts", "bench.json");
 }
 
+export const help = commandHelp({
+  usage: "gpt2 bench [--model d12] [--batch 4] [--seq 256] [--dtype fp32|bf16] [--generate] [--json]",
+  about: "Times training steps (forward, backward, AdamW) on random tokens, or KV-cached generation, and reports\n" +
+    "ms/step, tokens/s, GFLOP/s, MFU and peak memory. MFU is against the machine's peak: a GPU's published one, or the\n" +
+    "CPU's fp32 FMA peak measured (best of five) and cached, kept at the highest value seen.",
+  flags: {
+    ...BACKEND_OPTIONS,
+    model: { type: "string", arg: "PRESET", help: `the shape: ${Object.keys(PRESETS).join(", ")}`, shown: "d12" },
+    batch: { type: "string", arg: "B", help: "rows per step", shown: "4" },
+    seq: { type: "string", arg: "T", help: "sequence length", shown: "256" },
+    steps: { type: "string", arg: "N", help: "timed steps after one warm-up (the median is reported)", shown: "5" },
+    recompute: { type: "string", short: "r", arg: "0|1|2", help: "activation recomputation in backward: 0 none, 1 GELU, 2 GELU and LayerNorm", shown: "1" },
+    generate: { type: "boolean", help: "time generation instead: batch 1, a KV cache, prefill included" },
+    tokens: { type: "string", arg: "N", help: "with --generate: tokens to generate", shown: "64" },
+    prompt: { type: "string", arg: "N", help: "with --generate: prompt length in tokens", shown: "16" },
+    json: { type: "boolean", help: "one JSON object on stdout" },
+  },
+  more: `The result is also written to the bench cache, which "gpt2 estimate --gpu cpu" reads.`,
+});
+
 export async function benchCommand(argv: string[]): Promise<void> {
-  const { values } = parse(argv, {
-    ...BACKEND_OPTIONS, model: { type: "string" }, batch: { type: "string" }, seq: { type: "string" },
-    steps: { type: "string" }, generate: { type: "boolean" }, tokens: { type: "string" }, prompt: { type: "string" }, json: { type: "boolean" },
-    recompute: { type: "string" },
-  });
+  const { values } = parse(argv, help.flags);
   const preset = values.model ?? "d12";
   if (!PRESETS[preset]) throw new UsageError(`--model expects a preset (${Object.keys(PRESETS).join(", ")}), got "${preset}"`);
   const B = num(values.batch, "batch", 4, { int: true, min: 1 });
@@ -33,13 +50,13 @@ export async function benchCommand(argv: string[]): Promise<void> {
   const config = makeConfig(preset);
   const { addon } = loadNativeAddon();
   // vdpbf16ps does two multiply-adds per fp32 lane: the bf16 peak is twice the fp32 one
-  const fp32Peak = backend.name === "native" && addon ? addon.measurePeakGflops(0.3) : NaN;
+  const fp32Peak = backend.name === "native" && addon ? cpuPeakGflops(addon, { remeasure: true }) : NaN;
   const gpu = backend instanceof CudaBackend ? backend : null;
   const peak = gpu ? gpu.peakTflops() * 1000 : dtype === "bf16" ? 2 * fp32Peak : fp32Peak;
   const log = (s: string) => { if (!values.json) process.stdout.write(s + "\n"); };
   log(gpu ? `backend cuda (${gpu.device}), dtype ${dtype}; published ${dtype} peak ${peak.toFixed(0)} GFLOP/s`
     : `backend ${backend.name} (${backend.threads} threads${addon && backend.name === "native" ? `, ${addon.cpuFeatures()}` : ""}), ` +
-      `dtype ${dtype}; measured ${dtype} peak ${peak.toFixed(0)} GFLOP/s (FMA chains on all threads)`);
+      `dtype ${dtype}; ${dtype} peak ${peak.toFixed(0)} GFLOP/s (FMA chains on all threads, the best measured on this machine)`);
   let r: BenchResult;
   if (values.generate) {
     const tokens = num(values.tokens, "tokens", 64, { int: true, min: 2 });

@@ -5,12 +5,26 @@ import * as readline from "node:readline";
 import { ChatSession } from "../chat/session.js";
 import { loadModel } from "../io/load.js";
 import { Rng } from "../util/rng.js";
-import { BACKEND_OPTIONS, backendFromFlags, num, parse, randomSeed, SAMPLING_OPTIONS, samplingFromFlags, UsageError, modelPath } from "./common.js";
+import { BACKEND_OPTIONS, backendFromFlags, num, parse, randomSeed, SAMPLING_OPTIONS, samplingFromFlags, UsageError, modelPath, commandHelp } from "./common.js";
 
 const HELP = "commands: /reset (forget the conversation), /system TEXT (start over with a system message), /help, /quit";
 
+export const help = commandHelp({
+  usage: "gpt2 chat --model PATH|NAME [--system TEXT] [flags]",
+  about: "A conversation in the terminal with a model fine-tuned on conversations (gpt2 sft), streamed; the KV cache keeps the conversation.",
+  flags: {
+    ...BACKEND_OPTIONS,
+    model: { type: "string", arg: "PATH|NAME", help: "the model" },
+    system: { type: "string", arg: "TEXT", help: "a system message" },
+    ...SAMPLING_OPTIONS,
+    "max-new-tokens": { ...SAMPLING_OPTIONS["max-new-tokens"], shown: "256" },
+    temperature: { ...SAMPLING_OPTIONS.temperature, shown: "0.7" },
+  },
+  more: HELP,
+});
+
 export async function chatCommand(argv: string[]): Promise<void> {
-  const { values } = parse(argv, { ...BACKEND_OPTIONS, ...SAMPLING_OPTIONS, model: { type: "string" }, system: { type: "string" } });
+  const { values } = parse(argv, help.flags);
   if (!values.model) throw new UsageError("--model PATH is required (a model fine-tuned on conversations with gpt2 sft)");
   const sampling = samplingFromFlags(values, { maxTokens: 256, temperature: 0.7 });
   const rng = new Rng(num(values.seed, "seed", randomSeed(), { int: true }));

@@ -12,16 +12,52 @@ export class UsageError extends Error {
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
 
+/** A flag: node:util parseArgs' option, with what --help says of it (parseArgs ignores the extra fields). */
+export interface Flag {
+  type: "string" | "boolean";
+  short?: string;
+  multiple?: boolean;
+  /** the value's name in --help (N, PATH, ...) */
+  arg?: string;
+  help: string;
+  /** the effective default, as --help shows it */
+  shown?: string;
+}
+
+/** What `gpt2 COMMAND --help` prints: a usage line, what the command does, every flag with its meaning and default. */
+export interface CommandHelp<F extends Record<string, Flag> = Record<string, Flag>> {
+  usage: string;
+  about: string;
+  flags: F;
+  /** a closing paragraph (formats, examples) */
+  more?: string;
+}
+
+/** A command's help, its flags' literal types kept (so parse() types a boolean flag's value as a boolean). */
+export function commandHelp<const F extends Record<string, Flag>>(h: CommandHelp<F>): CommandHelp<F> { return h; }
+
+export function formatHelp(h: CommandHelp): string {
+  const rows = Object.entries(h.flags).map(([name, f]) => {
+    const head = `${f.short ? `-${f.short}, ` : "    "}--${name}${f.type === "string" ? ` ${f.arg ?? "VALUE"}` : ""}`;
+    return `  ${head.padEnd(30)} ${f.help}${f.shown === "required" ? " (required)" : f.shown !== undefined ? ` (default ${f.shown})` : ""}`;
+  });
+  return `usage: ${h.usage}\n\n${h.about}\n${rows.length ? `\nflags:\n${rows.join("\n")}\n` : ""}${h.more ? `\n${h.more}\n` : ""}`;
+}
+
 export const BACKEND_OPTIONS = {
-  backend: { type: "string" },
-  threads: { type: "string" },
-  dtype: { type: "string" },
-} as const;
+  backend: { type: "string", arg: "js|native|cuda", help: "the kernels (env GPT2_BACKEND)", shown: "cuda when a GPU is found, else native when built, else js" },
+  threads: { type: "string", arg: "N", help: "CPU threads (env GPT2_THREADS)", shown: "all cores" },
+  dtype: { type: "string", arg: "fp32|bf16", help: "the matmuls' precision (bf16: bf16 inputs, fp32 accumulation)", shown: "fp32" },
+} as const satisfies Record<string, Flag>;
 
 /** the sampling flags of sample, chat and serve's defaults */
 export const SAMPLING_OPTIONS = {
-  "max-new-tokens": { type: "string" }, temperature: { type: "string" }, "top-k": { type: "string" }, "top-p": { type: "string" }, seed: { type: "string" },
-} as const;
+  "max-new-tokens": { type: "string", arg: "N", help: "tokens to generate at most" },
+  temperature: { type: "string", arg: "T", help: "sampling temperature; 0 = greedy" },
+  "top-k": { type: "string", arg: "K", help: "sample among the K most likely tokens (0 = all)", shown: "0" },
+  "top-p": { type: "string", arg: "P", help: "nucleus sampling: the smallest set of tokens whose probability reaches P", shown: "1" },
+  seed: { type: "string", arg: "S", help: "random seed", shown: "random" },
+} as const satisfies Record<string, Flag>;
 
 export interface Sampling { maxTokens: number; temperature: number; topK: number; topP: number }
 
@@ -57,15 +93,48 @@ export async function modelPath(arg: string, noPull?: string): Promise<string> {
   return resolveModel(arg, { ...hubOptions(), noPull });
 }
 
+/**
+ * Progress of a long job on stderr: on a terminal one line rewritten in place with the ETA; in a log (stderr not a
+ * terminal) a line at every tenth of the way, never a carriage-return soup.
+ */
+export function progress(label: string): { update(done: number, total: number, extra?: string): void; end(): void } {
+  const tty = process.stderr.isTTY, t0 = performance.now();
+  let shown = -1;
+  return {
+    update(done, total, extra = "") {
+      const s = (performance.now() - t0) / 1000, eta = done > 0 ? (s * (total - done)) / done : NaN;
+      const line = `${label}: ${done}/${total}${extra ? `, ${extra}` : ""}, ${s.toFixed(0)} s, ETA ${Number.isFinite(eta) ? `${eta.toFixed(0)} s` : "?"}`;
+      if (tty) process.stderr.write(`\r${line}   `);
+      else if (Math.floor((10 * done) / total) > shown) { shown = Math.floor((10 * done) / total); process.stderr.write(`${line}\n`); }
+    },
+    end() { if (tty) process.stderr.write("\n"); },
+  };
+}
+
 /** a seed for runs that were not given one (the library itself never draws from Math.random) */
 export function randomSeed(): number { return randomInt(2 ** 31); }
 
 export type Values<O extends Options> = { [K in keyof O]?: O[K]["type"] extends "boolean" ? boolean : string };
 
+/**
+ * A negative number after a flag that takes a value is that value (`-x -1`, `--temperature -0.5`); node's parser would
+ * take it for a flag. Such pairs become `--name=-1`.
+ */
+function joinNegativeValues(argv: string[], options: Options): string[] {
+  const byShort = new Map(Object.entries(options).filter(([, o]) => o.short).map(([name, o]) => [o.short!, name]));
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i], next = argv[i + 1];
+    const name = a.startsWith("--") ? a.slice(2) : /^-[^-]$/.test(a) ? byShort.get(a[1]) : undefined;
+    if (name && options[name]?.type === "string" && next !== undefined && /^-(\d|\.\d)/.test(next)) { out.push(`--${name}=${next}`); i++; } else out.push(a);
+  }
+  return out;
+}
+
 /** node:util parseArgs with unknown flags and stray positionals turned into UsageErrors. */
 export function parse<O extends Options>(argv: string[], options: O, positionals = 0): { values: Values<O>; positionals: string[] } {
   try {
-    const r = parseArgs({ args: argv, options, strict: true, allowPositionals: positionals > 0 });
+    const r = parseArgs({ args: joinNegativeValues(argv, options), options, strict: true, allowPositionals: positionals > 0 });
     if (r.positionals.length > positionals) throw new UsageError(`unexpected argument "${r.positionals[positionals]}"`);
     return r as { values: Values<O>; positionals: string[] };
   } catch (e) {

@@ -2,10 +2,16 @@
 
 import { JsBackend } from "../kernels/js/backend.js";
 import { formatForOutput, loadModel, saveModel, type ModelFormat } from "../io/load.js";
-import { modelPath, parse, UsageError } from "./common.js";
+import { modelPath, parse, UsageError, commandHelp } from "./common.js";
+
+export const help = commandHelp({
+  usage: "gpt2 convert IN OUT [--to hf|llmc|gpt2ts]",
+  about: "Between Hugging Face directories (with the tokenizer files HF tools expect), llm.c .bin files and gpt2ts checkpoints; bit-identical round trips.",
+  flags: { to: { type: "string", arg: "hf|llmc|gpt2ts", help: "the output format", shown: "from OUT: a folder hf, .bin llmc, else gpt2ts" } },
+});
 
 export async function convertCommand(argv: string[]): Promise<void> {
-  const { values, positionals } = parse(argv, { to: { type: "string" } }, 2);
+  const { values, positionals } = parse(argv, help.flags, 2);
   if (positionals.length !== 2) throw new UsageError("usage: gpt2 convert IN OUT [--to hf|llmc|gpt2ts]");
   const [input, output] = positionals;
   const to = (values.to ?? formatForOutput(output)) as ModelFormat;

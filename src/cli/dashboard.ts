@@ -7,7 +7,7 @@ import { startDashboard } from "../dashboard/server.js";
 import { writePlot } from "../dashboard/plot.js";
 import type { RunMetrics } from "../dashboard/charts.js";
 import { readMetrics } from "../train/log.js";
-import { num, parse, UsageError } from "./common.js";
+import { num, parse, UsageError, commandHelp } from "./common.js";
 
 function runsFrom(dirs: string[]): () => RunMetrics[] {
   for (const d of dirs) {
@@ -26,8 +26,27 @@ function runsFrom(dirs: string[]): () => RunMetrics[] {
   });
 }
 
+export const help = commandHelp({
+  usage: "gpt2 dashboard DIR... [--port P] [--host H]",
+  about: "A live page of runs (their -o folders, or llm.c main.log folders), re-read on every request.",
+  flags: {
+    port: { type: "string", arg: "P", help: "the port", shown: "any free one" },
+    host: { type: "string", arg: "H", help: "the address to listen on", shown: "127.0.0.1" },
+  },
+});
+
+export const plotHelp = commandHelp({
+  usage: "gpt2 plot DIR... [-o loss.png|.svg|.html] [--ref 3.28] [--log]",
+  about: "Loss and evaluation curves of runs as a still image or a page.",
+  flags: {
+    out: { type: "string", short: "o", arg: "FILE", help: "the output: .png, .svg or .html", shown: "loss.png" },
+    ref: { type: "string", multiple: true, arg: "V", help: "a reference line (repeatable; values below 1 go on the HellaSwag panel)" },
+    log: { type: "boolean", help: "log-scale loss" },
+  },
+});
+
 export async function dashboardCommand(argv: string[]): Promise<void> {
-  const { values, positionals } = parse(argv, { port: { type: "string" }, host: { type: "string" } }, 64);
+  const { values, positionals } = parse(argv, help.flags, 64);
   if (positionals.length === 0) throw new UsageError("usage: gpt2 dashboard DIR... [--port P] [--host H]");
   const d = await startDashboard({ runs: runsFrom(positionals), port: num(values.port, "port", 0, { int: true, min: 0, max: 65535 }), host: values.host });
   process.stdout.write(`dashboard: ${d.url}  (Ctrl-C to stop)\n`);
@@ -35,7 +54,7 @@ export async function dashboardCommand(argv: string[]): Promise<void> {
 }
 
 export async function plotCommand(argv: string[]): Promise<void> {
-  const { values, positionals } = parse(argv, { out: { type: "string", short: "o" }, ref: { type: "string", multiple: true }, log: { type: "boolean" } }, 64);
+  const { values, positionals } = parse(argv, plotHelp.flags, 64);
   if (positionals.length === 0) throw new UsageError("usage: gpt2 plot DIR... [-o loss.png|.svg|.html] [--ref 3.28 --ref 0.294] [--log]");
   const refs = ((values.ref ?? []) as string[]).map((r) => num(r, "ref", 0));
   const out = values.out ?? "loss.png";

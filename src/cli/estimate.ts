@@ -1,17 +1,30 @@
-// gpt2 estimate --model d48 --tokens 33.6e9 [--gpu h100|a100|h200|cpu] [--gpus 8] [--mfu 0.5] [--price 3.5]
-//   [--batch 16] [--seq 1024] [--json]
+// gpt2 estimate --model d48 --tokens 33.6e9 [--gpu h100|a100|h200|cpu] ...: flags in `help`.
 
 import * as fs from "node:fs";
 import { makeConfig, PRESETS } from "../model/config.js";
 import { estimate, GPUS } from "../train/estimate.js";
 import { benchCachePath } from "./bench.js";
-import { num, parse, UsageError } from "./common.js";
+import { commandHelp, num, parse, UsageError } from "./common.js";
+
+export const help = commandHelp({
+  usage: "gpt2 estimate --model PRESET --tokens N [--gpu h100|a100|h200|cpu] [--gpus 8] [--mfu M] [--price P]",
+  about: "Parameters, FLOPs (6N + 12LCT per token), memory per device at each recompute level, and the time and cost\n" +
+    "of a training run, on GPUs at an assumed MFU, or on this CPU at the speed \"gpt2 bench\" measured.",
+  flags: {
+    model: { type: "string", arg: "PRESET", help: `the shape: ${Object.keys(PRESETS).join(", ")}`, shown: "d12" },
+    tokens: { type: "string", arg: "N", help: "training tokens (e.g. 10e9); required" },
+    gpu: { type: "string", arg: "KIND", help: `${Object.keys(GPUS).join(", ")}, or cpu (this machine, from the bench cache)`, shown: "h100" },
+    gpus: { type: "string", arg: "N", help: "GPUs in data parallel", shown: "8" },
+    mfu: { type: "string", arg: "M", help: "model FLOPs utilisation assumed on GPUs, 0..1", shown: "the GPU's typical llm.c value" },
+    price: { type: "string", arg: "USD", help: "per GPU-hour (per hour for cpu)", shown: "the GPU's typical cloud price; 0 for cpu" },
+    batch: { type: "string", arg: "B", help: "rows per device, for the memory estimate", shown: "16 (4 for cpu)" },
+    seq: { type: "string", arg: "T", help: "sequence length", shown: "1024" },
+    json: { type: "boolean", help: "one JSON object on stdout" },
+  },
+});
 
 export async function estimateCommand(argv: string[]): Promise<void> {
-  const { values } = parse(argv, {
-    model: { type: "string" }, tokens: { type: "string" }, gpu: { type: "string" }, gpus: { type: "string" },
-    mfu: { type: "string" }, price: { type: "string" }, batch: { type: "string" }, seq: { type: "string" }, json: { type: "boolean" },
-  });
+  const { values } = parse(argv, help.flags);
   const preset = values.model ?? "d12";
   if (!PRESETS[preset]) throw new UsageError(`--model expects a preset (${Object.keys(PRESETS).join(", ")}), got "${preset}"`);
   if (!values.tokens) throw new UsageError("--tokens N is required (e.g. 10e9)");

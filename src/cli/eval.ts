@@ -12,7 +12,49 @@ import { evaluateChat } from "../eval/chat.js";
 import { loadModel } from "../io/load.js";
 import { CHAT_VOCAB_SIZE } from "../tokenizer/bpe.js";
 import { countParams } from "../model/layout.js";
-import { BACKEND_OPTIONS, backendFromFlags, num, parse, parseIds, UsageError, modelPath } from "./common.js";
+import { BACKEND_OPTIONS, backendFromFlags, modelPath, num, parse, parseIds, progress, UsageError, type CommandHelp } from "./common.js";
+
+const MODEL = { type: "string", arg: "PATH|NAME", help: "the model: a file or folder, or a name (gpt2, ..., ORG/REPO) pulled on first use" } as const;
+const JSON_FLAG = { type: "boolean", help: "one JSON object on stdout" } as const;
+
+export const helps: Record<string, CommandHelp> = {
+  "": { usage: "gpt2 eval loss|hellaswag|chat --model PATH ...", about: "Evaluations: mean next-token loss, HellaSwag, exact match of chat answers.", flags: {},
+    more: "gpt2 eval loss --help, gpt2 eval hellaswag --help, gpt2 eval chat --help: each one's flags." },
+  loss: {
+    usage: "gpt2 eval loss --model PATH|NAME (--tokens FILE | --data 'GLOB') [flags]", about: "Mean next-token cross-entropy over token sequences or shards.",
+    flags: {
+      ...BACKEND_OPTIONS, model: MODEL,
+      tokens: { type: "string", arg: "FILE", help: "a JSON array of token-id sequences (or one sequence), or a shard: every position once, in block-size windows" },
+      data: { type: "string", arg: "GLOB", help: "shards, read in batches of --batch x --seq" },
+      batches: { type: "string", arg: "N", help: "with --data: batches to read", shown: "all of one pass" },
+      batch: { type: "string", arg: "B", help: "with --data: rows per batch", shown: "4" },
+      seq: { type: "string", arg: "T", help: "with --data: sequence length", shown: "min(1024, the model's context)" },
+      json: JSON_FLAG,
+    },
+  },
+  hellaswag: {
+    usage: "gpt2 eval hellaswag --model PATH|NAME [--data hellaswag_val.jsonl] [flags]",
+    about: "HellaSwag as build-nanogpt / llm.c score it: acc (summed ending loss) and acc_norm (mean per token).",
+    flags: {
+      ...BACKEND_OPTIONS, model: MODEL,
+      data: { type: "string", arg: "FILE", help: "the validation JSONL", shown: "downloaded once into ~/.cache/gpt2ts (GPT2_HELLASWAG_URL)" },
+      limit: { type: "string", arg: "N", help: "the first N examples (0: all 10,042)", shown: "0" },
+      batch: { type: "string", arg: "N", help: "examples per forward pass (x4 rows)", shown: "4" },
+      json: JSON_FLAG, details: { type: "boolean", help: "with --json: every example's losses and predictions" },
+    },
+  },
+  chat: {
+    usage: "gpt2 eval chat --model PATH|NAME --data tasks.jsonl [flags]",
+    about: "Exact match of greedy answers: each row's conversation up to its last assistant message is the prompt, that message the reference (or a prompt/completion row's prompt and completion).",
+    flags: {
+      ...BACKEND_OPTIONS, model: MODEL,
+      data: { type: "string", arg: "FILE", help: "JSONL rows {\"messages\": [...]} or {\"prompt\", \"completion\"}" },
+      limit: { type: "string", arg: "N", help: "the first N rows (0: all)", shown: "0" },
+      "max-new-tokens": { type: "string", arg: "N", help: "tokens an answer may have", shown: "twice the reference's, plus 8" },
+      json: JSON_FLAG, details: { type: "boolean", help: "list every answer (with --json: in the object)" },
+    },
+  },
+};
 
 export async function evalCommand(argv: string[]): Promise<void> {
   const [sub, ...rest] = argv;
@@ -23,10 +65,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
 }
 
 async function evalLoss(argv: string[]): Promise<void> {
-  const { values } = parse(argv, {
-    ...BACKEND_OPTIONS, model: { type: "string" }, tokens: { type: "string" }, data: { type: "string" },
-    batches: { type: "string" }, batch: { type: "string" }, seq: { type: "string" }, json: { type: "boolean" },
-  });
+  const { values } = parse(argv, helps.loss.flags);
   if (!values.model) throw new UsageError("--model PATH is required");
   if (!values.tokens && !values.data) throw new UsageError("--tokens FILE is required (a JSON array of token-id sequences, or a shard), or --data 'GLOB' of shards");
   const model = loadModel(await modelPath(values.model), backendFromFlags(values));
@@ -36,11 +75,16 @@ async function evalLoss(argv: string[]): Promise<void> {
     const B = num(values.batch, "batch", 4, { int: true, min: 1 });
     const loader = new DataLoader(values.data, B, T, { vocabSize: model.config.vocabSize });
     const batches = num(values.batches, "batches", loader.batchesPerEpoch, { int: true, min: 1 });
-    loss = datasetLoss(model, loader, batches);
+    const p = values.json ? null : progress("  batches");
+    loss = datasetLoss(model, loader, batches, (d, t) => p?.update(d, t));
+    p?.end();
     tokens = Math.min(batches, loader.batchesPerEpoch) * B * T;
   } else {
     if (!fs.existsSync(values.tokens!)) throw new UsageError(`tokens file ${values.tokens} does not exist`);
-    ({ loss, tokens } = sequenceLoss(model, readSequences(values.tokens!)));
+    const seqs = readSequences(values.tokens!);
+    const p = values.json || seqs.length < 2 ? null : progress("  sequences");
+    ({ loss, tokens } = sequenceLoss(model, seqs, (d) => p?.update(d, seqs.length)));
+    p?.end();
   }
   if (values.json) process.stdout.write(JSON.stringify({ loss, tokens }) + "\n");
   else process.stdout.write(`loss ${loss.toFixed(6)} over ${tokens} predicted tokens\n`);
@@ -64,19 +108,16 @@ function readSequences(file: string): number[][] {
 }
 
 async function evalHellaswag(argv: string[]): Promise<void> {
-  const { values } = parse(argv, {
-    ...BACKEND_OPTIONS, model: { type: "string" }, data: { type: "string" }, limit: { type: "string" },
-    batch: { type: "string" }, json: { type: "boolean" }, details: { type: "boolean" },
-  });
+  const { values } = parse(argv, helps.hellaswag.flags);
   if (!values.model) throw new UsageError("--model PATH is required");
   const examples = readHellaswag(await hellaswagFile(values.data, (u) => process.stderr.write(`downloading ${u}\n`)), num(values.limit, "limit", 0, { int: true, min: 0 }));
   const model = loadModel(await modelPath(values.model), backendFromFlags(values));
   const t0 = performance.now();
-  const tty = process.stderr.isTTY && !values.json;
-  const r = evaluateHellaswag(model, examples, num(values.batch, "batch", 4, { int: true, min: 1 }), (done, total) => {
-    if (tty) process.stderr.write(`\r  ${done}/${total} examples, ${(done / ((performance.now() - t0) / 1000)).toFixed(1)} examples/s   `);
+  const p = values.json ? null : progress("  examples");
+  const r = evaluateHellaswag(model, examples, num(values.batch, "batch", 4, { int: true, min: 1 }), (done, total, accNorm) => {
+    p?.update(done, total, `acc_norm so far ${(100 * accNorm).toFixed(1)}%`);
   });
-  if (tty) process.stderr.write("\n");
+  p?.end();
   const secs = (performance.now() - t0) / 1000;
   if (values.json) {
     process.stdout.write(JSON.stringify({ n: r.n, acc: r.acc, acc_norm: r.acc_norm, examples_per_s: r.n / secs, ...(values.details ? { details: r.details } : {}) }) + "\n");
@@ -91,10 +132,7 @@ async function evalHellaswag(argv: string[]): Promise<void> {
 }
 
 async function evalChat(argv: string[]): Promise<void> {
-  const { values } = parse(argv, {
-    ...BACKEND_OPTIONS, model: { type: "string" }, data: { type: "string" }, limit: { type: "string" },
-    "max-new-tokens": { type: "string" }, json: { type: "boolean" }, details: { type: "boolean" },
-  });
+  const { values } = parse(argv, helps.chat.flags);
   if (!values.model) throw new UsageError("--model PATH is required");
   if (!values.data) throw new UsageError("--data FILE.jsonl is required: rows {\"messages\": [...]} (the last assistant message is the reference) or {\"prompt\", \"completion\"}");
   const limit = num(values.limit, "limit", 0, { int: true, min: 0 });
@@ -106,13 +144,13 @@ async function evalChat(argv: string[]): Promise<void> {
     model.extendVocab(CHAT_VOCAB_SIZE);
     if (!values.json) process.stderr.write("note: the model has no chat tokens; they are added untrained (as gpt2 sft starts), so this is the before-SFT score\n");
   }
-  const tty = process.stderr.isTTY && !values.json;
+  const p = values.json ? null : progress("  rows");
   const t0 = performance.now();
   const r = await evaluateChat(model, examples, {
     maxTokens: values["max-new-tokens"] === undefined ? undefined : num(values["max-new-tokens"], "max-new-tokens", 0, { int: true, min: 1 }),
-    onProgress: (done, correct) => { if (tty) process.stderr.write(`\r  ${done}/${examples.length}, ${correct} exact so far   `); },
+    onProgress: (done, correct) => p?.update(done, examples.length, `${correct} exact so far`),
   });
-  if (tty) process.stderr.write("\n");
+  p?.end();
   const secs = (performance.now() - t0) / 1000;
   if (values.json) {
     process.stdout.write(JSON.stringify({ n: r.n, correct: r.correct, accuracy: r.accuracy, seconds: secs, ...(values.details ? { details: r.details } : {}) }) + "\n");

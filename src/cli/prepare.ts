@@ -1,12 +1,35 @@
-// gpt2 prepare (DATASET | --input [NAME=]PATH ...) [--out DIR] [--name NAME] [--shard-size N] [--val-tokens N]
-//   [--doc-separator S] [--field F] [--mix a=0.7,b=0.3] [--max-tokens N] [--workers N] [--cache DIR]
+// gpt2 prepare (DATASET | --input [NAME=]PATH ...) [--out DIR] ...: corpora to llm.c shards (flags in `help` below).
 
 import * as os from "node:os";
 import * as path from "node:path";
 import { namedDataset } from "../data/datasets.js";
 import { download } from "../util/download.js";
 import { prepare, type PrepareInput } from "../data/prepare.js";
-import { num, parse, UsageError } from "./common.js";
+import { commandHelp, num, parse, UsageError } from "./common.js";
+
+export const help = commandHelp({
+  usage: "gpt2 prepare (tinyshakespeare | fineweb-edu | --input [NAME=]PATH ...) [--out DIR] [flags]",
+  about: "Text, JSONL or Parquet to llm.c token shards (uint16, 256-int header): NAME_val_000000.bin first, then\n" +
+    "NAME_train_000001.bin, ...; <|endoftext|> before every document. Re-running skips finished shards.",
+  flags: {
+    input: { type: "string", multiple: true, arg: "[NAME=]PATH", help: "a file or folder (.txt, .jsonl, .parquet); repeat for a mixture. With a dataset name: a local copy of it" },
+    out: { type: "string", arg: "DIR", help: "where the shards go", shown: "data/NAME" },
+    name: { type: "string", arg: "NAME", help: "the shard files' prefix", shown: "the dataset's name, else data" },
+    "shard-size": { type: "string", arg: "N", help: "tokens per train shard", shown: "the dataset's (100M for --input)" },
+    "val-tokens": { type: "string", arg: "N", help: "tokens in the validation shard; refused when the inputs hold no more", shown: "the dataset's (100M for --input)" },
+    "doc-separator": { type: "string", arg: "S", help: "plain text: documents end after S (\\n\\n for paragraphs)", shown: "none: a file is one document" },
+    field: { type: "string", arg: "F", help: "JSONL / Parquet: the text field", shown: "text" },
+    mix: { type: "string", arg: "a=0.7,b=0.3", help: "mixture weights of named inputs: each document is drawn from input i with probability w_i / sum w" },
+    "max-tokens": { type: "string", arg: "N", help: "stop after N tokens (a cap: without --repeat, a mixture ends when its first input runs out)" },
+    repeat: { type: "boolean", help: "with --max-tokens: read inputs that run out again (validation documents are skipped on later passes)" },
+    files: { type: "string", arg: "N", help: "fineweb-edu: how many 100M-token files", shown: "14" },
+    workers: { type: "string", arg: "N", help: "tokenizer threads", shown: "all cores" },
+    cache: { type: "string", arg: "DIR", help: "where downloads go", shown: "~/.cache/gpt2ts/datasets" },
+    seed: { type: "string", arg: "S", help: "the mixture's draw", shown: "1337" },
+  },
+  more: "Downloads honour GPT2_DATA_URL (tinyshakespeare) and HF_ENDPOINT (fineweb-edu). Progress is one updating line on a\n" +
+    "terminal and a line per 10% otherwise.",
+});
 
 function bar(frac: number, width = 24): string {
   const n = Math.max(0, Math.min(width, Math.round(frac * width)));
@@ -14,15 +37,12 @@ function bar(frac: number, width = 24): string {
 }
 
 export async function prepareCommand(argv: string[]): Promise<void> {
-  const { values, positionals } = parse(argv, {
-    input: { type: "string", multiple: true }, out: { type: "string" }, name: { type: "string" },
-    "shard-size": { type: "string" }, "val-tokens": { type: "string" }, "doc-separator": { type: "string" },
-    field: { type: "string" }, mix: { type: "string" }, "max-tokens": { type: "string" }, workers: { type: "string" },
-    cache: { type: "string" }, files: { type: "string" }, seed: { type: "string" },
-  }, 1);
+  const { values, positionals } = parse(argv, help.flags, 1);
   const dataset = positionals[0];
   const inputsRaw = (values.input ?? []) as string[];
   if (!dataset && inputsRaw.length === 0) throw new UsageError("usage: gpt2 prepare (tinyshakespeare | fineweb-edu | --input PATH ...) [--out DIR]");
+  const tty = !!process.stderr.isTTY;
+  let shownTenth = -1;
   const cache = values.cache ?? path.join(os.homedir(), ".cache", "gpt2ts", "datasets");
   let defaults = { valTokens: 100_000_000, shardSize: 100_000_000, docSeparator: undefined as string | undefined };
   let inputs: PrepareInput[] = [];
@@ -38,9 +58,14 @@ export async function prepareCommand(argv: string[]): Promise<void> {
         process.stderr.write(`downloading ${f.url}\n`);
         await download(f.url, dest, {
           sha256: f.sha256,
-          onProgress: (done, total) => process.stderr.write(`\r  ${(done / 2 ** 20).toFixed(1)} / ${(total / 2 ** 20).toFixed(1)} MiB`),
+          onProgress: (done, total) => {
+            const line = `  ${(done / 2 ** 20).toFixed(1)} / ${(total / 2 ** 20).toFixed(1)} MiB`;
+            if (tty) process.stderr.write(`\r${line}`);
+            else if (total > 0 && Math.floor((10 * done) / total) > shownTenth) { shownTenth = Math.floor((10 * done) / total); process.stderr.write(line + "\n"); }
+          },
         });
-        process.stderr.write("\n");
+        if (tty) process.stderr.write("\n");
+        shownTenth = -1;
       }
       inputs = [{ name: dataset, path: d.files.length === 1 ? path.join(cache, d.files[0].name) : path.dirname(path.join(cache, d.files[0].name)) }];
     }
@@ -66,6 +91,8 @@ export async function prepareCommand(argv: string[]): Promise<void> {
   }
   const name = values.name ?? dataset ?? "data";
   const outDir = values.out ?? path.join("data", name);
+  const maxTokens = values["max-tokens"] === undefined ? undefined : num(values["max-tokens"], "max-tokens", 0, { int: true, min: 1 });
+  if (values.repeat && maxTokens === undefined) throw new UsageError("--repeat needs --max-tokens N: the number of tokens to stop at");
   const t0 = performance.now();
   const r = await prepare({
     inputs, outDir, name,
@@ -73,23 +100,30 @@ export async function prepareCommand(argv: string[]): Promise<void> {
     valTokens: num(values["val-tokens"], "val-tokens", defaults.valTokens, { int: true, min: 1 }),
     docSeparator: values["doc-separator"]?.replace(/\\n/g, "\n") ?? defaults.docSeparator,
     field: values.field,
-    maxTokens: values["max-tokens"] === undefined ? undefined : num(values["max-tokens"], "max-tokens", 0, { int: true, min: 1 }),
+    maxTokens,
+    repeat: values.repeat,
     workers: num(values.workers, "workers", os.availableParallelism(), { int: true, min: 1 }),
     seed: num(values.seed, "seed", 1337, { int: true }),
     onProgress: (p) => {
-      if (!process.stderr.isTTY && p.bytes < p.totalBytes) return;
-      const rate = p.tokens / Math.max(p.seconds, 1e-3), frac = p.totalBytes ? p.bytes / p.totalBytes : 0;
-      const eta = frac > 0 ? (p.seconds / frac - p.seconds) : NaN;
-      process.stderr.write(`\r${bar(frac)} ${(100 * frac).toFixed(1)}% ${p.tokens.toLocaleString()} tokens, ${(rate / 1e6).toFixed(2)}M tok/s, ` +
-        `${(p.bytes / 2 ** 20 / Math.max(p.seconds, 1e-3)).toFixed(1)} MB/s, ${p.shards} shards, ETA ${Number.isFinite(eta) ? eta.toFixed(0) + "s" : "?"}   `);
+      const rate = p.tokens / Math.max(p.seconds, 1e-3);
+      const eta = p.fraction > 0 ? (p.seconds / p.fraction - p.seconds) : NaN;
+      const line = `${bar(p.fraction)} ${(100 * p.fraction).toFixed(1)}% ${p.tokens.toLocaleString("en-US")} tokens, ${(rate / 1e6).toFixed(2)}M tok/s, ` +
+        `${(p.bytes / 2 ** 20 / Math.max(p.seconds, 1e-3)).toFixed(1)} MB/s, ${p.shards} shards, ETA ${Number.isFinite(eta) ? eta.toFixed(0) + "s" : "?"}`;
+      // a log file gets whole lines, one per tenth; a terminal one line redrawn in place
+      if (tty) process.stderr.write(`\r${line}   `);
+      else if (Math.floor(10 * p.fraction) > shownTenth) { shownTenth = Math.floor(10 * p.fraction); process.stderr.write(line + "\n"); }
     },
-  });
-  process.stderr.write("\n");
+  }).catch((e: Error) => { if (e instanceof RangeError) throw new UsageError(e.message); throw e; });
+  if (tty) process.stderr.write("\n");
   const secs = (performance.now() - t0) / 1000;
-  process.stdout.write(`${r.tokens.toLocaleString()} tokens from ${r.documents.toLocaleString()} documents in ${r.shards.length} shards ` +
+  process.stdout.write(`${r.tokens.toLocaleString("en-US")} tokens from ${r.documents.toLocaleString("en-US")} documents in ${r.shards.length} shards ` +
     `(${r.skippedShards} already done) under ${outDir} in ${secs.toFixed(1)}s\n`);
   if (inputs.length > 1) {
-    for (const [k, m] of Object.entries(r.mixture)) process.stdout.write(`  ${k}: ${(100 * m.share).toFixed(1)}% of tokens (${m.tokens.toLocaleString()}), ${m.epochs} full passes\n`);
+    for (const [k, m] of Object.entries(r.mixture)) process.stdout.write(`  ${k}: ${(100 * m.share).toFixed(1)}% of tokens (${m.tokens.toLocaleString("en-US")}), read in ${m.passes} pass${m.passes === 1 ? "" : "es"}\n`);
+  }
+  if (maxTokens !== undefined && r.tokens < maxTokens) {
+    process.stdout.write(`the input${inputs.length > 1 ? "s" : ""} ran out at ${r.tokens.toLocaleString("en-US")} tokens, under --max-tokens ${maxTokens.toLocaleString("en-US")} ` +
+      `(--repeat reads ${inputs.length > 1 ? "them" : "it"} again)\n`);
   }
   process.stdout.write(`train with: gpt2 train -i '${path.join(outDir, `${name}_train_*.bin`)}' -j '${path.join(outDir, `${name}_val_*.bin`)}'\n`);
 }

@@ -7,8 +7,23 @@ import { parseExample, parseJsonl, renderExample, type Rendered } from "../chat/
 import { findFiles } from "../data/sft.js";
 import { loadModel, readModelKind } from "../io/load.js";
 import { REWARD_ROW } from "../train/preference.js";
-import { BACKEND_OPTIONS, backendFromFlags, parse, UsageError, modelPath } from "./common.js";
-import { rmTrainCommand } from "./train.js";
+import { BACKEND_OPTIONS, backendFromFlags, parse, UsageError, modelPath, type CommandHelp } from "./common.js";
+import { rmTrainCommand, trainingHelp } from "./train.js";
+
+export const helps: Record<string, CommandHelp> = {
+  "": { usage: "gpt2 rm train|score ...", about: "Reward models: gpt2 rm train --help, gpt2 rm score --help.", flags: {} },
+  train: trainingHelp("rm"),
+  score: {
+    usage: "gpt2 rm score --model RM --data FILE [--json]",
+    about: "The rewards a reward model gives: per pair (chosen, rejected, and the pair accuracy) or per answered row.",
+    flags: {
+      ...BACKEND_OPTIONS,
+      model: { type: "string", arg: "RM", help: "a reward model (gpt2 rm train)" },
+      data: { type: "string", arg: "FILE", help: "JSONL: preference pairs, or conversations / prompt-completion rows with their answer" },
+      json: { type: "boolean", help: "one JSON object per row" },
+    },
+  },
+};
 
 export async function rmCommand(argv: string[]): Promise<void> {
   const [sub, ...rest] = argv;
@@ -18,7 +33,7 @@ export async function rmCommand(argv: string[]): Promise<void> {
 }
 
 async function rmScore(argv: string[]): Promise<void> {
-  const { values } = parse(argv, { ...BACKEND_OPTIONS, model: { type: "string" }, data: { type: "string" }, json: { type: "boolean" } });
+  const { values } = parse(argv, helps.score.flags);
   if (!values.model || !values.data) throw new UsageError("usage: gpt2 rm score --model RM --data FILE [--json]");
   const file = await modelPath(values.model);
   const kind = readModelKind(file);

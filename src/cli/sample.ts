@@ -1,22 +1,47 @@
-// gpt2 sample --model PATH (--prompt TEXT | --prompt-ids 1,2,3) [...]: KV-cached sampling, streamed to stdout.
+// gpt2 sample --model PATH (--prompt TEXT | --prompt-file F | --prompt-ids 1,2,3 | stdin) [...]: KV-cached sampling.
 
 import { loadModel } from "../io/load.js";
 import { EOT } from "../model/config.js";
 import { generate } from "../model/generate.js";
 import { decode, encode, StreamDecoder } from "../tokenizer/bpe.js";
 import { Rng } from "../util/rng.js";
-import { BACKEND_OPTIONS, backendFromFlags, num, parse, parseIds, UsageError, modelPath } from "./common.js";
+import * as fs from "node:fs";
+import { BACKEND_OPTIONS, backendFromFlags, modelPath, num, parse, parseIds, readStdin, SAMPLING_OPTIONS, UsageError, commandHelp } from "./common.js";
+
+export const help = commandHelp({
+  usage: "gpt2 sample --model PATH|NAME (--prompt TEXT | --prompt-file FILE | --prompt-ids 1,2,3 | prompt on stdin) [flags]",
+  about: "KV-cached sampling from a language model, streamed to stdout (the prompt is printed first).",
+  flags: {
+    ...BACKEND_OPTIONS,
+    model: { type: "string", arg: "PATH|NAME", help: "an HF directory, an llm.c .bin, a gpt2ts checkpoint, or a name (gpt2, gpt2-medium, ..., ORG/REPO) pulled on first use" },
+    prompt: { type: "string", arg: "TEXT", help: "the prompt (<|endoftext|> in it is the special token)" },
+    "prompt-file": { type: "string", arg: "FILE", help: "read the prompt from a file" },
+    "prompt-ids": { type: "string", arg: "1,2,3", help: "the prompt as token ids" },
+    ...SAMPLING_OPTIONS,
+    "max-new-tokens": { ...SAMPLING_OPTIONS["max-new-tokens"], shown: "64" },
+    temperature: { ...SAMPLING_OPTIONS.temperature, shown: "1" },
+    seed: { ...SAMPLING_OPTIONS.seed, shown: "1337" },
+    "num-samples": { type: "string", arg: "N", help: "samples of the same prompt", shown: "1" },
+    json: { type: "boolean", help: "one JSON object per sample: {\"ids\": [new ids], \"text\": \"...\"}" },
+    "no-stop": { type: "boolean", help: "keep going past <|endoftext|>" },
+  },
+  more: "With no prompt flag, the prompt is read from stdin (when it is not a terminal); an empty prompt starts from <|endoftext|>.",
+});
 
 export async function sampleCommand(argv: string[]): Promise<void> {
-  const { values } = parse(argv, {
-    ...BACKEND_OPTIONS,
-    model: { type: "string" }, prompt: { type: "string" }, "prompt-ids": { type: "string" },
-    "max-new-tokens": { type: "string" }, temperature: { type: "string" }, "top-k": { type: "string" },
-    "top-p": { type: "string" }, seed: { type: "string" }, "num-samples": { type: "string" }, json: { type: "boolean" },
-    "no-stop": { type: "boolean" },
-  });
-  if (!values.model) throw new UsageError("--model PATH is required (an HF directory, an llm.c .bin or a gpt2ts checkpoint)");
-  if ((values.prompt === undefined) === (values["prompt-ids"] === undefined)) throw new UsageError("give exactly one of --prompt TEXT or --prompt-ids 1,2,3");
+  const { values } = parse(argv, help.flags);
+  if (!values.model) throw new UsageError("--model PATH is required (an HF directory, an llm.c .bin, a gpt2ts checkpoint or a model name such as gpt2)");
+  const given = [values.prompt, values["prompt-file"], values["prompt-ids"]].filter((x) => x !== undefined).length;
+  if (given > 1) throw new UsageError("give one of --prompt TEXT, --prompt-file FILE or --prompt-ids 1,2,3");
+  let text = values.prompt;
+  if (values["prompt-file"] !== undefined) {
+    if (!fs.existsSync(values["prompt-file"])) throw new UsageError(`prompt file ${values["prompt-file"]} does not exist`);
+    text = fs.readFileSync(values["prompt-file"], "utf8");
+  }
+  if (given === 0) {
+    if (process.stdin.isTTY) throw new UsageError("give a prompt: --prompt TEXT, --prompt-file FILE, --prompt-ids 1,2,3, or text on stdin");
+    text = await readStdin();
+  }
   const maxNew = num(values["max-new-tokens"], "max-new-tokens", 64, { int: true, min: 1 });
   const temperature = num(values.temperature, "temperature", 1.0, { min: 0 });
   const topK = num(values["top-k"], "top-k", 0, { int: true, min: 0 });
@@ -25,19 +50,21 @@ export async function sampleCommand(argv: string[]): Promise<void> {
   const numSamples = num(values["num-samples"], "num-samples", 1, { int: true, min: 1 });
   const model = loadModel(await modelPath(values.model), backendFromFlags(values), "language-model");
   const V = model.config.vocabSize;
-  const prompt = values.prompt !== undefined ? encode(values.prompt, { allowSpecial: true }) : parseIds(values["prompt-ids"]!, "--prompt-ids");
+  const prompt = text !== undefined ? encode(text, { allowSpecial: true }) : parseIds(values["prompt-ids"]!, "--prompt-ids");
   if (prompt.length === 0) prompt.push(EOT);
   const bad = prompt.find((i) => i >= V);
   if (bad !== undefined) throw new UsageError(`prompt token ${bad} is outside the model's vocabulary [0, ${V})`);
   const rng = new Rng(seed);
   for (let s = 0; s < numSamples; s++) {
     const dec = new StreamDecoder();
-    if (!values.json) process.stdout.write((numSamples > 1 ? `--- sample ${s + 1}\n` : "") + (values.prompt ?? decode(prompt)));
+    if (!values.json) process.stdout.write((numSamples > 1 ? `--- sample ${s + 1}\n` : "") + (text ?? decode(prompt)));
     const [ids] = generate(model, prompt, 1, rng, {
       maxNewTokens: maxNew, temperature, topK, topP, stopAtEot: !values["no-stop"],
       onToken: values.json ? undefined : (_b, tok) => process.stdout.write(dec.push(tok)),
     });
     if (values.json) process.stdout.write(JSON.stringify({ ids, text: decode(ids) }) + "\n");
     else process.stdout.write(dec.flush() + "\n");
+    // a model that ends at once (its first token is <|endoftext|>) would otherwise print nothing, silently
+    if (ids.length === 0 && !values["no-stop"]) process.stderr.write(`(the model ended the text at once with <|endoftext|>; --no-stop goes on past it)\n`);
   }
 }

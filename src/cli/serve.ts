@@ -5,13 +5,27 @@ import * as path from "node:path";
 import { loadModel } from "../io/load.js";
 import { startServer } from "../serve/server.js";
 import { CHAT_VOCAB_SIZE } from "../tokenizer/bpe.js";
-import { BACKEND_OPTIONS, backendFromFlags, num, parse, randomSeed, UsageError, modelPath } from "./common.js";
+import { BACKEND_OPTIONS, backendFromFlags, num, parse, randomSeed, UsageError, modelPath, commandHelp } from "./common.js";
+
+export const help = commandHelp({
+  usage: "gpt2 serve --model PATH|NAME [flags]",
+  about: "OpenAI's API (POST /v1/chat/completions, POST /v1/completions, GET /v1/models; streamed or not) and a chat page at /.",
+  flags: {
+    ...BACKEND_OPTIONS,
+    model: { type: "string", arg: "PATH|NAME", help: "the model (chat needs one fine-tuned with gpt2 sft); a name such as gpt2 is pulled on first use" },
+    port: { type: "string", arg: "P", help: "the port (0: any free one)", shown: "8000" },
+    host: { type: "string", arg: "H", help: "the address to listen on", shown: "127.0.0.1" },
+    name: { type: "string", arg: "NAME", help: "the model's name in the API", shown: "the run folder or file name" },
+    "max-queue": { type: "string", arg: "N", help: "requests waiting beyond the running one; more get 429", shown: "16" },
+    "max-tokens": { type: "string", arg: "N", help: "max_tokens a request may ask for", shown: "the model's context" },
+    "max-body": { type: "string", arg: "BYTES", help: "largest request body; larger get 413", shown: "1048576" },
+    "max-n": { type: "string", arg: "N", help: "samples per request (n) at most", shown: "8" },
+    quiet: { type: "boolean", help: "no line per request on stderr" },
+  },
+});
 
 export async function serveCommand(argv: string[]): Promise<void> {
-  const { values } = parse(argv, {
-    ...BACKEND_OPTIONS, model: { type: "string" }, port: { type: "string" }, host: { type: "string" }, name: { type: "string" },
-    "max-queue": { type: "string" }, "max-tokens": { type: "string" }, "max-body": { type: "string" }, "max-n": { type: "string" }, quiet: { type: "boolean" },
-  });
+  const { values } = parse(argv, help.flags);
   if (!values.model) throw new UsageError("--model PATH is required (a gpt2ts checkpoint, a Hugging Face directory or an llm.c .bin)");
   const model = loadModel(await modelPath(values.model), backendFromFlags(values), "language-model");
   // a run's checkpoint is named after its run folder (runs/facts-rl/checkpoint_00000300.gpt2ts: facts-rl)

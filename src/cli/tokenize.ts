@@ -2,10 +2,24 @@
 
 import { parseExample, parseMessages, renderChat, renderExample, type Rendered } from "../chat/template.js";
 import { CHAT_VOCAB_SIZE, decode, encode } from "../tokenizer/bpe.js";
-import { parse, parseIds, readStdin, UsageError } from "./common.js";
+import { parse, parseIds, readStdin, UsageError, commandHelp } from "./common.js";
+
+export const help = commandHelp({
+  usage: "gpt2 tokenize [--json] [--allow-special] [--chat] < text",
+  about: "Text on stdin to GPT-2 token ids (tiktoken's, exactly).",
+  flags: {
+    json: { type: "boolean", help: "a JSON array (with --chat: {ids, trained, text})" },
+    "allow-special": { type: "boolean", help: "the text <|endoftext|> is the special token 50256 (otherwise plain text)" },
+    chat: { type: "boolean", help: "stdin is a conversation ({\"messages\": [...]}): show its rendering by the chat template, [[trained]] tokens marked" },
+  },
+});
+
+export const detokenizeHelp = commandHelp({
+  usage: "gpt2 detokenize < ids", about: "Token ids on stdin (a JSON array, or separated by commas or white space) to text; chat tokens print as their names.", flags: {},
+});
 
 export async function tokenizeCommand(argv: string[]): Promise<void> {
-  const { values } = parse(argv, { json: { type: "boolean" }, "allow-special": { type: "boolean" }, chat: { type: "boolean" } });
+  const { values } = parse(argv, help.flags);
   const text = await readStdin();
   if (values.chat) return showChat(text, !!values.json);
   const ids = encode(text, { allowSpecial: values["allow-special"] });

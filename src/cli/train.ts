@@ -9,6 +9,7 @@ import { commTimeout, createCommunicator, launcherWorld, SingleComm, type Commun
 import { NcclComm } from "../parallel/nccl.js";
 import { CudaBackend } from "../kernels/cuda.js";
 import { loadNativeAddon } from "../kernels/native.js";
+import { cpuPeakGflops } from "../kernels/peak.js";
 import { DEFAULTS, mergeConfig, type TrainConfig } from "../train/config.js";
 import type { StepMetrics } from "../train/log.js";
 import { AllRanksError, train } from "../train/loop.js";
@@ -16,7 +17,7 @@ import { dpoTask, rewardModelTask } from "../train/preference.js";
 import { rlTask } from "../train/rl.js";
 import { pretraining, sft, type TrainTask } from "../train/task.js";
 import { PRESETS } from "../model/config.js";
-import { backendFromFlags, modelPath, num, parse, stopOnSignals, UsageError } from "./common.js";
+import { backendFromFlags, modelPath, num, parse, stopOnSignals, UsageError, type CommandHelp, type Flag } from "./common.js";
 
 /** flag -> [config key, short letter] */
 const FLAGS: Record<string, [keyof TrainConfig, string?]> = {
@@ -29,6 +30,7 @@ const FLAGS: Record<string, [keyof TrainConfig, string?]> = {
   "gen-tokens": ["genTokens", "g"], hellaswag: ["hellaswag", "h"], "hellaswag-data": ["hellaswagData"], "hellaswag-limit": ["hellaswagLimit"],
   "checkpoint-every": ["checkpointEvery", "n"], keep: ["keep"], resume: ["resume", "y"], recompute: ["recompute", "r"],
   "overfit-single-batch": ["overfitSingleBatch", "a"], dtype: ["dtype"], "skip-update-z": ["skipUpdateZ"],
+  "skip-loss-z": ["skipLossZ"], "skip-norm-z": ["skipNormZ"], "major-every": ["majorEvery"],
   "on-nan": ["onNan"], "rollback-lr-factor": ["rollbackLrFactor"], zero: ["zero", "z"], seed: ["seed"], backend: ["backend"],
   threads: ["threads"],
 };
@@ -51,22 +53,57 @@ const COMMANDS: Record<TrainCommand, { flags: Record<string, [keyof TrainConfig,
 const FLAG_HELP: Partial<Record<keyof TrainConfig, string>> = {
   trainData: "training data (train: shard glob; sft: JSONL rows)", valData: "validation data (same kind)", outDir: "output folder: logs, checkpoints",
   init: "a preset (tiny d6 d12 d24 d36 d48) or a model to start from", batchSize: "rows per micro-batch", seqLen: "sequence length (sft: the longest row)",
-  totalBatch: "tokens per step (-1: B*T, no accumulation)", maxSteps: "steps (-1: one epoch)", lr: "max learning rate (0: 3e-4 from scratch, 3e-5 fine-tuning)",
-  warmup: "warmup steps (-1: 0 from scratch, 10 fine-tuning)", schedule: "cosine, linear, constant or wsd", finalLrFrac: "final LR as a fraction of -l",
+  totalBatch: "tokens per step; more than B x T x ranks accumulates gradients", maxSteps: "optimizer steps", lr: "peak learning rate",
+  warmup: "linear warmup steps", schedule: "cosine, linear, constant or wsd", finalLrFrac: "final LR as a fraction of -l",
   weightDecay: "AdamW weight decay on 2-D weights", gradClip: "clip the gradient norm at (0: never)", valEvery: "validate every N steps (0: never)",
   valBatches: "validation batches", sampleEvery: "sample every N steps (0: never)", genTokens: "tokens per sample", hellaswag: "HellaSwag at every validation (1)",
   checkpointEvery: "checkpoint every N steps (0: at the end)", keep: "checkpoints kept", resume: "1: resume from the latest checkpoint in -o",
   recompute: "0 keep all activations, 1 recompute GELU, 2 also LayerNorms", overfitSingleBatch: "1: train on one batch (debugging)",
   dtype: "fp32 or bf16", skipUpdateZ: "skip updates whose loss/norm z-score exceeds this (0: off)", onNan: "stop or rollback",
+  skipLossZ: "skip updates whose loss z-score exceeds this", skipNormZ: "skip updates whose gradient-norm z-score exceeds this",
+  majorEvery: "checkpoints at multiples of this step are never pruned (0: none)",
+  hellaswagData: "HellaSwag's validation JSONL", hellaswagLimit: "HellaSwag examples per evaluation (0: all 10,042)",
+  nLayer: "layers", nHead: "attention heads", nEmbd: "width (channels)",
   rollbackLrFactor: "LR factor per rollback", zero: "1: ZeRO-1 (AdamW state sharded over ranks)", tooLong: "truncate or skip rows longer than -t",
-  beta: "DPO's temperature / RL's KL weight (-1: 0.1 DPO, 0.04 RL)", group: "answers sampled per prompt", rlTemperature: "sampling temperature of the answers",
+  beta: "DPO's temperature / RL's KL weight", group: "answers sampled per prompt", rlTemperature: "sampling temperature of the answers",
   maxNewTokens: "tokens an answer may have", ppoEpochs: "updates per batch of answers (PPO epochs)", clipRange: "PPO's ratio clip",
   rewardModel: "a reward model (gpt2 rm train) scores the answers", rewardModule: "a module exporting reward(prompt, answer, row)",
   rpoAlpha: "add this x the chosen answers' NLL (RPO; 0: plain DPO)",
-  seed: "random seed", backend: "js, native or cuda (default: the fastest found)", threads: "CPU threads (0: all cores)",
+  seed: "random seed", backend: "js, native or cuda", threads: "CPU threads",
+};
+/** the effective default where the stored one is a placeholder (0 or -1: decided by the run; "": none) */
+const EFFECTIVE: Partial<Record<keyof TrainConfig, string>> = {
+  trainData: "required", valData: "none: no validation", outDir: "none: nothing written", lr: "3e-4 from scratch (-e PRESET), 3e-5 from a model",
+  warmup: "0 from scratch, 10 from a model", totalBatch: "B x T x ranks: no accumulation", maxSteps: "one epoch of the training data",
+  nLayer: "the preset's", nHead: "the preset's", nEmbd: "the preset's", beta: "0.1 for dpo, 0.04 for rl",
+  skipLossZ: "--skip-update-z's", skipNormZ: "--skip-update-z's", hellaswagData: "downloaded once into ~/.cache/gpt2ts",
+  backend: "cuda when a GPU is found, else native when built, else js", threads: "all cores",
+  rewardModel: "none", rewardModule: "none",
 };
 /** llm.c's two-letter flags, which node's parser cannot take as short options */
-const LLMC_LONG: Record<string, string> = { "-nk": "--keep" };
+const LLMC_LONG: Record<string, string> = { "-nk": "--keep", "-sl": "--skip-loss-z", "-sg": "--skip-norm-z", "-nm": "--major-every" };
+
+/**
+ * llm.c's train_gpt2.cu flags with no setting here, taken out of argv: accepted with a note where what they ask for
+ * is what happens anyway, refused (naming what to use) where it is not.
+ */
+function llmcOnlyFlags(argv: string[]): { rest: string[]; notes: string[] } {
+  const rest: string[] = [], notes: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i];
+    if (!["-w", "-ge", "-f", "-lg"].includes(flag)) { rest.push(flag); continue; }
+    const v = argv[++i];
+    if (v === undefined || !/^-?\d+$/.test(v)) throw new UsageError(`${flag} expects an integer, as llm.c's, got ${v === undefined ? "nothing" : `"${v}"`}`);
+    const n = Number(v);
+    if (flag === "-w") {
+      if (n === 0) throw new UsageError("-w 0 (no fp32 master weights) is not offered: weights and AdamW state are always fp32; --dtype bf16 computes the matmuls in bf16");
+      notes.push("-w 1: the weights are kept in fp32 (always)");
+    } else if (flag === "-ge") notes.push(`-ge ${n}: GELU fusion is the backend's choice here (no fused GELU epilogue yet); ignored`);
+    else if (flag === "-f") notes.push(n ? "-f 1: TF32 is not used (fp32 matmuls are full fp32); --dtype bf16 runs them on tensor cores" : "-f 0: fp32 matmuls are full fp32 (always)");
+    else notes.push("-lg: no GPU log of its own (nvidia-smi shows the GPU; each step line shows the MFU); ignored");
+  }
+  return { rest, notes };
+}
 /** llm.c's multi-process init flags: -pi mpi|tcp|fs, -pn processes, -pr this rank, -pg GPUs per node, -pf folder, -ps server */
 const INIT_FLAGS = ["-pi", "-pn", "-pr", "-pg", "-pf", "-ps"];
 
@@ -115,13 +152,39 @@ function flagsOf(command: TrainCommand): Record<string, [keyof TrainConfig, stri
   return { ...COMMANDS[command].flags, ...FLAGS };
 }
 
-/** The flags of `gpt2 train` (or `gpt2 sft`), a line each, for --help. */
-export function trainFlagsHelp(command: TrainCommand = "train"): string {
+const USAGE: Record<TrainCommand, [string, string]> = {
+  train: ["gpt2 train -i 'DIR/NAME_train_*.bin' [-j 'DIR/NAME_val_*.bin'] -o DIR -e d12|MODEL [flags]", "Pretraining, with llm.c's train_gpt2 flags (each also a long option)."],
+  sft: ["gpt2 sft -e MODEL --data train.jsonl [--val-data val.jsonl] -o DIR [flags]", "Supervised fine-tuning on conversations ({\"messages\": [...]}) or prompt/completion rows; the loss counts the answers only."],
+  rm: ["gpt2 rm train -e MODEL --data pairs.jsonl [--val-data pairs.jsonl] -o DIR [flags]", "A reward model: GPT-2 with a scalar head on the answer's last token, trained with the Bradley-Terry loss on preference pairs."],
+  dpo: ["gpt2 dpo -e MODEL --data pairs.jsonl [--val-data pairs.jsonl] [--beta 0.1] -o DIR [flags]", "Direct Preference Optimisation against the starting model, frozen."],
+  rl: ["gpt2 rl -e MODEL --prompts prompts.jsonl (--reward check.mjs | --reward-model RM) -o DIR [flags]", "Reinforcement learning with rewards (GRPO): groups of sampled answers, group-relative advantages, PPO's clip, KL to the starting model."],
+};
+
+/** `gpt2 train --help` (and sft, rm train, dpo, rl): every flag with its llm.c letter, meaning and default. */
+export function trainingHelp(command: TrainCommand): CommandHelp {
   const defaults = { ...DEFAULTS, ...COMMANDS[command].defaults };
-  const rows = Object.entries(flagsOf(command))
-    .map(([long, [key, short]]) => `  ${short ? `-${short}, ` : "    "}--${long.padEnd(22)} ${(FLAG_HELP[key] ?? "").padEnd(58)} (default ${JSON.stringify(defaults[key])})`);
-  return ["flags (llm.c's letters where it has one):", ...rows, "  -nk = --keep; --config FILE.json; --no-shuffle; --dashboard [--dashboard-port P] [--dashboard-host H]",
-    "  -pi mpi|tcp|fs -pn N -pr R -pg GPUS_PER_NODE -pf DIR -ps HOST[:PORT]: processes without mpirun (NCCL, --backend cuda)"].join("\n");
+  const flags: Record<string, Flag> = {};
+  for (const [long, [key, short]] of Object.entries(flagsOf(command))) {
+    const two = Object.entries(LLMC_LONG).find(([, l]) => l === `--${long}`)?.[0];
+    const d = defaults[key];
+    flags[long] = {
+      type: "string", short, arg: typeof d === "number" ? "N" : "VALUE", help: `${FLAG_HELP[key] ?? key}${two ? ` (llm.c's ${two})` : ""}`,
+      shown: EFFECTIVE[key] ?? (d === "" ? undefined : String(d)),
+    };
+  }
+  Object.assign(flags, {
+    config: { type: "string", arg: "FILE.json", help: "settings by their long names in camelCase ({\"batchSize\": 8}); flags override it" },
+    "no-shuffle": { type: "boolean", help: "llm.c's sequential data order (default: reshuffled every epoch, seeded)" },
+    dashboard: { type: "boolean", help: "serve the live page while training (127.0.0.1 unless --dashboard-host)" },
+    "dashboard-port": { type: "string", arg: "P", help: "its port", shown: "any free one" },
+    "dashboard-host": { type: "string", arg: "H", help: "its address", shown: "127.0.0.1" },
+  } satisfies Record<string, Flag>);
+  return {
+    usage: USAGE[command][0], about: USAGE[command][1], flags,
+    more: "Processes without mpirun (NCCL, --backend cuda): -pi mpi|tcp|fs -pn N -pr RANK -pg GPUS_PER_NODE -pf DIR -ps HOST[:PORT].\n" +
+      "llm.c's -w 1 and -f 0 are what happens here (fp32 weights, full fp32 matmuls) and are accepted; -w 0 is refused; -ge and -lg are accepted\n" +
+      "and ignored, with a note. A negative value may follow a flag (-x -1). Ctrl-C, SIGTERM, SIGHUP and SIGUSR1 write a checkpoint and stop.",
+  };
 }
 
 export function parseTrainArgs(argv: string[], command: TrainCommand = "train"): TrainConfig {
@@ -202,8 +265,10 @@ export async function rmTrainCommand(argv: string[]): Promise<void> {
 }
 
 export async function runTraining(argv: string[], command: TrainCommand): Promise<void> {
-  const { rest, init } = initFlags(argv);
+  const { rest: afterLlmc, notes } = llmcOnlyFlags(argv);
+  const { rest, init } = initFlags(afterLlmc);
   const dash = dashboardFlags(rest);
+  for (const n of notes) process.stderr.write(`gpt2: note: ${n}\n`);
   let cfg = parseTrainArgs(dash.rest, command);
   // a model name (gpt2, gpt2-medium, ..., ORG/REPO) for -e or --reward-model: its pulled copy, pulled on first use
   const ranks = launcherWorld()?.size ?? 1;
@@ -266,7 +331,7 @@ function rankFaultHook(rank: number): ((step: number) => void) | undefined {
 async function trainRank(cfg: TrainConfig, dash: ReturnType<typeof dashboardFlags>, comm: Communicator, backend: Backend, task: TrainTask): Promise<void> {
   const { addon } = loadNativeAddon();
   // MFU's denominator: the measured fp32 FMA peak (bf16 dot products do twice the work per instruction), or the GPU's
-  const peak = backend.name === "native" && addon ? addon.measurePeakGflops(0.2) * (cfg.dtype === "bf16" ? 2 : 1)
+  const peak = backend.name === "native" && addon ? cpuPeakGflops(addon) * (cfg.dtype === "bf16" ? 2 : 1)
     : backend instanceof CudaBackend ? backend.peakTflops() * 1000 : NaN;
   const signal = { stop: false };
   const live: StepMetrics[] = [];

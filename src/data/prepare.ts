@@ -26,8 +26,13 @@ export interface PrepareOptions extends SourceOptions {
   shardSize: number;
   valTokens: number;
   workers: number;
-  /** stop after this many tokens in all (mixtures may then revisit an input: more than one epoch of it) */
+  /** stop after this many tokens in all: a cap, never more than the inputs hold unless `repeat` */
   maxTokens?: number;
+  /**
+   * With maxTokens: an input that runs out is read again (another epoch of it) until maxTokens are written. Documents
+   * that went into validation are skipped on every later pass, so validation never holds a document trained on.
+   */
+  repeat?: boolean;
   seed?: number;
   onProgress?: (p: Progress) => void;
 }
@@ -38,6 +43,8 @@ export interface Progress {
   totalBytes: number;
   shards: number;
   seconds: number;
+  /** how far along, 0..1: tokens of --max-tokens with repeat, else the larger of that and bytes read of all inputs */
+  fraction: number;
 }
 
 export interface PrepareResult {
@@ -45,12 +52,14 @@ export interface PrepareResult {
   tokens: number;
   skippedShards: number;
   documents: number;
-  /** realised share of tokens per input, and how many passes over it were made */
-  mixture: Record<string, { tokens: number; share: number; epochs: number }>;
+  /** realised share of tokens per input, and over how many passes of it (the last perhaps partly) they were read */
+  mixture: Record<string, { tokens: number; share: number; passes: number }>;
 }
 
 interface Manifest {
   key: string;
+  /** with repeat: the documents (input:index) in the validation shard, skipped on later passes */
+  valDocs?: string[];
   shards: { file: string; tokens: number; doc: number; skip: number }[];
   done: boolean;
   mixture?: PrepareResult["mixture"];
@@ -63,16 +72,15 @@ function shardName(o: PrepareOptions, i: number): string {
   return path.join(o.outDir, `${o.name}_${i === 0 ? "val" : "train"}_${String(i).padStart(6, "0")}.bin`);
 }
 
-/** Documents of all inputs in one deterministic order: one input streams through; several are mixed by weight. */
-async function* mixedDocuments(o: PrepareOptions, stats: Map<string, { tokens: number; epochs: number }>):
-  AsyncGenerator<Doc & { input: string }> {
-  const src = o.inputs.map((i) => ({ ...i, it: readDocuments(i.path, o), epochs: 0 }));
-  for (const s of src) stats.set(s.name, { tokens: 0, epochs: 0 });
-  if (src.length === 1) {
-    for await (const d of src[0].it) yield { ...d, input: src[0].name };
-    stats.get(src[0].name)!.epochs = 1;
-    return;
-  }
+/** one document as the consumer sees it: which input, its index within a pass over that input, which pass */
+type MixedDoc = Doc & { input: string; key: string; epoch: number };
+
+/**
+ * Documents of all inputs in one deterministic order: one input streams through; several are mixed by weight. Without
+ * `repeat` the first input to run out ends the stream (so the weights hold to the end and nothing is seen twice).
+ */
+async function* mixedDocuments(o: PrepareOptions): AsyncGenerator<MixedDoc> {
+  const src = o.inputs.map((i) => ({ ...i, it: readDocuments(i.path, o), epochs: 0, index: 0 }));
   const rng = new Rng(o.seed ?? 1337);
   const total = src.reduce((a, s) => a + (s.weight ?? 1), 0);
   for (;;) {
@@ -83,22 +91,23 @@ async function* mixedDocuments(o: PrepareOptions, stats: Map<string, { tokens: n
     let next = await s.it.next();
     if (next.done) {
       s.epochs++;
-      stats.get(s.name)!.epochs = s.epochs;
-      if (o.maxTokens === undefined) return; // without a token budget the first exhausted input ends the mixture
+      if (!o.repeat) return;
       s.it = readDocuments(s.path, o);
+      s.index = 0;
       next = await s.it.next();
       if (next.done) return;
     }
-    yield { ...next.value, input: s.name };
+    yield { ...next.value, input: s.name, key: `${s.name}:${s.index++}`, epoch: s.epochs };
   }
 }
 
 export async function prepare(o: PrepareOptions): Promise<PrepareResult> {
   if (o.inputs.length === 0) throw new FormatError("no input given");
   if (o.shardSize < 1 || o.valTokens < 1) throw new RangeError("--shard-size and --val-tokens must be positive");
+  if (o.repeat && o.maxTokens === undefined) throw new RangeError("--repeat needs --max-tokens (how many tokens to stop at)");
   makeDir(o.outDir);
   const key = JSON.stringify({ inputs: o.inputs, shardSize: o.shardSize, valTokens: o.valTokens, sep: o.docSeparator,
-    field: o.field, maxTokens: o.maxTokens, seed: o.seed });
+    field: o.field, maxTokens: o.maxTokens, repeat: o.repeat, seed: o.seed });
   const manifestFile = path.join(o.outDir, `${o.name}_manifest.json`);
   let manifest: Manifest = { key, shards: [], done: false };
   if (fs.existsSync(manifestFile)) {
@@ -118,6 +127,7 @@ export async function prepare(o: PrepareOptions): Promise<PrepareResult> {
   const totalBytes = o.inputs.reduce((a, i) => a + inputBytes(i.path), 0);
   const workers = Array.from({ length: Math.max(1, o.workers) }, () => new Worker(new URL("./tokenize-worker.js", import.meta.url)));
   type Result = { tokens: Uint16Array; lens: Uint32Array };
+  type Meta = { input: string; key: string; epoch: number; starts: boolean };
   const pending = new Map<number, (r: Result) => void>();
   for (const w of workers) w.on("message", (m: Result & { id: number }) => { pending.get(m.id)!(m); pending.delete(m.id); });
   const t0 = performance.now();
@@ -125,34 +135,47 @@ export async function prepare(o: PrepareOptions): Promise<PrepareResult> {
   let shardIndex = manifest.shards.length;
   let buf = new Uint16Array(shardIndex === 0 ? o.valTokens : o.shardSize), fill = 0;
   let tokens = 0, bytes = 0, docIndex = 0, documents = 0;
-  const stats = new Map<string, { tokens: number; epochs: number }>();
-  const progress = () => o.onProgress?.({ tokens, bytes, totalBytes, shards: shardIndex, seconds: (performance.now() - t0) / 1000 });
+  // per input, what was written (the reader runs ahead of the writer, so these are counted where tokens are written)
+  const stats = new Map(o.inputs.map((i) => [i.name, { tokens: 0, passes: 0 }]));
+  const valDocs = new Set(manifest.valDocs ?? []);
+  const progress = () => {
+    const byTokens = o.maxTokens ? tokens / o.maxTokens : 0, byBytes = o.repeat || !totalBytes ? 0 : bytes / totalBytes;
+    o.onProgress?.({ tokens, bytes, totalBytes, shards: shardIndex, seconds: (performance.now() - t0) / 1000, fraction: Math.min(1, Math.max(byTokens, byBytes)) });
+  };
 
   // consume tokenized batches in order; each batch knows the index of its first document
   const flushShard = (endDoc: number, endSkip: number) => {
     const file = shardName(o, shardIndex);
     writeShard(file, buf.subarray(0, fill));
     manifest.shards.push({ file, tokens: fill, doc: endDoc, skip: endSkip });
+    if (shardIndex === 0 && o.repeat) manifest.valDocs = [...valDocs];
     saveManifest();
     shardIndex++;
     buf = new Uint16Array(o.shardSize);
     fill = 0;
     progress();
   };
-  const consume = (toks: Uint16Array, firstDoc: number, docLens: Uint32Array, skipFirst: number, inputsOf: string[]) => {
+  const consume = (toks: Uint16Array, firstDoc: number, docLens: Uint32Array, skipFirst: number, docs: Meta[]) => {
     // walk document by document so a shard boundary can be recorded as (document, tokens already used)
     let off = 0;
     for (let d = 0; d < docLens.length; d++) {
       let used = d === 0 ? skipFirst : 0;
       const len = docLens[d];
+      if (o.repeat) {
+        if (shardIndex === 0) valDocs.add(docs[d].key);
+        else if (docs[d].epoch > 0 && valDocs.has(docs[d].key)) { off += len; continue; } // a validation document, met again
+      }
       off += used;
+      if (used === 0 && len > 0 && docs[d].starts && !(o.maxTokens !== undefined && tokens >= o.maxTokens)) documents++;
       while (used < len) {
         if (o.maxTokens !== undefined && tokens >= o.maxTokens) return true;
         let take = Math.min(len - used, buf.length - fill);
         if (o.maxTokens !== undefined) take = Math.min(take, o.maxTokens - tokens);
         buf.set(toks.subarray(off, off + take), fill);
         fill += take; used += take; off += take; tokens += take;
-        stats.get(inputsOf[d])!.tokens += take;
+        const st = stats.get(docs[d].input)!;
+        st.tokens += take;
+        st.passes = Math.max(st.passes, docs[d].epoch + 1);
         if (fill === buf.length) flushShard(used === len ? firstDoc + d + 1 : firstDoc + d, used === len ? 0 : used);
       }
     }
@@ -163,7 +186,7 @@ export async function prepare(o: PrepareOptions): Promise<PrepareResult> {
   let batchId = 0, stop = false;
   const inflight: Promise<void>[] = [];
   let chain: Promise<boolean> = Promise.resolve(false);
-  const submit = (texts: string[], starts: boolean[], firstDoc: number, inputsOf: string[], skipFirst: number) => {
+  const submit = (texts: string[], starts: boolean[], firstDoc: number, inputsOf: MixedDoc[], skipFirst: number) => {
     const id = batchId++;
     const w = workers[id % workers.length];
     const result = new Promise<Result>((resolve) => pending.set(id, resolve));
@@ -174,14 +197,13 @@ export async function prepare(o: PrepareOptions): Promise<PrepareResult> {
   };
 
   try {
-    let texts: string[] = [], starts: boolean[] = [], inputsOf: string[] = [], size = 0, first = -1, skipFirst = 0;
-    for await (const doc of mixedDocuments(o, stats)) {
+    let texts: string[] = [], starts: boolean[] = [], inputsOf: MixedDoc[] = [], size = 0, first = -1, skipFirst = 0;
+    for await (const doc of mixedDocuments(o)) {
       bytes += doc.bytes;
       const idx = docIndex++;
       if (idx < resumeDoc) continue; // finished shards already hold this document
       if (first < 0) { first = idx; skipFirst = idx === resumeDoc ? resumeSkip : 0; }
-      texts.push(doc.text); starts.push(doc.starts); inputsOf.push(doc.input);
-      if (doc.starts) documents++;
+      texts.push(doc.text); starts.push(doc.starts); inputsOf.push(doc);
       size += doc.text.length;
       if (size >= BATCH_BYTES) {
         submit(texts, starts, first, inputsOf, skipFirst);
@@ -195,12 +217,21 @@ export async function prepare(o: PrepareOptions): Promise<PrepareResult> {
     await Promise.all(inflight);
     await chain;
     if (fill > 0) flushShard(docIndex, 0);
+    progress();
   } finally {
     await Promise.all(workers.map((w) => w.terminate()));
   }
+  if (manifest.shards.length < 2) {
+    // everything went into validation: no train shard, and a train command that would fail. Refuse, leaving nothing.
+    for (const sh of manifest.shards) fs.rmSync(sh.file, { force: true });
+    fs.rmSync(manifestFile, { force: true });
+    throw new RangeError(`the input${o.inputs.length > 1 ? "s hold" : " holds"} ${tokens.toLocaleString("en-US")} tokens, ` +
+      `and --val-tokens ${o.valTokens.toLocaleString("en-US")} takes them all for validation: nothing is left to train on ` +
+      `(try --val-tokens ${Math.max(1, Math.floor(tokens / 10))}, a tenth)`);
+  }
   const total = [...stats.values()].reduce((a, s) => a + s.tokens, 0);
   const mixture: PrepareResult["mixture"] = {};
-  for (const [name, s] of stats) mixture[name] = { tokens: s.tokens, share: total ? s.tokens / total : 0, epochs: s.epochs };
+  for (const [name, s] of stats) mixture[name] = { tokens: s.tokens, share: total ? s.tokens / total : 0, passes: s.passes };
   manifest.done = true;
   manifest.mixture = mixture;
   manifest.documents = documents;

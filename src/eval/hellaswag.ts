@@ -91,7 +91,7 @@ export function renderExample(ex: HellaExample, maxT: number): { rows: number[][
 }
 
 export function evaluateHellaswag(model: GPT2, examples: HellaExample[], examplesPerBatch = 4,
-  onProgress?: (done: number, total: number) => void): HellaResult {
+  onProgress?: (done: number, total: number, accNorm: number) => void): HellaResult {
   const maxT = model.config.blockSize;
   const rendered = examples.map((e) => renderExample(e, maxT));
   let longest = 2;
@@ -132,7 +132,8 @@ export function evaluateHellaswag(model: GPT2, examples: HellaExample[], example
       if (predNorm === ex.label) correctNorm++;
       details.push({ index: e0 + gi, label: ex.label, pred, pred_norm: predNorm, losses: sums });
     });
-    onProgress?.(Math.min(e0 + examplesPerBatch, examples.length), examples.length);
+    const done = Math.min(e0 + examplesPerBatch, examples.length);
+    onProgress?.(done, examples.length, correctNorm / done);
   }
   return { n: examples.length, acc: correct / examples.length, acc_norm: correctNorm / examples.length, details };
 }

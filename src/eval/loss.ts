@@ -38,7 +38,7 @@ export function sequenceLoss(model: GPT2, seqs: ArrayLike<number>[], onProgress?
  * Mean loss per counted target over the first `batches` batches of a source (reset first, so every evaluation sees
  * the same data). Shard batches count every position; SFT batches count the assistant tokens.
  */
-export function datasetLoss(model: GPT2, source: BatchSource, batches: number): number {
+export function datasetLoss(model: GPT2, source: BatchSource, batches: number, onProgress?: (done: number, total: number) => void): number {
   source.reset();
   const n = Math.min(batches, Math.max(1, source.batchesPerEpoch));
   let sum = 0, count = 0;
@@ -48,6 +48,7 @@ export function datasetLoss(model: GPT2, source: BatchSource, batches: number): 
     if (k === 0) continue;
     sum += model.forward(b.inputs, b.targets, b.B, b.T) * k;
     count += k;
+    onProgress?.(i + 1, n);
   }
   return count ? sum / count : NaN;
 }

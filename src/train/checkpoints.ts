@@ -152,7 +152,7 @@ export class RunCheckpoints {
       saveCheckpoint(file, model, state as unknown as Record<string, unknown>, { m: opt.m, v: opt.v });
     }
     this.lastFile = file;
-    if (lead) pruneCheckpoints(cfg.outDir, cfg.keep, [step]);
+    if (lead) pruneCheckpoints(cfg.outDir, cfg.keep, [step], cfg.majorEvery);
     comm.barrier(); // nobody reads a checkpoint directory rank 0 is still changing
     this.run.print(`checkpoint: ${file}`);
     // a checkpoint newer than the last rollback target: the run has moved past the trouble

@@ -63,6 +63,11 @@ export interface TrainConfig {
   shuffle: number;
   /** skip the update of a step whose loss or grad-norm z-score exceeds this (0 = never) */
   skipUpdateZ: number;
+  /** llm.c's -sl / -sg: separate z-score limits for the loss and the gradient norm (0 = skipUpdateZ's) */
+  skipLossZ: number;
+  skipNormZ: number;
+  /** llm.c's -nm: checkpoints at multiples of this are major: --keep never prunes them (0 = none) */
+  majorEvery: number;
   /** on a non-finite loss/norm: "stop" with a diagnosis, or "rollback" to the last checkpoint with a lower LR */
   onNan: "stop" | "rollback";
   /** LR multiplier applied at each rollback */
@@ -127,6 +132,9 @@ export const DEFAULTS: TrainConfig = {
   dtype: "fp32",
   shuffle: 1, // unshuffled epochs repeat the same batch order: periodic loss patterns (build-nanogpt PR #52)
   skipUpdateZ: 0, // off, as llm.c; 5-6 catches real spikes
+  skipLossZ: 0,
+  skipNormZ: 0,
+  majorEvery: 0,
   onNan: "stop",
   rollbackLrFactor: 0.5,
   zero: 0,
@@ -185,7 +193,8 @@ function validate(c: TrainConfig, source: string): TrainConfig {
   if (c.group < 2) throw new TrainConfigError(`${source}: group must be at least 2 (advantages compare the answers of a group), got ${c.group}`);
   if (!(c.rlTemperature > 0)) throw new TrainConfigError(`${source}: the sampling temperature must be > 0, got ${c.rlTemperature}`);
   if (!(c.clipRange > 0 && c.clipRange < 1)) throw new TrainConfigError(`${source}: clipRange must be in (0, 1), got ${c.clipRange}`);
-  if (!(c.skipUpdateZ >= 0)) throw new TrainConfigError(`${source}: skipUpdateZ must be >= 0`);
+  for (const k of ["skipUpdateZ", "skipLossZ", "skipNormZ"] as const) if (!(c[k] >= 0)) throw new TrainConfigError(`${source}: ${k} must be >= 0`);
+  if (!Number.isInteger(c.majorEvery) || c.majorEvery < 0) throw new TrainConfigError(`${source}: majorEvery must be a non-negative integer`);
   if (c.onNan !== "stop" && c.onNan !== "rollback") throw new TrainConfigError(`${source}: onNan must be stop or rollback, got "${c.onNan}"`);
   if (!(c.rollbackLrFactor > 0 && c.rollbackLrFactor < 1)) throw new TrainConfigError(`${source}: rollbackLrFactor must be in (0, 1)`);
   if (!(c.finalLrFrac >= 0 && c.finalLrFrac <= 1)) throw new TrainConfigError(`${source}: finalLrFrac must be in [0, 1], got ${c.finalLrFrac}`);

@@ -363,9 +363,11 @@ class Run implements CheckpointedRun {
     }
     const zLoss = this.lossDet.update(loss), zNorm = this.normDet.update(norm);
     let skipped = hooks.skipStep === step + 1;
-    if (cfg.skipUpdateZ > 0 && (zLoss > cfg.skipUpdateZ || zNorm > cfg.skipUpdateZ)) {
+    const lossLimit = cfg.skipLossZ || cfg.skipUpdateZ, normLimit = cfg.skipNormZ || cfg.skipUpdateZ;
+    if ((lossLimit > 0 && zLoss > lossLimit) || (normLimit > 0 && zNorm > normLimit)) {
       skipped = true;
-      this.print(`step ${step + 1}: skipping the update, loss z ${zLoss.toFixed(1)}, norm z ${zNorm.toFixed(1)} (limit ${cfg.skipUpdateZ})`);
+      const limit = lossLimit === normLimit ? `limit ${lossLimit}` : `limits ${lossLimit || "-"}/${normLimit || "-"}`;
+      this.print(`step ${step + 1}: skipping the update, loss z ${zLoss.toFixed(1)}, norm z ${zNorm.toFixed(1)} (${limit})`);
     }
     if (!skipped) {
       this.opt.update(lr);

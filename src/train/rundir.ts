@@ -29,12 +29,14 @@ export function latestCheckpoint(outDir: string): string | null {
 }
 
 /**
- * Keeps the newest `keep` checkpoints, the steps in `protect` (the one just written, the newest verified one), and
- * their optimizer shards; removes the rest.
+ * Keeps the newest `keep` checkpoints, the steps in `protect` (the one just written) and the major ones (multiples of
+ * majorEvery), with their optimizer shards; removes the rest.
  */
-export function pruneCheckpoints(outDir: string, keep: number, protect: number[]): void {
+export function pruneCheckpoints(outDir: string, keep: number, protect: number[], majorEvery = 0): void {
   const steps = listCheckpoints(outDir).map((c) => c.step);
-  const kept = new Set([...steps.slice(Math.max(0, steps.length - keep)), ...protect]);
+  // major checkpoints (llm.c's -nm) are never pruned
+  const majors = majorEvery > 0 ? steps.filter((s) => s % majorEvery === 0) : [];
+  const kept = new Set([...steps.slice(Math.max(0, steps.length - keep)), ...protect, ...majors]);
   for (const f of fs.readdirSync(outDir)) {
     const m = CKPT_RE.exec(f) ?? SHARD_RE.exec(f);
     if (m && !kept.has(Number(m[1]))) fs.rmSync(path.join(outDir, f));

@@ -3,6 +3,7 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { test } from "node:test";
+import { parseTrainArgs } from "../../src/cli/train.js";
 import { loadNativeAddon } from "../../src/kernels/native.js";
 import { CLI, fixture, readJson, tmpDir } from "../helpers.js";
 
@@ -63,21 +64,71 @@ test("convert: HF -> llm.c -> gpt2ts -> HF keeps every weight bit-identical", ()
   assert.ok(fs.readFileSync(path.join(dir, "hf", "model.safetensors")).equals(fs.readFileSync(fixture("ref-small", "model.safetensors"))));
 });
 
-test("--help: the command list, and each command's flags", () => {
+test("--help: the command list, and each command's flags with effective defaults; --version; bare -h", () => {
   const all = gpt2(["--help"]);
   assert.equal(all.status, 0);
-  assert.match(all.stdout, /gpt2 sample +--model PATH/);
+  assert.match(all.stdout, /gpt2 sample +KV-cached sampling/);
+  const commands = [...all.stdout.matchAll(/^  gpt2 (\S+) /gm)].map((m) => m[1]);
+  assert.ok(commands.length >= 19, all.stdout);
+  const subs: Record<string, string[]> = { rm: ["train", "score"], eval: ["loss", "hellaswag", "chat"], demo: ["", "assistant"] };
+  for (const c of commands) {
+    for (const sub of subs[c] ?? [""]) {
+      const r = gpt2([c, ...(sub ? [sub] : []), "--help"]);
+      assert.equal(r.status, 0, `${c} ${sub}: ${r.stderr}`);
+      assert.match(r.stdout, new RegExp(`^usage: gpt2 ${c}`), `${c} ${sub}`);
+      // placeholders are not defaults: every listed default is what the command uses
+      assert.doesNotMatch(r.stdout, /\(default (-1|"")\)/, `${c} ${sub}`);
+    }
+  }
   const sample = gpt2(["sample", "--help"]);
-  assert.equal(sample.status, 0, sample.stderr);
-  assert.match(sample.stdout, /^usage: gpt2 sample --model PATH \(--prompt TEXT/);
+  assert.match(sample.stdout, /^usage: gpt2 sample --model PATH\|NAME \(--prompt TEXT \| --prompt-file FILE/);
+  assert.match(sample.stdout, /--top-k K +sample among the K most likely tokens \(0 = all\) \(default 0\)/);
   const train = gpt2(["train", "--help"]);
-  assert.equal(train.status, 0, train.stderr);
-  assert.match(train.stdout, /-x, --max-steps +steps \(-1: one epoch\) +\(default -1\)/);
-  const sft = gpt2(["sft", "--help"]);
-  assert.equal(sft.status, 0, sft.stderr);
-  assert.match(sft.stdout, /--data +training data/);
-  assert.match(sft.stdout, /--too-long +truncate or skip rows longer than -t +\(default "truncate"\)/);
+  assert.match(train.stdout, /-x, --max-steps N +optimizer steps \(default one epoch of the training data\)/);
+  assert.match(train.stdout, /-l, --learning-rate N +peak learning rate \(default 3e-4 from scratch/);
+  assert.match(train.stdout, /--skip-loss-z N .*\(llm.c's -sl\)/);
   assert.match(train.stdout, /-pi mpi\|tcp\|fs/);
+  const sft = gpt2(["sft", "--help"]);
+  assert.match(sft.stdout, /--data VALUE +training data/);
+  assert.match(sft.stdout, /--too-long VALUE +truncate or skip rows longer than -t \(default truncate\)/);
+  // -h alone is help; in train, -h N is llm.c's HellaSwag flag
+  assert.equal(gpt2(["sample", "-h"]).stdout, sample.stdout);
+  assert.equal(gpt2(["train", "-h"]).stdout, train.stdout);
+  assert.equal(gpt2(["train", "-h", "-b", "4"]).stdout, train.stdout);
+  const pkg = JSON.parse(fs.readFileSync(path.join(path.dirname(CLI), "..", "..", "..", "package.json"), "utf8"));
+  assert.equal(gpt2(["--version"]).stdout, `gpt2ts ${pkg.version}\n`);
+});
+
+test("flags: negative values parse (-x -1, --temperature -1 refused with its reason); llm.c's -sl -sg -nm -w -ge -f", () => {
+  const t = gpt2(["sample", "--model", fixture("ref-small"), "--prompt", "x", "--temperature", "-1"]);
+  assert.equal(t.status, 2);
+  assert.match(t.stderr, /^gpt2: --temperature must be >= 0, got -1/);
+  const cfg = parseTrainArgs(["-i", "a.bin", "-x", "-1", "-u", "-1", "-sl", "3.5", "-sg", "4", "-nm", "1000", "-h", "1"].map((a) => a), "train");
+  assert.deepEqual([cfg.maxSteps, cfg.warmup, cfg.skipLossZ, cfg.skipNormZ, cfg.majorEvery, cfg.hellaswag], [-1, -1, 3.5, 4, 1000, 1]);
+  const w0 = gpt2(["train", "-i", fixture("tiny_shard.bin"), "-w", "0"]);
+  assert.equal(w0.status, 2);
+  assert.match(w0.stderr, /^gpt2: -w 0 \(no fp32 master weights\) is not offered: .*--dtype bf16/);
+  // accepted ones say what they mean, then the run goes on (here it stops at the missing data file)
+  const ge = gpt2(["train", "-i", "/no/such/*.bin", "-ge", "1", "-f", "0", "-w", "1"]);
+  assert.match(ge.stderr, /note: -ge 1: GELU fusion .*ignored/);
+  assert.match(ge.stderr, /note: -f 0: fp32 matmuls are full fp32/);
+  assert.match(ge.stderr, /note: -w 1: the weights are kept in fp32/);
+  assert.match(ge.stderr, /\/no\/such\/\*\.bin/);
+});
+
+test("sample: the prompt from --prompt-file or stdin, the same as --prompt", () => {
+  const dir = tmpDir();
+  fs.writeFileSync(path.join(dir, "p.txt"), "Hello");
+  const args = ["--model", fixture("ref-gpt2vocab"), "--max-new-tokens", "4", "--temperature", "0", "--json", "--no-stop", "--backend", "js"];
+  const viaArg = gpt2(["sample", "--prompt", "Hello", ...args]);
+  const viaFile = gpt2(["sample", "--prompt-file", path.join(dir, "p.txt"), ...args]);
+  const viaStdin = gpt2(["sample", ...args], "Hello");
+  assert.equal(viaArg.status, 0, viaArg.stderr);
+  assert.equal(viaFile.stdout, viaArg.stdout);
+  assert.equal(viaStdin.stdout, viaArg.stdout);
+  const missing = gpt2(["sample", "--prompt-file", path.join(dir, "none.txt"), ...args]);
+  assert.equal(missing.status, 2);
+  assert.match(missing.stderr, /none\.txt/);
 });
 
 test("errors: unknown command, unknown flag, missing file, malformed checkpoint: one line, non-zero exit", () => {

@@ -19,12 +19,12 @@ function allTokens(files: string[]): number[] {
   return files.flatMap((f) => Array.from(readShardTokens(readShardHeader(f), 0, readShardHeader(f).tokens)));
 }
 
-/** splits a token stream at EOTs into the documents' token lists */
+/** splits a token stream at EOTs into the documents' token lists (tokens before the first EOT, a document's tail, left out) */
 function docsOf(tokens: number[]): number[][] {
   const docs: number[][] = [];
   for (const t of tokens) {
     if (t === EOT_TOKEN) docs.push([]);
-    else docs[docs.length - 1].push(t);
+    else docs.at(-1)?.push(t);
   }
   return docs;
 }
@@ -84,11 +84,47 @@ test("prepare: parquet input (FineWeb layout) and a weighted mixture with realis
   assert.deepEqual(docsOf(allTokens(one.shards)).map((d) => decode(d)), texts);
   const mix = await prepare({
     inputs: [{ name: "web", path: path.join(dir, "web.parquet"), weight: 0.7 }, { name: "books", path: path.join(dir, "books.txt"), weight: 0.3 }],
-    outDir: path.join(dir, "o2"), name: "m", shardSize: 1e6, valTokens: 100, workers: 2, docSeparator: "\n\n", maxTokens: 3000,
+    outDir: path.join(dir, "o2"), name: "m", shardSize: 1e6, valTokens: 100, workers: 2, docSeparator: "\n\n", maxTokens: 3000, repeat: true,
   });
   assert.equal(mix.tokens, 3000);
   const docShare = mix.mixture.web.tokens / (mix.mixture.web.tokens + mix.mixture.books.tokens);
   assert.ok(Math.abs(docShare - 0.7 * 9.5 / (0.7 * 9.5 + 0.3 * 12)) < 0.08, `web share ${docShare}`);
+});
+
+test("prepare: --val-tokens beyond the corpus is refused and leaves nothing behind", async () => {
+  const dir = tmpDir();
+  fs.writeFileSync(path.join(dir, "small.txt"), "A small corpus.\n\nTwo paragraphs of it.\n\n");
+  const out = path.join(dir, "out");
+  await assert.rejects(prepare({ inputs: [{ name: "s", path: path.join(dir, "small.txt") }], outDir: out, name: "s", shardSize: 1000, valTokens: 1000, workers: 1, docSeparator: "\n\n" }),
+    /the input holds 1\d tokens, and --val-tokens 1,000 takes them all for validation: nothing is left to train on \(try --val-tokens 1, a tenth\)/);
+  assert.deepEqual(fs.readdirSync(out), []);
+});
+
+test("prepare: --max-tokens is a cap (a mixture stops when an input runs out); --repeat revisits inputs, never validation documents", async () => {
+  const dir = tmpDir();
+  const a = Array.from({ length: 30 }, (_, i) => `Alpha document ${i}, with words.`);
+  const b = Array.from({ length: 30 }, (_, i) => `Beta document ${i}, other words.`);
+  fs.writeFileSync(path.join(dir, "a.txt"), a.join("\n\n") + "\n\n");
+  fs.writeFileSync(path.join(dir, "b.txt"), b.join("\n\n") + "\n\n");
+  const inputs = [{ name: "a", path: path.join(dir, "a.txt"), weight: 1 }, { name: "b", path: path.join(dir, "b.txt"), weight: 1 }];
+  const base = { inputs, name: "m", shardSize: 200, valTokens: 60, workers: 1, docSeparator: "\n\n" };
+  const fractions: number[] = [];
+  const capped = await prepare({ ...base, outDir: path.join(dir, "cap"), maxTokens: 1_000_000, onProgress: (p) => fractions.push(p.fraction) });
+  const corpusTokens = [...a, ...b].reduce((n, d) => n + encode(d + "\n\n").length + 1, 0);
+  assert.ok(capped.tokens < corpusTokens, `${capped.tokens} tokens from a ${corpusTokens}-token corpus`);
+  const seen = docsOf(allTokens(capped.shards)).map((d) => decode(d));
+  assert.equal(new Set(seen).size, seen.length, "a document was written twice without --repeat");
+  assert.ok(fractions.every((x) => x >= 0 && x <= 1), `progress ${Math.max(...fractions)}`);
+  const repeated = await prepare({ ...base, outDir: path.join(dir, "rep"), maxTokens: 3 * corpusTokens, repeat: true, onProgress: (p) => fractions.push(p.fraction) });
+  assert.equal(repeated.tokens, 3 * corpusTokens);
+  assert.ok(repeated.mixture.a.passes >= 2 && repeated.mixture.b.passes >= 2 && capped.mixture.a.passes === 1, JSON.stringify(repeated.mixture));
+  assert.ok(fractions.every((x) => x >= 0 && x <= 1), `progress ${Math.max(...fractions)}`);
+  // documents wholly inside the validation shard never appear in a train shard
+  const valDocs = docsOf(allTokens(repeated.shards.slice(0, 1))).slice(0, -1).map((d) => decode(d));
+  const trainDocs = new Set(docsOf(allTokens(repeated.shards.slice(1))).map((d) => decode(d)));
+  assert.ok(valDocs.length >= 2);
+  for (const d of valDocs) assert.ok(!trainDocs.has(d), `validation document ${JSON.stringify(d)} is also in training`);
+  await assert.rejects(prepare({ ...base, outDir: path.join(dir, "bad"), repeat: true }), /--repeat needs --max-tokens/);
 });
 
 test("shards: a bad magic, a truncated file and out-of-vocab ids are refused with the file named", () => {

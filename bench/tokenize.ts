@@ -8,7 +8,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { get_encoding } from "tiktoken";
-import { builtinCorpusFiles } from "../src/data/builtin.js";
+import { builtinCorpus } from "../src/data/builtin.js";
 import { prepare } from "../src/data/prepare.js";
 
 const { values } = parseArgs({ options: { input: { type: "string" }, repeat: { type: "string" } } });
@@ -40,7 +40,8 @@ async function measure(label: string, texts: string[]): Promise<void> {
 const text = fs.readFileSync(shakespeare, "utf8");
 await measure(`${path.basename(shakespeare)} x ${repeat}`, Array.from({ length: repeat }, () => text));
 if (!values.input) {
-  await measure("State of the Union, 233 addresses", builtinCorpusFiles().map((f) => fs.readFileSync(f, "utf8")));
+  const sotu = fs.readFileSync(builtinCorpus(fs.mkdtempSync(path.join(os.tmpdir(), "sotu-"))), "utf8").trim().split("\n");
+  await measure("State of the Union, 233 addresses", sotu.map((l) => (JSON.parse(l) as { text: string }).text));
   // a larger corpus of distinct documents that every Debian machine has: Python sources (code is part of web data)
   const py = "/usr/lib/python3/dist-packages";
   if (fs.existsSync(py)) {

@@ -1,4 +1,5 @@
 // gpt2ts library API.
+/// <reference types="node" preserve="true" />
 export * from "./model/config.js";
 export { paramLayout, countParams, type ParamLayout, type TensorSpec } from "./model/layout.js";
 export { GPT2, ShapeError, type RecomputeLevel } from "./model/gpt2.js";

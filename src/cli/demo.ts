@@ -3,7 +3,7 @@
 
 import * as os from "node:os";
 import * as path from "node:path";
-import { builtinCorpusDir } from "../data/builtin.js";
+import { builtinCorpus } from "../data/builtin.js";
 import { prepare } from "../data/prepare.js";
 import { loadNativeAddon } from "../kernels/native.js";
 import { cpuPeakGflops } from "../kernels/peak.js";
@@ -56,7 +56,7 @@ export async function demoCommand(argv: string[]): Promise<void> {
   say("gpt2ts demo: a small GPT-2 learns English from the State of the Union addresses (1790-2016, built in).");
   const t0 = performance.now();
   const data = await prepare({
-    inputs: [{ name: "sotu", path: path.join(builtinCorpusDir(), "*.txt") }], outDir: path.join(out, "data"), name: "sotu",
+    inputs: [{ name: "sotu", path: builtinCorpus(path.join(out, "data")) }], outDir: path.join(out, "data"), name: "sotu",
     shardSize: 10_000_000, valTokens: 65_536, workers: os.availableParallelism(),
   });
   say(`data: ${data.tokens.toLocaleString()} GPT-2 tokens from ${data.documents} addresses in ${((performance.now() - t0) / 1000).toFixed(1)}s ` +
@@ -112,7 +112,7 @@ async function assistantDemo(argv: string[]): Promise<void> {
   try {
     say(`1/6 pretraining a tiny GPT-2 on the built-in English corpus (${preSteps} steps)`);
     await prepare({
-      inputs: [{ name: "sotu", path: path.join(builtinCorpusDir(), "*.txt") }], outDir: path.join(out, "data"), name: "sotu",
+      inputs: [{ name: "sotu", path: builtinCorpus(path.join(out, "data")) }], outDir: path.join(out, "data"), name: "sotu",
       shardSize: 10_000_000, valTokens: 65_536, workers: os.availableParallelism(),
     });
     const pre = await run(undefined, {

@@ -53,7 +53,7 @@ export function loadNativeAddon(): { addon: NativeAddon | null; error: string } 
       error = (e as Error).message.split("\n")[0];
     }
   }
-  cached = { addon: null, error: `native addon not built (${error}); run "npm install" with g++ available` };
+  cached = { addon: null, error: `native addon not built (${error}); build it with g++ available: "npm install" in a checkout, or "npm install-scripts approve gpt2ts && npm rebuild gpt2ts" where gpt2ts was installed from npm` };
   return cached;
 }
 

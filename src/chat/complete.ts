@@ -77,7 +77,7 @@ function isLowSurrogate(c: number): boolean { return c >= 0xdc00 && c <= 0xdfff;
 
 /** A cache for n samples long enough for the prompt and the answer (at most the model's context). */
 export function cacheFor(model: GPT2, n: number, promptLength: number, maxTokens: number): KVCache {
-  return new KVCache(model, n, Math.min(model.config.blockSize, promptLength + maxTokens));
+  return new KVCache(model, n, Math.min(model.context, promptLength + maxTokens));
 }
 
 /**

@@ -32,8 +32,8 @@ export class ChatSession {
   /** Starts over with a new system message ("" for none). */
   setSystem(text: string): void {
     const head = text ? [EOT_TOKEN, CHAT_TOKENS.system, ...encodeOrdinary(text), CHAT_TOKENS.end] : [EOT_TOKEN];
-    if (head.length > this.model.config.blockSize / 2) {
-      throw new RangeError(`the system message (${head.length} tokens) takes more than half the model's context (${this.model.config.blockSize})`);
+    if (head.length > this.model.context / 2) {
+      throw new RangeError(`the system message (${head.length} tokens) takes more than half the model's context (${this.model.context})`);
     }
     this.reset();
     this.head = head;
@@ -62,7 +62,7 @@ export class ChatSession {
    * (also when cut by maxTokens, `signal`, or the caller leaving the loop). Returns why it ended.
    */
   async *say(text: string, o: Omit<CompletionOptions, "stopTokens" | "stopText">, rng: Rng, signal?: AbortSignal): AsyncGenerator<string, FinishReason> {
-    const blockSize = this.model.config.blockSize;
+    const blockSize = this.model.context;
     const turn = [CHAT_TOKENS.user, ...encodeOrdinary(text), CHAT_TOKENS.end, CHAT_TOKENS.assistant];
     // refused before anything changes: the conversation stays as it was
     if (this.head.length + turn.length + 1 > blockSize) {

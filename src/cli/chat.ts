@@ -3,7 +3,7 @@
 
 import * as readline from "node:readline";
 import { ChatSession } from "../chat/session.js";
-import { loadModel } from "../io/load.js";
+import { loadModel, requireGpt2Tokenizer } from "../io/load.js";
 import { Rng } from "../util/rng.js";
 import { BACKEND_OPTIONS, backendFromFlags, num, parse, randomSeed, SAMPLING_OPTIONS, samplingFromFlags, UsageError, modelPath, commandHelp } from "./common.js";
 
@@ -28,12 +28,14 @@ export async function chatCommand(argv: string[]): Promise<void> {
   if (!values.model) throw new UsageError("--model PATH is required (a model fine-tuned on conversations with gpt2 sft)");
   const sampling = samplingFromFlags(values, { maxTokens: 256, temperature: 0.7 });
   const rng = new Rng(num(values.seed, "seed", randomSeed(), { int: true }));
-  const model = loadModel(await modelPath(values.model), backendFromFlags(values), "language-model");
+  const file = await modelPath(values.model);
+  requireGpt2Tokenizer(file, "gpt2 chat (the chat template)");
+  const model = loadModel(file, backendFromFlags(values), "language-model");
   let session: ChatSession;
   try { session = new ChatSession(model, values.system); } catch (e) { throw new UsageError(`${values.model}: ${(e as Error).message}`); }
   const tty = process.stdin.isTTY && process.stdout.isTTY;
   const out = (s: string) => process.stdout.write(s);
-  if (tty) out(`chatting with ${values.model} (${model.config.nLayer} layers, context ${model.config.blockSize} tokens). ${HELP}\n`);
+  if (tty) out(`chatting with ${values.model} (${model.config.nLayer} layers, context ${model.context} tokens). ${HELP}\n`);
   const rl = readline.createInterface({ input: process.stdin, output: tty ? process.stdout : undefined, terminal: tty });
   let answering: AbortController | null = null;
   // Ctrl-C: stop the answer being written; at the prompt, quit

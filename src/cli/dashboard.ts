@@ -6,7 +6,7 @@ import * as path from "node:path";
 import { startDashboard } from "../dashboard/server.js";
 import { writePlot } from "../dashboard/plot.js";
 import type { RunMetrics } from "../dashboard/charts.js";
-import { readMetrics } from "../train/log.js";
+import { readMetrics, readRunConfig, readRunStatus } from "../train/log.js";
 import { num, parse, UsageError, commandHelp } from "./common.js";
 
 function runsFrom(dirs: string[]): () => RunMetrics[] {
@@ -22,7 +22,8 @@ function runsFrom(dirs: string[]): () => RunMetrics[] {
   const warn = (m: string) => { if (!said.has(m)) { said.add(m); process.stderr.write(`gpt2: warning: ${m}\n`); } };
   return () => dirs.map((d) => {
     const name = path.basename(path.resolve(d));
-    try { return { name, metrics: readMetrics(d, warn) }; } catch (e) { warn((e as Error).message); return { name, metrics: [] }; }
+    const extra = { config: readRunConfig(d), status: readRunStatus(d) };
+    try { return { name, metrics: readMetrics(d, warn), ...extra }; } catch (e) { warn((e as Error).message); return { name, metrics: [], ...extra }; }
   });
 }
 
@@ -36,12 +37,16 @@ export const help = commandHelp({
 });
 
 export const plotHelp = commandHelp({
-  usage: "gpt2 plot DIR... [-o loss.png|.svg|.html] [--ref 3.28] [--log]",
-  about: "Loss and evaluation curves of runs as a still image or a page.",
+  usage: "gpt2 plot DIR... [-o loss.png|.svg|.html] [--ref 3.28] [--log] [--title T] [--x step|tokens|time]",
+  about: "Loss and evaluation curves of runs (gpt2 train -o folders or llm.c log folders) as a still image or a page,\n" +
+    "one colour per run, named in the legend.",
   flags: {
     out: { type: "string", short: "o", arg: "FILE", help: "the output: .png, .svg or .html", shown: "loss.png" },
-    ref: { type: "string", multiple: true, arg: "V", help: "a reference line (repeatable; values below 1 go on the HellaSwag panel)" },
+    ref: { type: "string", multiple: true, arg: "V", help: "a reference line (repeatable; values below 1 go on the HellaSwag panel); the y range includes it" },
     log: { type: "boolean", help: "log-scale loss" },
+    title: { type: "string", arg: "T", help: "the title", shown: "the runs' names" },
+    x: { type: "string", arg: "step|tokens|time", help: "the x axis: optimizer steps, tokens seen, or hours", shown: "step" },
+    smoothing: { type: "string", arg: "S", help: "exponential moving average of the train curves, 0 to 0.99 (the raw curve stays faint)", shown: "0" },
   },
 });
 
@@ -59,6 +64,10 @@ export async function plotCommand(argv: string[]): Promise<void> {
   const refs = ((values.ref ?? []) as string[]).map((r) => num(r, "ref", 0));
   const out = values.out ?? "loss.png";
   if (![".png", ".svg", ".html"].includes(path.extname(out).toLowerCase())) throw new UsageError(`-o ${out}: use a .png, .svg or .html file`);
-  writePlot(out, runsFrom(positionals)(), { refs, logScale: values.log });
+  const x = values.x ?? "step";
+  if (x !== "step" && x !== "tokens" && x !== "time") throw new UsageError(`--x expects step, tokens or time, got "${x}"`);
+  const runs = runsFrom(positionals)();
+  const title = values.title ?? runs.map((r) => r.name).join(", ");
+  writePlot(out, runs, { refs, logScale: values.log, title, x, smoothing: num(values.smoothing, "smoothing", 0, { min: 0, max: 0.99 }) });
   process.stdout.write(`wrote ${out}\n`);
 }

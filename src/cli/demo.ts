@@ -194,7 +194,7 @@ async function accuracy(model: string, data: string, backend: ReturnType<typeof 
 /** how often a reward model scores a pair's chosen answer above its rejected one */
 async function pairAccuracy(model: string, data: string, backend: ReturnType<typeof backendFromFlags>): Promise<string> {
   const m = loadModel(model, backend, "reward-model");
-  const pairs = new PairData(readPairs(data), { B: 16, T: m.config.blockSize, shuffle: false });
+  const pairs = new PairData(readPairs(data), { B: 16, T: m.context, shuffle: false });
   m.allocate(32, Math.max(...pairs.rows.flat().map((r) => r.ids.length)));
   let right = 0, n = 0;
   for (let k0 = 0; k0 < pairs.rows.length; k0 += 16) {

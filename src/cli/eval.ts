@@ -9,7 +9,7 @@ import { evaluateHellaswag, hellaswagFile, HELLASWAG_REFERENCES, readHellaswag }
 import { datasetLoss, sequenceLoss } from "../eval/loss.js";
 import { readExamples } from "../data/sft.js";
 import { evaluateChat } from "../eval/chat.js";
-import { loadModel } from "../io/load.js";
+import { loadModel, requireGpt2Tokenizer } from "../io/load.js";
 import { CHAT_VOCAB_SIZE } from "../tokenizer/bpe.js";
 import { countParams } from "../model/layout.js";
 import { BACKEND_OPTIONS, backendFromFlags, modelPath, num, parse, parseIds, progress, UsageError, type CommandHelp } from "./common.js";
@@ -71,7 +71,7 @@ async function evalLoss(argv: string[]): Promise<void> {
   const model = loadModel(await modelPath(values.model), backendFromFlags(values));
   let loss: number, tokens: number;
   if (values.data) {
-    const T = num(values.seq, "seq", Math.min(1024, model.config.blockSize), { int: true, min: 1, max: model.config.blockSize });
+    const T = num(values.seq, "seq", Math.min(1024, model.context), { int: true, min: 1, max: model.context });
     const B = num(values.batch, "batch", 4, { int: true, min: 1 });
     const loader = new DataLoader(values.data, B, T, { vocabSize: model.config.vocabSize });
     const batches = num(values.batches, "batches", loader.batchesPerEpoch, { int: true, min: 1 });
@@ -111,7 +111,9 @@ async function evalHellaswag(argv: string[]): Promise<void> {
   const { values } = parse(argv, helps.hellaswag.flags);
   if (!values.model) throw new UsageError("--model PATH is required");
   const examples = readHellaswag(await hellaswagFile(values.data, (u) => process.stderr.write(`downloading ${u}\n`)), num(values.limit, "limit", 0, { int: true, min: 0 }));
-  const model = loadModel(await modelPath(values.model), backendFromFlags(values));
+  const file = await modelPath(values.model);
+  requireGpt2Tokenizer(file, "HellaSwag");
+  const model = loadModel(file, backendFromFlags(values));
   const t0 = performance.now();
   const p = values.json ? null : progress("  examples");
   const r = evaluateHellaswag(model, examples, num(values.batch, "batch", 4, { int: true, min: 1 }), (done, total, accNorm) => {
@@ -138,7 +140,9 @@ async function evalChat(argv: string[]): Promise<void> {
   const limit = num(values.limit, "limit", 0, { int: true, min: 0 });
   const rows = readExamples(values.data).map((r) => r.example);
   const examples = limit > 0 ? rows.slice(0, limit) : rows;
-  const model = loadModel(await modelPath(values.model), backendFromFlags(values), "language-model");
+  const file = await modelPath(values.model);
+  requireGpt2Tokenizer(file, "gpt2 eval chat");
+  const model = loadModel(file, backendFromFlags(values), "language-model");
   if (examples.some((e) => e.kind === "chat") && model.config.vocabSize < CHAT_VOCAB_SIZE) {
     // a base model scored on conversations: it gets the chat tokens as SFT would give them, untrained
     model.extendVocab(CHAT_VOCAB_SIZE);

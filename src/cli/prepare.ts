@@ -26,6 +26,7 @@ export const help = commandHelp({
     workers: { type: "string", arg: "N", help: "tokenizer threads", shown: "all cores" },
     cache: { type: "string", arg: "DIR", help: "where downloads go", shown: "~/.cache/gpt2ts/datasets" },
     seed: { type: "string", arg: "S", help: "the mixture's draw", shown: "1337" },
+    tokenizer: { type: "string", arg: "gpt2|char", help: "char: a character-level vocabulary (nanoGPT's shakespeare_char), saved as NAME_tokenizer.json; the last 10% validates", shown: "gpt2" },
   },
   more: "Downloads honour GPT2_DATA_URL (tinyshakespeare) and HF_ENDPOINT (fineweb-edu). Progress is one updating line on a\n" +
     "terminal and a line per 10% otherwise.",
@@ -44,6 +45,9 @@ export async function prepareCommand(argv: string[]): Promise<void> {
   const tty = !!process.stderr.isTTY;
   let shownTenth = -1;
   const cache = values.cache ?? path.join(os.homedir(), ".cache", "gpt2ts", "datasets");
+  const tokenizer = values.tokenizer ?? "gpt2";
+  if (tokenizer !== "gpt2" && tokenizer !== "char") throw new UsageError(`--tokenizer expects gpt2 or char, got "${tokenizer}"`);
+  if (tokenizer === "char" && (values.mix || values.repeat)) throw new UsageError("--tokenizer char reads its inputs whole and in order: --mix and --repeat are for BPE corpora");
   let defaults = { valTokens: 100_000_000, shardSize: 100_000_000, docSeparator: undefined as string | undefined };
   let inputs: PrepareInput[] = [];
   if (dataset) {
@@ -98,7 +102,9 @@ export async function prepareCommand(argv: string[]): Promise<void> {
     inputs, outDir, name,
     shardSize: num(values["shard-size"], "shard-size", defaults.shardSize, { int: true, min: 1 }),
     valTokens: num(values["val-tokens"], "val-tokens", defaults.valTokens, { int: true, min: 1 }),
-    docSeparator: values["doc-separator"]?.replace(/\\n/g, "\n") ?? defaults.docSeparator,
+    // character-level text is one stream, as nanoGPT's (no <|endoftext|> between a dataset's paragraphs unless asked)
+    docSeparator: values["doc-separator"]?.replace(/\\n/g, "\n") ?? (tokenizer === "char" ? undefined : defaults.docSeparator),
+    tokenizer, valFraction: tokenizer === "char" && values["val-tokens"] === undefined ? 0.1 : undefined,
     field: values.field,
     maxTokens,
     repeat: values.repeat,
@@ -116,6 +122,7 @@ export async function prepareCommand(argv: string[]): Promise<void> {
   }).catch((e: Error) => { if (e instanceof RangeError) throw new UsageError(e.message); throw e; });
   if (tty) process.stderr.write("\n");
   const secs = (performance.now() - t0) / 1000;
+  if (r.vocabulary) process.stdout.write(`character-level: a vocabulary of ${r.vocabulary} characters + <|endoftext|> (${path.join(outDir, `${name}_tokenizer.json`)})\n`);
   process.stdout.write(`${r.tokens.toLocaleString("en-US")} tokens from ${r.documents.toLocaleString("en-US")} documents in ${r.shards.length} shards ` +
     `(${r.skippedShards} already done) under ${outDir} in ${secs.toFixed(1)}s\n`);
   if (inputs.length > 1) {

@@ -48,7 +48,7 @@ async function rmScore(argv: string[]): Promise<void> {
     }
   }
   const model = loadModel(file, backendFromFlags(values));
-  const T = Math.min(model.config.blockSize, Math.max(...items.flatMap((i) => i.seqs.map((s) => s.ids.length))));
+  const T = Math.min(model.context, Math.max(...items.flatMap((i) => i.seqs.map((s) => s.ids.length))));
   model.allocate(2, T);
   let pairs = 0, preferred = 0;
   for (const item of items) {

@@ -1,9 +1,8 @@
 // gpt2 sample --model PATH (--prompt TEXT | --prompt-file F | --prompt-ids 1,2,3 | stdin) [...]: KV-cached sampling.
 
-import { loadModel } from "../io/load.js";
-import { EOT } from "../model/config.js";
+import { FormatError } from "../io/files.js";
+import { loadModel, modelTokenizer } from "../io/load.js";
 import { generate } from "../model/generate.js";
-import { decode, encode, StreamDecoder } from "../tokenizer/bpe.js";
 import { Rng } from "../util/rng.js";
 import * as fs from "node:fs";
 import { BACKEND_OPTIONS, backendFromFlags, modelPath, num, parse, parseIds, readStdin, SAMPLING_OPTIONS, UsageError, commandHelp } from "./common.js";
@@ -48,21 +47,30 @@ export async function sampleCommand(argv: string[]): Promise<void> {
   const topP = num(values["top-p"], "top-p", 1.0, { min: 0, max: 1 });
   const seed = num(values.seed, "seed", 1337, { int: true });
   const numSamples = num(values["num-samples"], "num-samples", 1, { int: true, min: 1 });
-  const model = loadModel(await modelPath(values.model), backendFromFlags(values), "language-model");
+  const file = await modelPath(values.model);
+  const model = loadModel(file, backendFromFlags(values), "language-model");
+  // GPT-2's BPE, or the character vocabulary the model was trained with
+  const tok = modelTokenizer(file);
   const V = model.config.vocabSize;
-  const prompt = text !== undefined ? encode(text, { allowSpecial: true }) : parseIds(values["prompt-ids"]!, "--prompt-ids");
-  if (prompt.length === 0) prompt.push(EOT);
+  let prompt: number[];
+  try {
+    prompt = text !== undefined ? tok.encode(text, { allowSpecial: true }) : parseIds(values["prompt-ids"]!, "--prompt-ids");
+  } catch (e) {
+    if (e instanceof FormatError) throw new UsageError(`the prompt: ${e.message}`);
+    throw e;
+  }
+  if (prompt.length === 0) prompt.push(tok.eot);
   const bad = prompt.find((i) => i >= V);
   if (bad !== undefined) throw new UsageError(`prompt token ${bad} is outside the model's vocabulary [0, ${V})`);
   const rng = new Rng(seed);
   for (let s = 0; s < numSamples; s++) {
-    const dec = new StreamDecoder();
-    if (!values.json) process.stdout.write((numSamples > 1 ? `--- sample ${s + 1}\n` : "") + (text ?? decode(prompt)));
+    const dec = tok.decoder();
+    if (!values.json) process.stdout.write((numSamples > 1 ? `--- sample ${s + 1}\n` : "") + (text ?? tok.decode(prompt)));
     const [ids] = generate(model, prompt, 1, rng, {
-      maxNewTokens: maxNew, temperature, topK, topP, stopAtEot: !values["no-stop"],
+      maxNewTokens: maxNew, temperature, topK, topP, stopAtEot: false, stopTokens: values["no-stop"] ? [] : [tok.eot],
       onToken: values.json ? undefined : (_b, tok) => process.stdout.write(dec.push(tok)),
     });
-    if (values.json) process.stdout.write(JSON.stringify({ ids, text: decode(ids) }) + "\n");
+    if (values.json) process.stdout.write(JSON.stringify({ ids, text: tok.decode(ids) }) + "\n");
     else process.stdout.write(dec.flush() + "\n");
     // a model that ends at once (its first token is <|endoftext|>) would otherwise print nothing, silently
     if (ids.length === 0 && !values["no-stop"]) process.stderr.write(`(the model ended the text at once with <|endoftext|>; --no-stop goes on past it)\n`);

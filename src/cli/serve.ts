@@ -2,7 +2,7 @@
 // OpenAI's API and a chat page for one model, on 127.0.0.1 unless --host says otherwise.
 
 import * as path from "node:path";
-import { loadModel } from "../io/load.js";
+import { loadModel, requireGpt2Tokenizer } from "../io/load.js";
 import { startServer } from "../serve/server.js";
 import { CHAT_VOCAB_SIZE } from "../tokenizer/bpe.js";
 import { BACKEND_OPTIONS, backendFromFlags, num, parse, randomSeed, UsageError, modelPath, commandHelp } from "./common.js";
@@ -27,16 +27,18 @@ export const help = commandHelp({
 export async function serveCommand(argv: string[]): Promise<void> {
   const { values } = parse(argv, help.flags);
   if (!values.model) throw new UsageError("--model PATH is required (a gpt2ts checkpoint, a Hugging Face directory or an llm.c .bin)");
-  const model = loadModel(await modelPath(values.model), backendFromFlags(values), "language-model");
+  const file = await modelPath(values.model);
+  requireGpt2Tokenizer(file, "gpt2 serve (OpenAI's API speaks GPT-2 tokens and the chat template)");
+  const model = loadModel(file, backendFromFlags(values), "language-model");
   // a run's checkpoint is named after its run folder (runs/facts-rl/checkpoint_00000300.gpt2ts: facts-rl)
-  const file = path.resolve(values.model);
-  const name = values.name ?? (/^checkpoint_\d+\.gpt2ts$/.test(path.basename(file)) ? path.basename(path.dirname(file)) : path.basename(file).replace(/\.gpt2ts$/, ""));
+  const given = path.resolve(values.model);
+  const name = values.name ?? (/^checkpoint_\d+\.gpt2ts$/.test(path.basename(given)) ? path.basename(path.dirname(given)) : path.basename(given).replace(/\.gpt2ts$/, ""));
   let server;
   try {
     server = await startServer({
       model, name, host: values.host, port: num(values.port, "port", 8000, { int: true, min: 0, max: 65535 }),
       maxQueue: num(values["max-queue"], "max-queue", 16, { int: true, min: 0 }),
-      maxTokens: num(values["max-tokens"], "max-tokens", model.config.blockSize, { int: true, min: 1, max: model.config.blockSize }),
+      maxTokens: num(values["max-tokens"], "max-tokens", model.context, { int: true, min: 1, max: model.context }),
       maxBodyBytes: num(values["max-body"], "max-body", 1 << 20, { int: true, min: 1024 }),
       maxN: num(values["max-n"], "max-n", 8, { int: true, min: 1, max: 64 }),
       seed: randomSeed(),

@@ -11,7 +11,7 @@ import { CudaBackend } from "../kernels/cuda.js";
 import { loadNativeAddon } from "../kernels/native.js";
 import { cpuPeakGflops } from "../kernels/peak.js";
 import { DEFAULTS, mergeConfig, type TrainConfig } from "../train/config.js";
-import type { StepMetrics } from "../train/log.js";
+import { readRunStatus, type StepMetrics } from "../train/log.js";
 import { AllRanksError, train } from "../train/loop.js";
 import { dpoTask, rewardModelTask } from "../train/preference.js";
 import { rlTask } from "../train/rl.js";
@@ -336,7 +336,10 @@ async function trainRank(cfg: TrainConfig, dash: ReturnType<typeof dashboardFlag
   const signal = { stop: false };
   const live: StepMetrics[] = [];
   const dashboard = dash.on && comm.rank === 0 ? await startDashboard({
-    runs: () => [{ name: cfg.outDir ? path.basename(path.resolve(cfg.outDir)) : "run", metrics: live }],
+    runs: () => [{
+      name: cfg.outDir ? path.basename(path.resolve(cfg.outDir)) : "run", metrics: live,
+      config: { ...cfg, task: task.kind }, status: cfg.outDir ? readRunStatus(cfg.outDir) : null,
+    }],
     port: dash.port === undefined ? 0 : num(dash.port, "dashboard-port", 0, { int: true, min: 0, max: 65535 }), host: dash.host,
   }) : null;
   if (dashboard) process.stdout.write(`dashboard: ${dashboard.url}\n`);
@@ -345,7 +348,7 @@ async function trainRank(cfg: TrainConfig, dash: ReturnType<typeof dashboardFlag
     // test hooks (see test/train): a gradient spike, or an unconditional skip, at a given step
     const envStep = (k: string) => (process.env[k] ? Number(process.env[k]) : undefined);
     const r = await train(cfg, backend, {
-      print: (l) => process.stdout.write(l + "\n"), signal, peakGflops: peak, onMetrics: (m) => live.push(m),
+      print: (l) => process.stdout.write(l + "\n"), signal, peakGflops: peak, onMetrics: (m) => live.push({ ...m, time: new Date().toISOString() }),
       spikeStep: envStep("GPT2_TEST_SPIKE_STEP"), skipStep: envStep("GPT2_TEST_SKIP_STEP"),
       afterStep: rankFaultHook(comm.rank),
     }, comm, task);
@@ -356,6 +359,24 @@ async function trainRank(cfg: TrainConfig, dash: ReturnType<typeof dashboardFlag
     }
   } finally {
     release();
-    await dashboard?.close();
+    if (dashboard) await keepDashboard(dashboard, cfg.outDir, signal.stop);
   }
+}
+
+/**
+ * After the run, the page stays up for a person at a terminal (until Ctrl-C) so the finished curves can still be
+ * read; a script (no terminal) is not kept waiting: the page closes, with the command that reopens it.
+ */
+async function keepDashboard(d: { url: string; close(): Promise<void> }, outDir: string, interrupted: boolean): Promise<void> {
+  const reopen = outDir ? `gpt2 dashboard ${outDir}` : "gpt2 dashboard DIR (give -o DIR to keep the logs)";
+  if (process.stdout.isTTY && process.stdin.isTTY && !interrupted) {
+    process.stdout.write(`the dashboard stays up at ${d.url} (Ctrl-C to close it; later: ${reopen})\n`);
+    await new Promise<void>((resolve) => {
+      const done = () => { process.off("SIGINT", done); process.off("SIGTERM", done); process.off("SIGHUP", done); resolve(); };
+      process.once("SIGINT", done); process.once("SIGTERM", done); process.once("SIGHUP", done);
+    });
+  } else {
+    process.stdout.write(`dashboard closed; reopen it with: ${reopen}\n`);
+  }
+  await d.close();
 }

@@ -34,6 +34,8 @@ export interface LoaderOptions {
   rank?: number;
   worldSize?: number;
   vocabSize?: number;
+  /** the token that starts a document (shuffling moves whole documents): GPT-2's <|endoftext|> unless given */
+  eot?: number;
   /** shuffle shards and documents every epoch (seeded); off = llm.c's sequential order */
   shuffle?: boolean;
   seed?: number;
@@ -44,6 +46,7 @@ export class DataLoader implements BatchSource {
   readonly rank: number;
   readonly worldSize: number;
   readonly vocabSize: number;
+  readonly eot: number;
   readonly shuffle: boolean;
   readonly seed: number;
   private pos: LoaderPosition;
@@ -57,6 +60,7 @@ export class DataLoader implements BatchSource {
     this.rank = opts.rank ?? 0;
     this.worldSize = opts.worldSize ?? 1;
     this.vocabSize = opts.vocabSize ?? 50257;
+    this.eot = opts.eot ?? 50256;
     this.shuffle = opts.shuffle ?? false;
     this.seed = opts.seed ?? 1337;
     const worldSize = this.worldSize;
@@ -116,7 +120,7 @@ export class DataLoader implements BatchSource {
     const tokens = readShardTokens(info, 0, info.tokens, this.vocabSize);
     // documents start at each <|endoftext|>; tokens before the first EOT form a document of their own
     const starts: number[] = [0];
-    for (let i = 1; i < tokens.length; i++) if (tokens[i] === 50256) starts.push(i);
+    for (let i = 1; i < tokens.length; i++) if (tokens[i] === this.eot) starts.push(i);
     starts.push(tokens.length);
     const order = new Rng(mix(this.seed, this.pos.epoch, this.pos.shard + 1)).permutation(starts.length - 1);
     const out = new Uint16Array(tokens.length);

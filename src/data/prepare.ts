@@ -7,6 +7,7 @@ import * as path from "node:path";
 import { Worker } from "node:worker_threads";
 import { FormatError } from "../io/files.js";
 import { Rng } from "../util/rng.js";
+import { CharTokenizer, shardTokenizerPath } from "../tokenizer/tokenizer.js";
 import { readShardHeader, writeShard } from "./shard.js";
 import { inputBytes, readDocuments, type Doc, type SourceOptions } from "./sources.js";
 import { makeDir } from "../util/fs.js";
@@ -34,6 +35,14 @@ export interface PrepareOptions extends SourceOptions {
    */
   repeat?: boolean;
   seed?: number;
+  /**
+   * "char": a character-level vocabulary (nanoGPT's shakespeare_char): the inputs' distinct characters, sorted, plus
+   * <|endoftext|>, written to NAME_tokenizer.json; the inputs are read whole and in order, the LAST `valTokens` (or
+   * `valFraction` of the) tokens validate, as nanoGPT's last 10 %. Default "gpt2": GPT-2's BPE.
+   */
+  tokenizer?: "gpt2" | "char";
+  /** char: the validation share when valTokens is not given */
+  valFraction?: number;
   onProgress?: (p: Progress) => void;
 }
 
@@ -52,6 +61,8 @@ export interface PrepareResult {
   tokens: number;
   skippedShards: number;
   documents: number;
+  /** tokenizer char: the distinct characters */
+  vocabulary?: number;
   /** realised share of tokens per input, and over how many passes of it (the last perhaps partly) they were read */
   mixture: Record<string, { tokens: number; share: number; passes: number }>;
 }
@@ -101,8 +112,17 @@ async function* mixedDocuments(o: PrepareOptions): AsyncGenerator<MixedDoc> {
   }
 }
 
+/** Shards of an earlier run under this name that the new ones would not all overwrite (and its vocabulary). */
+function removeOldShards(o: PrepareOptions, keepTokenizer: boolean): void {
+  if (!fs.existsSync(o.outDir)) return;
+  const mine = new RegExp(`^${o.name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}_(train|val)_\\d{6}\\.bin$`);
+  for (const f of fs.readdirSync(o.outDir)) if (mine.test(f)) fs.rmSync(path.join(o.outDir, f), { force: true });
+  if (!keepTokenizer) fs.rmSync(shardTokenizerPath(o.outDir, o.name), { force: true });
+}
+
 export async function prepare(o: PrepareOptions): Promise<PrepareResult> {
   if (o.inputs.length === 0) throw new FormatError("no input given");
+  if (o.tokenizer === "char") return prepareChars(o);
   if (o.shardSize < 1 || o.valTokens < 1) throw new RangeError("--shard-size and --val-tokens must be positive");
   if (o.repeat && o.maxTokens === undefined) throw new RangeError("--repeat needs --max-tokens (how many tokens to stop at)");
   makeDir(o.outDir);
@@ -116,6 +136,8 @@ export async function prepare(o: PrepareOptions): Promise<PrepareResult> {
     const intact = old.key === key && old.shards.every((s) => { try { return readShardHeader(s.file).tokens === s.tokens; } catch { return false; } });
     if (intact) manifest = old;
   }
+  // a fresh start: no shard of another run (other options, or character-level) may be left to mix into this one's
+  if (manifest.shards.length === 0) removeOldShards(o, false);
   const skippedShards = manifest.shards.length;
   if (manifest.done) {
     const tokens = manifest.shards.reduce((a, s) => a + s.tokens, 0);
@@ -237,4 +259,55 @@ export async function prepare(o: PrepareOptions): Promise<PrepareResult> {
   manifest.documents = documents;
   saveManifest();
   return { shards: manifest.shards.map((s) => s.file), tokens: manifest.shards.reduce((a, s) => a + s.tokens, 0), skippedShards, documents, mixture };
+}
+
+/**
+ * Character-level shards (see PrepareOptions.tokenizer): small corpora, held in memory. Every document starts with
+ * <|endoftext|>, as with BPE; the validation shard is the end of the stream, as nanoGPT's split.
+ */
+async function prepareChars(o: PrepareOptions): Promise<PrepareResult> {
+  if (o.repeat) throw new RangeError("--repeat is for BPE mixtures; --tokenizer char reads its inputs whole, in order");
+  const t0 = performance.now();
+  const docs: { text: string; starts: boolean }[] = [];
+  const totalBytes = o.inputs.reduce((a, i) => a + inputBytes(i.path), 0);
+  let bytes = 0;
+  const stats = new Map(o.inputs.map((i) => [i.name, { tokens: 0, passes: 1 }]));
+  const inputOf: string[] = [];
+  for (const input of o.inputs) {
+    for await (const d of readDocuments(input.path, o)) { docs.push(d); inputOf.push(input.name); bytes += d.bytes; }
+  }
+  const tok = CharTokenizer.fromText(docs.map((d) => d.text));
+  if (tok.vocabSize > 65536) throw new RangeError(`the inputs hold ${tok.chars.length} distinct characters; shards store ids in 16 bits (at most 65,535)`);
+  let total = 0;
+  for (const d of docs) total += (d.starts ? 1 : 0) + [...d.text].length;
+  if (o.maxTokens !== undefined) total = Math.min(total, o.maxTokens);
+  const ids = new Uint16Array(total);
+  let n = 0, documents = 0;
+  for (let k = 0; k < docs.length && n < total; k++) {
+    const d = docs[k], before = n;
+    if (d.starts) { ids[n++] = tok.eot; documents++; }
+    for (const id of tok.encode(d.text)) { if (n >= total) break; ids[n++] = id; }
+    stats.get(inputOf[k])!.tokens += n - before;
+  }
+  // nanoGPT's split: the first int(n * 0.9) characters train (here after the leading <|endoftext|>), the rest validate
+  const valTokens = o.valFraction !== undefined ? total - Math.floor(total * (1 - o.valFraction)) : o.valTokens;
+  if (valTokens < 1 || valTokens >= total) {
+    throw new RangeError(`the input${o.inputs.length > 1 ? "s hold" : " holds"} ${total.toLocaleString("en-US")} characters, and --val-tokens ` +
+      `${valTokens.toLocaleString("en-US")} leaves ${valTokens >= total ? "nothing to train on" : "nothing to validate on"} (try --val-tokens ${Math.max(1, Math.floor(total / 10))}, a tenth)`);
+  }
+  makeDir(o.outDir);
+  removeOldShards(o, true);
+  fs.rmSync(path.join(o.outDir, `${o.name}_manifest.json`), { force: true });
+  const trainEnd = total - valTokens;
+  const shards = [shardName(o, 0)];
+  writeShard(shards[0], ids.subarray(trainEnd));
+  for (let at = 0, i = 1; at < trainEnd; at += o.shardSize, i++) {
+    shards.push(shardName(o, i));
+    writeShard(shards[i], ids.subarray(at, Math.min(trainEnd, at + o.shardSize)));
+  }
+  fs.writeFileSync(shardTokenizerPath(o.outDir, o.name), JSON.stringify(tok.spec) + "\n");
+  o.onProgress?.({ tokens: total, bytes, totalBytes, shards: shards.length, seconds: (performance.now() - t0) / 1000, fraction: 1 });
+  const mixture: PrepareResult["mixture"] = {};
+  for (const [name, st] of stats) mixture[name] = { tokens: st.tokens, share: total ? st.tokens / total : 0, passes: st.passes };
+  return { shards, tokens: total, skippedShards: 0, documents, mixture, vocabulary: tok.chars.length };
 }

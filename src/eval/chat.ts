@@ -15,12 +15,12 @@ export async function evaluateChat(model: GPT2, examples: Example[], o: { maxTok
   const details: ChatEvalDetail[] = [];
   const rng = new Rng(0); // greedy: never drawn from
   let correct = 0;
-  const cache = cacheFor(model, 1, model.config.blockSize, 0); // one cache for every row, reset for each
+  const cache = cacheFor(model, 1, model.context, 0); // one cache for every row, reset for each
   for (const [index, ex] of examples.entries()) {
     const { prompt, answer: reference, chat } = promptAndAnswer(ex);
     // room for the reference's length twice over: a longer answer is wrong anyway
     const maxTokens = o.maxTokens ?? 2 * encodeOrdinary(reference).length + 8;
-    const ids = prompt.slice(-(model.config.blockSize - 1));
+    const ids = prompt.slice(-(model.context - 1));
     cache.reset();
     let answer = "";
     for await (const ev of complete(model, cache, ids, { maxTokens, temperature: 0, stopTokens: chat ? [CHAT_TOKENS.end, EOT_TOKEN] : [EOT_TOKEN] }, rng)) {

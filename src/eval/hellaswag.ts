@@ -92,7 +92,7 @@ export function renderExample(ex: HellaExample, maxT: number): { rows: number[][
 
 export function evaluateHellaswag(model: GPT2, examples: HellaExample[], examplesPerBatch = 4,
   onProgress?: (done: number, total: number, accNorm: number) => void): HellaResult {
-  const maxT = model.config.blockSize;
+  const maxT = model.context;
   const rendered = examples.map((e) => renderExample(e, maxT));
   let longest = 2;
   for (const r of rendered) for (const row of r.rows) longest = Math.max(longest, row.length);

@@ -14,7 +14,7 @@ export interface LossResult {
  * position is predicted exactly once.
  */
 export function sequenceLoss(model: GPT2, seqs: ArrayLike<number>[], onProgress?: (done: number) => void): LossResult {
-  const maxT = model.config.blockSize;
+  const maxT = model.context;
   let longest = 1;
   for (const s of seqs) longest = Math.max(longest, Math.min(s.length - 1, maxT));
   model.allocate(1, longest);

@@ -6,7 +6,7 @@
 
 import * as fs from "node:fs";
 import type { Backend, Tensor } from "../kernels/backend.js";
-import { sameShape, validateConfig, describeConfig, type GPT2Config } from "../model/config.js";
+import { PRESETS, sameShape, validateConfig, describeConfig, type GPT2Config } from "../model/config.js";
 import { GPT2 } from "../model/gpt2.js";
 import { crc32 } from "../util/crc32.js";
 import { FormatError, floatBytes, readExact, readFloatsInto, requireFile, writeFileAtomic } from "./files.js";
@@ -181,9 +181,24 @@ export function readOptimizerRange(sources: OptimizerSource[], lo: number, hi: n
 export function loadCheckpoint(file: string, backend: Backend): { model: GPT2; header: CheckpointHeader } {
   const header = readCheckpointHeader(file);
   const model = new GPT2(header.config, backend);
+  model.context = trainedContext(header.state, header.config.blockSize);
   const fd = fs.openSync(file, "r");
   try { readSection(file, fd, header, "params", backend, model.params); } finally { fs.closeSync(fd); }
   return { model, header };
+}
+
+/**
+ * The context a checkpoint's weights were trained for: recorded as `context`; in checkpoints from before that, a
+ * run from a preset (-e d12) trained -t positions, and one from a model kept that model's block.
+ */
+export function trainedContext(state: Record<string, unknown>, blockSize: number): number {
+  const c = state.context;
+  if (Number.isInteger(c) && (c as number) > 0) return Math.min(blockSize, c as number);
+  const cfg = state.config as { init?: unknown; seqLen?: unknown } | undefined;
+  if (cfg && typeof cfg.init === "string" && PRESETS[cfg.init] && Number.isInteger(cfg.seqLen) && (cfg.seqLen as number) > 0) {
+    return Math.min(blockSize, cfg.seqLen as number);
+  }
+  return blockSize;
 }
 
 /** Restores params and optimizer state into an existing model (shape checked) for resuming a run. */

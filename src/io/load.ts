@@ -8,6 +8,7 @@ import { CHECKPOINT_MAGIC, loadCheckpoint, readCheckpointHeader, saveCheckpoint 
 import { FormatError } from "./files.js";
 import { loadHF, saveHF } from "./hf.js";
 import { LLMC_MODEL_MAGIC, loadLlmc, saveLlmc } from "./llmc.js";
+import { gpt2Tokenizer, tokenizerFromSpec, type Tokenizer } from "../tokenizer/tokenizer.js";
 
 export type ModelFormat = "hf" | "llmc" | "gpt2ts";
 
@@ -54,6 +55,21 @@ export function readModelKind(p: string): { kind: "language-model" | "reward-mod
   if (detectFormat(p) !== "gpt2ts") return { kind: "language-model" };
   const state = readCheckpointHeader(p).state as { modelKind?: string; scoreRow?: number };
   return state.modelKind === "reward-model" ? { kind: "reward-model", scoreRow: state.scoreRow } : { kind: "language-model" };
+}
+
+/**
+ * The tokenizer a model was trained with: a character vocabulary recorded in a gpt2ts checkpoint (gpt2 prepare
+ * --tokenizer char), else GPT-2's.
+ */
+export function modelTokenizer(p: string): Tokenizer {
+  if (detectFormat(p) !== "gpt2ts") return gpt2Tokenizer;
+  return tokenizerFromSpec((readCheckpointHeader(p).state as { tokenizer?: unknown }).tokenizer, p);
+}
+
+/** Refuses a character-level model where GPT-2's tokenizer is needed (chat tokens, HellaSwag, HF/llm.c exports). */
+export function requireGpt2Tokenizer(p: string, what: string): void {
+  const t = modelTokenizer(p);
+  if (t.kind !== "gpt2") throw new FormatError(`${p} is a character-level model (${t.vocabSize - 1} characters); ${what} needs GPT-2's tokenizer`);
 }
 
 /** Output format from the path: a directory or no extension = HF, .bin = llm.c, anything else = gpt2ts. */

@@ -22,7 +22,7 @@ export class KVCache {
   /** tokens held in the cache */
   pos = 0;
 
-  constructor(readonly model: GPT2, readonly B: number, readonly maxT = model.config.blockSize) {
+  constructor(readonly model: GPT2, readonly B: number, readonly maxT = model.context) {
     const { nLayer: L, nEmbd: C, paddedVocabSize: Vp, blockSize } = model.config;
     if (maxT > blockSize) throw new RangeError(`KV cache length ${maxT} exceeds block size ${blockSize}`);
     const be = model.backend, BT = B * maxT;
@@ -150,11 +150,11 @@ export interface GenerateOptions extends SampleOptions {
  * When the context fills the block size, the window slides: the cache is rebuilt from the last half block.
  */
 export function generate(model: GPT2, prompt: number[], B: number, rng: Rng, opts: GenerateOptions, cache?: KVCache): number[][] {
-  const { blockSize, vocabSize: V, paddedVocabSize: Vp } = model.config;
+  const { vocabSize: V, paddedVocabSize: Vp } = model.config;
   if (prompt.length === 0) throw new RangeError("the prompt must hold at least one token (use <|endoftext|> = 50256 to start from nothing)");
   const kv = cache ?? new KVCache(model, B);
   const stopAtEot = opts.stopAtEot ?? true;
-  const histories = Array.from({ length: B }, () => prompt.slice(-blockSize));
+  const histories = Array.from({ length: B }, () => prompt.slice(-kv.maxT));
   const outs: number[][] = Array.from({ length: B }, () => []);
   const done = new Array<boolean>(B).fill(false);
   kv.reset();

@@ -92,9 +92,17 @@ export class GPT2 {
    */
   debugCheck?: (where: string, t: Tensor, n: number) => void;
 
+  /**
+   * The context the weights were trained for (<= blockSize): a model trained from scratch at -t 64 has learned
+   * positions 0..63 only, so generation slides its window there rather than reading untrained positions. Checkpoints
+   * record it; other formats and fresh models have the whole block.
+   */
+  context: number;
+
   /** recompute level; takes effect when activations are allocated */
   constructor(config: GPT2Config, readonly backend: Backend, public recompute: RecomputeLevel = 0) {
     this.config = config;
+    this.context = config.blockSize;
     this.layout = paramLayout(config);
     this.params = allocOrExplain(backend, this.layout.total, `the parameters of a GPT-2 with ${describeConfig(config)}`);
     this.p = this.views(this.params);

@@ -92,7 +92,7 @@ const UNSUPPORTED = ["tools", "functions", "tool_choice", "function_call", "logp
 
 export async function startServer(o: ServeOptions): Promise<Server> {
   const { model } = o;
-  const context = model.config.blockSize;
+  const context = model.context;
   const maxTokensLimit = Math.min(o.maxTokens ?? context, context);
   const maxBody = o.maxBodyBytes ?? 1 << 20;
   const maxN = o.maxN ?? 8;

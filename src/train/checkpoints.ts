@@ -20,6 +20,7 @@ import type { StepMetrics } from "./log.js";
 import type { OutlierDetector } from "./outliers.js";
 import { checkpointPath, listCheckpoints, optimizerShardPath, pruneCheckpoints } from "./rundir.js";
 import { AllRanksError } from "./setup.js";
+import type { CharTokenizerSpec } from "../tokenizer/tokenizer.js";
 
 /** What a checkpoint holds besides the weights and AdamW state. */
 export interface RunState {
@@ -37,6 +38,10 @@ export interface RunState {
   /** what the weights are: a language model, or a reward model whose score is the logit of wte row scoreRow */
   modelKind?: "language-model" | "reward-model";
   scoreRow?: number;
+  /** the positions the weights were trained for (GPT2.context) */
+  context?: number;
+  /** a character-level vocabulary (absent: GPT-2's BPE) */
+  tokenizer?: CharTokenizerSpec;
   /** the loss these weights give on the held batch, checked finite before the file was written */
   verified?: { loss: number };
   /** where the AdamW state is: in this file (absent), or in ZeRO-1 shard files beside it */

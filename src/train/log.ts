@@ -1,6 +1,7 @@
 // Run logs: main.log in llm.c's line format (existing plotting tools read it) and metrics.jsonl with every field.
 
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { ioError } from "../io/files.js";
 import { makeDir } from "../util/fs.js";
@@ -24,6 +25,8 @@ export interface StepMetrics {
   event?: string;
   /** tokens the loss was taken over in this step (SFT: the assistant tokens) */
   trained_tokens?: number;
+  /** when the record was written (ISO; metrics.jsonl and the live dashboard) */
+  time?: string;
 }
 
 export class RunLog {
@@ -34,6 +37,18 @@ export class RunLog {
     makeDir(dir);
     this.mainLog = path.join(dir, "main.log");
     this.metrics = path.join(dir, "metrics.jsonl");
+  }
+
+  /**
+   * status.json: what the run is doing (the dashboard's badge, progress and ETA), rewritten whole at each step. The
+   * process's pid and host let a reader tell a run that is still going from one that was killed (crashed).
+   */
+  status(s: { state: "running" | "finished" | "stopped" | "failed"; step: number; max_steps: number; eta_s?: number; message?: string }): void {
+    const file = path.join(this.dir, "status.json"), tmp = `${file}.${process.pid}.tmp`;
+    try {
+      fs.writeFileSync(tmp, JSON.stringify({ ...s, pid: process.pid, host: os.hostname(), updated: new Date().toISOString() }) + "\n");
+      fs.renameSync(tmp, file);
+    } catch { /* the status is a convenience: a full disk is reported by the logs and checkpoints */ }
   }
 
   writeConfig(config: object): void {
@@ -137,4 +152,33 @@ export function readMetrics(dir: string, warn: (message: string) => void = () =>
     return out;
   }
   throw new Error(`${dir} holds no metrics.jsonl or main.log`);
+}
+
+/** A run's status.json as the dashboard shows it; "running" with a pid that no longer exists here is "crashed". */
+export interface RunStatusRecord {
+  state: "running" | "finished" | "stopped" | "failed" | "crashed";
+  step: number;
+  max_steps: number;
+  eta_s?: number;
+  updated?: string;
+  message?: string;
+}
+
+export function readRunStatus(dir: string): RunStatusRecord | null {
+  let s: { state?: unknown; step?: unknown; max_steps?: unknown; pid?: unknown; host?: unknown };
+  try { s = JSON.parse(fs.readFileSync(path.join(dir, "status.json"), "utf8")); } catch { return null; }
+  if (!s || !["running", "finished", "stopped", "failed"].includes(s.state as string) || typeof s.step !== "number" || typeof s.max_steps !== "number") return null;
+  const out = s as RunStatusRecord & { pid?: number; host?: string };
+  if (out.state === "running" && out.host === os.hostname() && typeof out.pid === "number") {
+    try { process.kill(out.pid, 0); } catch (e) { if ((e as NodeJS.ErrnoException).code === "ESRCH") out.state = "crashed"; }
+  }
+  return out;
+}
+
+/** A run's config.json (its settings), or null. */
+export function readRunConfig(dir: string): Record<string, unknown> | null {
+  try {
+    const c = JSON.parse(fs.readFileSync(path.join(dir, "config.json"), "utf8")) as unknown;
+    return c && typeof c === "object" && !Array.isArray(c) ? (c as Record<string, unknown>) : null;
+  } catch { return null; }
 }

@@ -69,6 +69,9 @@ export async function train(cfg: TrainConfig, backend: Backend, hooks: TrainHook
   const run = await Run.setUp(cfg, backend, hooks, comm, task);
   try {
     return await run.loop();
+  } catch (e) {
+    run.status("failed", (e as Error).message.split("\n")[0]);
+    throw e;
   } finally {
     run.close();
   }
@@ -96,6 +99,8 @@ class Run implements CheckpointedRun {
   private lastTrain = NaN;
   private lastVal = NaN;
   private emaMs = 0;
+  /** the last step reached (status.json) */
+  private stepNow = 0;
 
   private constructor(
     readonly cfg: TrainConfig, private readonly backend: Backend, private readonly hooks: TrainHooks,
@@ -114,7 +119,7 @@ class Run implements CheckpointedRun {
     this.sampleRng = new Rng(cfg.seed + 1);
     this.log = cfg.outDir && this.lead ? new RunLog(cfg.outDir) : null;
     this.prompt = task.samplePrompt();
-    this.cache = cfg.sampleEvery > 0 ? new KVCache(model, 1, sampleCacheLength(model.config, cfg, this.prompt.ids.length)) : null;
+    this.cache = cfg.sampleEvery > 0 ? new KVCache(model, 1, sampleCacheLength(model.context, cfg, this.prompt.ids.length)) : null;
     this.overfitBatch = cfg.overfitSingleBatch ? loader.next() : null;
     // checkpoints are verified on a batch that never changes: the first validation batch, else the first training one
     this.held = (val ?? loader).heldBatch();
@@ -127,6 +132,7 @@ class Run implements CheckpointedRun {
       step, optStep: this.opt.step, loader: this.loader.position, sampleRng: this.sampleRng.state, lrScale: this.lrScale,
       outliers: { loss: this.lossDet.state, norm: this.normDet.state }, config: this.cfg, task: this.task.kind,
       modelKind: this.task.modelKind ?? "language-model", ...(this.task.modelKind === "reward-model" ? { scoreRow: REWARD_ROW } : {}),
+      ...(this.task.tokenizer?.spec ? { tokenizer: this.task.tokenizer.spec } : {}), context: this.model.context,
     };
   }
 
@@ -154,7 +160,7 @@ class Run implements CheckpointedRun {
     await task.init?.();
 
     // the memory plan, checked against free memory before the model exists
-    const shape = presetShape(cfg);
+    const shape = presetShape(cfg, task.tokenizer?.vocabSize);
     if (shape) {
       const plan = memoryPlan(shape, { ...cfg, batchSize: B }, N, backend.classifierRows, task.samplePrompt().ids.length);
       const avail = hooks.availableBytes ?? backend.freeBytes?.() ?? availableMemory();
@@ -165,8 +171,10 @@ class Run implements CheckpointedRun {
     }
 
     // the model: from -e (a preset or a checkpoint); a resumed run's checkpoint is shape-checked against it
-    const { model, fromScratch } = initModel(cfg, backend);
+    const { model, fromScratch } = initModel(cfg, backend, task.tokenizer);
     if (T > model.config.blockSize) throw new TrainConfigError(`-t ${T} exceeds the model's block size ${model.config.blockSize}`);
+    // the positions these weights will have learned: -t from scratch; a model's own (or -t, if longer) when fine-tuned
+    model.context = fromScratch ? T : Math.max(model.context, T);
     model.allocate(B, T);
     const adapted = task.prepareModel(model, print);
     // fine-tuning defaults (nanoGPT's Shakespeare fine-tune): a small LR and a short warmup unless given
@@ -175,6 +183,7 @@ class Run implements CheckpointedRun {
     model.zeroGrad();
     const dp = new DataParallel(model, comm, cfg.zero && N > 1 ? 1 : 0);
     const opt = new AdamW(model, { ...ADAMW_DEFAULTS, weightDecay: cfg.weightDecay }, dp.shard);
+    if (cfg.hellaswag && task.tokenizer && task.tokenizer.kind !== "gpt2") throw new TrainConfigError("-h 1: HellaSwag needs GPT-2's tokenizer, and this data is character-level");
     const hellaswag = cfg.hellaswag && lead
       ? readHellaswag(await hellaswagFile(cfg.hellaswagData || undefined, (u) => print(`downloading ${u}`), "--hellaswag-data FILE"), cfg.hellaswagLimit)
       : null;
@@ -229,6 +238,12 @@ class Run implements CheckpointedRun {
       `${cfg.lr > 0 && cfg.warmup >= 0 ? "" : this.fromScratch ? "" : " (fine-tuning defaults)"}; data ${cfg.shuffle ? "shuffled every epoch" : "in order"}`);
   }
 
+  /** status.json for the dashboard (rank 0, runs with -o) */
+  status(state: "running" | "finished" | "stopped" | "failed", message?: string, step = this.stepNow): void {
+    const eta = state === "running" && this.emaMs > 0 ? ((this.maxSteps - step) * this.emaMs) / 1000 : undefined;
+    this.log?.status({ state, step, max_steps: this.maxSteps, ...(eta !== undefined ? { eta_s: eta } : {}), ...(message ? { message } : {}) });
+  }
+
   emit(m: StepMetrics): void {
     if (!this.lead) return;
     this.log?.write(m);
@@ -251,6 +266,8 @@ class Run implements CheckpointedRun {
     }
     let epoch = this.loader.epoch;
     const trainStart = performance.now();
+    this.stepNow = this.startStep;
+    this.status("running");
     for (let step = this.startStep; step <= maxSteps; step++) {
       const last = step === maxSteps;
       await this.periodic(step, last);
@@ -279,7 +296,10 @@ class Run implements CheckpointedRun {
       hooks.afterStep?.(step + 1);
       // let signal handlers (Ctrl-C, SIGTERM, SIGHUP) run between steps
       await new Promise((res) => setImmediate(res));
-      if (hooks.signal?.stop) {
+      // with several ranks only the decision every rank agreed on in the step's all-reduce counts: a signal that
+      // reaches one rank after it (e.g. in the setImmediate above) would otherwise stop that rank alone, and the
+      // others would wait in the next step's collective (MPI_ERR_TRUNCATE); it is agreed on at the next step
+      if (this.N > 1 ? r.stopAgreed : hooks.signal?.stop) {
         this.print(`interrupted: writing a checkpoint at step ${step + 1}`);
         try {
           this.ckpt.write(step + 1);
@@ -287,9 +307,11 @@ class Run implements CheckpointedRun {
           if (!(e instanceof BadWeights)) throw e;
           this.ckpt.recover(step + 1, e.what, diagnoseNonFinite(this.model, [this.held]), false);
         }
+        this.status("stopped", `stopped by a signal at step ${step + 1}; -y 1 resumes it`);
         return { steps: step + 1, lastTrainLoss: this.lastTrain, lastValLoss: this.lastVal, checkpoint: this.ckpt.lastFile };
       }
     }
+    this.status("finished", undefined, maxSteps);
     return { steps: maxSteps, lastTrainLoss: this.lastTrain, lastValLoss: this.lastVal, checkpoint: this.ckpt.lastFile };
   }
 
@@ -312,7 +334,7 @@ class Run implements CheckpointedRun {
       this.emit({ step, hellaswag: h.accNorm });
     }
     if (lead && this.cache && samplesAt(cfg, step, this.startStep, last)) {
-      const text = sampleText(model, this.cache, this.sampleRng, this.prompt, cfg.genTokens);
+      const text = sampleText(model, this.cache, this.sampleRng, this.prompt, cfg.genTokens, this.task.tokenizer);
       const label = this.prompt.label ? `${this.prompt.label}\n→ ` : "";
       this.print(`sample at step ${step}:\n---\n${label}${text}\n---`);
       this.emit({ step, sample: label + text });
@@ -353,7 +375,9 @@ class Run implements CheckpointedRun {
     const agreed = new Float64Array([loss, hooks.signal?.stop ? 1 : 0, ...names.map((k) => sums[k] ?? 0)]);
     comm.allReduceSum(agreed);
     loss = total > 0 ? agreed[0] : NaN;
-    if (hooks.signal && agreed[1] > 0) hooks.signal.stop = true;
+    // not copied into hooks.signal.stop: a rank whose own signal arrives later would take it for a second one and
+    // quit at once
+    const stopAgreed = agreed[1] > 0;
     const metrics = metricMeans(objective, Object.fromEntries(names.map((k, i) => [k, agreed[2 + i]])), total);
     const norm = clipGradNorm(model, cfg.gradClip, dp.shard, (sq) => dp.sumOverShards(sq));
     const lr = learningRate(this.schedule, step) * this.lrScale;
@@ -373,7 +397,7 @@ class Run implements CheckpointedRun {
       this.opt.update(lr);
       dp.gatherParams();
     }
-    return { loss, norm, lr, zLoss, zNorm, skipped, ms: performance.now() - t0, tokens, trained: total, metrics };
+    return { loss, norm, lr, zLoss, zNorm, skipped, ms: performance.now() - t0, tokens, trained: total, metrics, stopAgreed };
   }
 
   /** the step line and the step's metrics record */
@@ -388,6 +412,8 @@ class Run implements CheckpointedRun {
     const lm = !this.task.objective;
     const mfu = lm ? stepFlops(this.model.config, this.cfg.seqLen, r.tokens, r.trained) / (r.ms / 1000) / 1e9 / ((this.hooks.peakGflops ?? NaN) * N) : NaN;
     const eta = ((maxSteps - step) * this.emaMs) / 1000;
+    this.stepNow = step;
+    this.status("running");
     const z = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : "-");
     const sft = this.task.kind === "sft";
     const formats = this.task.objective?.metrics ?? [];
@@ -415,4 +441,6 @@ interface StepResult {
   trained: number;
   /** the objective's metrics, means over the step's units */
   metrics: Record<string, number>;
+  /** whether any rank had been asked to stop when the step's all-reduce ran */
+  stopAgreed: boolean;
 }

@@ -6,7 +6,7 @@ import { evaluateHellaswag, type HellaExample } from "../eval/hellaswag.js";
 import { datasetLoss } from "../eval/loss.js";
 import { generate, type KVCache } from "../model/generate.js";
 import type { GPT2 } from "../model/gpt2.js";
-import { decode } from "../tokenizer/bpe.js";
+import { gpt2Tokenizer, type Tokenizer } from "../tokenizer/tokenizer.js";
 import type { Rng } from "../util/rng.js";
 import type { TrainConfig } from "./config.js";
 import { metricMeans, type Objective, type SamplePrompt } from "./task.js";
@@ -49,9 +49,9 @@ export function hellaswagScore(model: GPT2, examples: HellaExample[], B: number)
 }
 
 /** A sample from the task's prompt, at temperature 1 (as llm.c's), until a stop token or genTokens. */
-export function sampleText(model: GPT2, cache: KVCache, rng: Rng, prompt: SamplePrompt, genTokens: number): string {
+export function sampleText(model: GPT2, cache: KVCache, rng: Rng, prompt: SamplePrompt, genTokens: number, tokenizer: Tokenizer = gpt2Tokenizer): string {
   const room = Math.max(1, cache.maxT - prompt.ids.length);
   const [ids] = generate(model, prompt.ids.slice(-(cache.maxT - 1)), 1, rng,
     { maxNewTokens: Math.min(genTokens, room), temperature: 1, stopAtEot: prompt.stop.length > 0, stopTokens: prompt.stop }, cache);
-  return decode(ids);
+  return tokenizer.decode(ids);
 }

@@ -201,7 +201,7 @@ export function grpo(o: RlOptions): Objective {
   const caches = new Map<number, KVCache>();
   const cacheOf = (model: GPT2, G: number) => {
     let c = caches.get(G);
-    if (!c) { c = cacheFor(model, G, model.config.blockSize, 0); caches.set(G, c); }
+    if (!c) { c = cacheFor(model, G, model.context, 0); caches.set(G, c); }
     c.reset();
     return c;
   };

@@ -3,7 +3,8 @@
 
 import * as fs from "node:fs";
 import * as os from "node:os";
-import { loadModel } from "../io/load.js";
+import { loadModel, modelTokenizer } from "../io/load.js";
+import { gpt2Tokenizer, type Tokenizer } from "../tokenizer/tokenizer.js";
 import type { Backend } from "../kernels/backend.js";
 import { makeConfig, PRESETS, type GPT2Config } from "../model/config.js";
 import { CLASSIFIER_CHUNK, GPT2 } from "../model/gpt2.js";
@@ -28,20 +29,25 @@ export function availableMemory(): number {
 }
 
 /** The shape -e names when it is a preset (null for a checkpoint: its shape is known once it is read). */
-export function presetShape(cfg: TrainConfig): GPT2Config | null {
+export function presetShape(cfg: TrainConfig, vocabSize?: number): GPT2Config | null {
   if (!PRESETS[cfg.init]) return null;
-  return makeConfig(cfg.init, { nLayer: cfg.nLayer || undefined, nHead: cfg.nHead || undefined, nEmbd: cfg.nEmbd || undefined, blockSize: Math.max(1024, cfg.seqLen) });
+  return makeConfig(cfg.init, { nLayer: cfg.nLayer || undefined, nHead: cfg.nHead || undefined, nEmbd: cfg.nEmbd || undefined, blockSize: Math.max(1024, cfg.seqLen), vocabSize });
 }
 
 /** Builds the model named by -e: a preset from scratch, or weights from a checkpoint file/dir. */
-export function initModel(cfg: TrainConfig, backend: Backend): { model: GPT2; fromScratch: boolean } {
-  const shape = presetShape(cfg);
+export function initModel(cfg: TrainConfig, backend: Backend, tokenizer: Tokenizer = gpt2Tokenizer): { model: GPT2; fromScratch: boolean } {
+  const shape = presetShape(cfg, tokenizer.vocabSize);
   if (shape) {
     const model = new GPT2(shape, backend, cfg.recompute);
     model.initWeights(new Rng(cfg.seed));
     return { model, fromScratch: true };
   }
   if (cfg.nLayer || cfg.nHead || cfg.nEmbd) throw new TrainConfigError("--n-layer/--n-head/--n-embd only apply to a preset given with -e");
+  const has = modelTokenizer(cfg.init);
+  if (JSON.stringify(has.spec) !== JSON.stringify(tokenizer.spec)) {
+    const name = (t: Tokenizer) => (t.kind === "gpt2" ? "GPT-2's BPE" : `a ${t.vocabSize - 1}-character vocabulary`);
+    throw new TrainConfigError(`${cfg.init} was trained with ${name(has)}, but the data is tokenized with ${name(tokenizer)}`);
+  }
   const model = loadModel(cfg.init, backend);
   model.recompute = cfg.recompute;
   return { model, fromScratch: false };
@@ -52,14 +58,15 @@ export function memoryPlan(config: GPT2Config, cfg: TrainConfig, ranks = 1, clas
   const n = paramLayout(config).total;
   const adamw = cfg.zero && ranks > 1 ? Math.ceil(n / ranks) * 8 : n * 8;
   const acts = GPT2.activationFloats(config, cfg.batchSize, cfg.seqLen, cfg.recompute, classifierRows) * 4;
-  const kv = cfg.sampleEvery > 0 ? 2 * config.nLayer * sampleCacheLength(config, cfg, samplePromptLength) * config.nEmbd * 4 * 2 : 0;
+  const kv = cfg.sampleEvery > 0 ? 2 * config.nLayer * sampleCacheLength(Math.min(config.blockSize, cfg.seqLen), cfg, samplePromptLength) * config.nEmbd * 4 * 2 : 0;
   const plan = { params: n * 4, grads: n * 4, adamw, activations: acts, kvcache: kv, total: 0 };
   plan.total = plan.params + plan.grads + plan.adamw + plan.activations + plan.kvcache;
   return plan;
 }
 
-export function sampleCacheLength(config: GPT2Config, cfg: TrainConfig, promptLength: number): number {
-  return Math.min(config.blockSize, promptLength + cfg.genTokens);
+/** the periodic sample's KV cache: prompt and generated tokens, within the context the model is trained for */
+export function sampleCacheLength(context: number, cfg: TrainConfig, promptLength: number): number {
+  return Math.min(context, promptLength + cfg.genTokens);
 }
 
 export function describePlan(p: ReturnType<typeof memoryPlan>): string {

@@ -8,6 +8,8 @@ import { readExamples, SftData } from "../data/sft.js";
 import { countTargets, type Batch, type BatchSource } from "../data/source.js";
 import type { GPT2 } from "../model/gpt2.js";
 import { CHAT_TOKENS, CHAT_VOCAB_SIZE, EOT_TOKEN } from "../tokenizer/bpe.js";
+import { gpt2Tokenizer, shardTokenizer, type Tokenizer } from "../tokenizer/tokenizer.js";
+import { findShards } from "../data/loader.js";
 import { TrainConfigError, type TrainConfig } from "./config.js";
 
 /** The prompt of the periodic samples, and the tokens that end a sample. */
@@ -83,6 +85,11 @@ export interface TrainTask {
    */
   prepareModel(model: GPT2, print: (line: string) => void): string | null;
   samplePrompt(): SamplePrompt;
+  /**
+   * the data's tokenizer, known once open() ran: GPT-2's unless the shards carry a character vocabulary (a model from
+   * scratch then gets its size; a checkpoint must have been trained with the same)
+   */
+  tokenizer?: Tokenizer;
 }
 
 /**
@@ -101,16 +108,28 @@ export function addChatTokens(model: GPT2): string | null {
 
 /** Pretraining on llm.c token shards (-i, -j). */
 export function pretraining(): TrainTask {
-  return {
+  const task: TrainTask = {
     kind: "pretraining",
+    tokenizer: gpt2Tokenizer,
     open(cfg, rank, ranks) {
       if (!cfg.trainData) throw new TrainConfigError("no train shards: give -i 'DIR/NAME_train_*.bin' (make them with gpt2 prepare)");
-      const train = new DataLoader(cfg.trainData, cfg.batchSize, cfg.seqLen, { shuffle: cfg.shuffle === 1, seed: cfg.seed, rank, worldSize: ranks });
-      return { train, val: cfg.valData ? new DataLoader(cfg.valData, cfg.batchSize, cfg.seqLen) : null };
+      const files = findShards(cfg.trainData);
+      const tok = shardTokenizer(files[0]);
+      if (cfg.valData) {
+        const v = shardTokenizer(findShards(cfg.valData)[0]);
+        if (JSON.stringify(v.spec) !== JSON.stringify(tok.spec)) {
+          throw new TrainConfigError(`-i and -j were made with different tokenizers (${tok.kind}, ${v.kind}): prepare them together`);
+        }
+      }
+      task.tokenizer = tok;
+      const o = { vocabSize: tok.vocabSize, eot: tok.eot };
+      const train = new DataLoader(files, cfg.batchSize, cfg.seqLen, { ...o, shuffle: cfg.shuffle === 1, seed: cfg.seed, rank, worldSize: ranks });
+      return { train, val: cfg.valData ? new DataLoader(cfg.valData, cfg.batchSize, cfg.seqLen, o) : null };
     },
     prepareModel: () => null,
-    samplePrompt: () => ({ ids: [EOT_TOKEN], stop: [], label: "" }),
+    samplePrompt: () => ({ ids: [task.tokenizer!.eot], stop: [], label: "" }),
   };
+  return task;
 }
 
 /** Supervised fine-tuning on JSONL rows (--data, --val-data): conversations or prompt/completion pairs. */

@@ -9,6 +9,11 @@ import { loadNativeAddon } from "../kernels/native.js";
 import { cpuPeakGflops } from "../kernels/peak.js";
 import { DEFAULTS, mergeConfig } from "../train/config.js";
 import { train } from "../train/loop.js";
+import { benchTrain } from "../train/bench.js";
+import { generate } from "../model/generate.js";
+import { gpt2Tokenizer } from "../tokenizer/tokenizer.js";
+import { Rng } from "../util/rng.js";
+import { makeConfig } from "../model/config.js";
 import * as fs from "node:fs";
 import { FACTS_CHECKER, factsJsonl, factsPairsJsonl, factsPromptsJsonl } from "../chat/synthetic.js";
 import { PairData, readPairs } from "../data/pairs.js";
@@ -23,10 +28,11 @@ import { backendFromFlags, num, parse, stopOnSignals, BACKEND_OPTIONS, type Comm
 
 export const helps: Record<string, CommandHelp> = {
   "": {
-    usage: "gpt2 demo [--steps N] [--out DIR]   |   gpt2 demo assistant [...]",
+    usage: "gpt2 demo [--minutes M | --steps N] [--out DIR]   |   gpt2 demo assistant [...]",
     about: "The npm start job: a small GPT-2 learns English from the built-in corpus, offline, in a few minutes. gpt2 demo assistant --help: the assistant stages.",
     flags: {
-      steps: { type: "string", arg: "N", help: "training steps", shown: "300" },
+      minutes: { type: "string", arg: "M", help: "training time: the step count is what fits, from a step timed on this machine", shown: "3.5" },
+      steps: { type: "string", arg: "N", help: "training steps (instead of --minutes)", shown: "what --minutes allows" },
       out: { type: "string", arg: "DIR", help: "where the data, logs and checkpoints go", shown: "runs/demo" },
       threads: BACKEND_OPTIONS.threads, backend: BACKEND_OPTIONS.backend,
     },
@@ -51,7 +57,7 @@ export async function demoCommand(argv: string[]): Promise<void> {
   if (argv[0] === "assistant") return assistantDemo(argv.slice(1));
   const { values } = parse(argv, helps[""].flags);
   const out = values.out ?? path.join("runs", "demo");
-  const steps = num(values.steps, "steps", 300, { int: true, min: 1 });
+  const minutes = num(values.minutes, "minutes", 3.5, { min: 0.01 });
   const say = (s: string) => process.stdout.write(s + "\n");
   say("gpt2ts demo: a small GPT-2 learns English from the State of the Union addresses (1790-2016, built in).");
   const t0 = performance.now();
@@ -61,22 +67,47 @@ export async function demoCommand(argv: string[]): Promise<void> {
   });
   say(`data: ${data.tokens.toLocaleString()} GPT-2 tokens from ${data.documents} addresses in ${((performance.now() - t0) / 1000).toFixed(1)}s ` +
     `(${path.join(out, "data")})`);
-  const cfg = mergeConfig(DEFAULTS, {
-    trainData: path.join(out, "data", "sotu_train_*.bin"), valData: path.join(out, "data", "sotu_val_*.bin"), outDir: out,
-    init: "tiny", batchSize: 16, seqLen: 128, maxSteps: steps, lr: 2e-3, warmup: 20, schedule: "cosine", finalLrFrac: 0.1,
-    weightDecay: 0.1, valEvery: 50, valBatches: 8, sampleEvery: 50, genTokens: 48, checkpointEvery: 100, recompute: 0,
-  }, "demo");
   const backend = backendFromFlags({ backend: values.backend, threads: values.threads });
   const { addon } = loadNativeAddon();
+  const steps = values.steps !== undefined ? num(values.steps, "steps", 0, { int: true, min: 1 }) : stepsFor(minutes, backend, say);
+  const every = Math.max(1, Math.round(steps / 6));
+  const cfg = mergeConfig(DEFAULTS, {
+    trainData: path.join(out, "data", "sotu_train_*.bin"), valData: path.join(out, "data", "sotu_val_*.bin"), outDir: out,
+    ...DEMO, maxSteps: steps, valEvery: every, sampleEvery: 2 * every, checkpointEvery: 0,
+  }, "demo");
   const signal = { stop: false };
   const release = stopOnSignals(signal);
   const r = await train(cfg, backend, {
     print: say, signal, peakGflops: backend.name === "native" && addon ? cpuPeakGflops(addon) : NaN,
   }).finally(release);
   say(`\ndone: ${r.steps} steps in ${((performance.now() - t0) / 60000).toFixed(1)} min; train loss ${r.lastTrainLoss.toFixed(3)}, val loss ${r.lastValLoss.toFixed(3)}`);
-  say(`sample from it:  npx gpt2 sample --model ${r.checkpoint} --prompt "Fellow citizens" --max-new-tokens 60`);
+  if (!r.checkpoint) return;
+  // the samples above are drawn at temperature 1, as llm.c's; a cooler, top-k sample is what people read
+  const sampling = { temperature: 0.7, topK: 40 };
+  const model = loadModel(r.checkpoint, backend);
+  const [ids] = generate(model, gpt2Tokenizer.encode("Fellow citizens"), 1, new Rng(1), { maxNewTokens: 60, ...sampling, stopAtEot: true });
+  say(`\nFellow citizens${gpt2Tokenizer.decode(ids)}\n`);
+  say(`sample from it:  npx gpt2 sample --model ${r.checkpoint} --prompt "Fellow citizens" --max-new-tokens 60 --temperature ${sampling.temperature} --top-k ${sampling.topK}`);
   say(`logs:            ${path.join(out, "main.log")}, ${path.join(out, "metrics.jsonl")}`);
   say(`a bigger run:    npx gpt2 prepare tinyshakespeare && npx gpt2 train -i 'data/tinyshakespeare/tinyshakespeare_train_*.bin' -j 'data/tinyshakespeare/tinyshakespeare_val_*.bin' -e d6 -b 8 -t 256 -o runs/shakespeare`);
+}
+
+/**
+ * The demo's recipe, chosen by measuring val loss after the same wall time on 2 Zen 4 cores (BENCHMARKS.md, "The
+ * demo"): at ~3,100 tokens/s every shape is bound by the 50257-wide output layer, so a small batch buys more
+ * updates for the same tokens; the outlier guard skips the early spikes a high LR brings.
+ */
+const DEMO = {
+  init: "tiny", batchSize: 4, seqLen: 128, lr: 2e-3, warmup: 50, schedule: "cosine", finalLrFrac: 0.1,
+  weightDecay: 0.1, skipUpdateZ: 4, valBatches: 8, genTokens: 48, recompute: 0,
+} as const;
+
+/** the steps that fit in `minutes` on this machine: one timed step (after a warm-up), 85% of the time for steps */
+function stepsFor(minutes: number, backend: ReturnType<typeof backendFromFlags>, say: (s: string) => void): number {
+  const ms = benchTrain(makeConfig("tiny"), backend, DEMO.batchSize, DEMO.seqLen, 2, NaN).ms_per_step;
+  const steps = Math.max(20, Math.min(20_000, Math.round((minutes * 60_000 * 0.85) / ms / 10) * 10));
+  say(`a step takes ${ms.toFixed(0)} ms here: ${steps} steps fit in about ${minutes} minutes (--steps N or --minutes M to change it)`);
+  return steps;
 }
 
 /**

@@ -123,7 +123,7 @@ export async function prepareCommand(argv: string[]): Promise<void> {
   if (tty) process.stderr.write("\n");
   const secs = (performance.now() - t0) / 1000;
   if (r.vocabulary) process.stdout.write(`character-level: a vocabulary of ${r.vocabulary} characters + <|endoftext|> (${path.join(outDir, `${name}_tokenizer.json`)})\n`);
-  process.stdout.write(`${r.tokens.toLocaleString("en-US")} tokens from ${r.documents.toLocaleString("en-US")} documents in ${r.shards.length} shards ` +
+  process.stdout.write(`${r.tokens.toLocaleString("en-US")} tokens from ${r.documents.toLocaleString("en-US")} document${r.documents === 1 ? "" : "s"} in ${r.shards.length} shards ` +
     `(${r.skippedShards} already done) under ${outDir} in ${secs.toFixed(1)}s\n`);
   if (inputs.length > 1) {
     for (const [k, m] of Object.entries(r.mixture)) process.stdout.write(`  ${k}: ${(100 * m.share).toFixed(1)}% of tokens (${m.tokens.toLocaleString("en-US")}), read in ${m.passes} pass${m.passes === 1 ? "" : "es"}\n`);

@@ -153,3 +153,28 @@ test("errors: unknown command, unknown flag, missing file, malformed checkpoint:
     assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
   }
 });
+
+test("gpt2 demo (npm start): the built-in corpus prepared, steps fitted to --minutes from a timed step, val loss reached, a final sample and a sample command that runs", { skip: loadNativeAddon().addon ? undefined : "native addon not built" }, () => {
+  const out = path.join(tmpDir(), "demo");
+  // 0.05 minutes: the floor of 20 steps; what matters is that the count comes from a measured step
+  const r = gpt2(["demo", "--minutes", "0.05", "--out", out]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /^data: [\d,]+ GPT-2 tokens from 233 addresses/m);
+  const fit = /^a step takes (\d+) ms here: (\d+) steps fit in about 0\.05 minutes/m.exec(r.stdout);
+  assert.ok(fit, r.stdout);
+  const steps = Number(fit[2]);
+  assert.ok(steps >= 20);
+  assert.match(r.stdout, new RegExp(`^val loss [\\d.]+ at step ${steps}$`, "m"));
+  const done = /^done: (\d+) steps in [\d.]+ min; train loss ([\d.]+), val loss ([\d.]+)$/m.exec(r.stdout);
+  assert.ok(done, r.stdout);
+  assert.equal(Number(done[1]), steps);
+  assert.ok(Number(done[3]) < 10.8, `val loss ${done[3]} did not fall from ln(50257) = 10.82`);
+  assert.match(r.stdout, /^Fellow citizens\S*/m);
+  const cmd = /^sample from it: {2}npx gpt2 (sample .*)$/m.exec(r.stdout)![1];
+  const args = cmd.match(/"[^"]*"|\S+/g)!.map((a) => a.replace(/^"|"$/g, ""));
+  const s = gpt2([...args.slice(0, args.indexOf("--max-new-tokens")), "--max-new-tokens", "5", ...args.slice(args.indexOf("--max-new-tokens") + 2)]);
+  assert.equal(s.status, 0, s.stderr);
+  assert.match(s.stdout, /^Fellow citizens/);
+  // only the final checkpoint: the demo leaves one file behind, not one per validation
+  assert.deepEqual(fs.readdirSync(out).filter((f) => f.endsWith(".gpt2ts")), [`checkpoint_${String(steps).padStart(8, "0")}.gpt2ts`]);
+});

@@ -1,9 +1,12 @@
 // Shared CLI plumbing: strict flag parsing, backend selection from flags/env, one-line errors.
 
 import { randomInt } from "node:crypto";
+import * as fs from "node:fs";
+import * as path from "node:path";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import type { Backend } from "../kernels/backend.js";
 import { resolveModel, type HubOptions } from "../io/hub.js";
+import { latestCheckpoint } from "../train/rundir.js";
 import { createBackend } from "../kernels/select.js";
 
 export class UsageError extends Error {
@@ -90,6 +93,12 @@ export function hubOptions(): HubOptions {
 
 /** A --model / -e argument as a local path: model names (gpt2, gpt2-medium, ..., ORG/REPO) are pulled on first use. */
 export async function modelPath(arg: string, noPull?: string): Promise<string> {
+  // a run folder (gpt2 train -o DIR) stands for its newest checkpoint, as nanoGPT's out_dir does; its config.json
+  // is the run's, not a Hugging Face model's
+  if (fs.existsSync(arg) && fs.statSync(arg).isDirectory() && !fs.existsSync(path.join(arg, "model.safetensors"))) {
+    const newest = latestCheckpoint(arg);
+    if (newest) return newest;
+  }
   return resolveModel(arg, { ...hubOptions(), noPull });
 }
 

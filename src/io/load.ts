@@ -15,8 +15,9 @@ export type ModelFormat = "hf" | "llmc" | "gpt2ts";
 export function detectFormat(p: string): ModelFormat {
   if (!fs.existsSync(p)) throw new FormatError(`model ${p} does not exist (expected an HF directory, an llm.c .bin or a gpt2ts checkpoint)`);
   if (fs.statSync(p).isDirectory()) {
-    if (fs.existsSync(path.join(p, "config.json"))) return "hf";
-    throw new FormatError(`${p} is a directory without config.json (expected a Hugging Face GPT-2 directory)`);
+    if (fs.existsSync(path.join(p, "model.safetensors"))) return "hf";
+    // a run folder's config.json is the run's: without weights beside it this is not a Hugging Face model
+    throw new FormatError(`${p} is a directory without model.safetensors (expected a Hugging Face GPT-2 directory, or a gpt2 train -o folder with checkpoints)`);
   }
   const fd = fs.openSync(p, "r");
   const b = Buffer.alloc(4);

@@ -175,6 +175,16 @@ test("gpt2 demo (npm start): the built-in corpus prepared, steps fitted to --min
   const s = gpt2([...args.slice(0, args.indexOf("--max-new-tokens")), "--max-new-tokens", "5", ...args.slice(args.indexOf("--max-new-tokens") + 2)]);
   assert.equal(s.status, 0, s.stderr);
   assert.match(s.stdout, /^Fellow citizens/);
+  // the run folder stands for its newest checkpoint (its config.json is the run's, not a Hugging Face model's)
+  const byDir = gpt2(["sample", "--model", out, "--prompt", "The", "--max-new-tokens", "3"]);
+  assert.equal(byDir.status, 0, byDir.stderr);
+  assert.match(byDir.stdout, /^The/);
+  const empty = path.join(tmpDir(), "run");
+  fs.mkdirSync(empty);
+  fs.writeFileSync(path.join(empty, "config.json"), "{}");
+  const none = gpt2(["sample", "--model", empty]);
+  assert.equal(none.status, 1);
+  assert.match(none.stderr, /^gpt2: .*run is a directory without model\.safetensors \(expected a Hugging Face GPT-2 directory, or a gpt2 train -o folder with checkpoints\)\n$/);
   // only the final checkpoint: the demo leaves one file behind, not one per validation
   assert.deepEqual(fs.readdirSync(out).filter((f) => f.endsWith(".gpt2ts")), [`checkpoint_${String(steps).padStart(8, "0")}.gpt2ts`]);
 });

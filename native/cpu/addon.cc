@@ -17,7 +17,6 @@
 
 namespace {
 
-bool g_bf16 = false;
 
 struct Args {
   napi_env env;
@@ -91,14 +90,12 @@ KERNEL(SetThreads) {
   return undefined(env);
 }
 KERNEL(GetThreads) { return (void)info, number(env, g_threads()); }
-KERNEL(SetMatmulBf16) {
-  Args a(env, info);
-  bool on = a.boolean(0);
-  if (!a.failed && on && !cpu_has_bf16()) {
+KERNEL(RequireBf16) {
+  (void)info;
+  if (!cpu_has_bf16()) {
     napi_throw_error(env, nullptr, "--dtype bf16 needs a CPU with AVX512-BF16 (vdpbf16ps); this one has none");
     return nullptr;
   }
-  g_bf16 = on;
   return undefined(env);
 }
 
@@ -211,16 +208,18 @@ KERNEL(LayernormBackward) {
 KERNEL(MatmulForward) {
   Args a(env, info);
   int N = a.integer(4), C = a.integer(5), OC = a.integer(6);
+  bool bf16 = a.boolean(7);  // per call: each backend has its own precision
   float *out = a.f32(0, (long)N * OC), *inp = a.f32(1, (long)N * C), *w = a.f32(2, (long)OC * C), *b = a.f32(3, OC, true);
-  if (!a.failed) matmul_forward(out, inp, w, b, N, C, OC, g_bf16);
+  if (!a.failed) matmul_forward(out, inp, w, b, N, C, OC, bf16);
   return undefined(env);
 }
 KERNEL(MatmulBackward) {
   Args a(env, info);
   int N = a.integer(6), C = a.integer(7), OC = a.integer(8);
+  bool bf16 = a.boolean(9);
   float *dinp = a.f32(0, (long)N * C, true), *dw = a.f32(1, (long)OC * C), *db = a.f32(2, OC, true);
   float *dout = a.f32(3, (long)N * OC), *inp = a.f32(4, (long)N * C), *w = a.f32(5, (long)OC * C);
-  if (!a.failed) matmul_backward(dinp, dw, db, dout, inp, w, N, C, OC, g_bf16);
+  if (!a.failed) matmul_backward(dinp, dw, db, dout, inp, w, N, C, OC, bf16);
   return undefined(env);
 }
 KERNEL(AttentionForward) {
@@ -315,7 +314,7 @@ void register_nccl(napi_env env, napi_value exports);  // ../cuda/nccl.cc
 
 NAPI_MODULE_INIT() {
   export_functions(env, exports, {
-      {"setThreads", SetThreads}, {"getThreads", GetThreads}, {"setMatmulBf16", SetMatmulBf16},
+      {"setThreads", SetThreads}, {"getThreads", GetThreads}, {"requireBf16", RequireBf16},
       {"cpuFeatures", CpuFeatures}, {"measurePeakGflops", MeasurePeakGflops},
       {"encoderForward", EncoderForward}, {"encoderBackward", EncoderBackward},
       {"layernormForward", LayernormForward}, {"layernormBackward", LayernormBackward},

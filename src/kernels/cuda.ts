@@ -102,6 +102,9 @@ export function gpuPeakTflops(name: string, dtype: "fp32" | "bf16"): number {
   return gpuSpec(name)?.[dtype] ?? NaN;
 }
 
+/** the precision the process's cuBLAS handle was last set to (CudaBackend.k) */
+let cudaPrecision: "fp32" | "tf32" | "bf16" | null = null;
+
 let initialized: { name: string; major: number; minor: number; sms: number; cached: boolean } | null = null;
 
 export class CudaBackend implements Backend {
@@ -111,6 +114,19 @@ export class CudaBackend implements Backend {
   /** 8192 rows of logits per classifier chunk (1.6 GB of fp32 at GPT-2's vocabulary): few, large products */
   readonly classifierRows = 8192;
   private readonly cu: CudaAddon;
+  private readonly precision: "fp32" | "bf16";
+
+  /**
+   * The addon for a product or attention: cuBLAS's precision is one setting of the process, so each backend sets its
+   * own before its kernels run (a bf16 backend created beside an fp32 one leaves the fp32 one's products in fp32).
+   */
+  private get k(): CudaAddon {
+    if (cudaPrecision !== this.precision) {
+      this.cu.cudaSetMatmul(this.precision);
+      cudaPrecision = this.precision;
+    }
+    return this.cu;
+  }
   private readonly freer = new FinalizationRegistry<Ptr>((p) => { try { this.cu.cudaFree(p); } catch { /* process ending */ } });
 
   /** `dtype` bf16: cuBLAS multiplies in bf16 (fp32 storage and accumulation); fp32: full fp32 products. */
@@ -123,7 +139,8 @@ export class CudaBackend implements Backend {
       try { makeDir(dir); } catch { /* the cache is optional */ }
       initialized = this.cu.cudaInit(cudaKernelSource(), dir, device)!;
     }
-    this.cu.cudaSetMatmul(dtype === "bf16" ? "bf16" : "fp32");
+    this.precision = dtype === "bf16" ? "bf16" : "fp32";
+    void this.k;
     this.device = `${initialized.name} (sm_${initialized.major}${initialized.minor}, ${initialized.sms} SMs)`;
   }
 
@@ -182,22 +199,22 @@ export class CudaBackend implements Backend {
     this.cu.cuLayernormBackward(ptr(dinp), ptr(dweight), ptr(dbias), ptr(dout), ptr(inp), ptr(weight), ptr(mean), ptr(rstd), N, C);
   }
   matmulForward(out: Tensor, inp: Tensor, weight: Tensor, bias: Tensor | null, N: number, C: number, OC: number): void {
-    this.cu.cuMatmulForward(ptr(out), ptr(inp), ptr(weight), ptrOrNull(bias), N, C, OC);
+    this.k.cuMatmulForward(ptr(out), ptr(inp), ptr(weight), ptrOrNull(bias), N, C, OC);
   }
   matmulBackward(dinp: Tensor | null, dweight: Tensor, dbias: Tensor | null, dout: Tensor, inp: Tensor, weight: Tensor,
     N: number, C: number, OC: number): void {
-    this.cu.cuMatmulBackward(ptrOrNull(dinp), ptr(dweight), ptrOrNull(dbias), ptr(dout), ptr(inp), ptr(weight), N, C, OC);
+    this.k.cuMatmulBackward(ptrOrNull(dinp), ptr(dweight), ptrOrNull(dbias), ptr(dout), ptr(inp), ptr(weight), N, C, OC);
   }
   attentionForward(out: Tensor, lse: Tensor, qkv: Tensor, B: number, T: number, C: number, NH: number): void {
-    this.cu.cuAttentionForward(ptr(out), ptr(lse), ptr(qkv), B, T, C, NH);
+    this.k.cuAttentionForward(ptr(out), ptr(lse), ptr(qkv), B, T, C, NH);
   }
   attentionBackward(dqkv: Tensor, dout: Tensor, qkv: Tensor, out: Tensor, lse: Tensor, B: number, T: number, C: number,
     NH: number): void {
-    this.cu.cuAttentionBackward(ptr(dqkv), ptr(dout), ptr(qkv), ptr(out), ptr(lse), B, T, C, NH);
+    this.k.cuAttentionBackward(ptr(dqkv), ptr(dout), ptr(qkv), ptr(out), ptr(lse), B, T, C, NH);
   }
   attentionCached(out: Tensor, kcache: Tensor, vcache: Tensor, qkv: Tensor, B: number, Tq: number, pos: number,
     maxT: number, C: number, NH: number): void {
-    this.cu.cuAttentionCached(ptr(out), ptr(kcache), ptr(vcache), ptr(qkv), B, Tq, pos, maxT, C, NH);
+    this.k.cuAttentionCached(ptr(out), ptr(kcache), ptr(vcache), ptr(qkv), B, Tq, pos, maxT, C, NH);
   }
   geluForward(out: Tensor, inp: Tensor, N: number): void { this.cu.cuGeluForward(ptr(out), ptr(inp), N); }
   geluBackward(dinp: Tensor, inp: Tensor, dout: Tensor, N: number): void { this.cu.cuGeluBackward(ptr(dinp), ptr(inp), ptr(dout), N); }

@@ -21,8 +21,8 @@ export interface NativeAddon {
   encoderBackward(dwte: F32, dwpe: F32, dout: F32, inp: Int32Array, B: number, T: number, C: number): void;
   layernormForward(out: F32, mean: F32, rstd: F32, inp: F32, weight: F32, bias: F32, N: number, C: number): void;
   layernormBackward(dinp: F32, dweight: F32, dbias: F32, dout: F32, inp: F32, weight: F32, mean: F32, rstd: F32, N: number, C: number): void;
-  matmulForward(out: F32, inp: F32, weight: F32, bias: F32 | null, N: number, C: number, OC: number): void;
-  matmulBackward(dinp: F32 | null, dweight: F32, dbias: F32 | null, dout: F32, inp: F32, weight: F32, N: number, C: number, OC: number): void;
+  matmulForward(out: F32, inp: F32, weight: F32, bias: F32 | null, N: number, C: number, OC: number, bf16: boolean): void;
+  matmulBackward(dinp: F32 | null, dweight: F32, dbias: F32 | null, dout: F32, inp: F32, weight: F32, N: number, C: number, OC: number, bf16: boolean): void;
   attentionForward(out: F32, lse: F32, qkv: F32, B: number, T: number, C: number, NH: number): void;
   attentionBackward(dqkv: F32, dout: F32, qkv: F32, out: F32, lse: F32, B: number, T: number, C: number, NH: number): void;
   attentionCached(out: F32, kcache: F32, vcache: F32, qkv: F32, B: number, Tq: number, pos: number, maxT: number, C: number, NH: number): void;
@@ -33,7 +33,8 @@ export interface NativeAddon {
   adamw(params: F32, grads: F32, m: F32, v: F32, n: number, lr: number, beta1: number, beta2: number, eps: number, wd: number, t: number): void;
   sumSquares(t: F32, n: number): number;
   scale(t: F32, n: number, s: number): void;
-  setMatmulBf16(on: boolean): void;
+  /** throws when the CPU cannot multiply in bf16 (no AVX512-BF16) */
+  requireBf16(): void;
 }
 
 let cached: { addon: NativeAddon | null; error: string } | null = null;
@@ -57,16 +58,37 @@ export function loadNativeAddon(): { addon: NativeAddon | null; error: string } 
   return cached;
 }
 
+/** the thread count the addon was last set to (NativeBackend.addon) */
+let nativeThreads = -1;
+
 export class NativeBackend extends JsBackend implements Backend {
   override readonly name: string = "native";
 
-  constructor(private readonly addon: NativeAddon, threads: number, readonly dtype: "fp32" | "bf16" = "fp32") {
+  private readonly bf16: boolean;
+  private readonly nThreads: number;
+
+  constructor(private readonly native: NativeAddon, threads: number, readonly dtype: "fp32" | "bf16" = "fp32") {
     super();
-    addon.setThreads(threads);
-    addon.setMatmulBf16(dtype === "bf16");
+    if (dtype === "bf16") native.requireBf16();
+    this.bf16 = dtype === "bf16";
+    this.nThreads = Math.max(1, Math.floor(threads));
+    void this.addon;
   }
 
-  override get threads(): number { return this.addon.getThreads(); }
+  /**
+   * The addon, with this backend's thread count: OpenMP's is one setting of the (main) thread, so each backend sets
+   * its own before its kernels run; the matmul precision travels with each call. Two backends side by side (fp32 and
+   * bf16, 1 and 2 threads) do not change each other.
+   */
+  private get addon(): NativeAddon {
+    if (nativeThreads !== this.nThreads) {
+      this.native.setThreads(this.nThreads);
+      nativeThreads = this.nThreads;
+    }
+    return this.native;
+  }
+
+  override get threads(): number { return this.nThreads; }
 
   override encoderForward(out: Tensor, inp: Int32Array, wte: Tensor, wpe: Tensor, B: number, T: number, C: number): void {
     this.addon.encoderForward(f(out), inp, f(wte), f(wpe), B, T, C);
@@ -82,11 +104,11 @@ export class NativeBackend extends JsBackend implements Backend {
     this.addon.layernormBackward(f(dinp), f(dweight), f(dbias), f(dout), f(inp), f(weight), f(mean), f(rstd), N, C);
   }
   override matmulForward(out: Tensor, inp: Tensor, weight: Tensor, bias: Tensor | null, N: number, C: number, OC: number): void {
-    this.addon.matmulForward(f(out), f(inp), f(weight), fn(bias), N, C, OC);
+    this.addon.matmulForward(f(out), f(inp), f(weight), fn(bias), N, C, OC, this.bf16);
   }
   override matmulBackward(dinp: Tensor | null, dweight: Tensor, dbias: Tensor | null, dout: Tensor, inp: Tensor, weight: Tensor,
     N: number, C: number, OC: number): void {
-    this.addon.matmulBackward(fn(dinp), f(dweight), fn(dbias), f(dout), f(inp), f(weight), N, C, OC);
+    this.addon.matmulBackward(fn(dinp), f(dweight), fn(dbias), f(dout), f(inp), f(weight), N, C, OC, this.bf16);
   }
   override attentionForward(out: Tensor, lse: Tensor, qkv: Tensor, B: number, T: number, C: number, NH: number): void {
     this.addon.attentionForward(f(out), f(lse), f(qkv), B, T, C, NH);

@@ -7,7 +7,7 @@ import { useCudaEmulator } from "./emulator.js";
 const emu = useCudaEmulator(); // before anything loads the CUDA driver
 const skip = "skip" in emu ? emu.skip : undefined;
 const { CudaBackend } = await import("../../src/kernels/cuda.js");
-const { runConformance } = await import("../kernels/suite.js");
+const { assertSettingsPerBackend, runConformance } = await import("../kernels/suite.js");
 const suite = await import("./suite.js");
 
 test("emulated CUDA: every kernel against the reference (fp32)", { skip }, () => runConformance(new CudaBackend("fp32"), { tol: 5e-5 }));
@@ -23,6 +23,9 @@ test("emulated CUDA: attention in batch chunks (as when B x NH x T^2 scores pass
 
 test("emulated CUDA: matmuls with bf16 inputs against the reference", { skip }, () =>
   runConformance(new CudaBackend("bf16"), { tol: 2e-2, bf16: true }));
+
+test("emulated CUDA: settings are per backend (cuBLAS's precision follows the backend whose kernel runs)", { skip }, () =>
+  assertSettingsPerBackend(() => new CudaBackend("fp32"), () => new CudaBackend("bf16")));
 
 test("emulated CUDA: 20 training steps give the CPU's losses (fp32 within 1e-4, bf16 within 2 %)", { skip }, () => {
   const cpu = suite.trainSteps(suite.cpuBackend(), 20);

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { test } from "node:test";
 import { CudaBackend, probeCuda } from "../../src/kernels/cuda.js";
-import { runConformance } from "../kernels/suite.js";
+import { assertSettingsPerBackend, runConformance } from "../kernels/suite.js";
 import { CLI } from "../helpers.js";
 import * as suite from "./suite.js";
 
@@ -21,6 +21,9 @@ test("GPU: every kernel against the reference (fp32; bf16 matmuls)", { skip }, (
   runConformance(new CudaBackend("fp32"), { tol: 1e-4 });
   runConformance(new CudaBackend("bf16"), { tol: 2e-2, bf16: true });
 });
+
+test("GPU: settings are per backend (cuBLAS's precision follows the backend whose kernel runs)", { skip }, () =>
+  assertSettingsPerBackend(() => new CudaBackend("fp32"), () => new CudaBackend("bf16")));
 
 test("GPU: greedy generation with the KV cache gives the CPU's tokens", { skip }, () => suite.greedyMatchesCpu(new CudaBackend("fp32")));
 

@@ -4,7 +4,8 @@ import { test } from "node:test";
 import type { Backend } from "../../src/kernels/backend.js";
 import { CudaBackend, probeCuda } from "../../src/kernels/cuda.js";
 import { loadNativeAddon, NativeBackend } from "../../src/kernels/native.js";
-import { runConformance } from "./suite.js";
+import assert from "node:assert/strict";
+import { assertSettingsPerBackend, runConformance } from "./suite.js";
 
 const { addon, error } = loadNativeAddon();
 const gpu = probeCuda();
@@ -23,3 +24,19 @@ const candidates: { name: string; make: () => Backend; tol: number; bf16?: boole
 for (const c of candidates) {
   test(`conformance: ${c.name}`, { skip: c.skip || undefined }, () => runConformance(c.make(), { tol: c.tol, bf16: c.bf16 }));
 }
+
+test("native: settings are per backend (an fp32 backend on 1 thread beside a bf16 one on 2 change nothing in each other)", {
+  skip: !addon ? error : addon.cpuFeatures().includes("bf16=none") ? "CPU has no AVX512-BF16" : undefined,
+}, () => {
+  assertSettingsPerBackend(() => new NativeBackend(addon!, 1), () => new NativeBackend(addon!, 2, "bf16"));
+  // each backend's kernels run on its own thread count, whichever backend ran last
+  const one = new NativeBackend(addon!, 1), two = new NativeBackend(addon!, 2);
+  const x = new Float32Array(4);
+  two.scale(x, 4, 2);
+  assert.equal(addon!.getThreads(), 2);
+  one.scale(x, 4, 2);
+  assert.equal(addon!.getThreads(), 1);
+  assert.equal(two.threads, 2);
+  two.scale(x, 4, 2);
+  assert.equal(addon!.getThreads(), 2);
+});

@@ -89,7 +89,16 @@ export function runConformance(backend: Backend, opts: { tol: number; bf16?: boo
   // cancels to near zero keeps the rounding of its terms (bf16's 2^-8 of each product)
   const abs = (a: Float32Array) => a.map(Math.abs);
   const biggest = (a: Float32Array) => a.reduce((x, y) => Math.max(x, Math.abs(y)), 0);
-  for (const [N, C, OC] of [[1, 1, 1], [3, 5, 7], [7, 33, 65], [13, 130, 67], [64, 96, 384], [5, 64, 300], [130, 257, 129]]) {
+  // [8, 16, 520] and [20, 40, 700] reach the GEMM paths GPT-2's shapes take on the native backend with 2 threads:
+  // output columns sliced between threads (forward, N = OC > 448 = 4 threads' x 2 x 64-wide strips) and, in bf16,
+  // the "deep" products (dinp: K = OC >= 16 max(tokens, C), as the lm_head's K = 50304 over 256 x 768)
+  // (their data come from a generator of their own, so the data of every other check stay what they were)
+  const rw = new Rng(77), randWide = (n: number) => Float32Array.from({ length: n }, () => rw.normal());
+  const shapes: [number[], (n: number) => Float32Array][] = [
+    ...[[1, 1, 1], [3, 5, 7], [7, 33, 65], [13, 130, 67], [64, 96, 384], [5, 64, 300], [130, 257, 129]].map((x) => [x, rand] as [number[], typeof rand]),
+    ...[[8, 16, 520], [20, 40, 700]].map((x) => [x, randWide] as [number[], typeof rand]),
+  ];
+  for (const [[N, C, OC], rand] of shapes) {
     const inp = rand(N * C), w = rand(OC * C), b = rand(OC), dout = rand(N * OC);
     const o1 = new Float32Array(N * OC), o2 = new Float32Array(N * OC), terms = new Float32Array(N * OC);
     ref.matmulForward(terms, abs(inp), abs(w), abs(b), N, C, OC);
@@ -211,4 +220,30 @@ export function runConformance(backend: Backend, opts: { tol: number; bf16?: boo
   close(di2, di1, tol, `matmulBackward dinp ${N}x${C}x${OC}`);
   close(dw2, dw1, tol, `matmulBackward dweight ${N}x${C}x${OC}`);
   close(db2, db1, 2e-5, `matmulBackward dbias ${N}x${C}x${OC}`);
+}
+
+/**
+ * Settings belong to a backend: `fp32` keeps multiplying in fp32 (bit for bit what it gave alone) after a `bf16`
+ * backend was created beside it and used, and the bf16 one keeps its rounding; calls interleave freely.
+ */
+export function assertSettingsPerBackend(makeFp32: () => Backend, makeBf16: () => Backend): void {
+  const r = new Rng(5), rnd = (n: number) => Float32Array.from({ length: n }, () => r.normal());
+  const [N, C, OC] = [8, 16, 520];
+  const inp = rnd(N * C), w = rnd(OC * C), dout = rnd(N * OC);
+  const run = (be: Backend) => {
+    const out = new Float32Array(N * OC), di = new Float32Array(N * C), dw = new Float32Array(OC * C);
+    be.matmulForward(out, inp, w, null, N, C, OC);
+    be.matmulBackward(di, dw, null, dout, inp, w, N, C, OC);
+    return [out, di, dw];
+  };
+  const fp32 = onHost(makeFp32());
+  const alone = run(fp32);
+  const bf16 = onHost(makeBf16());
+  const rounded = run(bf16);
+  const again = run(fp32);
+  for (let i = 0; i < 3; i++) {
+    assert.deepEqual(again[i], alone[i], `fp32 result ${i} changed after a bf16 backend was made and used`);
+    assert.notDeepEqual(rounded[i], alone[i], `the bf16 backend's result ${i} is fp32's: it does not round`);
+  }
+  assert.deepEqual(run(bf16), rounded, "the bf16 backend's results changed after the fp32 one ran");
 }

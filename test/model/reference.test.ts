@@ -1,7 +1,16 @@
-// The model against PyTorch's float64 answers (../shared/bench/pytorch/reference.py outputs, committed as fixtures).
+// The model against PyTorch's float64 answers (../shared/bench/pytorch/reference.py outputs, committed as fixtures),
+// on every backend this machine has: the TypeScript reference, the native CPU backend (fp32, and bf16 matmuls at
+// bf16's bounds) and, where there is a GPU, CUDA. An unavailable backend shows as skipped with the reason.
+//
+// ref-small: 2 layers, 32 wide, 97 tokens. ref-gpt2vocab: GPT-2's 50257-token vocabulary, so the lm_head takes the
+// native GEMM's thread-sliced columns (N = 50304 > 448) and, in bf16, its "deep" dinp (K = 50304 >= 16 max(M, N)).
+// ref-wide: 128 wide, 4 x 64 tokens, so the MLP's products take the sliced paths too (fc: N = 512; dW: M = 512).
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import type { Backend } from "../../src/kernels/backend.js";
+import { CudaBackend, probeCuda } from "../../src/kernels/cuda.js";
 import { JsBackend } from "../../src/kernels/js/backend.js";
+import { loadNativeAddon, NativeBackend } from "../../src/kernels/native.js";
 import { loadHF } from "../../src/io/hf.js";
 import { SafetensorsFile } from "../../src/io/safetensors.js";
 import { generate } from "../../src/model/generate.js";
@@ -20,10 +29,28 @@ function batch(dir: string) {
   return { B, T, inputs, targets };
 }
 
-for (const dir of ["ref-small", "ref-gpt2vocab"]) {
-  test(`${dir}: loss, per-position loss and logits match PyTorch float64`, () => {
+const { addon, error } = loadNativeAddon();
+const gpu = probeCuda();
+const noGpu = "error" in gpu ? `no CUDA device (${gpu.error})` : false;
+const noBf16 = !addon ? error : addon.cpuFeatures().includes("bf16=none") ? "CPU has no AVX512-BF16" : false;
+/**
+ * `k` scales the fp32 tolerances. bf16 products keep 8 bits of mantissa; measured on the native backend (2026-11-30):
+ * logits within 2.2e-3, the loss 9e-6 relative, per-position losses 5.8e-4, the gradient norm 5.3e-4, so k = 50
+ * (logits 5e-3, loss 5e-4, ...). CUDA's bf16 also rounds attention's scores: k = 200 there, until a GPU run measures
+ * it. Greedy tokens are compared in fp32 only: a bf16 argmax may flip between near-equal logits.
+ */
+const BACKENDS: { name: string; make: () => Backend; k: number; greedy: boolean; skip: string | false }[] = [
+  { name: "TS reference", make: () => new JsBackend(), k: 1, greedy: true, skip: false },
+  { name: "native fp32", make: () => new NativeBackend(addon!, 2), k: 1, greedy: true, skip: addon ? false : error },
+  { name: "native bf16 matmuls", make: () => new NativeBackend(addon!, 2, "bf16"), k: 50, greedy: false, skip: noBf16 },
+  { name: "cuda fp32 (GPU)", make: () => new CudaBackend("fp32"), k: 10, greedy: true, skip: noGpu },
+  { name: "cuda bf16 matmuls (GPU)", make: () => new CudaBackend("bf16"), k: 200, greedy: false, skip: noGpu },
+];
+
+for (const { name: on, make, k, greedy, skip } of BACKENDS) for (const dir of ["ref-small", "ref-gpt2vocab", "ref-wide"]) {
+  test(`${dir} on ${on}: loss, per-position loss and logits match PyTorch float64`, { skip: skip || undefined }, () => {
     const exp = readJson(fixture(dir, "expected.json"));
-    const model = loadHF(fixture(dir), new JsBackend());
+    const model = loadHF(fixture(dir), make());
     const { B, T, inputs, targets } = batch(dir);
     const loss = model.forward(inputs, null, B, T);
     assert.ok(Number.isNaN(loss));
@@ -32,34 +59,34 @@ for (const dir of ["ref-small", "ref-gpt2vocab"]) {
     const pos: Record<string, [number, number]> = { "0,0": [0, 0], "0,-1": [0, T - 1], "1,-1": [1, T - 1] };
     for (const [key, [b, t]] of Object.entries(pos)) {
       const row = logits.subarray((b * T + t) * Vp, (b * T + t) * Vp + 16);
-      assert.ok(maxAbsErr(row, exp.positions[key].logits_first16) < 1e-4, `logits at ${key}`);
+      assert.ok(maxAbsErr(row, exp.positions[key].logits_first16) < 1e-4 * k, `logits at ${key}: ${maxAbsErr(row, exp.positions[key].logits_first16)}`);
     }
     const l2 = model.forward(inputs, targets, B, T);
-    assert.ok(Math.abs(l2 - exp.loss) / exp.loss < 1e-5, `loss ${l2} vs ${exp.loss}`);
-    assert.ok(maxRelErr(model.readLosses(), exp.per_position_loss.flat()) < 1e-4);
+    assert.ok(Math.abs(l2 - exp.loss) / exp.loss < 1e-5 * k, `loss ${l2} vs ${exp.loss}`);
+    assert.ok(maxRelErr(model.readLosses(), exp.per_position_loss.flat()) < Math.min(1e-4 * k, 5e-2), `per-position losses: ${maxRelErr(model.readLosses(), exp.per_position_loss.flat())}`);
   });
 
-  test(`${dir}: gradient norms and one AdamW step match PyTorch`, () => {
+  test(`${dir} on ${on}: gradient norm and one AdamW step match PyTorch`, { skip: skip || undefined }, () => {
     const exp = readJson(fixture(dir, "expected.json"));
-    const model = loadHF(fixture(dir), new JsBackend());
+    const model = loadHF(fixture(dir), make());
     const { B, T, inputs, targets } = batch(dir);
     model.zeroGrad();
     model.forwardBackward(inputs, targets, B, T);
     const g = model.backend.read(model.grads!);
     let sq = 0;
     for (let i = 0; i < g.length; i++) sq += g[i] * g[i];
-    assert.ok(Math.abs(Math.sqrt(sq) - exp.grad_global_l2_norm) / exp.grad_global_l2_norm < 1e-4);
+    assert.ok(Math.abs(Math.sqrt(sq) - exp.grad_global_l2_norm) / exp.grad_global_l2_norm < Math.min(1e-4 * k, 5e-2), `gradient norm ${Math.sqrt(sq)} vs ${exp.grad_global_l2_norm}`);
     const m = exp.meta.optimizer;
     const opt = new AdamW(model, { ...ADAMW_DEFAULTS, weightDecay: m.weight_decay, beta1: m.betas[0], beta2: m.betas[1], eps: m.eps });
     opt.update(m.lr);
     const after = model.forward(inputs, targets, B, T);
-    assert.ok(Math.abs(after - exp.loss_after_one_adamw_step) / exp.loss_after_one_adamw_step < 1e-5,
+    assert.ok(Math.abs(after - exp.loss_after_one_adamw_step) / exp.loss_after_one_adamw_step < 1e-5 * k,
       `loss after step ${after} vs ${exp.loss_after_one_adamw_step}`);
   });
 
-  test(`${dir}: greedy continuation is token-identical, with the KV cache and with full recompute`, () => {
+  test(`${dir} on ${on}: greedy continuation is token-identical, with the KV cache and with full recompute`, { skip: skip || (greedy ? undefined : "bf16 products: an argmax may flip between near-equal logits") }, () => {
     const exp = readJson(fixture(dir, "greedy.json"));
-    const model = loadHF(fixture(dir), new JsBackend());
+    const model = loadHF(fixture(dir), make());
     const out = generate(model, exp.prompt, 1, new Rng(1), { maxNewTokens: exp.max_new_tokens, temperature: 0, stopAtEot: false });
     assert.deepEqual(out[0], exp.new_tokens);
     // full recompute: forward over the whole sequence, argmax of the last position
@@ -77,8 +104,8 @@ for (const dir of ["ref-small", "ref-gpt2vocab"]) {
   });
 }
 
-test("ref-small: every parameter gradient matches PyTorch's float64 gradients", () => {
-  const model = loadHF(fixture("ref-small"), new JsBackend());
+for (const { name: on, make, k, skip } of BACKENDS) test(`ref-small on ${on}: every parameter gradient matches PyTorch's float64 gradients`, { skip: skip || undefined }, () => {
+  const model = loadHF(fixture("ref-small"), make());
   const { B, T, inputs, targets } = batch("ref-small");
   model.zeroGrad();
   model.forwardBackward(inputs, targets, B, T);
@@ -93,7 +120,8 @@ test("ref-small: every parameter gradient matches PyTorch's float64 gradients", 
     const want = ref.read(name), got = ours.read(name);
     let scale = 0;
     for (let i = 0; i < want.length; i++) scale = Math.max(scale, Math.abs(want[i]));
-    assert.ok(maxAbsErr(got, want) <= 1e-4 * Math.max(scale, 1e-3), `gradient ${name}`);
+    // bf16: each gradient within 0.62 % of its tensor's largest (measured), so 4x the other bounds' factor
+    assert.ok(maxAbsErr(got, want) <= Math.min(1e-4 * (k > 1 ? 4 * k : 1), 5e-2) * Math.max(scale, 1e-3), `gradient ${name}: ${maxAbsErr(got, want)} of ${scale}`);
   }
   ours.close();
   ref.close();

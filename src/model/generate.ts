@@ -62,19 +62,11 @@ export class KVCache {
     // token + position embeddings: wpe rows pos.. are selected by encoding against a shifted wpe view
     be.encoderForward(x, tokens, p.wte, be.view(p.wpe, pos * C, Tq * C), B, Tq, C);
     const layerSize = B * NH * maxT * (C / NH);
+    // the same block as training's forward, attending against the cache; one residual stream updated in place
+    const io = { input: x, ln1: ln, ln1Mean: mean, ln1Rstd: rstd, qkv, atty, attproj: proj, res2: x, ln2: ln, ln2Mean: mean, ln2Rstd: rstd, fch, fchGelu, fcproj: proj, res3: x };
     for (let l = 0; l < L; l++) {
-      const w = (t: Tensor, n: number) => be.view(t, l * n, n);
-      be.layernormForward(ln, mean, rstd, x, w(p.ln1w, C), w(p.ln1b, C), N, C);
-      be.matmulForward(qkv, ln, w(p.qkvw, 3 * C * C), w(p.qkvb, 3 * C), N, C, 3 * C);
-      be.attentionCached(atty, v(this.kcache, layerSize, l * layerSize), v(this.vcache, layerSize, l * layerSize), qkv,
-        B, Tq, pos, maxT, C, NH);
-      be.matmulForward(proj, atty, w(p.attprojw, C * C), w(p.attprojb, C), N, C, C);
-      be.residualForward(x, x, proj, N * C);
-      be.layernormForward(ln, mean, rstd, x, w(p.ln2w, C), w(p.ln2b, C), N, C);
-      be.matmulForward(fch, ln, w(p.fcw, 4 * C * C), w(p.fcb, 4 * C), N, C, 4 * C);
-      be.geluForward(fchGelu, fch, N * 4 * C);
-      be.matmulForward(proj, fchGelu, w(p.fcprojw, 4 * C * C), w(p.fcprojb, C), N, 4 * C, C);
-      be.residualForward(x, x, proj, N * C);
+      const k = v(this.kcache, layerSize, l * layerSize), vv = v(this.vcache, layerSize, l * layerSize);
+      this.model.blockForward(l, io, N, (q, out) => be.attentionCached(out, k, vv, q, B, Tq, pos, maxT, C, NH));
     }
     for (let b = 0; b < B; b++) {
       const row = (b * Tq + Tq - 1) * C;

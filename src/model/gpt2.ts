@@ -68,6 +68,24 @@ interface Activations {
   floats: number;
 }
 
+/** The buffers of one transformer block's forward over N rows (GPT2.blockForward). */
+export interface BlockIO {
+  /** (N,C) the residual stream coming in */
+  input: Tensor;
+  ln1: Tensor; ln1Mean: Tensor; ln1Rstd: Tensor;
+  /** (N,3C) */
+  qkv: Tensor;
+  atty: Tensor; attproj: Tensor;
+  /** (N,C) input + attention */
+  res2: Tensor;
+  ln2: Tensor; ln2Mean: Tensor; ln2Rstd: Tensor;
+  /** (N,4C) */
+  fch: Tensor; fchGelu: Tensor;
+  fcproj: Tensor;
+  /** (N,C) res2 + MLP: the block's output */
+  res3: Tensor;
+}
+
 export class GPT2 {
   /** the shape; vocabSize may grow into the padded rows (extendVocab), nothing else changes after construction */
   config: GPT2Config;
@@ -369,30 +387,14 @@ export class GPT2 {
     be.encoderForward(v(a.encoded, BT * C), inputs, p.wte, p.wpe, B, T, C);
     let residual = v(a.encoded, BT * C);
     for (let l = 0; l < L; l++) {
-      const w = this.layerParams(l);
       const ln1 = this.at(a.ln1, l, BT * C, this.recompute >= 2), qkv = this.at(a.qkv, l, BT * 3 * C), atty = this.at(a.atty, l, BT * C);
       const lse = this.at(a.lse, l, B * NH * T), res2 = this.at(a.residual2, l, BT * C), ln2 = this.at(a.ln2, l, BT * C, this.recompute >= 2);
       const fch = this.at(a.fch, l, BT * 4 * C), fchGelu = this.at(a.fchGelu, l, BT * 4 * C, this.recompute >= 1), res3 = this.at(a.residual3, l, BT * C);
-      const attproj = v(a.attproj, BT * C), fcproj = v(a.fcproj, BT * C);
-      const chk = this.debugCheck, at = `layer ${l}`;
-      be.layernormForward(ln1, this.at(a.ln1Mean, l, BT), this.at(a.ln1Rstd, l, BT), residual, w.ln1w, w.ln1b, BT, C);
-      chk?.(`${at} ln_1 output (forward)`, ln1, BT * C);
-      be.matmulForward(qkv, ln1, w.qkvw, w.qkvb, BT, C, 3 * C);
-      chk?.(`${at} attn.c_attn output qkv (forward)`, qkv, BT * 3 * C);
-      be.attentionForward(atty, lse, qkv, B, T, C, NH);
-      chk?.(`${at} attention output (forward)`, atty, BT * C);
-      be.matmulForward(attproj, atty, w.attprojw, w.attprojb, BT, C, C);
-      chk?.(`${at} attn.c_proj output (forward)`, attproj, BT * C);
-      be.residualForward(res2, residual, attproj, BT * C);
-      be.layernormForward(ln2, this.at(a.ln2Mean, l, BT), this.at(a.ln2Rstd, l, BT), res2, w.ln2w, w.ln2b, BT, C);
-      chk?.(`${at} ln_2 output (forward)`, ln2, BT * C);
-      be.matmulForward(fch, ln2, w.fcw, w.fcb, BT, C, 4 * C);
-      chk?.(`${at} mlp.c_fc output (forward)`, fch, BT * 4 * C);
-      be.geluForward(fchGelu, fch, BT * 4 * C);
-      be.matmulForward(fcproj, fchGelu, w.fcprojw, w.fcprojb, BT, 4 * C, C);
-      chk?.(`${at} mlp.c_proj output (forward)`, fcproj, BT * C);
-      be.residualForward(res3, res2, fcproj, BT * C);
-      chk?.(`${at} residual stream (forward)`, res3, BT * C);
+      this.blockForward(l, {
+        input: residual, ln1, ln1Mean: this.at(a.ln1Mean, l, BT), ln1Rstd: this.at(a.ln1Rstd, l, BT), qkv, atty,
+        attproj: v(a.attproj, BT * C), res2, ln2, ln2Mean: this.at(a.ln2Mean, l, BT), ln2Rstd: this.at(a.ln2Rstd, l, BT),
+        fch, fchGelu, fcproj: v(a.fcproj, BT * C), res3,
+      }, BT, (q, out) => be.attentionForward(out, lse, q, B, T, C, NH));
       residual = res3;
     }
     const lnf = v(a.lnf, BT * C);
@@ -403,6 +405,34 @@ export class GPT2 {
     this.hasDlogits = false;
     this.trainedRows = null;
     return lnf;
+  }
+
+  /**
+   * One transformer block, forward (pre-LayerNorm attention, then the MLP, each added to the residual stream), over
+   * N rows: the one routine of training, evaluation and cached generation. `attend` fills io.atty from io.qkv (causal
+   * attention over the batch, or against a KV cache). Buffers may alias where the caller keeps nothing (the cache
+   * updates one residual stream in place: input = res2 = res3).
+   */
+  blockForward(l: number, io: BlockIO, N: number, attend: (qkv: Tensor, atty: Tensor) => void): void {
+    const C = this.config.nEmbd, be = this.backend, w = this.layerParams(l), chk = this.debugCheck, at = `layer ${l}`;
+    be.layernormForward(io.ln1, io.ln1Mean, io.ln1Rstd, io.input, w.ln1w, w.ln1b, N, C);
+    chk?.(`${at} ln_1 output (forward)`, io.ln1, N * C);
+    be.matmulForward(io.qkv, io.ln1, w.qkvw, w.qkvb, N, C, 3 * C);
+    chk?.(`${at} attn.c_attn output qkv (forward)`, io.qkv, N * 3 * C);
+    attend(io.qkv, io.atty);
+    chk?.(`${at} attention output (forward)`, io.atty, N * C);
+    be.matmulForward(io.attproj, io.atty, w.attprojw, w.attprojb, N, C, C);
+    chk?.(`${at} attn.c_proj output (forward)`, io.attproj, N * C);
+    be.residualForward(io.res2, io.input, io.attproj, N * C);
+    be.layernormForward(io.ln2, io.ln2Mean, io.ln2Rstd, io.res2, w.ln2w, w.ln2b, N, C);
+    chk?.(`${at} ln_2 output (forward)`, io.ln2, N * C);
+    be.matmulForward(io.fch, io.ln2, w.fcw, w.fcb, N, C, 4 * C);
+    chk?.(`${at} mlp.c_fc output (forward)`, io.fch, N * 4 * C);
+    be.geluForward(io.fchGelu, io.fch, N * 4 * C);
+    be.matmulForward(io.fcproj, io.fchGelu, w.fcprojw, w.fcprojb, N, 4 * C, C);
+    chk?.(`${at} mlp.c_proj output (forward)`, io.fcproj, N * C);
+    be.residualForward(io.res3, io.res2, io.fcproj, N * C);
+    chk?.(`${at} residual stream (forward)`, io.res3, N * C);
   }
 
   /** Logits (B,T,Vp) of the last forward without targets, copied to the host. */

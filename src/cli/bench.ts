@@ -1,7 +1,6 @@
 // gpt2 bench --model d12 --batch 4 --seq 256 [--dtype fp32|bf16] [--steps N] [--generate] [--json]: flags in `help`.
 
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { CudaBackend } from "../kernels/cuda.js";
 import { loadNativeAddon } from "../kernels/native.js";
@@ -11,9 +10,10 @@ import type { RecomputeLevel } from "../model/gpt2.js";
 import { benchGenerate, benchTrain, type BenchResult } from "../train/bench.js";
 import { BACKEND_OPTIONS, backendFromFlags, commandHelp, num, parse, UsageError } from "./common.js";
 import { makeDir } from "../util/fs.js";
+import { cacheDir } from "../util/env.js";
 
 export function benchCachePath(): string {
-  return path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), ".cache"), "gpt2ts", "bench.json");
+  return cacheDir("bench.json");
 }
 
 export const help = commandHelp({

@@ -8,6 +8,7 @@ import type { Backend } from "../kernels/backend.js";
 import { resolveModel, type HubOptions } from "../io/hub.js";
 import { latestCheckpoint } from "../train/rundir.js";
 import { createBackend } from "../kernels/select.js";
+import { cacheDir, env } from "../util/env.js";
 
 export class UsageError extends Error {
   override name = "UsageError";
@@ -79,8 +80,7 @@ export function hubOptions(): HubOptions {
   const tty = process.stderr.isTTY;
   let lastShown = -1;
   return {
-    endpoint: process.env.HF_ENDPOINT, token: process.env.HF_TOKEN,
-    cache: process.env.GPT2_CACHE ? `${process.env.GPT2_CACHE}/models` : undefined,
+    endpoint: env("HF_ENDPOINT"), token: env("HF_TOKEN"), cache: cacheDir("models"),
     say: (l) => process.stderr.write(`${l}\n`),
     // a progress bar on a terminal; a line per 10 % in a log
     onProgress: (file, done, total) => {
@@ -163,8 +163,8 @@ export function num(v: string | undefined, name: string, def: number, opts: { in
 
 /** The backend the flags ask for; `device` is the GPU ordinal a CUDA backend takes (a rank's place on its node). */
 export function backendFromFlags(values: { backend?: string | boolean; threads?: string | boolean; dtype?: string | boolean }, device = 0): Backend {
-  const name = (values.backend as string | undefined) ?? process.env.GPT2_BACKEND;
-  const threadsRaw = (values.threads as string | undefined) ?? process.env.GPT2_THREADS;
+  const name = (values.backend as string | undefined) ?? env("GPT2_BACKEND");
+  const threadsRaw = (values.threads as string | undefined) ?? env("GPT2_THREADS");
   const threads = threadsRaw === undefined ? undefined : num(threadsRaw, "threads", 1, { int: true, min: 1 });
   const dtype = (values.dtype as string | undefined) ?? "fp32";
   if (dtype !== "fp32" && dtype !== "bf16") throw new UsageError(`--dtype expects fp32 or bf16, got "${dtype}"`);

@@ -5,6 +5,7 @@
 
 import { createRequire } from "node:module";
 import { formatHelp, UsageError, type CommandHelp } from "./common.js";
+import { envHelp } from "../util/env.js";
 
 type Run = (argv: string[]) => Promise<void>;
 interface CommandModule { help?: CommandHelp; helps?: Record<string, CommandHelp> }
@@ -38,7 +39,8 @@ function version(): string {
 function usage(): string {
   const lines = Object.entries(COMMANDS).map(([name, c]) => `  gpt2 ${name.padEnd(11)} ${c.about}`);
   return `gpt2 ${version()} — GPT-2 in TypeScript: pretraining, fine-tuning, preference tuning, RL, chat and serving\n\n` +
-    `usage: gpt2 COMMAND [flags]\n${lines.join("\n")}\n\n"gpt2 COMMAND --help" (or -h) lists a command's flags, each with its meaning and default.\n`;
+    `usage: gpt2 COMMAND [flags]\n${lines.join("\n")}\n\n"gpt2 COMMAND --help" (or -h) lists a command's flags, each with its meaning and default.\n\n` +
+    `environment:\n${envHelp()}\n`;
 }
 
 /**

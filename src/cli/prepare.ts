@@ -6,6 +6,7 @@ import { namedDataset } from "../data/datasets.js";
 import { download } from "../util/download.js";
 import { prepare, type PrepareInput } from "../data/prepare.js";
 import { commandHelp, num, parse, UsageError } from "./common.js";
+import { cacheDir, env } from "../util/env.js";
 
 export const help = commandHelp({
   usage: "gpt2 prepare (tinyshakespeare | fineweb-edu | --input [NAME=]PATH ...) [--out DIR] [flags]",
@@ -44,14 +45,14 @@ export async function prepareCommand(argv: string[]): Promise<void> {
   if (!dataset && inputsRaw.length === 0) throw new UsageError("usage: gpt2 prepare (tinyshakespeare | fineweb-edu | --input PATH ...) [--out DIR]");
   const tty = !!process.stderr.isTTY;
   let shownTenth = -1;
-  const cache = values.cache ?? path.join(os.homedir(), ".cache", "gpt2ts", "datasets");
+  const cache = values.cache ?? cacheDir("datasets");
   const tokenizer = values.tokenizer ?? "gpt2";
   if (tokenizer !== "gpt2" && tokenizer !== "char") throw new UsageError(`--tokenizer expects gpt2 or char, got "${tokenizer}"`);
   if (tokenizer === "char" && (values.mix || values.repeat)) throw new UsageError("--tokenizer char reads its inputs whole and in order: --mix and --repeat are for BPE corpora");
   let defaults = { valTokens: 100_000_000, shardSize: 100_000_000, docSeparator: undefined as string | undefined };
   let inputs: PrepareInput[] = [];
   if (dataset) {
-    const d = namedDataset(dataset, num(values.files, "files", 14, { int: true, min: 1 }), { data: process.env.GPT2_DATA_URL, hf: process.env.HF_ENDPOINT });
+    const d = namedDataset(dataset, num(values.files, "files", 14, { int: true, min: 1 }), { data: env("GPT2_DATA_URL"), hf: env("HF_ENDPOINT") });
     defaults = { valTokens: d.valTokens, shardSize: d.shardSize, docSeparator: d.docSeparator };
     if (inputsRaw.length > 0) {
       // a local copy of the named dataset (offline)

@@ -18,6 +18,8 @@ import { rlTask } from "../train/rl.js";
 import { pretraining, sft, type TrainTask } from "../train/task.js";
 import { PRESETS } from "../model/config.js";
 import { backendFromFlags, modelPath, num, parse, stopOnSignals, UsageError, type CommandHelp, type Flag } from "./common.js";
+import { env } from "../util/env.js";
+import { testFaults } from "../train/faults.js";
 
 /** flag -> [config key, short letter] */
 const FLAGS: Record<string, [keyof TrainConfig, string?]> = {
@@ -310,22 +312,8 @@ export async function runTraining(argv: string[], command: TrainCommand): Promis
  */
 function rankBackend(cfg: TrainConfig, world: ReturnType<typeof launcherWorld>, localRank: number): Backend {
   const threads = cfg.threads ? String(cfg.threads)
-    : !process.env.GPT2_THREADS && world && world.localSize > 1 ? String(Math.max(1, Math.floor(os.availableParallelism() / world.localSize))) : undefined;
+    : !env("GPT2_THREADS") && world && world.localSize > 1 ? String(Math.max(1, Math.floor(os.availableParallelism() / world.localSize))) : undefined;
   return backendFromFlags({ backend: cfg.backend || undefined, threads, dtype: cfg.dtype }, localRank);
-}
-
-/**
- * Test hooks for data-parallel failures: GPT2_TEST_DIE_AT=RANK:STEP kills that rank (SIGKILL) after that step,
- * GPT2_TEST_HANG_AT=RANK:STEP makes it stop answering (the others must time out, not hang).
- */
-function rankFaultHook(rank: number): ((step: number) => void) | undefined {
-  const at = (k: string) => process.env[k]?.split(":").map(Number);
-  const die = at("GPT2_TEST_DIE_AT"), hang = at("GPT2_TEST_HANG_AT");
-  if (!die && !hang) return undefined;
-  return (step) => {
-    if (die && die[0] === rank && die[1] === step) process.kill(process.pid, "SIGKILL");
-    if (hang && hang[0] === rank && hang[1] === step) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 3_600_000);
-  };
 }
 
 async function trainRank(cfg: TrainConfig, dash: ReturnType<typeof dashboardFlags>, comm: Communicator, backend: Backend, task: TrainTask): Promise<void> {
@@ -345,12 +333,9 @@ async function trainRank(cfg: TrainConfig, dash: ReturnType<typeof dashboardFlag
   if (dashboard) process.stdout.write(`dashboard: ${dashboard.url}\n`);
   const release = stopOnSignals(signal);
   try {
-    // test hooks (see test/train): a gradient spike, or an unconditional skip, at a given step
-    const envStep = (k: string) => (process.env[k] ? Number(process.env[k]) : undefined);
     const r = await train(cfg, backend, {
       print: (l) => process.stdout.write(l + "\n"), signal, peakGflops: peak, onMetrics: (m) => live.push({ ...m, time: new Date().toISOString() }),
-      spikeStep: envStep("GPT2_TEST_SPIKE_STEP"), skipStep: envStep("GPT2_TEST_SKIP_STEP"),
-      afterStep: rankFaultHook(comm.rank),
+      ...testFaults(comm.rank),
     }, comm, task);
     if (r.checkpoint && comm.rank === 0) {
       process.stdout.write(`done: ${r.steps} steps, train loss ${r.lastTrainLoss.toFixed(4)}` +

@@ -3,12 +3,12 @@
 // lowest mean loss per token. Rows of several examples are batched into one forward pass.
 
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { download } from "../util/download.js";
 import { FormatError } from "../io/files.js";
 import type { GPT2 } from "../model/gpt2.js";
 import { encode } from "../tokenizer/bpe.js";
+import { cacheDir, env } from "../util/env.js";
 
 export interface HellaExample {
   ctx: string;
@@ -37,8 +37,8 @@ export const HELLASWAG_URL = "https://raw.githubusercontent.com/rowanz/hellaswag
 /** The validation set: a given path, or the public file downloaded once into the cache (GPT2_HELLASWAG_URL overrides). */
 export async function hellaswagFile(data?: string, onDownload?: (url: string) => void, flag = "--data FILE"): Promise<string> {
   if (data) return data;
-  const dest = path.join(os.homedir(), ".cache", "gpt2ts", "hellaswag", "hellaswag_val.jsonl");
-  const url = process.env.GPT2_HELLASWAG_URL ?? HELLASWAG_URL;
+  const dest = path.join(cacheDir("hellaswag"), "hellaswag_val.jsonl");
+  const url = env("GPT2_HELLASWAG_URL") ?? HELLASWAG_URL;
   if (!fs.existsSync(dest)) onDownload?.(url);
   return download(url, dest, { offline: `give a local copy of hellaswag_val.jsonl with ${flag}` });
 }

@@ -5,10 +5,10 @@
 
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { download, DownloadError } from "../util/download.js";
 import { makeDir } from "../util/fs.js";
+import { cacheDir } from "../util/env.js";
 
 /** OpenAI's GPT-2 checkpoints, as nanoGPT's init_from names them */
 export const GPT2_MODELS: Record<string, string> = {
@@ -45,7 +45,7 @@ export function hubRepo(name: string): string | null {
 }
 
 export function modelCacheDir(repo: string, o: HubOptions = {}): string {
-  return path.join(o.cache ?? path.join(os.homedir(), ".cache", "gpt2ts", "models"), repo.replace("/", "--"));
+  return path.join(o.cache ?? cacheDir("models"), repo.replace("/", "--"));
 }
 
 interface TreeEntry { type: string; path: string; size: number; oid: string; lfs?: { oid: string; size: number } }

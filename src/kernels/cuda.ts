@@ -6,13 +6,13 @@
 // same build runs on any machine with an NVIDIA driver and CUDA 11.2+ libraries.
 
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Backend, Tensor } from "./backend.js";
 import { gpuSpec } from "./gpus.js";
 import { loadNativeAddon } from "./native.js";
 import { makeDir } from "../util/fs.js";
+import { cacheDir, env } from "../util/env.js";
 
 type Ptr = number;
 
@@ -90,11 +90,9 @@ export function probeCuda(): CudaDeviceInfo | { error: string } {
   return a.cudaProbe();
 }
 
-/** Where compiled kernels are kept: GPT2_CUDA_CACHE, else $XDG_CACHE_HOME/gpt2ts/cuda or ~/.cache/gpt2ts/cuda. */
-export function cudaCacheDir(env: NodeJS.ProcessEnv = process.env): string {
-  if (env.GPT2_CUDA_CACHE) return env.GPT2_CUDA_CACHE;
-  const base = env.XDG_CACHE_HOME || path.join(os.homedir(), ".cache");
-  return path.join(base, "gpt2ts", "cuda");
+/** Where compiled kernels are kept: GPT2_CUDA_CACHE, else the cache folder's cuda/. */
+export function cudaCacheDir(from: NodeJS.ProcessEnv = process.env): string {
+  return env("GPT2_CUDA_CACHE", from) ?? cacheDir("cuda", from);
 }
 
 /** the GPU's peak TFLOP/s for `dtype`, NaN when the card is not in the table */

@@ -8,9 +8,10 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { makeDir } from "../util/fs.js";
 import type { NativeAddon } from "./native.js";
+import { cacheDir, env } from "../util/env.js";
 
 export function peakCachePath(): string {
-  return path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), ".cache"), "gpt2ts", "peak.json");
+  return cacheDir("peak.json");
 }
 
 /** what identifies a measurement: the CPU model, the instruction set the kernels use, and the thread count */
@@ -31,8 +32,8 @@ function readCache(file: string): Record<string, number> {
  * keeps the larger value. bf16 matmuls (vdpbf16ps, two multiply-adds per fp32 lane) have twice this peak.
  */
 export function cpuPeakGflops(addon: NativeAddon, opts: { remeasure?: boolean } = {}): number {
-  const env = Number(process.env.GPT2_PEAK_GFLOPS);
-  if (process.env.GPT2_PEAK_GFLOPS && Number.isFinite(env) && env > 0) return env;
+  const given = Number(env("GPT2_PEAK_GFLOPS"));
+  if (env("GPT2_PEAK_GFLOPS") && Number.isFinite(given) && given > 0) return given;
   const file = peakCachePath(), key = machineKey(addon);
   const cache = readCache(file);
   const known = Number.isFinite(cache[key]) && cache[key] > 0 ? cache[key] : 0;

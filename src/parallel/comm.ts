@@ -7,6 +7,7 @@
 
 import type { Tensor } from "../kernels/backend.js";
 import { loadNativeAddon } from "../kernels/native.js";
+import { env as envVar } from "../util/env.js";
 
 /** A buffer a collective works on: a backend tensor (host Float32Array on the CPU backends) or host scalars. */
 export type CommBuffer = Tensor | Float64Array | Uint8Array;
@@ -172,9 +173,9 @@ export function launcherWorld(env: NodeJS.ProcessEnv = process.env): { size: num
 }
 
 /** Seconds a collective may wait (GPT2_COMM_TIMEOUT, default 600: long enough for rank 0's evaluations). */
-export function commTimeout(env: NodeJS.ProcessEnv = process.env): number {
-  const t = Number(env.GPT2_COMM_TIMEOUT ?? 600);
-  if (!(t > 0)) throw new CommError(`GPT2_COMM_TIMEOUT must be a positive number of seconds, got "${env.GPT2_COMM_TIMEOUT}"`);
+export function commTimeout(from: NodeJS.ProcessEnv = process.env): number {
+  const t = Number(envVar("GPT2_COMM_TIMEOUT", from) ?? 600);
+  if (!(t > 0)) throw new CommError(`GPT2_COMM_TIMEOUT must be a positive number of seconds, got "${envVar("GPT2_COMM_TIMEOUT", from)}"`);
   return t;
 }
 
@@ -189,7 +190,7 @@ export function createCommunicator(opts: { force?: boolean; env?: NodeJS.Process
   const { addon, error } = loadNativeAddon();
   if (!addon) throw new CommError(`multi-process training needs the native addon, which is not available: ${error}`);
   try {
-    return new MpiComm(addon as unknown as MpiAddon, commTimeout(env), env.GPT2_LIBMPI || undefined);
+    return new MpiComm(addon as unknown as MpiAddon, commTimeout(env), envVar("GPT2_LIBMPI", env));
   } catch (e) {
     if (e instanceof CommError) throw e;
     throw new CommError(`${world ? `launched as ${world.size} ranks, but ` : ""}${(e as Error).message}`);

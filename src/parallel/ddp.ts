@@ -11,6 +11,7 @@ import type { Tensor } from "../kernels/backend.js";
 import type { GPT2 } from "../model/gpt2.js";
 import type { Communicator, PendingOp } from "./comm.js";
 import { shardRange } from "./comm.js";
+import { env } from "../util/env.js";
 
 export interface Shard {
   /** parameters [lo, hi) of the flat buffer are this rank's */
@@ -32,7 +33,7 @@ export class DataParallel {
    *   asynchronously; GPT2_DDP_OVERLAP=1 / 0 forces it on / off (for measuring)
    */
   constructor(readonly model: GPT2, readonly comm: Communicator, readonly zero: 0 | 1,
-    readonly overlap = process.env.GPT2_DDP_OVERLAP ? process.env.GPT2_DDP_OVERLAP === "1" : comm.asyncProgress) {
+    readonly overlap = env("GPT2_DDP_OVERLAP") ? env("GPT2_DDP_OVERLAP") === "1" : comm.asyncProgress) {
     const total = model.layout.total;
     this.shard = zero ? shardRange(total, comm.size, comm.rank) : { lo: 0, hi: total, counts: [total] };
     // buckets of gradient views per block (and ln_f), in the order backward completes them

@@ -188,3 +188,24 @@ test("gpt2 demo (npm start): the built-in corpus prepared, steps fitted to --min
   // only the final checkpoint: the demo leaves one file behind, not one per validation
   assert.deepEqual(fs.readdirSync(out).filter((f) => f.endsWith(".gpt2ts")), [`checkpoint_${String(steps).padStart(8, "0")}.gpt2ts`]);
 });
+
+test("environment variables: read in one place (util/env.ts), each in its table with a meaning, listed by gpt2 --help", async () => {
+  const { ENV_VARS } = await import("../../src/util/env.js");
+  const root = path.resolve(path.dirname(CLI), "../../..");
+  const files = (dir: string, ext: RegExp): string[] => fs.readdirSync(dir, { withFileTypes: true })
+    .flatMap((e) => (e.isDirectory() ? files(path.join(dir, e.name), ext) : ext.test(e.name) ? [path.join(dir, e.name)] : []));
+  const used = new Set<string>();
+  for (const f of [...files(path.join(root, "src"), /\.ts$/), ...files(path.join(root, "native"), /\.(cc|h)$/)]) {
+    const text = fs.readFileSync(f, "utf8");
+    // names read from the environment: process.env.X / process.env["X"] (TypeScript), getenv("X") (native)
+    for (const m of text.matchAll(/process\.env(?:\.|\[")([A-Z_0-9]+)|getenv\("([A-Z_0-9]+)"\)/g)) {
+      const name = m[1] ?? m[2];
+      if (!f.endsWith(path.join("util", "env.ts"))) assert.ok(/\.cc$|\.h$/.test(f), `${path.relative(root, f)} reads ${name} itself: use env() from util/env.ts`);
+      used.add(name);
+    }
+    for (const m of text.matchAll(/env\("([A-Z_0-9]+)"/g)) used.add(m[1]);
+  }
+  for (const name of used) assert.ok(name in ENV_VARS, `${name} is read but not in ENV_VARS`);
+  const help = gpt2(["--help"]).stdout;
+  for (const name of Object.keys(ENV_VARS).filter((k) => !k.startsWith("GPT2_TEST_"))) assert.match(help, new RegExp(`^  ${name} +\\S`, "m"));
+});

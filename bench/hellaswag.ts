@@ -21,8 +21,8 @@ const model = new GPT2(makeConfig("d12"), createBackend({}));
 model.initWeights(new Rng(1));
 const examples = readHellaswag(file);
 fs.rmSync(path.dirname(file), { recursive: true, force: true });
-evaluateHellaswag(model, examples.slice(0, perBatch), perBatch); // warm-up
+await evaluateHellaswag(model, examples.slice(0, perBatch), perBatch); // warm-up
 const t0 = performance.now();
-const r = evaluateHellaswag(model, examples, perBatch);
+const r = await evaluateHellaswag(model, examples, perBatch);
 const s = (performance.now() - t0) / 1000;
 console.log(`d12, ${r.n} examples (${perBatch} per forward, ${os.availableParallelism()} threads): ${(r.n / s).toFixed(2)} examples/s`);

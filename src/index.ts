@@ -3,7 +3,7 @@
 export * from "./model/config.js";
 export { paramLayout, countParams, type ParamLayout, type TensorSpec } from "./model/layout.js";
 export { GPT2, ShapeError, type RecomputeLevel } from "./model/gpt2.js";
-export { KVCache, generate, sampleToken, type GenerateOptions, type SampleOptions } from "./model/generate.js";
+export { KVCache, generate, generateAsync, sampleToken, type GenerateOptions, type SampleOptions } from "./model/generate.js";
 export type { Backend, Tensor } from "./kernels/backend.js";
 export { JsBackend } from "./kernels/js/backend.js";
 export { createBackend, type BackendName } from "./kernels/select.js";

@@ -93,7 +93,7 @@ export async function* complete(model: GPT2, cache: KVCache, feed: number[], o: 
   if (cache.pos + feed.length > cache.maxT) throw new RangeError(`the prompt (${cache.pos + feed.length} tokens) does not fit the context (${cache.maxT})`);
   const rows = new Int32Array(n * feed.length);
   for (let b = 0; b < n; b++) rows.set(feed, b * feed.length);
-  let logits = cache.step(rows, feed.length);
+  let logits = await cache.stepAsync(rows, feed.length);
   const sinks = Array.from({ length: n }, () => new TextSink(o.stopText));
   const tokens: number[][] = Array.from({ length: n }, () => []);
   const counts = Array.from({ length: n }, () => new Map<number, number>());
@@ -137,6 +137,6 @@ export async function* complete(model: GPT2, cache: KVCache, feed: number[], o: 
     if (done.every(Boolean)) return;
     await new Promise((r) => setImmediate(r));
     if (signal?.aborted) { yield* abort(); return; }
-    logits = cache.step(next, 1);
+    logits = await cache.stepAsync(next, 1);
   }
 }

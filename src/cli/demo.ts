@@ -10,7 +10,7 @@ import { cpuPeakGflops } from "../kernels/peak.js";
 import { DEFAULTS, mergeConfig } from "../train/config.js";
 import { train } from "../train/loop.js";
 import { benchTrain } from "../train/bench.js";
-import { generate } from "../model/generate.js";
+import { generateAsync } from "../model/generate.js";
 import { gpt2Tokenizer } from "../tokenizer/tokenizer.js";
 import { Rng } from "../util/rng.js";
 import { makeConfig } from "../model/config.js";
@@ -85,7 +85,7 @@ export async function demoCommand(argv: string[]): Promise<void> {
   // the samples above are drawn at temperature 1, as llm.c's; a cooler, top-k sample is what people read
   const sampling = { temperature: 0.7, topK: 40 };
   const model = loadModel(r.checkpoint, backend);
-  const [ids] = generate(model, gpt2Tokenizer.encode("Fellow citizens"), 1, new Rng(1), { maxNewTokens: 60, ...sampling, stopAtEot: true });
+  const [ids] = await generateAsync(model, gpt2Tokenizer.encode("Fellow citizens"), 1, new Rng(1), { maxNewTokens: 60, ...sampling, stopAtEot: true });
   say(`\nFellow citizens${gpt2Tokenizer.decode(ids)}\n`);
   say(`sample from it:  npx gpt2 sample --model ${r.checkpoint} --prompt "Fellow citizens" --max-new-tokens 60 --temperature ${sampling.temperature} --top-k ${sampling.topK}`);
   say(`logs:            ${path.join(out, "main.log")}, ${path.join(out, "metrics.jsonl")}`);

@@ -76,14 +76,14 @@ async function evalLoss(argv: string[]): Promise<void> {
     const loader = new DataLoader(values.data, B, T, { vocabSize: model.config.vocabSize });
     const batches = num(values.batches, "batches", loader.batchesPerEpoch, { int: true, min: 1 });
     const p = values.json ? null : progress("  batches");
-    loss = datasetLoss(model, loader, batches, (d, t) => p?.update(d, t));
+    loss = await datasetLoss(model, loader, batches, (d, t) => p?.update(d, t));
     p?.end();
     tokens = Math.min(batches, loader.batchesPerEpoch) * B * T;
   } else {
     if (!fs.existsSync(values.tokens!)) throw new UsageError(`tokens file ${values.tokens} does not exist`);
     const seqs = readSequences(values.tokens!);
     const p = values.json || seqs.length < 2 ? null : progress("  sequences");
-    ({ loss, tokens } = sequenceLoss(model, seqs, (d) => p?.update(d, seqs.length)));
+    ({ loss, tokens } = await sequenceLoss(model, seqs, (d) => p?.update(d, seqs.length)));
     p?.end();
   }
   if (values.json) process.stdout.write(JSON.stringify({ loss, tokens }) + "\n");
@@ -116,7 +116,7 @@ async function evalHellaswag(argv: string[]): Promise<void> {
   const model = loadModel(file, backendFromFlags(values));
   const t0 = performance.now();
   const p = values.json ? null : progress("  examples");
-  const r = evaluateHellaswag(model, examples, num(values.batch, "batch", 4, { int: true, min: 1 }), (done, total, accNorm) => {
+  const r = await evaluateHellaswag(model, examples, num(values.batch, "batch", 4, { int: true, min: 1 }), (done, total, accNorm) => {
     p?.update(done, total, `acc_norm so far ${(100 * accNorm).toFixed(1)}%`);
   });
   p?.end();

@@ -2,7 +2,7 @@
 
 import { FormatError } from "../io/files.js";
 import { loadModel, modelTokenizer } from "../io/load.js";
-import { generate } from "../model/generate.js";
+import { generateAsync } from "../model/generate.js";
 import { Rng } from "../util/rng.js";
 import * as fs from "node:fs";
 import { BACKEND_OPTIONS, backendFromFlags, modelPath, num, parse, parseIds, readStdin, SAMPLING_OPTIONS, UsageError, commandHelp } from "./common.js";
@@ -66,7 +66,7 @@ export async function sampleCommand(argv: string[]): Promise<void> {
   for (let s = 0; s < numSamples; s++) {
     const dec = tok.decoder();
     if (!values.json) process.stdout.write((numSamples > 1 ? `--- sample ${s + 1}\n` : "") + (text ?? tok.decode(prompt)));
-    const [ids] = generate(model, prompt, 1, rng, {
+    const [ids] = await generateAsync(model, prompt, 1, rng, {
       maxNewTokens: maxNew, temperature, topK, topP, stopAtEot: false, stopTokens: values["no-stop"] ? [] : [tok.eot],
       onToken: values.json ? undefined : (_b, tok) => process.stdout.write(dec.push(tok)),
     });

@@ -90,8 +90,8 @@ export function renderExample(ex: HellaExample, maxT: number): { rows: number[][
   return { rows, starts };
 }
 
-export function evaluateHellaswag(model: GPT2, examples: HellaExample[], examplesPerBatch = 4,
-  onProgress?: (done: number, total: number, accNorm: number) => void): HellaResult {
+export async function evaluateHellaswag(model: GPT2, examples: HellaExample[], examplesPerBatch = 4,
+  onProgress?: (done: number, total: number, accNorm: number) => void): Promise<HellaResult> {
   const maxT = model.context;
   const rendered = examples.map((e) => renderExample(e, maxT));
   let longest = 2;
@@ -112,8 +112,8 @@ export function evaluateHellaswag(model: GPT2, examples: HellaExample[], example
         if (t + 1 >= g.starts[k]) targets[r * T + t] = row[t + 1];
       }
     }));
-    model.forward(inputs, targets, rows, T);
-    const losses = model.readLosses();
+    await model.forwardAsync(inputs, targets, rows, T);
+    const losses = await model.readLossesAsync();
     group.forEach((g, gi) => {
       const ex = examples[e0 + gi];
       const sums: [number, number][] = [];

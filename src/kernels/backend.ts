@@ -37,6 +37,12 @@ export interface Backend {
   write(t: Tensor, src: Float32Array, offset?: number): void;
   /** copies n floats of t from offset into a new host array */
   read(t: Tensor, offset?: number, n?: number): Float32Array;
+  /**
+   * The same, resolved once the data are on the host: the read the training loop, evaluation and generation use, so
+   * that a backend which cannot read synchronously (WebGPU maps buffers asynchronously) serves them, and a device
+   * can go on with queued work meanwhile. Host backends resolve at once.
+   */
+  readAsync(t: Tensor, offset?: number, n?: number): Promise<Float32Array>;
   fill(t: Tensor, value: number): void;
 
   // ---- layers: forward and backward side by side

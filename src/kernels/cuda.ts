@@ -179,6 +179,10 @@ export class CudaBackend implements Backend {
     if (n) this.cu.cudaRead(ptr(t) + offset * 4, out);
     return out;
   }
+  /** cudaRead synchronizes the stream: resolved at once (an event-based read would let the host go on meanwhile) */
+  readAsync(t: Tensor, offset = 0, n = t.length - offset): Promise<Float32Array> {
+    try { return Promise.resolve(this.read(t, offset, n)); } catch (e) { return Promise.reject(e); }
+  }
   fill(t: Tensor, value: number): void { if (t.length) this.cu.cudaFill(ptr(t), t.length, value); }
   /** waits for all launched work (timing) */
   synchronize(): void { this.cu.cudaSync(); }

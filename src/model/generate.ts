@@ -47,6 +47,18 @@ export class KVCache {
    * stream's last new token.
    */
   step(tokens: Int32Array, Tq: number): Float32Array {
+    this.launch(tokens, Tq);
+    return this.model.backend.read(this.logits, 0, this.B * this.model.config.paddedVocabSize);
+  }
+
+  /** step(), the logits read back asynchronously (Backend.readAsync): what generation, chat and serving use */
+  async stepAsync(tokens: Int32Array, Tq: number): Promise<Float32Array> {
+    this.launch(tokens, Tq);
+    return this.model.backend.readAsync(this.logits, 0, this.B * this.model.config.paddedVocabSize);
+  }
+
+  /** the kernels of a step: the logits of each stream's last new token are left in this.logits */
+  private launch(tokens: Int32Array, Tq: number): void {
     const { nLayer: L, nEmbd: C, nHead: NH, paddedVocabSize: Vp, vocabSize: V } = this.model.config;
     const { B, maxT, pos } = this;
     if (pos + Tq > maxT) throw new RangeError(`KV cache holds ${maxT} tokens; ${pos} + ${Tq} do not fit`);
@@ -74,7 +86,6 @@ export class KVCache {
     }
     be.matmulForward(this.logits, this.last, p.wte, null, B, C, Vp);
     this.pos += Tq;
-    return be.read(this.logits, 0, B * Vp);
   }
 }
 
@@ -139,18 +150,41 @@ export interface GenerateOptions extends SampleOptions {
 
 /**
  * Generates up to maxNewTokens after the prompt for each of B streams (same prompt), with a KV cache.
- * When the context fills the block size, the window slides: the cache is rebuilt from the last half block.
+ * When the context fills the cache, the window slides: the cache is rebuilt from the last half of each stream.
  */
 export function generate(model: GPT2, prompt: number[], B: number, rng: Rng, opts: GenerateOptions, cache?: KVCache): number[][] {
+  const kv = cache ?? new KVCache(model, B);
+  const g = generation(model, prompt, B, rng, opts, kv);
+  for (let r = g.next(); ; ) {
+    if (r.done) return r.value;
+    r = g.next(kv.step(r.value.tokens, r.value.Tq));
+  }
+}
+
+/** generate(), with the logits read back asynchronously: for any backend (a WebGPU one reads only this way) */
+export async function generateAsync(model: GPT2, prompt: number[], B: number, rng: Rng, opts: GenerateOptions, cache?: KVCache): Promise<number[][]> {
+  const kv = cache ?? new KVCache(model, B);
+  const g = generation(model, prompt, B, rng, opts, kv);
+  for (let r = g.next(); ; ) {
+    if (r.done) return r.value;
+    r = g.next(await kv.stepAsync(r.value.tokens, r.value.Tq));
+  }
+}
+
+/**
+ * The generation loop, written once for both reads: it yields each cache step it needs (tokens fed, Tq per stream)
+ * and is resumed with that step's logits.
+ */
+function* generation(model: GPT2, prompt: number[], B: number, rng: Rng, opts: GenerateOptions, kv: KVCache):
+  Generator<{ tokens: Int32Array; Tq: number }, number[][], Float32Array> {
   const { vocabSize: V, paddedVocabSize: Vp } = model.config;
   if (prompt.length === 0) throw new RangeError("the prompt must hold at least one token (use <|endoftext|> = 50256 to start from nothing)");
-  const kv = cache ?? new KVCache(model, B);
   const stopAtEot = opts.stopAtEot ?? true;
   const histories = Array.from({ length: B }, () => prompt.slice(-kv.maxT));
   const outs: number[][] = Array.from({ length: B }, () => []);
   const done = new Array<boolean>(B).fill(false);
   kv.reset();
-  let logits = kv.step(Int32Array.from(histories.flat()), histories[0].length);
+  let logits = yield { tokens: Int32Array.from(histories.flat()), Tq: histories[0].length };
   for (let s = 0; s < opts.maxNewTokens; s++) {
     const next = new Int32Array(B);
     for (let b = 0; b < B; b++) {
@@ -164,12 +198,12 @@ export function generate(model: GPT2, prompt: number[], B: number, rng: Rng, opt
     }
     if (done.every(Boolean) || s === opts.maxNewTokens - 1) break;
     if (kv.pos + 1 > kv.maxT) {
-      // slide the window: rebuild the cache from the last half block of each stream
+      // slide the window: rebuild the cache from the last half of each stream
       const keep = Math.floor(kv.maxT / 2);
       kv.reset();
-      logits = kv.step(Int32Array.from(histories.flatMap((h) => h.slice(-keep))), keep);
+      logits = yield { tokens: Int32Array.from(histories.flatMap((h) => h.slice(-keep))), Tq: keep };
     } else {
-      logits = kv.step(next, 1);
+      logits = yield { tokens: next, Tq: 1 };
     }
   }
   return outs;

@@ -68,6 +68,13 @@ interface Activations {
   floats: number;
 }
 
+/** the mean of the first M per-row losses (NaN when no row had a target) */
+function meanLoss(losses: Float32Array, M: number): number {
+  let sum = 0;
+  for (let i = 0; i < M; i++) sum += losses[i];
+  return M ? sum / M : NaN;
+}
+
 /** The buffers of one transformer block's forward over N rows (GPT2.blockForward). */
 export interface BlockIO {
   /** (N,C) the residual stream coming in */
@@ -286,6 +293,23 @@ export class GPT2 {
    */
   forward(inputs: Int32Array, targets: Int32Array | null, B: number, T: number, grad = false, lossScale = 1,
     tokenWeights: Float32Array | null = null): number {
+    const M = this.launchForward(inputs, targets, B, T, grad, lossScale, tokenWeights);
+    return M < 0 ? NaN : meanLoss(this.backend.read(this.acts!.losses, 0, M), M);
+  }
+
+  /** forward(), reading the loss back asynchronously (Backend.readAsync): what training and evaluation use */
+  async forwardAsync(inputs: Int32Array, targets: Int32Array | null, B: number, T: number, grad = false, lossScale = 1,
+    tokenWeights: Float32Array | null = null): Promise<number> {
+    const M = this.launchForward(inputs, targets, B, T, grad, lossScale, tokenWeights);
+    return M < 0 ? NaN : meanLoss(await this.backend.readAsync(this.acts!.losses, 0, M), M);
+  }
+
+  /**
+   * The kernels of forward(): the loss rows are left in acts.losses. Returns how many rows had a target (the loss
+   * averages over them), or -1 for inference (no targets: the logits of every position are kept).
+   */
+  private launchForward(inputs: Int32Array, targets: Int32Array | null, B: number, T: number, grad: boolean, lossScale: number,
+    tokenWeights: Float32Array | null): number {
     const lnf = this.trunk(inputs, targets, B, T, grad);
     const { nEmbd: C, vocabSize: V, paddedVocabSize: Vp } = this.config;
     const be = this.backend, a = this.acts!, p = this.p, BT = B * T;
@@ -294,7 +318,7 @@ export class GPT2 {
       // inference: all logits are wanted
       if (!this.fullLogits || this.fullLogits.length < BT * Vp) this.fullLogits = be.alloc(BT * Vp);
       be.matmulForward(v(this.fullLogits, BT * Vp), lnf, p.wte, null, BT, C, Vp);
-      return NaN;
+      return -1;
     }
     // the classifier runs over the rows that have a target: all of them in pretraining; in an SFT batch only the
     // answers' few tokens, gathered into a compact (M, C) block first (the lm_head is most of a small model's work)
@@ -319,10 +343,7 @@ export class GPT2 {
     }
     if (grad && this.trainedRows) this.scatterRows(dx, this.trainedRows);
     this.hasDlogits = grad;
-    const losses = be.read(a.losses, 0, M);
-    let sum = 0;
-    for (let i = 0; i < M; i++) sum += losses[i];
-    return M ? sum / M : NaN;
+    return M;
   }
 
   /**
@@ -331,6 +352,15 @@ export class GPT2 {
    * `grad`, backwardScores(dscores) completes the backward pass.
    */
   scores(inputs: Int32Array, B: number, T: number, rows: Int32Array, col: number, grad = false): Float32Array {
+    return this.backend.read(this.launchScores(inputs, B, T, rows, col, grad), 0, rows.length);
+  }
+
+  /** scores(), read back asynchronously */
+  async scoresAsync(inputs: Int32Array, B: number, T: number, rows: Int32Array, col: number, grad = false): Promise<Float32Array> {
+    return this.backend.readAsync(this.launchScores(inputs, B, T, rows, col, grad), 0, rows.length);
+  }
+
+  private launchScores(inputs: Int32Array, B: number, T: number, rows: Int32Array, col: number, grad: boolean): Tensor {
     const lnf = this.trunk(inputs, null, B, T, grad);
     const { nEmbd: C, paddedVocabSize: Vp } = this.config;
     if (!(col >= 0 && col < Vp)) throw new ShapeError(`score row ${col} is outside the ${Vp} rows of wte`);
@@ -340,7 +370,7 @@ export class GPT2 {
     be.matmulForward(out, x, be.view(this.p.wte, col * C, C), null, M, C, 1);
     this.scored = grad ? { rows, col } : null;
     this.hasDlogits = false;
-    return be.read(out, 0, M);
+    return out;
   }
 
   /** The backward pass of the last scores(..., grad): d(objective)/d(score) per scored row. Gradients accumulate. */
@@ -445,9 +475,19 @@ export class GPT2 {
   /** Per-position losses (B,T) of the last forward with targets. */
   readLosses(): Float32Array {
     const [B, T] = this.lastBT;
-    if (!this.trainedRows) return this.backend.read(this.acts!.losses, 0, B * T);
+    return this.placeLosses(this.backend.read(this.acts!.losses, 0, this.trainedRows ? this.trainedRows.length : B * T));
+  }
+
+  /** readLosses(), read back asynchronously */
+  async readLossesAsync(): Promise<Float32Array> {
+    const [B, T] = this.lastBT;
+    return this.placeLosses(await this.backend.readAsync(this.acts!.losses, 0, this.trainedRows ? this.trainedRows.length : B * T));
+  }
+
+  private placeLosses(compact: Float32Array): Float32Array {
+    const [B, T] = this.lastBT;
+    if (!this.trainedRows) return compact;
     // the classifier ran over the rows with targets only: put their losses back in place, 0 elsewhere
-    const compact = this.backend.read(this.acts!.losses, 0, this.trainedRows.length);
     const out = new (compact.constructor as Float32ArrayConstructor)(B * T); // the backend's precision (a test's float64)
     for (let i = 0; i < compact.length; i++) out[this.trainedRows[i]] = compact[i];
     return out;
@@ -460,6 +500,16 @@ export class GPT2 {
     const loss = this.forward(inputs, targets, B, T, true, lossScale, tokenWeights);
     this.backward();
     return loss;
+  }
+
+  /** forwardBackward(), the loss read back asynchronously after the backward pass is launched */
+  async forwardBackwardAsync(inputs: Int32Array, targets: Int32Array, B: number, T: number, lossScale = 1,
+    tokenWeights: Float32Array | null = null): Promise<number> {
+    if (!this.grads) this.zeroGrad();
+    const M = this.launchForward(inputs, targets, B, T, true, lossScale, tokenWeights);
+    this.backward();
+    // acts.losses is written by the forward only: reading it after the backward lets a device run both first
+    return meanLoss(await this.backend.readAsync(this.acts!.losses, 0, M), M);
   }
 
   /**

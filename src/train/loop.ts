@@ -176,7 +176,7 @@ class Run implements CheckpointedRun {
     // the positions these weights will have learned: -t from scratch; a model's own (or -t, if longer) when fine-tuned
     model.context = fromScratch ? T : Math.max(model.context, T);
     model.allocate(B, T);
-    const adapted = task.prepareModel(model, print);
+    const adapted = await task.prepareModel(model, print);
     // fine-tuning defaults (nanoGPT's Shakespeare fine-tune): a small LR and a short warmup unless given
     const lr0 = cfg.lr > 0 ? cfg.lr : fromScratch ? 3e-4 : 3e-5;
     const warmup = cfg.warmup >= 0 ? cfg.warmup : fromScratch ? 0 : 10;
@@ -329,12 +329,12 @@ class Run implements CheckpointedRun {
       this.emit({ step, ...(Number.isFinite(v.loss) ? { val_loss: v.loss } : {}), ...Object.fromEntries(Object.entries(v.metrics).map(([k, x]) => [`val_${k}`, x])) });
     }
     if (this.hellaswag && validatesAt(cfg, step, last)) {
-      const h = hellaswagScore(model, this.hellaswag, cfg.batchSize);
+      const h = await hellaswagScore(model, this.hellaswag, cfg.batchSize);
       this.print(`HellaSwag acc_norm ${(100 * h.accNorm).toFixed(2)}% (${h.n} examples) at step ${step}`);
       this.emit({ step, hellaswag: h.accNorm });
     }
     if (lead && this.cache && samplesAt(cfg, step, this.startStep, last)) {
-      const text = sampleText(model, this.cache, this.sampleRng, this.prompt, cfg.genTokens, this.task.tokenizer);
+      const text = await sampleText(model, this.cache, this.sampleRng, this.prompt, cfg.genTokens, this.task.tokenizer);
       const label = this.prompt.label ? `${this.prompt.label}\n→ ` : "";
       this.print(`sample at step ${step}:\n---\n${label}${text}\n---`);
       this.emit({ step, sample: label + text });

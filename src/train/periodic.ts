@@ -4,7 +4,7 @@
 import type { BatchSource } from "../data/source.js";
 import { evaluateHellaswag, type HellaExample } from "../eval/hellaswag.js";
 import { datasetLoss } from "../eval/loss.js";
-import { generate, type KVCache } from "../model/generate.js";
+import { generateAsync, type KVCache } from "../model/generate.js";
 import type { GPT2 } from "../model/gpt2.js";
 import { gpt2Tokenizer, type Tokenizer } from "../tokenizer/tokenizer.js";
 import type { Rng } from "../util/rng.js";
@@ -26,7 +26,7 @@ export function samplesAt(cfg: TrainConfig, step: number, startStep: number, las
  * each time, so that every evaluation sees the same data).
  */
 export async function validation(model: GPT2, val: BatchSource, batches: number, objective?: Objective): Promise<{ loss: number; metrics: Record<string, number> }> {
-  if (!objective) return { loss: datasetLoss(model, val, batches), metrics: {} };
+  if (!objective) return { loss: await datasetLoss(model, val, batches), metrics: {} };
   val.reset();
   const n = Math.min(batches, Math.max(1, val.batchesPerEpoch));
   let sum = 0, units = 0, counted = 0;
@@ -43,15 +43,15 @@ export async function validation(model: GPT2, val: BatchSource, batches: number,
 }
 
 /** HellaSwag acc_norm, with rows of 4 endings batched as the training buffers allow */
-export function hellaswagScore(model: GPT2, examples: HellaExample[], B: number): { accNorm: number; n: number } {
-  const h = evaluateHellaswag(model, examples, Math.max(1, Math.floor(B / 4)));
+export async function hellaswagScore(model: GPT2, examples: HellaExample[], B: number): Promise<{ accNorm: number; n: number }> {
+  const h = await evaluateHellaswag(model, examples, Math.max(1, Math.floor(B / 4)));
   return { accNorm: h.acc_norm, n: h.n };
 }
 
 /** A sample from the task's prompt, at temperature 1 (as llm.c's), until a stop token or genTokens. */
-export function sampleText(model: GPT2, cache: KVCache, rng: Rng, prompt: SamplePrompt, genTokens: number, tokenizer: Tokenizer = gpt2Tokenizer): string {
+export async function sampleText(model: GPT2, cache: KVCache, rng: Rng, prompt: SamplePrompt, genTokens: number, tokenizer: Tokenizer = gpt2Tokenizer): Promise<string> {
   const room = Math.max(1, cache.maxT - prompt.ids.length);
-  const [ids] = generate(model, prompt.ids.slice(-(cache.maxT - 1)), 1, rng,
+  const [ids] = await generateAsync(model, prompt.ids.slice(-(cache.maxT - 1)), 1, rng,
     { maxNewTokens: Math.min(genTokens, room), temperature: 1, stopAtEot: prompt.stop.length > 0, stopTokens: prompt.stop }, cache);
   return tokenizer.decode(ids);
 }

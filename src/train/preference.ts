@@ -28,6 +28,11 @@ export function rewardScores(model: GPT2, b: PairBatch | (Batch & { last: Int32A
   return model.scores(b.inputs, b.B, b.T, b.last, row, grad);
 }
 
+/** rewardScores(), read back asynchronously: what training and validation use */
+export function rewardScoresAsync(model: GPT2, b: PairBatch | (Batch & { last: Int32Array }), row = REWARD_ROW, grad = false): Promise<Float32Array> {
+  return model.scoresAsync(b.inputs, b.B, b.T, b.last, row, grad);
+}
+
 /** Bradley-Terry loss of reward scores; rows 2k and 2k + 1 are pair k's chosen and rejected answers. */
 function bradleyTerry(r: Float32Array, pairs: number): { loss: number; dr: Float32Array; metrics: Record<string, number> } {
   let loss = 0, correct = 0, margin = 0, chosen = 0, rejected = 0;
@@ -48,16 +53,16 @@ function bradleyTerry(r: Float32Array, pairs: number): { loss: number; dr: Float
 
 export const rewardModeling: Objective = {
   units: (b) => (b as PairBatch).pairs,
-  forwardBackward(model, b, weight) {
+  async forwardBackward(model, b, weight) {
     const pb = b as PairBatch;
-    const bt = bradleyTerry(rewardScores(model, pb, REWARD_ROW, true), pb.pairs);
+    const bt = bradleyTerry(await rewardScoresAsync(model, pb, REWARD_ROW, true), pb.pairs);
     // each pair's share of the step's mean: weight / pairs
     model.backwardScores(bt.dr.map((x) => (x * weight) / pb.pairs));
     return { loss: bt.loss, metrics: bt.metrics };
   },
-  evaluate(model, b) {
+  async evaluate(model, b) {
     const pb = b as PairBatch;
-    const bt = bradleyTerry(rewardScores(model, pb), pb.pairs);
+    const bt = bradleyTerry(await rewardScoresAsync(model, pb), pb.pairs);
     return { loss: bt.loss, metrics: bt.metrics };
   },
   metrics: [
@@ -67,9 +72,9 @@ export const rewardModeling: Objective = {
 };
 
 /** Summed log-probabilities of each row's answer tokens (the batch's targets) under the model. */
-export function answerLogprobs(model: GPT2, b: Batch): Float64Array {
-  model.forward(b.inputs, b.targets, b.B, b.T);
-  const losses = model.readLosses(), out = new Float64Array(b.B);
+export async function answerLogprobs(model: GPT2, b: Batch): Promise<Float64Array> {
+  await model.forwardAsync(b.inputs, b.targets, b.B, b.T);
+  const losses = await model.readLossesAsync(), out = new Float64Array(b.B);
   for (let r = 0; r < b.B; r++) for (let t = 0; t < b.T; t++) if (b.targets[r * b.T + t] >= 0) out[r] -= losses[r * b.T + t];
   return out;
 }
@@ -108,9 +113,9 @@ export function directPreference(beta: number, rpoAlpha = 0): Objective {
   };
   return {
     units: (b) => (b as PairBatch).pairs,
-    forwardBackward(model, b, weight) {
+    async forwardBackward(model, b, weight) {
       const pb = b as PairBatch;
-      const pi = answerLogprobs(model, pb);
+      const pi = await answerLogprobs(model, pb);
       const z = margins(pi, pb);
       // dL/dpi_c = -beta sigmoid(-z), dL/dpi_r = +beta sigmoid(-z); the token gradient of -pi is that of the
       // cross-entropy, so each answer token's weight is -dL/dpi of its row, times the pair's share of the step
@@ -127,12 +132,12 @@ export function directPreference(beta: number, rpoAlpha = 0): Objective {
       let M = 0;
       for (let i = 0; i < pb.B * pb.T; i++) if (pb.targets[i] >= 0) M++;
       // forward divides the gradient by the targets counted (M): lossScale M leaves the weights as they are
-      model.forwardBackward(pb.inputs, pb.targets, pb.B, pb.T, M, w);
+      await model.forwardBackwardAsync(pb.inputs, pb.targets, pb.B, pb.T, M, w);
       return stats(pi, pb, z);
     },
-    evaluate(model, b) {
+    async evaluate(model, b) {
       const pb = b as PairBatch;
-      const pi = answerLogprobs(model, pb);
+      const pi = await answerLogprobs(model, pb);
       return stats(pi, pb, margins(pi, pb));
     },
     metrics: [
@@ -175,7 +180,7 @@ export function rewardModelTask(): TrainTask {
       data = openPairs(cfg, rank, ranks);
       return data;
     },
-    prepareModel(model) {
+    async prepareModel(model) {
       const line = data!.train.stats.chat ? addChatTokens(model) : null;
       if (model.config.vocabSize > REWARD_ROW) throw new TrainConfigError(`the model's vocabulary (${model.config.vocabSize}) reaches the score row ${REWARD_ROW}`);
       return `${line ? line + "; " : ""}reward model: the score is the logit of wte row ${REWARD_ROW} (a padded row) at each answer's last token`;
@@ -195,7 +200,7 @@ export function dpoTask(beta: number, rpoAlpha = 0): TrainTask {
       data = openPairs(cfg, rank, ranks);
       return data;
     },
-    prepareModel(model) {
+    async prepareModel(model) {
       const line = data!.train.stats.chat ? addChatTokens(model) : null;
       // the reference: this model as it starts, before any update (a resumed run computes it from -e, the same)
       const t0 = performance.now();
@@ -204,7 +209,7 @@ export function dpoTask(beta: number, rpoAlpha = 0): TrainTask {
         d.ref = new Float64Array(2 * d.rows.length);
         for (let k0 = 0; k0 < d.rows.length; k0 += d.B) {
           const ids = Array.from({ length: Math.min(d.B, d.rows.length - k0) }, (_, i) => k0 + i);
-          const lp = answerLogprobs(model, d.batchOf(ids));
+          const lp = await answerLogprobs(model, d.batchOf(ids));
           ids.forEach((k, i) => { d.ref![2 * k] = lp[2 * i]; d.ref![2 * k + 1] = lp[2 * i + 1]; });
         }
       }

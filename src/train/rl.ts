@@ -176,9 +176,9 @@ interface Rollouts {
 }
 
 /** Per-position log-probabilities of the batch's targets under a model (0 where there is no target). */
-function tokenLogprobs(model: GPT2, b: Batch): Float64Array {
-  model.forward(b.inputs, b.targets, b.B, b.T);
-  const losses = model.readLosses(), out = new Float64Array(b.B * b.T);
+async function tokenLogprobs(model: GPT2, b: Batch): Promise<Float64Array> {
+  await model.forwardAsync(b.inputs, b.targets, b.B, b.T);
+  const losses = await model.readLossesAsync(), out = new Float64Array(b.B * b.T);
   for (let i = 0; i < b.B * b.T; i++) if (b.targets[i] >= 0) out[i] = -losses[i];
   return out;
 }
@@ -228,7 +228,7 @@ export function grpo(o: RlOptions): Objective {
         const T = Math.max(...rows.map((r) => r.length));
         const inputs = new Int32Array(G * T).fill(EOT_TOKEN), last = new Int32Array(G);
         rows.forEach((r, b) => { inputs.set(r, b * T); last[b] = b * T + r.length - 1; });
-        const s = o.reward.model.scores(inputs, G, T, last, o.reward.row);
+        const s = await o.reward.model.scoresAsync(inputs, G, T, last, o.reward.row);
         answers.forEach((a, i) => { a.reward = s[i]; });
       } else {
         for (const a of answers) {
@@ -274,8 +274,8 @@ export function grpo(o: RlOptions): Objective {
       const std = Math.sqrt(rs.reduce((x, y) => x + (y - mean) ** 2, 0) / rs.length);
       for (const r of rs) { advantage[row++] = std > 1e-8 ? (r - mean) / std : 0; sumR += r; }
     }
-    const oldLogp = greedy ? new Float64Array(0) : tokenLogprobs(model, batch);
-    const refLogp = greedy ? new Float64Array(0) : tokenLogprobs(o.reference, batch);
+    const oldLogp = greedy ? new Float64Array(0) : await tokenLogprobs(model, batch);
+    const refLogp = greedy ? new Float64Array(0) : await tokenLogprobs(o.reference, batch);
     let len = 0;
     for (const l of lengths) len += l;
     return {
@@ -294,14 +294,14 @@ export function grpo(o: RlOptions): Objective {
         if (!fresh) {
           // every prompt's checker failed (each said so): nothing to train on; a backward with zero weight keeps
           // this rank's collectives in step with the others' (data parallelism reduces gradients during backward)
-          model.forwardBackward(pb.inputs, pb.targets, pb.B, pb.T, 0);
+          await model.forwardBackwardAsync(pb.inputs, pb.targets, pb.B, pb.T, 0);
           return { loss: 0, metrics: {} };
         }
         r = fresh;
         done.set(b, r);
       }
       const { batch, advantage, lengths, oldLogp, refLogp } = r;
-      const logp = tokenLogprobs(model, batch);
+      const logp = await tokenLogprobs(model, batch);
       const w = new Float32Array(batch.B * batch.T);
       let loss = 0, kl = 0;
       // per answer: its share of the step (weight over this micro-batch's answers), spread over its tokens
@@ -328,7 +328,7 @@ export function grpo(o: RlOptions): Objective {
       }
       let M = 0;
       for (let i = 0; i < batch.B * batch.T; i++) if (batch.targets[i] >= 0) M++;
-      model.forwardBackward(batch.inputs, batch.targets, batch.B, batch.T, M, w);
+      await model.forwardBackwardAsync(batch.inputs, batch.targets, batch.B, batch.T, M, w);
       // answers left out (a failing checker) count as zero loss in the step's mean
       return { loss: loss / (pb.prompts.length * pb.group), metrics: { ...r.metrics, kl } };
     },

@@ -62,8 +62,8 @@ export interface ObjectiveResult {
 /** Next-token cross-entropy over the targets (>= 0) of a batch: pretraining and SFT. */
 export const languageModeling: Objective = {
   units: countTargets,
-  forwardBackward: (model, b, weight) => ({ loss: model.forwardBackward(b.inputs, b.targets, b.B, b.T, weight) }),
-  evaluate: (model, b) => ({ loss: model.forward(b.inputs, b.targets, b.B, b.T) }),
+  forwardBackward: async (model, b, weight) => ({ loss: await model.forwardBackwardAsync(b.inputs, b.targets, b.B, b.T, weight) }),
+  evaluate: async (model, b) => ({ loss: await model.forwardAsync(b.inputs, b.targets, b.B, b.T) }),
 };
 
 export interface TrainTask {
@@ -83,7 +83,7 @@ export interface TrainTask {
    * adapts the model before training (SFT: the chat tokens) and makes what the task needs beside it; `print` is the
    * run's log (warnings during training go there too); returns a line for the log, or null
    */
-  prepareModel(model: GPT2, print: (line: string) => void): string | null;
+  prepareModel(model: GPT2, print: (line: string) => void): string | null | Promise<string | null>;
   samplePrompt(): SamplePrompt;
   /**
    * the data's tokenizer, known once open() ran: GPT-2's unless the shards carry a character vocabulary (a model from

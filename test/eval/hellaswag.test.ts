@@ -10,16 +10,16 @@ import { JsBackend } from "../../src/kernels/js/backend.js";
 import { encode } from "../../src/tokenizer/bpe.js";
 import { CLI, fixture, tmpDir } from "../helpers.js";
 
-test("HellaSwag: each ending's score equals eval loss over the same tokens; acc and acc_norm follow the scores", () => {
+test("HellaSwag: each ending's score equals eval loss over the same tokens; acc and acc_norm follow the scores", async () => {
   const model = loadHF(fixture("ref-gpt2vocab"), new JsBackend());
   const examples = readHellaswag(fixture("hellaswag_small.jsonl"));
   assert.equal(examples.length, 5);
-  const r = evaluateHellaswag(model, examples, 2);
+  const r = await evaluateHellaswag(model, examples, 2);
   // example 3 has a one-token context ("The"): the ending's mean loss is exactly eval loss of [ctx, ending]
   const ex = examples[3];
   for (let k = 0; k < 4; k++) {
     const row = [...encode(ex.ctx), ...encode(" " + ex.endings[k])];
-    const ref = sequenceLoss(loadHF(fixture("ref-gpt2vocab"), new JsBackend()), [row]);
+    const ref = await sequenceLoss(loadHF(fixture("ref-gpt2vocab"), new JsBackend()), [row]);
     const [sum, n] = r.details[3].losses[k];
     assert.equal(n, row.length - 1);
     assert.ok(Math.abs(sum / n - ref.loss) < 1e-6 * ref.loss, `ending ${k}: ${sum / n} vs ${ref.loss}`);
@@ -35,7 +35,7 @@ test("HellaSwag: each ending's score equals eval loss over the same tokens; acc 
   assert.equal(r.acc, acc / 5);
   assert.equal(r.acc_norm, accNorm / 5);
   // batching does not change the scores
-  const single = evaluateHellaswag(loadHF(fixture("ref-gpt2vocab"), new JsBackend()), examples, 1);
+  const single = await evaluateHellaswag(loadHF(fixture("ref-gpt2vocab"), new JsBackend()), examples, 1);
   for (let i = 0; i < 5; i++) for (let k = 0; k < 4; k++) assert.ok(Math.abs(single.details[i].losses[k][0] - r.details[i].losses[k][0]) < 1e-4);
   assert.equal(renderExample(ex, 1024).starts[0], 1);
 });

@@ -20,6 +20,9 @@ export class JsBackend implements Backend {
   }
   write(t: Tensor, src: Float32Array, offset = 0): void { f(t).set(src, offset); }
   read(t: Tensor, offset = 0, n = t.length - offset): Float32Array { return f(t).slice(offset, offset + n); }
+  readAsync(t: Tensor, offset = 0, n = t.length - offset): Promise<Float32Array> {
+    try { return Promise.resolve(this.read(t, offset, n)); } catch (e) { return Promise.reject(e); }
+  }
   fill(t: Tensor, value: number): void { f(t).fill(value); }
 
   private scoreRow(T: number): Float64Array {

@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "../cpu/napi_util.h"
+#include "../common/napi_util.h"
 #include "cuda_napi.h"
 #include "device.h"
 

@@ -7,7 +7,7 @@
 #include <cmath>
 #include <cstdlib>
 
-#include "../cpu/napi_util.h"
+#include "../common/napi_util.h"
 #include "cuda_napi.h"
 #include "device.h"
 

@@ -11,8 +11,8 @@
 #include <string>
 #include <thread>
 
-#include "../cpu/napi_util.h"
-#include "../cpu/watchdog.h"
+#include "../common/napi_util.h"
+#include "../common/watchdog.h"
 #include "cuda_napi.h"
 #include "cuda_state.h"
 

@@ -11,7 +11,7 @@ type F32 = Float32Array;
 const f = (t: Tensor): F32 => t as F32;
 const fn = (t: Tensor | null): F32 | null => (t === null ? null : (t as F32));
 
-/** The addon's exports (native/cpu/addon.cc). */
+/** The addon's CPU exports (native/cpu/bindings.cc, registered by native/addon.cc). */
 export interface NativeAddon {
   setThreads(n: number): void;
   getThreads(): number;

@@ -1,4 +1,5 @@
-// Node-API bindings: each export unpacks typed arrays (no copies) and numbers, checks sizes, calls a kernel.
+// Node-API bindings of the CPU kernels: each export unpacks typed arrays (no copies) and numbers, checks sizes, calls a
+// kernel. Registered by ../addon.cc with the MPI, CUDA and NCCL bindings.
 
 #include <node_api.h>
 
@@ -8,7 +9,7 @@
 
 #include "gemm.h"
 #include "layers.h"
-#include "napi_util.h"
+#include "../common/napi_util.h"
 #include "threads.h"
 
 #if defined(__x86_64__)
@@ -308,11 +309,7 @@ KERNEL(Scale) {
 
 }  // namespace
 
-void register_mpi(napi_env env, napi_value exports);   // mpi.cc
-void register_cuda(napi_env env, napi_value exports);  // ../cuda/cuda.cc
-void register_nccl(napi_env env, napi_value exports);  // ../cuda/nccl.cc
-
-NAPI_MODULE_INIT() {
+void register_cpu(napi_env env, napi_value exports) {
   export_functions(env, exports, {
       {"setThreads", SetThreads}, {"getThreads", GetThreads}, {"requireBf16", RequireBf16},
       {"cpuFeatures", CpuFeatures}, {"measurePeakGflops", MeasurePeakGflops},
@@ -324,8 +321,4 @@ NAPI_MODULE_INIT() {
       {"residualForward", ResidualForward}, {"crossEntropy", CrossEntropy}, {"adamw", AdamW},
       {"sumSquares", SumSquares}, {"scale", Scale},
   });
-  register_mpi(env, exports);
-  register_cuda(env, exports);
-  register_nccl(env, exports);
-  return exports;
 }

@@ -12,8 +12,8 @@
 #include <malloc.h>
 #include <node_api.h>
 
-#include "napi_util.h"
-#include "watchdog.h"
+#include "../common/napi_util.h"
+#include "../common/watchdog.h"
 
 #include <chrono>
 #include <cstdio>

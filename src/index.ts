@@ -2,7 +2,7 @@
 /// <reference types="node" preserve="true" />
 export * from "./model/config.js";
 export { paramLayout, countParams, type ParamLayout, type TensorSpec } from "./model/layout.js";
-export { GPT2, ShapeError, type RecomputeLevel } from "./model/gpt2.js";
+export { activationTable, GPT2, ShapeError, type ActivationEntry, type BlockIO, type RecomputeLevel } from "./model/gpt2.js";
 export { KVCache, generate, generateAsync, sampleToken, type GenerateOptions, type SampleOptions } from "./model/generate.js";
 export type { Backend, Tensor } from "./kernels/backend.js";
 export { JsBackend } from "./kernels/js/backend.js";

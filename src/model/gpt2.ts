@@ -32,41 +32,65 @@ function allocOrExplain(backend: Backend, n: number, what: string): Tensor {
 /** Activation recompute: 0 stores everything; 1 recomputes GELU in backward; 2 also recomputes the LayerNorms. */
 export type RecomputeLevel = 0 | 1 | 2;
 
-interface Activations {
-  B: number;
-  T: number;
-  encoded: Tensor; // (B,T,C)
-  ln1: Tensor; // (L,B,T,C), or (B,T,C) with recompute >= 2
-  ln1Mean: Tensor; // (L,B,T)
-  ln1Rstd: Tensor; // (L,B,T)
-  qkv: Tensor; // (L,B,T,3C)
-  atty: Tensor; // (L,B,T,C)
-  lse: Tensor; // (L,B,NH,T)
-  attproj: Tensor; // (B,T,C) scratch: only its sum with the residual is needed later
-  residual2: Tensor; // (L,B,T,C)
-  ln2: Tensor; // (L,B,T,C), or (B,T,C) with recompute >= 2
-  ln2Mean: Tensor; // (L,B,T)
-  ln2Rstd: Tensor; // (L,B,T)
-  fch: Tensor; // (L,B,T,4C)
-  fchGelu: Tensor; // (L,B,T,4C), or (B,T,4C) with recompute >= 1
-  fcproj: Tensor; // (B,T,C) scratch
-  residual3: Tensor; // (L,B,T,C)
-  lnf: Tensor; // (B,T,C)
-  lnfMean: Tensor; // (B,T)
-  lnfRstd: Tensor; // (B,T)
-  logits: Tensor; // (CHUNK,Vp): the classifier runs on row chunks, so the full (B,T,Vp) never exists when training
-  losses: Tensor; // (B,T)
-  // backward scratch, one layer at a time
-  dres: Tensor; // (B,T,C) gradient of the residual stream
-  dln: Tensor; // (B,T,C)
-  datty: Tensor; // (B,T,C)
-  dqkv: Tensor; // (B,T,3C)
-  dfch: Tensor; // (B,T,4C)
-  dfchGelu: Tensor; // (B,T,4C)
-  zeroRow: Tensor; // (C) zeros: the position table when the encoder gathers rows
-  rowScratch: Tensor; // (C) where the gather's backward puts its (unused) position gradient
-  floats: number;
+/**
+ * The activation buffers, one table for the allocation (GPT2.allocate) and the memory plan (GPT2.activationFloats,
+ * the estimator, the check before a run starts). `layers`: per layer (L copies), or one buffer every layer reuses
+ * (scratch, or what the recompute level `-r` recomputes in backward instead of keeping). Shapes are in floats of
+ * `dtype` (float32 everywhere today; bf16 storage will change bytes here, not in the users of the table).
+ */
+const ACTIVATIONS = {
+  encoded: { shape: (d: ActDims) => [d.BT, d.C], layers: () => 1, doc: "token + position embeddings" },
+  ln1: { shape: (d: ActDims) => [d.BT, d.C], layers: (d: ActDims) => (d.recompute >= 2 ? 1 : d.L), doc: "ln_1 output (-r 2: recomputed)" },
+  ln1Mean: { shape: (d: ActDims) => [d.BT], layers: (d: ActDims) => d.L, doc: "ln_1 mean" },
+  ln1Rstd: { shape: (d: ActDims) => [d.BT], layers: (d: ActDims) => d.L, doc: "ln_1 1/std" },
+  qkv: { shape: (d: ActDims) => [d.BT, 3 * d.C], layers: (d: ActDims) => d.L, doc: "attention's q, k, v" },
+  atty: { shape: (d: ActDims) => [d.BT, d.C], layers: (d: ActDims) => d.L, doc: "attention output" },
+  lse: { shape: (d: ActDims) => [d.B, d.NH, d.T], layers: (d: ActDims) => d.L, doc: "attention's log-sum-exp per row" },
+  attproj: { shape: (d: ActDims) => [d.BT, d.C], layers: () => 1, doc: "attn.c_proj output (scratch: only its sum with the residual is kept)" },
+  residual2: { shape: (d: ActDims) => [d.BT, d.C], layers: (d: ActDims) => d.L, doc: "residual after attention" },
+  ln2: { shape: (d: ActDims) => [d.BT, d.C], layers: (d: ActDims) => (d.recompute >= 2 ? 1 : d.L), doc: "ln_2 output (-r 2: recomputed)" },
+  ln2Mean: { shape: (d: ActDims) => [d.BT], layers: (d: ActDims) => d.L, doc: "ln_2 mean" },
+  ln2Rstd: { shape: (d: ActDims) => [d.BT], layers: (d: ActDims) => d.L, doc: "ln_2 1/std" },
+  fch: { shape: (d: ActDims) => [d.BT, 4 * d.C], layers: (d: ActDims) => d.L, doc: "mlp.c_fc output" },
+  fchGelu: { shape: (d: ActDims) => [d.BT, 4 * d.C], layers: (d: ActDims) => (d.recompute >= 1 ? 1 : d.L), doc: "GELU output (-r 1: recomputed)" },
+  fcproj: { shape: (d: ActDims) => [d.BT, d.C], layers: () => 1, doc: "mlp.c_proj output (scratch)" },
+  residual3: { shape: (d: ActDims) => [d.BT, d.C], layers: (d: ActDims) => d.L, doc: "residual after the MLP: the block's output" },
+  lnf: { shape: (d: ActDims) => [d.BT, d.C], layers: () => 1, doc: "ln_f output" },
+  lnfMean: { shape: (d: ActDims) => [d.BT], layers: () => 1, doc: "ln_f mean" },
+  lnfRstd: { shape: (d: ActDims) => [d.BT], layers: () => 1, doc: "ln_f 1/std" },
+  logits: { shape: (d: ActDims) => [Math.min(d.BT, d.chunk), d.Vp], layers: () => 1, doc: "one chunk of the fused classifier's logits (the full (B,T,Vp) never exists in training)" },
+  losses: { shape: (d: ActDims) => [d.BT], layers: () => 1, doc: "per-position losses" },
+  dres: { shape: (d: ActDims) => [d.BT, d.C], layers: () => 1, doc: "backward: gradient of the residual stream" },
+  dln: { shape: (d: ActDims) => [d.BT, d.C], layers: () => 1, doc: "backward scratch" },
+  datty: { shape: (d: ActDims) => [d.BT, d.C], layers: () => 1, doc: "backward scratch" },
+  dqkv: { shape: (d: ActDims) => [d.BT, 3 * d.C], layers: () => 1, doc: "backward scratch" },
+  dfch: { shape: (d: ActDims) => [d.BT, 4 * d.C], layers: () => 1, doc: "backward scratch" },
+  dfchGelu: { shape: (d: ActDims) => [d.BT, 4 * d.C], layers: () => 1, doc: "backward scratch" },
+  zeroRow: { shape: (d: ActDims) => [d.C], layers: () => 1, doc: "zeros: the position table when the encoder gathers rows" },
+  rowScratch: { shape: (d: ActDims) => [d.C], layers: () => 1, doc: "where the gather's backward puts its (unused) position gradient" },
+} as const;
+
+type ActName = keyof typeof ACTIVATIONS;
+interface ActDims { L: number; B: number; T: number; BT: number; C: number; NH: number; Vp: number; chunk: number; recompute: RecomputeLevel }
+
+/** bytes per element of an activation's storage */
+const ACTIVATION_DTYPE = { name: "f32", bytes: 4 } as const;
+
+/** One row of the activation table: a buffer's name, per-layer shape, copies, size and what it holds. */
+export interface ActivationEntry { name: string; shape: number[]; layers: number; floats: number; bytes: number; dtype: string; doc: string }
+
+/** The activation buffers a model of config `c` allocates for B x T at a recompute level (GPT2.allocate uses it). */
+export function activationTable(c: GPT2Config, B: number, T: number, recompute: RecomputeLevel, chunk = CLASSIFIER_CHUNK): ActivationEntry[] {
+  const d: ActDims = { L: c.nLayer, B, T, BT: B * T, C: c.nEmbd, NH: c.nHead, Vp: c.paddedVocabSize, chunk, recompute };
+  return (Object.keys(ACTIVATIONS) as ActName[]).map((name) => {
+    const e = ACTIVATIONS[name];
+    const shape = e.shape(d), layers = e.layers(d);
+    const floats = layers * shape.reduce((x, y) => x * y, 1);
+    return { name, shape, layers, floats, bytes: floats * ACTIVATION_DTYPE.bytes, dtype: ACTIVATION_DTYPE.name, doc: e.doc };
+  });
 }
+
+type Activations = Record<ActName, Tensor> & { B: number; T: number; floats: number };
 
 /** the mean of the first M per-row losses (NaN when no row had a target) */
 function meanLoss(losses: Float32Array, M: number): number {
@@ -219,36 +243,15 @@ export class GPT2 {
   }
 
   /** Floats of activation memory for (B, T) at this recompute level, with `chunk` rows of logits at a time. */
+  /** floats of activations for B x T at a recompute level (the activation table's sum) */
   static activationFloats(c: GPT2Config, B: number, T: number, recompute: RecomputeLevel, chunk = CLASSIFIER_CHUNK): number {
-    const { nLayer: L, nEmbd: C, nHead: NH, paddedVocabSize: Vp } = c;
-    const BT = B * T;
-    const lnL = recompute >= 2 ? 1 : L, geluL = recompute >= 1 ? 1 : L;
-    return BT * C + 2 * lnL * BT * C + 4 * L * BT + L * BT * 3 * C + L * BT * C + L * B * NH * T + BT * C +
-      L * BT * C + L * BT * 4 * C + geluL * BT * 4 * C + BT * C + L * BT * C + BT * C + 2 * BT + Math.min(BT, chunk) * Vp + BT +
-      4 * BT * C + BT * 3 * C + 2 * BT * 4 * C + 2 * C;
+    return activationTable(c, B, T, recompute, chunk).reduce((sum, e) => sum + e.floats, 0);
   }
 
   private makeActivations(B: number, T: number): Activations {
-    const { nLayer: L, nEmbd: C, nHead: NH, paddedVocabSize: Vp } = this.config;
-    const be = this.backend, BT = B * T;
-    const lnL = this.recompute >= 2 ? 1 : L, geluL = this.recompute >= 1 ? 1 : L;
-    let floats = 0;
-    const a = (n: number): Tensor => { floats += n; return be.alloc(n); };
-    return {
-      B, T,
-      encoded: a(BT * C),
-      ln1: a(lnL * BT * C), ln1Mean: a(L * BT), ln1Rstd: a(L * BT),
-      qkv: a(L * BT * 3 * C), atty: a(L * BT * C), lse: a(L * B * NH * T), attproj: a(BT * C),
-      residual2: a(L * BT * C),
-      ln2: a(lnL * BT * C), ln2Mean: a(L * BT), ln2Rstd: a(L * BT),
-      fch: a(L * BT * 4 * C), fchGelu: a(geluL * BT * 4 * C), fcproj: a(BT * C),
-      residual3: a(L * BT * C),
-      lnf: a(BT * C), lnfMean: a(BT), lnfRstd: a(BT),
-      logits: a(Math.min(BT, this.classifierRows) * Vp), losses: a(BT),
-      dres: a(BT * C), dln: a(BT * C), datty: a(BT * C), dqkv: a(BT * 3 * C), dfch: a(BT * 4 * C), dfchGelu: a(BT * 4 * C),
-      zeroRow: a(C), rowScratch: a(C),
-      get floats() { return floats; },
-    };
+    const table = activationTable(this.config, B, T, this.recompute, this.classifierRows);
+    const bufs = Object.fromEntries(table.map((e) => [e.name, this.backend.alloc(e.floats)])) as Record<ActName, Tensor>;
+    return { ...bufs, B, T, floats: table.reduce((sum, e) => sum + e.floats, 0) };
   }
 
   get activationFloats(): number { return this.acts ? this.acts.floats : 0; }

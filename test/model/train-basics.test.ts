@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { JsBackend } from "../../src/kernels/js/backend.js";
 import { makeConfig } from "../../src/model/config.js";
-import { GPT2 } from "../../src/model/gpt2.js";
+import { activationTable, GPT2 } from "../../src/model/gpt2.js";
 import { countParams } from "../../src/model/layout.js";
 import { AdamW, ADAMW_DEFAULTS, clipGradNorm } from "../../src/train/adamw.js";
 import { Rng } from "../../src/util/rng.js";
@@ -62,4 +62,23 @@ test("a tiny model overfits one fixed batch to loss < 0.05", () => {
   }
   loss = model.forward(inputs, targets, B, T);
   assert.ok(loss < 0.05, `loss ${loss}`);
+});
+
+test("activations: the table's plan is what allocate() takes, and -r 1 / -r 2 save the GELU and LayerNorm outputs of all layers but one", () => {
+  /** counts the floats allocated through it */
+  class Counting extends JsBackend { floats = 0; override alloc(n: number) { this.floats += n; return super.alloc(n); } }
+  const c = makeConfig("tiny", { nLayer: 3, vocabSize: 97 });
+  const [B, T, L, C] = [2, 8, 3, c.nEmbd];
+  const plan = (r: 0 | 1 | 2) => GPT2.activationFloats(c, B, T, r, 256);
+  for (const r of [0, 1, 2] as const) {
+    const be = new Counting();
+    const model = new GPT2(c, be, r);
+    const before = be.floats;
+    model.allocate(B, T);
+    assert.equal(be.floats - before, plan(r), `-r ${r}`);
+    assert.equal(model.activationFloats, plan(r));
+    assert.equal(activationTable(c, B, T, r, 256).reduce((s, e) => s + e.bytes, 0), 4 * plan(r));
+  }
+  assert.equal(plan(0) - plan(1), (L - 1) * B * T * 4 * C);
+  assert.equal(plan(1) - plan(2), 2 * (L - 1) * B * T * C);
 });

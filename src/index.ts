@@ -21,7 +21,7 @@ export { prepare, type PrepareOptions } from "./data/prepare.js";
 export { AdamW, clipGradNorm } from "./train/adamw.js";
 export { DEFAULTS as TRAIN_DEFAULTS, mergeConfig, type TrainConfig } from "./train/config.js";
 export { train, type TrainHooks } from "./train/loop.js";
-export { latestCheckpoint, listCheckpoints } from "./train/rundir.js";
+export { latestCheckpoint, listCheckpoints } from "./io/rundir.js";
 export { createCommunicator, SingleComm, MpiComm, CommError, shardRange, type Communicator, type PendingOp } from "./parallel/comm.js";
 export { DataParallel } from "./parallel/ddp.js";
 export { evaluateHellaswag, readHellaswag } from "./eval/hellaswag.js";

@@ -53,6 +53,20 @@ struct Args {
     return static_cast<float*>(data);
   }
 
+  // a Uint16Array of bf16 values (the upper halves of floats); `need` elements at least
+  unsigned short* u16(size_t i, long need) {
+    if (failed) return nullptr;
+    bool is = false;
+    napi_is_typedarray(env, argv[i], &is);
+    napi_typedarray_type type = napi_int8_array;
+    size_t len = 0;
+    void* data = nullptr;
+    if (is) napi_get_typedarray_info(env, argv[i], &type, &len, &data, nullptr, nullptr);
+    if (!is || type != napi_uint16_array) return fail("argument " + std::to_string(i) + " must be a Uint16Array (bf16)"), nullptr;
+    if ((long)len < need) return fail("argument " + std::to_string(i) + " holds too few bf16 values"), nullptr;
+    return static_cast<unsigned short*>(data);
+  }
+
   int* i32(size_t i, long need) {
     if (failed) return nullptr;
     bool is = false;
@@ -214,6 +228,14 @@ KERNEL(MatmulForward) {
   if (!a.failed) matmul_forward(out, inp, w, b, N, C, OC, bf16);
   return undefined(env);
 }
+KERNEL(MatmulForwardBf16Weights) {
+  Args a(env, info);
+  int N = a.integer(4), C = a.integer(5), OC = a.integer(6);
+  float *out = a.f32(0, (long)N * OC), *inp = a.f32(1, (long)N * C), *b = a.f32(3, OC, true);
+  unsigned short* w = a.u16(2, (long)OC * C);
+  if (!a.failed) matmul_bf16_weights(out, inp, w, b, N, C, OC);
+  return undefined(env);
+}
 KERNEL(MatmulBackward) {
   Args a(env, info);
   int N = a.integer(6), C = a.integer(7), OC = a.integer(8);
@@ -315,7 +337,7 @@ void register_cpu(napi_env env, napi_value exports) {
       {"cpuFeatures", CpuFeatures}, {"measurePeakGflops", MeasurePeakGflops},
       {"encoderForward", EncoderForward}, {"encoderBackward", EncoderBackward},
       {"layernormForward", LayernormForward}, {"layernormBackward", LayernormBackward},
-      {"matmulForward", MatmulForward}, {"matmulBackward", MatmulBackward},
+      {"matmulForward", MatmulForward}, {"matmulForwardBf16Weights", MatmulForwardBf16Weights}, {"matmulBackward", MatmulBackward},
       {"attentionForward", AttentionForward}, {"attentionBackward", AttentionBackward},
       {"attentionCached", AttentionCached}, {"geluForward", GeluForward}, {"geluBackward", GeluBackward},
       {"residualForward", ResidualForward}, {"crossEntropy", CrossEntropy}, {"adamw", AdamW},

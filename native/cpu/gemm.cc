@@ -4,9 +4,11 @@
 
 #include "gemm.h"
 
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include "gemm_kernels.h"
 #include "threads.h"
@@ -69,6 +71,26 @@ __attribute__((target("avx512f,fma"))) static void gemv4_avx512(const float* a, 
   for (; k < K; k++) {
     out[0] += a[k] * b0[k]; out[1] += a[k] * b1[k]; out[2] += a[k] * b2[k]; out[3] += a[k] * b3[k];
   }
+}
+#endif
+
+// bf16 -> fp32 is exact: the bf16 bits are the float's upper half
+static inline float bf16_to_f32(unsigned short h) {
+  unsigned int u = (unsigned int)h << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+#if defined(__x86_64__)
+/** widens n bf16 values to fp32 (n a multiple of 16 for the vector part) */
+__attribute__((target("avx512f"))) static void widen_bf16_avx512(const unsigned short* src, float* dst, int n) {
+  int k = 0;
+  for (; k + 16 <= n; k += 16) {
+    const __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)(src + k)));
+    _mm512_storeu_ps(dst + k, _mm512_castsi512_ps(_mm512_slli_epi32(w, 16)));
+  }
+  for (; k < n; k++) dst[k] = bf16_to_f32(src[k]);
 }
 #endif
 
@@ -292,3 +314,104 @@ const char* gemm_isa() {
 }
 
 bool cpu_has_bf16() { return plan_bf16().kpack == 2; }
+
+#ifndef GPT2_BF16_PF
+#define GPT2_BF16_PF 1024
+#endif
+#if defined(__x86_64__)
+/** out[q] = a . widen(w_q) for 4 bf16 weight rows, widened in registers (decoding: no pass through memory) */
+__attribute__((target("avx512f,fma"))) static void gemv4_bf16w_avx512(const float* a, const unsigned short* w0, long ldw, int K,
+                                                                     float out[4]) {
+  __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+  const unsigned short *w1 = w0 + ldw, *w2 = w1 + ldw, *w3 = w2 + ldw;
+  // 16 bf16 values widened to float32 in a register (a lambda would lose this function's target attributes)
+#define WIDE16(p) _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)(p))), 16))
+  int k = 0;
+  const int PF = GPT2_BF16_PF;
+  // 32 values (a whole 64-byte line of each row) per pass: as many bytes in flight as the float32 kernel keeps
+  __m512 t0 = _mm512_setzero_ps(), t1 = t0, t2 = t0, t3 = t0;
+  for (; k + 32 <= K; k += 32) {
+    // a few lines ahead of each row: more misses in flight than the hardware prefetcher keeps for four streams
+    _mm_prefetch((const char*)(w0 + k + PF), _MM_HINT_T0); _mm_prefetch((const char*)(w1 + k + PF), _MM_HINT_T0);
+    _mm_prefetch((const char*)(w2 + k + PF), _MM_HINT_T0); _mm_prefetch((const char*)(w3 + k + PF), _MM_HINT_T0);
+    const __m512 x = _mm512_loadu_ps(a + k), y = _mm512_loadu_ps(a + k + 16);
+    s0 = _mm512_fmadd_ps(x, WIDE16(w0 + k), s0);
+    s1 = _mm512_fmadd_ps(x, WIDE16(w1 + k), s1);
+    s2 = _mm512_fmadd_ps(x, WIDE16(w2 + k), s2);
+    s3 = _mm512_fmadd_ps(x, WIDE16(w3 + k), s3);
+    t0 = _mm512_fmadd_ps(y, WIDE16(w0 + k + 16), t0);
+    t1 = _mm512_fmadd_ps(y, WIDE16(w1 + k + 16), t1);
+    t2 = _mm512_fmadd_ps(y, WIDE16(w2 + k + 16), t2);
+    t3 = _mm512_fmadd_ps(y, WIDE16(w3 + k + 16), t3);
+  }
+  for (; k + 16 <= K; k += 16) {
+    const __m512 x = _mm512_loadu_ps(a + k);
+    s0 = _mm512_fmadd_ps(x, WIDE16(w0 + k), s0);
+    s1 = _mm512_fmadd_ps(x, WIDE16(w1 + k), s1);
+    s2 = _mm512_fmadd_ps(x, WIDE16(w2 + k), s2);
+    s3 = _mm512_fmadd_ps(x, WIDE16(w3 + k), s3);
+  }
+  s0 = _mm512_add_ps(s0, t0); s1 = _mm512_add_ps(s1, t1); s2 = _mm512_add_ps(s2, t2); s3 = _mm512_add_ps(s3, t3);
+#undef WIDE16
+  out[0] = _mm512_reduce_add_ps(s0); out[1] = _mm512_reduce_add_ps(s1);
+  out[2] = _mm512_reduce_add_ps(s2); out[3] = _mm512_reduce_add_ps(s3);
+  for (; k < K; k++) {
+    out[0] += a[k] * bf16_to_f32(w0[k]); out[1] += a[k] * bf16_to_f32(w1[k]);
+    out[2] += a[k] * bf16_to_f32(w2[k]); out[3] += a[k] * bf16_to_f32(w3[k]);
+  }
+}
+#endif
+
+void matmul_bf16_weights(float* out, const float* A, const unsigned short* W, const float* bias, int M, int K, int N) {
+#if defined(__x86_64__)
+  static const bool avx512 = __builtin_cpu_supports("avx512f");
+#else
+  static const bool avx512 = false;
+#endif
+  const int groups = (N + 3) / 4;
+#if defined(__x86_64__)
+  if (avx512 && M <= 4) {
+    // decoding: each weight is used by at most 4 rows, so it is widened where it is used
+#pragma omp parallel for schedule(static) if ((long)N * K >= (1L << 16))
+    for (int g = 0; g < groups; g++) {
+      const int j0 = g * 4, rows = std::min(4, N - j0);
+      for (int i = 0; i < M; i++) {
+        const float* a = A + (long)i * K;
+        float s[4] = {0.f, 0.f, 0.f, 0.f};
+        if (rows == 4) gemv4_bf16w_avx512(a, W + (long)j0 * K, K, K, s);
+        else
+          for (int q = 0; q < rows; q++)
+            for (int k = 0; k < K; k++) s[q] += a[k] * bf16_to_f32(W[(long)(j0 + q) * K + k]);
+        for (int q = 0; q < rows; q++) out[(long)i * N + j0 + q] = (bias ? bias[j0 + q] : 0.f) + s[q];
+      }
+    }
+    return;
+  }
+#endif
+  // decoding (M = 1) is bound by reading the weights: every thread takes its share of the groups
+#pragma omp parallel if ((long)N * K >= (1L << 16))
+  {
+    std::vector<float> wide((size_t)4 * K);
+#pragma omp for schedule(static)
+    for (int g = 0; g < groups; g++) {
+      const int j0 = g * 4, rows = std::min(4, N - j0);
+      for (int q = 0; q < rows; q++) {
+#if defined(__x86_64__)
+        if (avx512) { widen_bf16_avx512(W + (long)(j0 + q) * K, wide.data() + (size_t)q * K, K); continue; }
+#endif
+        for (int k = 0; k < K; k++) wide[(size_t)q * K + k] = bf16_to_f32(W[(long)(j0 + q) * K + k]);
+      }
+      for (int i = 0; i < M; i++) {
+        const float* a = A + (long)i * K;
+        float s[4] = {0.f, 0.f, 0.f, 0.f};
+#if defined(__x86_64__)
+        if (avx512 && rows == 4) gemv4_avx512(a, wide.data(), K, K, s);
+        else
+#endif
+          for (int q = 0; q < rows; q++)
+            for (int k = 0; k < K; k++) s[q] += a[k] * wide[(size_t)q * K + k];
+        for (int q = 0; q < rows; q++) out[(long)i * N + j0 + q] = (bias ? bias[j0 + q] : 0.f) + s[q];
+      }
+    }
+  }
+}

@@ -13,6 +13,11 @@ void sgemm(int M, int N, int K, const float* A, long rsa, long csa, const float*
 void sgemm_bf16(int M, int N, int K, const float* A, long rsa, long csa, const float* B, long rsb, long csb,
                 float* C, long ldc, bool accumulate, const float* bias = nullptr);
 
+// out (M x N) = A (M x K, fp32, rows of stride K) @ W^T + bias, where W (N x K) is stored as bf16 (the upper 16 bits
+// of a float32): inference on half the weight bytes. Each group of weight rows is widened to fp32 once and then
+// multiplied with every row of A, so the weights are read once whatever M is. fp32 arithmetic throughout.
+void matmul_bf16_weights(float* out, const float* A, const unsigned short* W, const float* bias, int M, int K, int N);
+
 // Which micro-kernel the dispatcher picked: "avx512", "avx2" or "generic".
 const char* gemm_isa();
 bool cpu_has_bf16();

@@ -28,7 +28,7 @@ export const help = commandHelp({
     seq: { type: "string", arg: "T", help: "sequence length", shown: "256" },
     steps: { type: "string", arg: "N", help: "timed steps after one warm-up (the median is reported)", shown: "5" },
     recompute: { type: "string", short: "r", arg: "0|1|2", help: "activation recomputation in backward: 0 none, 1 GELU, 2 GELU and LayerNorm", shown: "1" },
-    generate: { type: "boolean", help: "time generation instead: batch 1, a KV cache, prefill included" },
+    generate: { type: "boolean", help: "time generation instead: batch 1, a KV cache, prefill included (--dtype bf16: on bf16 weights, as sample --dtype bf16)" },
     tokens: { type: "string", arg: "N", help: "with --generate: tokens to generate", shown: "64" },
     prompt: { type: "string", arg: "N", help: "with --generate: prompt length in tokens", shown: "16" },
     json: { type: "boolean", help: "one JSON object on stdout" },
@@ -45,8 +45,9 @@ export async function benchCommand(argv: string[]): Promise<void> {
   const steps = num(values.steps, "steps", 5, { int: true, min: 1 });
   // -r 1 as gpt2 train and llm.c default to: GELU recomputed in backward
   const recompute = num(values.recompute, "recompute", 1, { int: true, min: 0, max: 2 }) as RecomputeLevel;
-  const backend = backendFromFlags(values);
   const dtype = (values.dtype as string | undefined) ?? "fp32";
+  // generation with --dtype bf16 is inference on bf16 weights (as gpt2 sample --dtype bf16), on float32 kernels
+  const backend = values.generate && dtype === "bf16" ? backendFromFlags({ backend: values.backend, threads: values.threads }) : backendFromFlags(values);
   const config = makeConfig(preset);
   const { addon } = loadNativeAddon();
   // vdpbf16ps does two multiply-adds per fp32 lane: the bf16 peak is twice the fp32 one
@@ -62,7 +63,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
     const tokens = num(values.tokens, "tokens", 64, { int: true, min: 2 });
     const promptLen = num(values.prompt, "prompt", 16, { int: true, min: 1 });
     log(`generating ${tokens} tokens after a ${promptLen}-token prompt with ${preset}, batch 1, KV cache (prefill included)`);
-    r = benchGenerate(config, backend, tokens, peak, promptLen);
+    r = benchGenerate(config, backend, tokens, peak, promptLen, 3, dtype === "bf16" && backend.name !== "cuda" ? "bf16" : "f32");
   } else {
     log(`training ${preset} at B=${B}, T=${T} on random tokens, ${steps} timed steps (+1 warm-up)`);
     r = benchTrain(config, backend, B, T, steps, peak, recompute, (i, ms) => log(`  step ${i}: ${ms.toFixed(0)} ms${i === 0 ? " (warm-up)" : ""}`));

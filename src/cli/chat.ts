@@ -3,9 +3,9 @@
 
 import * as readline from "node:readline";
 import { ChatSession } from "../chat/session.js";
-import { loadModel, requireGpt2Tokenizer } from "../io/load.js";
+import { requireGpt2Tokenizer } from "../io/load.js";
 import { Rng } from "../util/rng.js";
-import { BACKEND_OPTIONS, backendFromFlags, num, parse, randomSeed, SAMPLING_OPTIONS, samplingFromFlags, UsageError, modelPath, commandHelp } from "./common.js";
+import { INFERENCE_OPTIONS, inferenceModel, num, parse, randomSeed, SAMPLING_OPTIONS, samplingFromFlags, UsageError, modelPath, commandHelp } from "./common.js";
 
 const HELP = "commands: /reset (forget the conversation), /system TEXT (start over with a system message), /help, /quit";
 
@@ -13,7 +13,7 @@ export const help = commandHelp({
   usage: "gpt2 chat --model PATH|NAME [--system TEXT] [flags]",
   about: "A conversation in the terminal with a model fine-tuned on conversations (gpt2 sft), streamed; the KV cache keeps the conversation.",
   flags: {
-    ...BACKEND_OPTIONS,
+    ...INFERENCE_OPTIONS,
     model: { type: "string", arg: "PATH|NAME", help: "the model" },
     system: { type: "string", arg: "TEXT", help: "a system message" },
     ...SAMPLING_OPTIONS,
@@ -30,7 +30,7 @@ export async function chatCommand(argv: string[]): Promise<void> {
   const rng = new Rng(num(values.seed, "seed", randomSeed(), { int: true }));
   const file = await modelPath(values.model);
   requireGpt2Tokenizer(file, "gpt2 chat (the chat template)");
-  const model = loadModel(file, backendFromFlags(values), "language-model");
+  const model = inferenceModel(file, values, "language-model");
   let session: ChatSession;
   try { session = new ChatSession(model, values.system); } catch (e) { throw new UsageError(`${values.model}: ${(e as Error).message}`); }
   const tty = process.stdin.isTTY && process.stdout.isTTY;

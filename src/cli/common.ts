@@ -6,8 +6,9 @@ import * as path from "node:path";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import type { Backend } from "../kernels/backend.js";
 import { resolveModel, type HubOptions } from "../io/hub.js";
-import { latestCheckpoint } from "../train/rundir.js";
 import { createBackend } from "../kernels/select.js";
+import { loadModel, modelFile } from "../io/load.js";
+import type { GPT2 } from "../model/gpt2.js";
 import { cacheDir, env } from "../util/env.js";
 
 export class UsageError extends Error {
@@ -54,6 +55,27 @@ export const BACKEND_OPTIONS = {
   dtype: { type: "string", arg: "fp32|bf16", help: "the matmuls' precision (bf16: bf16 inputs, fp32 accumulation)", shown: "fp32" },
 } as const satisfies Record<string, Flag>;
 
+/** the backend flags of the commands that generate (sample, chat, serve): --dtype is the weights' storage there */
+export const INFERENCE_OPTIONS = {
+  backend: BACKEND_OPTIONS.backend, threads: BACKEND_OPTIONS.threads,
+  dtype: {
+    type: "string", arg: "fp32|bf16", shown: "fp32",
+    help: "bf16: the matmul weights kept in bf16, half the bytes read per generated token, float32 arithmetic (on CUDA: bf16 matmuls)",
+  },
+} as const satisfies Record<string, Flag>;
+
+/** A model to generate with, as INFERENCE_OPTIONS ask: loaded in float32, its matmul weights then copied to bf16. */
+export function inferenceModel(file: string, values: { backend?: string; threads?: string; dtype?: string }, expect: "language-model" | "reward-model"): GPT2 {
+  const dtype = values.dtype ?? "fp32";
+  if (dtype !== "fp32" && dtype !== "bf16") throw new UsageError(`--dtype expects fp32 or bf16, got "${dtype}"`);
+  const host = backendFromFlags({ backend: values.backend, threads: values.threads });
+  // the CUDA backend has no bf16 storage yet: there --dtype bf16 keeps its meaning of bf16 products
+  const backend = dtype === "bf16" && host.name === "cuda" ? backendFromFlags(values) : host;
+  const model = loadModel(file, backend, expect);
+  if (dtype === "bf16" && backend.name !== "cuda") model.useBf16Weights();
+  return model;
+}
+
 /** the sampling flags of sample, chat and serve's defaults */
 export const SAMPLING_OPTIONS = {
   "max-new-tokens": { type: "string", arg: "N", help: "tokens to generate at most" },
@@ -95,9 +117,10 @@ export function hubOptions(): HubOptions {
 export async function modelPath(arg: string, noPull?: string): Promise<string> {
   // a run folder (gpt2 train -o DIR) stands for its newest checkpoint, as nanoGPT's out_dir does; its config.json
   // is the run's, not a Hugging Face model's
-  if (fs.existsSync(arg) && fs.statSync(arg).isDirectory() && !fs.existsSync(path.join(arg, "model.safetensors"))) {
-    const newest = latestCheckpoint(arg);
-    if (newest) return newest;
+  const file = modelFile(arg);
+  if (file !== arg) {
+    process.stderr.write(`${arg}: its newest checkpoint, ${file}\n`);
+    return file;
   }
   return resolveModel(arg, { ...hubOptions(), noPull });
 }
@@ -215,6 +238,10 @@ export function stopOnSignals(signal: { stop: boolean }): () => void {
   });
   return () => {
     for (const [sig, h] of handlers) process.off(sig, h);
+    // mpirun forwards SIGUSR1 to every rank at once, but a rank may stop first, by the others' agreement: its own
+    // copy can then arrive while MPI finalizes, and the default action would kill it (a failed job after a clean
+    // checkpoint). The process is ending: it is ignored from here on.
+    if (process.listenerCount("SIGUSR1") === 0) process.on("SIGUSR1", ignore);
     for (const stream of [process.stdout, process.stderr]) stream.off("error", ignore);
   };
 }

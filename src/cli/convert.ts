@@ -1,7 +1,7 @@
 // gpt2 convert IN OUT: between HF directories, llm.c .bin files and gpt2ts checkpoints (format from the path).
 
 import { JsBackend } from "../kernels/js/backend.js";
-import { formatForOutput, loadModel, requireGpt2Tokenizer, saveModel, type ModelFormat } from "../io/load.js";
+import { formatForOutput, loadModel, modelIdentity, requireGpt2Tokenizer, saveModel, type ModelFormat } from "../io/load.js";
 import { modelPath, parse, UsageError, commandHelp } from "./common.js";
 
 export const help = commandHelp({
@@ -20,6 +20,6 @@ export async function convertCommand(argv: string[]): Promise<void> {
   const file = await modelPath(input);
   if (to !== "gpt2ts") requireGpt2Tokenizer(file, `the ${to === "hf" ? "Hugging Face" : "llm.c"} format (it has no place for another vocabulary)`);
   const model = loadModel(file, new JsBackend());
-  saveModel(model, output, to);
+  saveModel(model, output, to, modelIdentity(file));
   process.stderr.write(`wrote ${output} (${to})\n`);
 }

@@ -24,7 +24,7 @@ import { evaluateChat } from "../eval/chat.js";
 import { loadModel } from "../io/load.js";
 import { CHAT_VOCAB_SIZE } from "../tokenizer/bpe.js";
 import { sft, type TrainTask } from "../train/task.js";
-import { backendFromFlags, num, parse, stopOnSignals, BACKEND_OPTIONS, type CommandHelp } from "./common.js";
+import { backendFromFlags, num, parse, stopOnSignals, BACKEND_OPTIONS, UsageError, type CommandHelp } from "./common.js";
 
 export const helps: Record<string, CommandHelp> = {
   "": {
@@ -57,10 +57,17 @@ export async function demoCommand(argv: string[]): Promise<void> {
   if (argv[0] === "assistant") return assistantDemo(argv.slice(1));
   const { values } = parse(argv, helps[""].flags);
   const out = values.out ?? path.join("runs", "demo");
+  if (values.minutes !== undefined && values.steps !== undefined) throw new UsageError("give --minutes or --steps, not both");
   const minutes = num(values.minutes, "minutes", 3.5, { min: 0.01 });
   const say = (s: string) => process.stdout.write(s + "\n");
   say("gpt2ts demo: a small GPT-2 learns English from the State of the Union addresses (1790-2016, built in).");
   const t0 = performance.now();
+  // each npm start is a new run: the previous one's checkpoints and logs go (its prepared data stays)
+  if (fs.existsSync(out)) {
+    const old = fs.readdirSync(out).filter((f) => /^checkpoint_\d+/.test(f) || ["main.log", "metrics.jsonl", "status.json", "config.json"].includes(f));
+    for (const f of old) fs.rmSync(path.join(out, f), { force: true });
+    if (old.length) say(`starting afresh in ${out} (the previous run's checkpoints and logs removed; its data kept)`);
+  }
   const data = await prepare({
     inputs: [{ name: "sotu", path: builtinCorpus(path.join(out, "data")) }], outDir: path.join(out, "data"), name: "sotu",
     shardSize: 10_000_000, valTokens: 65_536, workers: os.availableParallelism(),
@@ -102,11 +109,22 @@ const DEMO = {
   weightDecay: 0.1, skipUpdateZ: 4, valBatches: 8, genTokens: 48, recompute: 0,
 } as const;
 
-/** the steps that fit in `minutes` on this machine: one timed step (after a warm-up), 85% of the time for steps */
+/**
+ * Steps of `msPerStep` that fit in `minutes`: 85 % of the time for the steps (the rest: data, validation, samples),
+ * in tens, at least 20 (fewer teach nothing to show) and at most 20,000.
+ */
+export function fitSteps(minutes: number, msPerStep: number): { steps: number; floor: boolean } {
+  const fit = Math.round((minutes * 60_000 * 0.85) / msPerStep / 10) * 10;
+  return { steps: Math.max(20, Math.min(20_000, fit)), floor: fit < 20 };
+}
+
+/** the steps that fit in `minutes` on this machine, from one timed step (after a warm-up) */
 function stepsFor(minutes: number, backend: ReturnType<typeof backendFromFlags>, say: (s: string) => void): number {
   const ms = benchTrain(makeConfig("tiny"), backend, DEMO.batchSize, DEMO.seqLen, 2, NaN).ms_per_step;
-  const steps = Math.max(20, Math.min(20_000, Math.round((minutes * 60_000 * 0.85) / ms / 10) * 10));
-  say(`a step takes ${ms.toFixed(0)} ms here: ${steps} steps fit in about ${minutes} minutes (--steps N or --minutes M to change it)`);
+  const { steps, floor } = fitSteps(minutes, ms);
+  say(floor
+    ? `a step takes ${ms.toFixed(0)} ms here: fewer than 20 fit in ${minutes} minutes, so 20 steps (about ${((20 * ms) / 60_000 / 0.85).toFixed(1)} minutes)`
+    : `a step takes ${ms.toFixed(0)} ms here: ${steps} steps fit in about ${minutes} minutes (--steps N or --minutes M to change it)`);
   return steps;
 }
 

@@ -37,7 +37,7 @@ export const helps: Record<string, CommandHelp> = {
     about: "HellaSwag as build-nanogpt / llm.c score it: acc (summed ending loss) and acc_norm (mean per token).",
     flags: {
       ...BACKEND_OPTIONS, model: MODEL,
-      data: { type: "string", arg: "FILE", help: "the validation JSONL", shown: "downloaded once into ~/.cache/gpt2ts (GPT2_HELLASWAG_URL)" },
+      data: { type: "string", arg: "FILE", help: "the validation JSONL", shown: "downloaded once into the cache's hellaswag/ (GPT2_CACHE, GPT2_HELLASWAG_URL)" },
       limit: { type: "string", arg: "N", help: "the first N examples (0: all 10,042)", shown: "0" },
       batch: { type: "string", arg: "N", help: "examples per forward pass (x4 rows)", shown: "4" },
       json: JSON_FLAG, details: { type: "boolean", help: "with --json: every example's losses and predictions" },

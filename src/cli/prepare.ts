@@ -25,7 +25,7 @@ export const help = commandHelp({
     repeat: { type: "boolean", help: "with --max-tokens: read inputs that run out again (validation documents are skipped on later passes)" },
     files: { type: "string", arg: "N", help: "fineweb-edu: how many 100M-token files", shown: "14" },
     workers: { type: "string", arg: "N", help: "tokenizer threads", shown: "all cores" },
-    cache: { type: "string", arg: "DIR", help: "where downloads go", shown: "~/.cache/gpt2ts/datasets" },
+    cache: { type: "string", arg: "DIR", help: "where downloads go", shown: "the cache's datasets/ (GPT2_CACHE, default ~/.cache/gpt2ts)" },
     seed: { type: "string", arg: "S", help: "the mixture's draw", shown: "1337" },
     tokenizer: { type: "string", arg: "gpt2|char", help: "char: a character-level vocabulary (nanoGPT's shakespeare_char), saved as NAME_tokenizer.json; the last 10% validates", shown: "gpt2" },
   },

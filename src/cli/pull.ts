@@ -6,7 +6,7 @@ import { hubOptions, parse, UsageError, commandHelp } from "./common.js";
 
 export const help = commandHelp({
   usage: "gpt2 pull gpt2|gpt2-medium|gpt2-large|gpt2-xl|ORG/REPO [--revision R]",
-  about: "Pretrained GPT-2 weights from the Hugging Face hub into the cache (~/.cache/gpt2ts/models, or GPT2_CACHE/models), each file checked " +
+  about: "Pretrained GPT-2 weights from the Hugging Face hub into the cache's models/ (GPT2_CACHE, default ~/.cache/gpt2ts), each file checked " +
     "against the hub's hashes, resumable. HF_ENDPOINT points at a mirror, HF_TOKEN opens gated repositories. --model NAME and -e NAME pull on first use.",
   flags: { revision: { type: "string", arg: "R", help: "a branch, tag or commit", shown: "main" } },
 });

@@ -1,17 +1,17 @@
 // gpt2 sample --model PATH (--prompt TEXT | --prompt-file F | --prompt-ids 1,2,3 | stdin) [...]: KV-cached sampling.
 
 import { FormatError } from "../io/files.js";
-import { loadModel, modelTokenizer } from "../io/load.js";
+import { modelTokenizer } from "../io/load.js";
 import { generateAsync } from "../model/generate.js";
 import { Rng } from "../util/rng.js";
 import * as fs from "node:fs";
-import { BACKEND_OPTIONS, backendFromFlags, modelPath, num, parse, parseIds, readStdin, SAMPLING_OPTIONS, UsageError, commandHelp } from "./common.js";
+import { INFERENCE_OPTIONS, inferenceModel, modelPath, num, parse, parseIds, readStdin, SAMPLING_OPTIONS, UsageError, commandHelp } from "./common.js";
 
 export const help = commandHelp({
   usage: "gpt2 sample --model PATH|NAME (--prompt TEXT | --prompt-file FILE | --prompt-ids 1,2,3 | prompt on stdin) [flags]",
   about: "KV-cached sampling from a language model, streamed to stdout (the prompt is printed first).",
   flags: {
-    ...BACKEND_OPTIONS,
+    ...INFERENCE_OPTIONS,
     model: { type: "string", arg: "PATH|NAME", help: "an HF directory, an llm.c .bin, a gpt2ts checkpoint, or a name (gpt2, gpt2-medium, ..., ORG/REPO) pulled on first use" },
     prompt: { type: "string", arg: "TEXT", help: "the prompt (<|endoftext|> in it is the special token)" },
     "prompt-file": { type: "string", arg: "FILE", help: "read the prompt from a file" },
@@ -48,7 +48,7 @@ export async function sampleCommand(argv: string[]): Promise<void> {
   const seed = num(values.seed, "seed", 1337, { int: true });
   const numSamples = num(values["num-samples"], "num-samples", 1, { int: true, min: 1 });
   const file = await modelPath(values.model);
-  const model = loadModel(file, backendFromFlags(values), "language-model");
+  const model = inferenceModel(file, values, "language-model");
   // GPT-2's BPE, or the character vocabulary the model was trained with
   const tok = modelTokenizer(file);
   const V = model.config.vocabSize;

@@ -2,16 +2,16 @@
 // OpenAI's API and a chat page for one model, on 127.0.0.1 unless --host says otherwise.
 
 import * as path from "node:path";
-import { loadModel, requireGpt2Tokenizer } from "../io/load.js";
+import { requireGpt2Tokenizer } from "../io/load.js";
 import { startServer } from "../serve/server.js";
 import { CHAT_VOCAB_SIZE } from "../tokenizer/bpe.js";
-import { BACKEND_OPTIONS, backendFromFlags, num, parse, randomSeed, UsageError, modelPath, commandHelp } from "./common.js";
+import { INFERENCE_OPTIONS, inferenceModel, num, parse, randomSeed, UsageError, modelPath, commandHelp } from "./common.js";
 
 export const help = commandHelp({
   usage: "gpt2 serve --model PATH|NAME [flags]",
   about: "OpenAI's API (POST /v1/chat/completions, POST /v1/completions, GET /v1/models; streamed or not) and a chat page at /.",
   flags: {
-    ...BACKEND_OPTIONS,
+    ...INFERENCE_OPTIONS,
     model: { type: "string", arg: "PATH|NAME", help: "the model (chat needs one fine-tuned with gpt2 sft); a name such as gpt2 is pulled on first use" },
     port: { type: "string", arg: "P", help: "the port (0: any free one)", shown: "8000" },
     host: { type: "string", arg: "H", help: "the address to listen on", shown: "127.0.0.1" },
@@ -29,7 +29,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
   if (!values.model) throw new UsageError("--model PATH is required (a gpt2ts checkpoint, a Hugging Face directory or an llm.c .bin)");
   const file = await modelPath(values.model);
   requireGpt2Tokenizer(file, "gpt2 serve (OpenAI's API speaks GPT-2 tokens and the chat template)");
-  const model = loadModel(file, backendFromFlags(values), "language-model");
+  const model = inferenceModel(file, values, "language-model");
   // a run's checkpoint is named after its run folder (runs/facts-rl/checkpoint_00000300.gpt2ts: facts-rl)
   const given = path.resolve(values.model);
   const name = values.name ?? (/^checkpoint_\d+\.gpt2ts$/.test(path.basename(given)) ? path.basename(path.dirname(given)) : path.basename(given).replace(/\.gpt2ts$/, ""));

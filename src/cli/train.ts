@@ -78,7 +78,7 @@ const EFFECTIVE: Partial<Record<keyof TrainConfig, string>> = {
   trainData: "required", valData: "none: no validation", outDir: "none: nothing written", lr: "3e-4 from scratch (-e PRESET), 3e-5 from a model",
   warmup: "0 from scratch, 10 from a model", totalBatch: "B x T x ranks: no accumulation", maxSteps: "one epoch of the training data",
   nLayer: "the preset's", nHead: "the preset's", nEmbd: "the preset's", beta: "0.1 for dpo, 0.04 for rl",
-  skipLossZ: "--skip-update-z's", skipNormZ: "--skip-update-z's", hellaswagData: "downloaded once into ~/.cache/gpt2ts",
+  skipLossZ: "--skip-update-z's", skipNormZ: "--skip-update-z's", hellaswagData: "downloaded once into the cache (GPT2_CACHE, default ~/.cache/gpt2ts)",
   backend: "cuda when a GPU is found, else native when built, else js", threads: "all cores",
   rewardModel: "none", rewardModule: "none",
 };
@@ -332,6 +332,7 @@ async function trainRank(cfg: TrainConfig, dash: ReturnType<typeof dashboardFlag
   }) : null;
   if (dashboard) process.stdout.write(`dashboard: ${dashboard.url}\n`);
   const release = stopOnSignals(signal);
+  let ok = false;
   try {
     const r = await train(cfg, backend, {
       print: (l) => process.stdout.write(l + "\n"), signal, peakGflops: peak, onMetrics: (m) => live.push({ ...m, time: new Date().toISOString() }),
@@ -342,9 +343,11 @@ async function trainRank(cfg: TrainConfig, dash: ReturnType<typeof dashboardFlag
         `${Number.isFinite(r.lastValLoss) ? `, val loss ${r.lastValLoss.toFixed(4)}` : ""}\n` +
         `${nextStep(task, r.checkpoint)}\nlogs: ${cfg.outDir}/main.log, ${cfg.outDir}/metrics.jsonl\n`);
     }
+    ok = true;
   } finally {
     release();
-    if (dashboard) await keepDashboard(dashboard, cfg.outDir, signal.stop);
+    // a run that failed says why at once: its page closes instead of waiting for Ctrl-C in front of the error
+    if (dashboard) await (ok ? keepDashboard(dashboard, cfg.outDir, signal.stop) : dashboard.close());
   }
 }
 

@@ -136,8 +136,6 @@ export async function prepare(o: PrepareOptions): Promise<PrepareResult> {
     const intact = old.key === key && old.shards.every((s) => { try { return readShardHeader(s.file).tokens === s.tokens; } catch { return false; } });
     if (intact) manifest = old;
   }
-  // a fresh start: no shard of another run (other options, or character-level) may be left to mix into this one's
-  if (manifest.shards.length === 0) removeOldShards(o, false);
   const skippedShards = manifest.shards.length;
   if (manifest.done) {
     const tokens = manifest.shards.reduce((a, s) => a + s.tokens, 0);
@@ -147,6 +145,9 @@ export async function prepare(o: PrepareOptions): Promise<PrepareResult> {
 
   const resumeDoc = manifest.shards.at(-1)?.doc ?? 0, resumeSkip = manifest.shards.at(-1)?.skip ?? 0;
   const totalBytes = o.inputs.reduce((a, i) => a + inputBytes(i.path), 0);
+  // a fresh start: no shard of another run (other options, or character-level) may be left to mix into this one's.
+  // Only now, once every input is known to be there: a re-run with a missing input must not cost the old shards.
+  if (manifest.shards.length === 0) removeOldShards(o, false);
   const workers = Array.from({ length: Math.max(1, o.workers) }, () => new Worker(new URL("./tokenize-worker.js", import.meta.url)));
   type Result = { tokens: Uint16Array; lens: Uint32Array };
   type Meta = { input: string; key: string; epoch: number; starts: boolean };

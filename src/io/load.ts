@@ -4,6 +4,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import type { Backend } from "../kernels/backend.js";
 import type { GPT2 } from "../model/gpt2.js";
+import { latestCheckpoint } from "./rundir.js";
 import { CHECKPOINT_MAGIC, loadCheckpoint, readCheckpointHeader, saveCheckpoint } from "./checkpoint.js";
 import { FormatError } from "./files.js";
 import { loadHF, saveHF } from "./hf.js";
@@ -11,6 +12,15 @@ import { LLMC_MODEL_MAGIC, loadLlmc, saveLlmc } from "./llmc.js";
 import { gpt2Tokenizer, tokenizerFromSpec, type Tokenizer } from "../tokenizer/tokenizer.js";
 
 export type ModelFormat = "hf" | "llmc" | "gpt2ts";
+
+/**
+ * The file a model path names: a run folder (gpt2 train -o DIR: checkpoints, no model.safetensors) stands for its
+ * newest checkpoint, as nanoGPT's out_dir does; anything else is itself.
+ */
+export function modelFile(p: string): string {
+  if (fs.existsSync(p) && fs.statSync(p).isDirectory() && !fs.existsSync(path.join(p, "model.safetensors"))) return latestCheckpoint(p) ?? p;
+  return p;
+}
 
 export function detectFormat(p: string): ModelFormat {
   if (!fs.existsSync(p)) throw new FormatError(`model ${p} does not exist (expected an HF directory, an llm.c .bin or a gpt2ts checkpoint)`);
@@ -34,6 +44,7 @@ export function detectFormat(p: string): ModelFormat {
  * file of the other kind is refused (a reward model is not sampled from; a language model scores nothing).
  */
 export function loadModel(p: string, backend: Backend, expect?: "language-model" | "reward-model"): GPT2 {
+  p = modelFile(p);
   const format = detectFormat(p);
   if (expect) {
     const { kind } = readModelKind(p);
@@ -53,6 +64,7 @@ export function loadModel(p: string, backend: Backend, expect?: "language-model"
  * scoreRow; recorded in gpt2ts checkpoints (other formats hold language models).
  */
 export function readModelKind(p: string): { kind: "language-model" | "reward-model"; scoreRow?: number } {
+  p = modelFile(p);
   if (detectFormat(p) !== "gpt2ts") return { kind: "language-model" };
   const state = readCheckpointHeader(p).state as { modelKind?: string; scoreRow?: number };
   return state.modelKind === "reward-model" ? { kind: "reward-model", scoreRow: state.scoreRow } : { kind: "language-model" };
@@ -63,12 +75,14 @@ export function readModelKind(p: string): { kind: "language-model" | "reward-mod
  * --tokenizer char), else GPT-2's.
  */
 export function modelTokenizer(p: string): Tokenizer {
+  p = modelFile(p);
   if (detectFormat(p) !== "gpt2ts") return gpt2Tokenizer;
   return tokenizerFromSpec((readCheckpointHeader(p).state as { tokenizer?: unknown }).tokenizer, p);
 }
 
 /** Refuses a character-level model where GPT-2's tokenizer is needed (chat tokens, HellaSwag, HF/llm.c exports). */
 export function requireGpt2Tokenizer(p: string, what: string): void {
+  p = modelFile(p);
   const t = modelTokenizer(p);
   if (t.kind !== "gpt2") throw new FormatError(`${p} is a character-level model (${t.vocabSize - 1} characters); ${what} needs GPT-2's tokenizer`);
 }
@@ -80,8 +94,21 @@ export function formatForOutput(p: string): ModelFormat {
   return "gpt2ts";
 }
 
-export function saveModel(model: GPT2, p: string, format = formatForOutput(p)): void {
+/**
+ * Writes a model in a format. A gpt2ts checkpoint records the context the weights were trained for and, from
+ * `identity` (modelIdentity() of the file it came from), its vocabulary and kind, so that a converted character-level
+ * model or reward model stays one.
+ */
+export function saveModel(model: GPT2, p: string, format = formatForOutput(p), identity: Record<string, unknown> = {}): void {
   if (format === "hf") saveHF(model, p);
   else if (format === "llmc") saveLlmc(model, p);
-  else saveCheckpoint(p, model);
+  else saveCheckpoint(p, model, { ...identity, context: model.context });
+}
+
+/** What a model file says about its weights beyond their shape: the character vocabulary, a reward model's kind. */
+export function modelIdentity(p: string): Record<string, unknown> {
+  p = modelFile(p);
+  if (detectFormat(p) !== "gpt2ts") return {};
+  const s = readCheckpointHeader(p).state;
+  return Object.fromEntries(["tokenizer", "modelKind", "scoreRow"].filter((k) => s[k] !== undefined).map((k) => [k, s[k]]));
 }

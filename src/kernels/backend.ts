@@ -29,8 +29,12 @@ export interface Backend {
   freeBytes?(): number;
 
   // ---- memory
-  /** a zero-filled buffer of n floats */
-  alloc(n: number): Tensor;
+  /**
+   * A zero-filled buffer of n values: float32, or bf16 (half the bytes; written from and read as float32, rounded to
+   * nearest even) where the backend stores it. bf16 tensors serve as matmul weights for inference (matmulForward's
+   * `weight`); a backend without bf16 storage throws.
+   */
+  alloc(n: number, dtype?: "f32" | "bf16"): Tensor;
   /** a view of length n starting at offset (no copy) */
   view(t: Tensor, offset: number, n: number): Tensor;
   /** copies host data into t at offset */

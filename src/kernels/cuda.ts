@@ -157,8 +157,9 @@ export class CudaBackend implements Backend {
     return { free, total };
   }
 
-  alloc(n: number): Tensor {
+  alloc(n: number, dtype: "f32" | "bf16" = "f32"): Tensor {
     if (!Number.isInteger(n) || n < 0) throw new RangeError(`alloc: bad length ${n}`);
+    if (dtype !== "f32") throw new CudaUnavailableError("bf16 storage is not on the CUDA backend yet: its --dtype bf16 multiplies float32 weights in bf16 instead");
     const p = this.cu.cudaMalloc(n * 4);
     const t = new CudaTensor(p, n);
     this.freer.register(t, p);

@@ -6,6 +6,7 @@ import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Backend, Tensor } from "./backend.js";
 import { JsBackend } from "./js/backend.js";
+import { isBf16 } from "./bf16.js";
 
 type F32 = Float32Array;
 const f = (t: Tensor): F32 => t as F32;
@@ -22,6 +23,7 @@ export interface NativeAddon {
   layernormForward(out: F32, mean: F32, rstd: F32, inp: F32, weight: F32, bias: F32, N: number, C: number): void;
   layernormBackward(dinp: F32, dweight: F32, dbias: F32, dout: F32, inp: F32, weight: F32, mean: F32, rstd: F32, N: number, C: number): void;
   matmulForward(out: F32, inp: F32, weight: F32, bias: F32 | null, N: number, C: number, OC: number, bf16: boolean): void;
+  matmulForwardBf16Weights(out: F32, inp: F32, weight: Uint16Array, bias: F32 | null, N: number, C: number, OC: number): void;
   matmulBackward(dinp: F32 | null, dweight: F32, dbias: F32 | null, dout: F32, inp: F32, weight: F32, N: number, C: number, OC: number, bf16: boolean): void;
   attentionForward(out: F32, lse: F32, qkv: F32, B: number, T: number, C: number, NH: number): void;
   attentionBackward(dqkv: F32, dout: F32, qkv: F32, out: F32, lse: F32, B: number, T: number, C: number, NH: number): void;
@@ -104,7 +106,8 @@ export class NativeBackend extends JsBackend implements Backend {
     this.addon.layernormBackward(f(dinp), f(dweight), f(dbias), f(dout), f(inp), f(weight), f(mean), f(rstd), N, C);
   }
   override matmulForward(out: Tensor, inp: Tensor, weight: Tensor, bias: Tensor | null, N: number, C: number, OC: number): void {
-    this.addon.matmulForward(f(out), f(inp), f(weight), fn(bias), N, C, OC, this.bf16);
+    if (isBf16(weight)) this.addon.matmulForwardBf16Weights(f(out), f(inp), weight, fn(bias), N, C, OC);
+    else this.addon.matmulForward(f(out), f(inp), f(weight), fn(bias), N, C, OC, this.bf16);
   }
   override matmulBackward(dinp: Tensor | null, dweight: Tensor, dbias: Tensor | null, dout: Tensor, inp: Tensor, weight: Tensor,
     N: number, C: number, OC: number): void {

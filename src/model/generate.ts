@@ -84,7 +84,7 @@ export class KVCache {
       const row = (b * Tq + Tq - 1) * C;
       be.layernormForward(v(this.last, C, b * C), v(mean, 1), v(rstd, 1), v(x, C, row), p.lnfw, p.lnfb, 1, C);
     }
-    be.matmulForward(this.logits, this.last, p.wte, null, B, C, Vp);
+    be.matmulForward(this.logits, this.last, this.model.headWeight, null, B, C, Vp);
     this.pos += Tq;
   }
 }

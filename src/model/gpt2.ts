@@ -135,6 +135,8 @@ export class GPT2 {
   private scored: { rows: Int32Array; col: number } | null = null;
   /** (B,T,Vp) logits for forward() without targets (inference); allocated on first need, then reused */
   private fullLogits: Tensor | null = null;
+  /** bf16 copies of the matmul weights for inference (useBf16Weights), or null: the float32 parameters serve */
+  private half: Pick<Views, "qkvw" | "attprojw" | "fcw" | "fcprojw" | "wte"> | null = null;
   /**
    * Diagnosis hook: when set, called after every kernel with its output (where, tensor, floats), so a caller can find
    * the first layer and tensor where a non-finite value appears. Off (undefined) in normal runs: no cost.
@@ -199,6 +201,30 @@ export class GPT2 {
     const row = Float32Array.from(mean, (x) => x / V0);
     for (let r = V0; r < V; r++) this.backend.write(this.p.wte, row, r * C);
     this.config = { ...this.config, vocabSize: V };
+    if (this.half) this.useBf16Weights(); // the bf16 copy follows the new rows
+  }
+
+  /**
+   * Inference on bf16 weights: the matmul weights (the four of every block and the tied lm_head) are copied to bf16
+   * and every forward from now on multiplies with them, in float32 arithmetic. Generating a token reads every weight
+   * once, so this reads half the bytes (the LayerNorms, biases and embedding lookups stay float32). Training needs
+   * the float32 weights: a model in this mode refuses gradients. Host backends only (the CUDA backend throws).
+   */
+  useBf16Weights(): void {
+    const be = this.backend;
+    const copy = (t: Tensor) => { const h = be.alloc(t.length, "bf16"); be.write(h, be.read(t)); return h; };
+    const { qkvw, attprojw, fcw, fcprojw, wte } = this.p;
+    this.half = { qkvw: copy(qkvw), attprojw: copy(attprojw), fcw: copy(fcw), fcprojw: copy(fcprojw), wte: copy(wte) };
+  }
+
+  /** the storage of the weights forwards multiply with: "bf16" after useBf16Weights() */
+  get weightsDtype(): "f32" | "bf16" { return this.half ? "bf16" : "f32"; }
+
+  /** the lm_head's weight (wte, tied), as forwards multiply with it */
+  get headWeight(): Tensor { return this.half?.wte ?? this.p.wte; }
+
+  private refuseGradOnBf16(): void {
+    if (this.half) throw new ShapeError("this model multiplies with bf16 inference weights (useBf16Weights): it cannot be trained; load it again in float32");
   }
 
   /**
@@ -267,13 +293,15 @@ export class GPT2 {
   private layerParams(l: number, p: Views = this.p) {
     const { nEmbd: C } = this.config;
     const be = this.backend;
+    // the matmul weights forwards multiply with: the bf16 copies in inference on bf16 weights
+    const w = p === this.p && this.half ? this.half : p;
     return {
       ln1w: be.view(p.ln1w, l * C, C), ln1b: be.view(p.ln1b, l * C, C),
-      qkvw: be.view(p.qkvw, l * 3 * C * C, 3 * C * C), qkvb: be.view(p.qkvb, l * 3 * C, 3 * C),
-      attprojw: be.view(p.attprojw, l * C * C, C * C), attprojb: be.view(p.attprojb, l * C, C),
+      qkvw: be.view(w.qkvw, l * 3 * C * C, 3 * C * C), qkvb: be.view(p.qkvb, l * 3 * C, 3 * C),
+      attprojw: be.view(w.attprojw, l * C * C, C * C), attprojb: be.view(p.attprojb, l * C, C),
       ln2w: be.view(p.ln2w, l * C, C), ln2b: be.view(p.ln2b, l * C, C),
-      fcw: be.view(p.fcw, l * 4 * C * C, 4 * C * C), fcb: be.view(p.fcb, l * 4 * C, 4 * C),
-      fcprojw: be.view(p.fcprojw, l * 4 * C * C, 4 * C * C), fcprojb: be.view(p.fcprojb, l * C, C),
+      fcw: be.view(w.fcw, l * 4 * C * C, 4 * C * C), fcb: be.view(p.fcb, l * 4 * C, 4 * C),
+      fcprojw: be.view(w.fcprojw, l * 4 * C * C, 4 * C * C), fcprojb: be.view(p.fcprojb, l * C, C),
     };
   }
 
@@ -313,6 +341,7 @@ export class GPT2 {
    */
   private launchForward(inputs: Int32Array, targets: Int32Array | null, B: number, T: number, grad: boolean, lossScale: number,
     tokenWeights: Float32Array | null): number {
+    if (grad) this.refuseGradOnBf16();
     const lnf = this.trunk(inputs, targets, B, T, grad);
     const { nEmbd: C, vocabSize: V, paddedVocabSize: Vp } = this.config;
     const be = this.backend, a = this.acts!, p = this.p, BT = B * T;
@@ -320,7 +349,7 @@ export class GPT2 {
     if (!targets) {
       // inference: all logits are wanted
       if (!this.fullLogits || this.fullLogits.length < BT * Vp) this.fullLogits = be.alloc(BT * Vp);
-      be.matmulForward(v(this.fullLogits, BT * Vp), lnf, p.wte, null, BT, C, Vp);
+      be.matmulForward(v(this.fullLogits, BT * Vp), lnf, this.headWeight, null, BT, C, Vp);
       return -1;
     }
     // the classifier runs over the rows that have a target: all of them in pretraining; in an SFT batch only the
@@ -338,7 +367,7 @@ export class GPT2 {
     for (let r0 = 0; r0 < M; r0 += this.classifierRows) {
       const n = Math.min(this.classifierRows, M - r0);
       const logits = v(a.logits, n * Vp), xr = be.view(x, r0 * C, n * C);
-      be.matmulForward(logits, xr, p.wte, null, n, C, Vp);
+      be.matmulForward(logits, xr, this.headWeight, null, n, C, Vp);
       this.debugCheck?.("lm_head logits (forward)", logits, n * Vp);
       be.crossEntropy(be.view(a.losses, r0, n), grad ? logits : null, logits, t.subarray(r0, r0 + n), n, V, Vp, scale, w?.subarray(r0, r0 + n));
       // the lm_head weight is wte (tied): its gradient lands in dwte; dlnf goes to dln, where backward() starts
@@ -364,13 +393,14 @@ export class GPT2 {
   }
 
   private launchScores(inputs: Int32Array, B: number, T: number, rows: Int32Array, col: number, grad: boolean): Tensor {
+    if (grad) this.refuseGradOnBf16();
     const lnf = this.trunk(inputs, null, B, T, grad);
     const { nEmbd: C, paddedVocabSize: Vp } = this.config;
     if (!(col >= 0 && col < Vp)) throw new ShapeError(`score row ${col} is outside the ${Vp} rows of wte`);
     const be = this.backend, a = this.acts!, M = rows.length;
     const x = this.gatherRows(lnf, rows);
     const out = be.view(a.losses, 0, M);
-    be.matmulForward(out, x, be.view(this.p.wte, col * C, C), null, M, C, 1);
+    be.matmulForward(out, x, be.view(this.headWeight, col * C, C), null, M, C, 1);
     this.scored = grad ? { rows, col } : null;
     this.hasDlogits = false;
     return out;

@@ -57,9 +57,11 @@ export function benchTrain(config: GPT2Config, backend: Backend, B: number, T: n
   };
 }
 
-export function benchGenerate(config: GPT2Config, backend: Backend, tokens: number, peakGflops: number, promptLen = 16, reps = 3): BenchResult {
+export function benchGenerate(config: GPT2Config, backend: Backend, tokens: number, peakGflops: number, promptLen = 16, reps = 3,
+  weights: "f32" | "bf16" = "f32"): BenchResult {
   const model = new GPT2(config, backend);
   model.initWeights(new Rng(1337));
+  if (weights === "bf16") model.useBf16Weights();
   const cache = new KVCache(model, 1, Math.min(config.blockSize, promptLen + tokens));
   const rng = new Rng(3);
   const prompt = Int32Array.from({ length: promptLen }, () => rng.int(config.vocabSize));

@@ -18,7 +18,7 @@ import { TrainConfigError, type TrainConfig } from "./config.js";
 import { NonFiniteError, paramsFinite } from "./guard.js";
 import type { StepMetrics } from "./log.js";
 import type { OutlierDetector } from "./outliers.js";
-import { checkpointPath, listCheckpoints, optimizerShardPath, pruneCheckpoints } from "./rundir.js";
+import { checkpointPath, listCheckpoints, optimizerShardPath, pruneCheckpoints } from "../io/rundir.js";
 import { AllRanksError } from "./setup.js";
 import type { CharTokenizerSpec } from "../tokenizer/tokenizer.js";
 

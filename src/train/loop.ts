@@ -4,6 +4,7 @@
 // data position, RNG, LR factor) is in the checkpoint, so resume is exact. Pretraining and SFT differ only in their
 // task (task.ts): the data they read and the tokens the loss counts.
 
+import * as path from "node:path";
 import type { Batch, BatchSource } from "../data/source.js";
 import { hellaswagFile, readHellaswag, type HellaExample } from "../eval/hellaswag.js";
 import { removeStaleTemporaries } from "../io/files.js";
@@ -24,7 +25,7 @@ import { diagnoseNonFinite } from "./guard.js";
 import { RunLog, type StepMetrics } from "./log.js";
 import { OutlierDetector } from "./outliers.js";
 import { hellaswagScore, samplesAt, sampleText, validatesAt, validation } from "./periodic.js";
-import { latestCheckpoint } from "./rundir.js";
+import { latestCheckpoint } from "../io/rundir.js";
 import { learningRate, type Schedule } from "./schedule.js";
 import { availableMemory, checkRanksAgree, describePlan, initModel, memoryPlan, presetShape, sampleCacheLength } from "./setup.js";
 import { REWARD_ROW } from "./preference.js";
@@ -155,6 +156,12 @@ class Run implements CheckpointedRun {
     if (cfg.outDir) makeDir(cfg.outDir);
     const resumeFrom = cfg.resume ? latestCheckpoint(cfg.outDir) : null;
     checkRanksAgree(comm, cfg, resumeFrom);
+    const earlier = !cfg.resume && cfg.outDir ? latestCheckpoint(cfg.outDir) : null;
+    if (earlier) {
+      // its checkpoints stay beside this run's, and "the newest" (-y 1, --model DIR) is the one of the higher step
+      print(`note: ${cfg.outDir} holds an earlier run's checkpoints (up to ${path.basename(earlier)}); this run starts at step 0 ` +
+        `and writes beside them (-y 1 resumes instead; a new -o keeps runs apart)`);
+    }
     // open the data first: a missing or malformed file fails before any big allocation
     const { train: loader, val } = task.open(cfg, comm.rank, N);
     await task.init?.();

@@ -1,6 +1,7 @@
 // The environment variables gpt2ts reads, all in one table with their meanings, and read only through env() (the
 // native code reads its GPT2_CUDA_* itself; they are listed here so that `gpt2 --help` can show every one).
 
+import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 
@@ -37,10 +38,19 @@ export function env(name: EnvVar, from: NodeJS.ProcessEnv = process.env): string
   return v === undefined || v === "" ? undefined : v;
 }
 
-/** A folder of the cache (GPT2_CACHE, else $XDG_CACHE_HOME/gpt2ts, else ~/.cache/gpt2ts), e.g. cacheDir("models"). */
+/**
+ * A folder (or file) of the cache: GPT2_CACHE, else $XDG_CACHE_HOME/gpt2ts, else ~/.cache/gpt2ts; e.g.
+ * cacheDir("models"). Before these were read in one place, datasets and HellaSwag always went to ~/.cache/gpt2ts
+ * and models ignored XDG_CACHE_HOME: where the new place holds nothing yet and an old one does, the old one is used,
+ * so nothing downloaded or prepared before is lost or fetched again.
+ */
 export function cacheDir(sub: string, from: NodeJS.ProcessEnv = process.env): string {
-  const base = env("GPT2_CACHE", from) ?? path.join(env("XDG_CACHE_HOME", from) ?? path.join(os.homedir(), ".cache"), "gpt2ts");
-  return path.join(base, sub);
+  const home = path.join(from.HOME || os.homedir(), ".cache", "gpt2ts");
+  const xdg = env("XDG_CACHE_HOME", from) ? path.join(env("XDG_CACHE_HOME", from)!, "gpt2ts") : home;
+  const here = path.join(env("GPT2_CACHE", from) ?? xdg, sub);
+  if (fs.existsSync(here)) return here;
+  const legacy = [path.join(home, sub), path.join(xdg, sub)].find((p) => p !== here && fs.existsSync(p));
+  return legacy ?? here;
 }
 
 /** The variables, one per line, for help. */

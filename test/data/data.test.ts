@@ -232,3 +232,12 @@ test("prepare fineweb-edu: parquet files downloaded from a Hugging Face endpoint
     server.close();
   }
 });
+
+test("prepare: a re-run whose input is missing fails before it touches the shards an earlier run made", async () => {
+  const dir = tmpDir(), out = path.join(dir, "out"), text = path.join(dir, "a.txt");
+  fs.writeFileSync(text, "Hello there. ".repeat(400) + "\n\n" + "General Kenobi. ".repeat(400));
+  const first = await prepare({ inputs: [{ name: "a", path: text }], outDir: out, name: "c", shardSize: 1000, valTokens: 100, workers: 1, docSeparator: "\n\n" });
+  assert.ok(first.shards.length >= 2);
+  await assert.rejects(prepare({ inputs: [{ name: "b", path: path.join(dir, "missing.txt") }], outDir: out, name: "c", shardSize: 1000, valTokens: 100, workers: 1 }));
+  for (const f of first.shards) assert.ok(fs.existsSync(f), `${f} was removed by a run that could not start`);
+});

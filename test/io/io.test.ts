@@ -84,3 +84,22 @@ test("an interrupted checkpoint write leaves the previous file intact", () => {
   assert.ok(fs.readFileSync(file).equals(before));
   assert.deepEqual(fs.readdirSync(dir), ["c.gpt2ts"]);
 });
+
+test("gpt2 convert to gpt2ts keeps what the weights are: the character vocabulary, a reward model's kind, the trained context", async () => {
+  const { spawnSync } = await import("node:child_process");
+  const { CLI } = await import("../helpers.js");
+  const dir = tmpDir();
+  const model = loadHF(fixture("ref-small"), new JsBackend());
+  const src = path.join(dir, "char.gpt2ts"), out = path.join(dir, "copy.gpt2ts");
+  const tokenizer = { type: "char", chars: "\nabc" };
+  saveCheckpoint(src, model, { tokenizer, context: 8, modelKind: "reward-model", scoreRow: 96, step: 12 });
+  const r = spawnSync(process.execPath, [CLI, "convert", src, out], { encoding: "utf8" });
+  assert.equal(r.status, 0, r.stderr);
+  const state = readCheckpointHeader(out).state;
+  assert.deepEqual(state.tokenizer, tokenizer);
+  assert.equal(state.context, 8);
+  assert.equal(state.modelKind, "reward-model");
+  assert.equal(state.scoreRow, 96);
+  assert.equal(state.step, undefined, "a run's progress is not the model's identity");
+  assert.equal(loadCheckpoint(out, new JsBackend()).model.context, 8);
+});

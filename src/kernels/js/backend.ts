@@ -2,6 +2,7 @@
 
 import type { Backend, Tensor } from "../backend.js";
 import * as k from "./layers.js";
+import { fromBf16Array, isBf16, toBf16Array } from "../bf16.js";
 
 type F32 = Float32Array;
 const f = (t: Tensor): F32 => t as F32;
@@ -13,17 +14,25 @@ export class JsBackend implements Backend {
   /** per-query score row for attention, grown to the longest sequence seen */
   private scores = new Float64Array(1024);
 
-  alloc(n: number): Tensor { return new Float32Array(n); }
+  alloc(n: number, dtype: "f32" | "bf16" = "f32"): Tensor { return dtype === "bf16" ? new Uint16Array(n) : new Float32Array(n); }
   view(t: Tensor, offset: number, n: number): Tensor {
     if (offset < 0 || offset + n > t.length) throw new RangeError(`view [${offset}, ${offset + n}) out of a buffer of ${t.length}`);
     return f(t).subarray(offset, offset + n);
   }
-  write(t: Tensor, src: Float32Array, offset = 0): void { f(t).set(src, offset); }
-  read(t: Tensor, offset = 0, n = t.length - offset): Float32Array { return f(t).slice(offset, offset + n); }
+  write(t: Tensor, src: Float32Array, offset = 0): void {
+    if (isBf16(t)) toBf16Array(src, t.subarray(offset, offset + src.length));
+    else f(t).set(src, offset);
+  }
+  read(t: Tensor, offset = 0, n = t.length - offset): Float32Array {
+    return isBf16(t) ? fromBf16Array(t.subarray(offset, offset + n)) : f(t).slice(offset, offset + n);
+  }
   readAsync(t: Tensor, offset = 0, n = t.length - offset): Promise<Float32Array> {
     try { return Promise.resolve(this.read(t, offset, n)); } catch (e) { return Promise.reject(e); }
   }
-  fill(t: Tensor, value: number): void { f(t).fill(value); }
+  fill(t: Tensor, value: number): void {
+    if (isBf16(t)) t.fill(toBf16Array(Float32Array.of(value))[0]);
+    else f(t).fill(value);
+  }
 
   private scoreRow(T: number): Float64Array {
     if (this.scores.length < T) this.scores = new Float64Array(T);
@@ -44,7 +53,8 @@ export class JsBackend implements Backend {
     k.layernormBackward(f(dinp), f(dweight), f(dbias), f(dout), f(inp), f(weight), f(mean), f(rstd), N, C);
   }
   matmulForward(out: Tensor, inp: Tensor, weight: Tensor, bias: Tensor | null, N: number, C: number, OC: number): void {
-    k.matmulForward(f(out), f(inp), f(weight), fn(bias), N, C, OC);
+    // bf16 weights: their exact float32 values, multiplied in float32 (the reference for the native kernel)
+    k.matmulForward(f(out), f(inp), isBf16(weight) ? fromBf16Array(weight) : f(weight), fn(bias), N, C, OC);
   }
   matmulBackward(dinp: Tensor | null, dweight: Tensor, dbias: Tensor | null, dout: Tensor, inp: Tensor, weight: Tensor,
     N: number, C: number, OC: number): void {

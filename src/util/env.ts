@@ -49,8 +49,11 @@ export function cacheDir(sub: string, from: NodeJS.ProcessEnv = process.env): st
   const xdg = env("XDG_CACHE_HOME", from) ? path.join(env("XDG_CACHE_HOME", from)!, "gpt2ts") : home;
   const here = path.join(env("GPT2_CACHE", from) ?? xdg, sub);
   if (fs.existsSync(here)) return here;
-  const legacy = [path.join(home, sub), path.join(xdg, sub)].find((p) => p !== here && fs.existsSync(p));
-  return legacy ?? here;
+  // where this folder was before: datasets and HellaSwag always in ~/.cache/gpt2ts, models there unless GPT2_CACHE
+  // (the same as here then), the rest (peaks, CUDA kernels) under XDG_CACHE_HOME already
+  const before = sub === "models" && env("GPT2_CACHE", from) ? here
+    : path.join(["datasets", "hellaswag", "models"].includes(sub) ? home : xdg, sub);
+  return before !== here && fs.existsSync(before) ? before : here;
 }
 
 /** The variables, one per line, for help. */

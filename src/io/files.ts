@@ -4,9 +4,9 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { makeDir } from "../util/fs.js";
 
-export class FormatError extends Error {
-  override name = "FormatError";
-}
+import { FormatError } from "../util/errors.js";
+
+export { FormatError };
 
 /**
  * Writes a file atomically: chunks go to a temporary file beside the target, which is fsynced and renamed over it.

@@ -4,7 +4,7 @@
 
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { FormatError } from "../io/files.js";
+import { FormatError } from "../util/errors.js";
 import { decode, encode, EOT_TEXT, EOT_TOKEN, StreamDecoder, VOCAB_SIZE } from "./bpe.js";
 
 /** A character vocabulary as stored: its characters (code points) in id order; <|endoftext|> is the id after them. */

@@ -103,6 +103,8 @@ export interface Backend {
     eps: number, weightDecay: number, t: number): void;
   /** sum of squares of t[0..n) in double precision */
   sumSquares(t: Tensor, n: number): number;
+  /** the same, resolved when the device has it (the gradient norm of every training step reads it this way) */
+  sumSquaresAsync(t: Tensor, n: number): Promise<number>;
   /** t[0..n) *= s */
   scale(t: Tensor, n: number, s: number): void;
 }

@@ -232,5 +232,9 @@ export class CudaBackend implements Backend {
     this.cu.cuAdamW(ptr(params), ptr(grads), ptr(m), ptr(v), n, lr, beta1, beta2, eps, weightDecay, t);
   }
   sumSquares(t: Tensor, n: number): number { return this.cu.cuSumSquares(ptr(t), n); }
+  /** cuSumSquares synchronizes: resolved at once */
+  sumSquaresAsync(t: Tensor, n: number): Promise<number> {
+    try { return Promise.resolve(this.sumSquares(t, n)); } catch (e) { return Promise.reject(e); }
+  }
   scale(t: Tensor, n: number, s: number): void { this.cu.cuScale(ptr(t), n, s); }
 }

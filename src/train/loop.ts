@@ -17,7 +17,7 @@ import { SingleComm, type Communicator } from "../parallel/comm.js";
 import { DataParallel } from "../parallel/ddp.js";
 import { makeDir } from "../util/fs.js";
 import { Rng } from "../util/rng.js";
-import { AdamW, ADAMW_DEFAULTS, clipGradNorm } from "./adamw.js";
+import { AdamW, ADAMW_DEFAULTS, clipGradNormAsync } from "./adamw.js";
 import { BadWeights, RunCheckpoints, type CheckpointedRun, type RunState } from "./checkpoints.js";
 import { accumulationSteps, TrainConfigError, type TrainConfig } from "./config.js";
 import { stepFlops } from "./flops.js";
@@ -386,7 +386,7 @@ class Run implements CheckpointedRun {
     // quit at once
     const stopAgreed = agreed[1] > 0;
     const metrics = metricMeans(objective, Object.fromEntries(names.map((k, i) => [k, agreed[2 + i]])), total);
-    const norm = clipGradNorm(model, cfg.gradClip, dp.shard, (sq) => dp.sumOverShards(sq));
+    const norm = await clipGradNormAsync(model, cfg.gradClip, dp.shard, (sq) => dp.sumOverShards(sq));
     const lr = learningRate(this.schedule, step) * this.lrScale;
     if (!Number.isFinite(loss) || !Number.isFinite(norm)) {
       // never let a non-finite value reach AdamW or a checkpoint

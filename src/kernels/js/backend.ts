@@ -88,6 +88,9 @@ export class JsBackend implements Backend {
     for (let i = 0; i < n; i++) s += a[i] * a[i];
     return s;
   }
+  sumSquaresAsync(t: Tensor, n: number): Promise<number> {
+    try { return Promise.resolve(this.sumSquares(t, n)); } catch (e) { return Promise.reject(e); }
+  }
   scale(t: Tensor, n: number, s: number): void {
     const a = f(t);
     for (let i = 0; i < n; i++) a[i] *= s;

@@ -47,29 +47,32 @@ export class AdamW {
   }
 }
 
+/** the gradients clipping sees: this rank's shard [lo, hi) under ZeRO-1, else all of them */
+function clippedGrads(model: GPT2, range?: { lo: number; hi: number }): { grads: Tensor; n: number } {
+  if (!model.grads) throw new Error("no gradients to clip");
+  const lo = range?.lo ?? 0, n = (range?.hi ?? model.layout.total) - lo;
+  return { grads: lo === 0 && n === model.grads.length ? model.grads : model.backend.view(model.grads, lo, n), n };
+}
+
+/** scales the gradients to maxNorm when their norm is above it; returns the norm */
+function clipTo(model: GPT2, grads: Tensor, n: number, norm: number, maxNorm: number): number {
+  if (maxNorm > 0 && norm > maxNorm) model.backend.scale(grads, n, maxNorm / (norm + 1e-6));
+  return norm;
+}
+
+/** clipGradNorm(), the sum of squares read back asynchronously (Backend.sumSquaresAsync): what the loop uses */
+export async function clipGradNormAsync(model: GPT2, maxNorm: number, range?: { lo: number; hi: number },
+  sumAcrossRanks: (sumSquares: number) => number = (x) => x): Promise<number> {
+  const { grads, n } = clippedGrads(model, range);
+  return clipTo(model, grads, n, Math.sqrt(sumAcrossRanks(await model.backend.sumSquaresAsync(grads, n))), maxNorm);
+}
+
 /**
  * Global L2 norm of the gradients; if it exceeds maxNorm (> 0) they are scaled down to it (torch clip_grad_norm_).
  * Under ZeRO-1 a rank holds only gradients [lo, hi): `sumAcrossRanks` adds the other ranks' sums of squares.
  */
-/** clipGradNorm(), the sum of squares read back asynchronously (Backend.sumSquaresAsync): what the loop uses */
-export async function clipGradNormAsync(model: GPT2, maxNorm: number, range?: { lo: number; hi: number },
-  sumAcrossRanks: (sumSquares: number) => number = (x) => x): Promise<number> {
-  const be = model.backend;
-  if (!model.grads) throw new Error("no gradients to clip");
-  const lo = range?.lo ?? 0, n = (range?.hi ?? model.layout.total) - lo;
-  const grads = lo === 0 && n === model.grads.length ? model.grads : be.view(model.grads, lo, n);
-  const norm = Math.sqrt(sumAcrossRanks(await be.sumSquaresAsync(grads, n)));
-  if (maxNorm > 0 && norm > maxNorm) be.scale(grads, n, maxNorm / (norm + 1e-6));
-  return norm;
-}
-
 export function clipGradNorm(model: GPT2, maxNorm: number, range?: { lo: number; hi: number },
   sumAcrossRanks: (sumSquares: number) => number = (x) => x): number {
-  const be = model.backend;
-  if (!model.grads) throw new Error("no gradients to clip");
-  const lo = range?.lo ?? 0, n = (range?.hi ?? model.layout.total) - lo;
-  const grads = lo === 0 && n === model.grads.length ? model.grads : be.view(model.grads, lo, n);
-  const norm = Math.sqrt(sumAcrossRanks(be.sumSquares(grads, n)));
-  if (maxNorm > 0 && norm > maxNorm) be.scale(grads, n, maxNorm / (norm + 1e-6));
-  return norm;
+  const { grads, n } = clippedGrads(model, range);
+  return clipTo(model, grads, n, Math.sqrt(sumAcrossRanks(model.backend.sumSquares(grads, n))), maxNorm);
 }

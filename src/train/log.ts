@@ -5,6 +5,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { ioError } from "../io/files.js";
 import { makeDir } from "../util/fs.js";
+import type { RunStatus as RunStatusRecord } from "../dashboard/charts.js";
 
 export interface StepMetrics {
   step: number;
@@ -155,15 +156,6 @@ export function readMetrics(dir: string, warn: (message: string) => void = () =>
 }
 
 /** A run's status.json as the dashboard shows it; "running" with a pid that no longer exists here is "crashed". */
-export interface RunStatusRecord {
-  state: "running" | "finished" | "stopped" | "failed" | "crashed";
-  step: number;
-  max_steps: number;
-  eta_s?: number;
-  updated?: string;
-  message?: string;
-}
-
 export function readRunStatus(dir: string): RunStatusRecord | null {
   let s: { state?: unknown; step?: unknown; max_steps?: unknown; pid?: unknown; host?: unknown };
   try { s = JSON.parse(fs.readFileSync(path.join(dir, "status.json"), "utf8")); } catch { return null; }

@@ -180,7 +180,7 @@ export function rewardModelTask(): TrainTask {
       data = openPairs(cfg, rank, ranks);
       return data;
     },
-    async prepareModel(model) {
+    prepareModel(model) {
       const line = data!.train.stats.chat ? addChatTokens(model) : null;
       if (model.config.vocabSize > REWARD_ROW) throw new TrainConfigError(`the model's vocabulary (${model.config.vocabSize}) reaches the score row ${REWARD_ROW}`);
       return `${line ? line + "; " : ""}reward model: the score is the logit of wte row ${REWARD_ROW} (a padded row) at each answer's last token`;

@@ -13,7 +13,7 @@ const tokens = Number(values.tokens ?? 64);
 const backend = createBackend({ name: "native", threads: values.threads ? Number(values.threads) : undefined });
 const runs: Record<"f32" | "bf16", number[]> = { f32: [], bf16: [] };
 for (let round = 0; round < 3; round++) {
-  for (const w of ["f32", "bf16"] as const) runs[w].push(benchGenerate(config, backend, tokens, NaN, 16, 3, w).tokens_per_s);
+  for (const w of ["f32", "bf16"] as const) runs[w].push((await benchGenerate(config, backend, tokens, NaN, 16, 3, w)).tokens_per_s);
 }
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const f32 = median(runs.f32), bf16 = median(runs.bf16);

@@ -6,7 +6,9 @@ export { activationTable, GPT2, ShapeError, type ActivationEntry, type BlockIO, 
 export { KVCache, generate, generateAsync, sampleToken, type GenerateOptions, type SampleOptions } from "./model/generate.js";
 export type { Backend, Tensor } from "./kernels/backend.js";
 export { JsBackend } from "./kernels/js/backend.js";
-export { createBackend, type BackendName } from "./kernels/select.js";
+export { BACKENDS, createBackend, openBackend, type BackendName } from "./kernels/select.js";
+export { WebGPUBackend, WebGPUTensor } from "./kernels/webgpu/backend.js";
+export { createWebGPUBackend, WebGPUUnavailableError } from "./kernels/webgpu/node.js";
 export { encode, encodeOrdinary, decode, StreamDecoder, EOT_TOKEN, EOT_TEXT } from "./tokenizer/bpe.js";
 export { loadModel, saveModel, detectFormat, type ModelFormat } from "./io/load.js";
 export { loadHF, saveHF, readHFConfig } from "./io/hf.js";

@@ -47,7 +47,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
   const recompute = num(values.recompute, "recompute", 1, { int: true, min: 0, max: 2 }) as RecomputeLevel;
   const dtype = (values.dtype as string | undefined) ?? "fp32";
   // generation with --dtype bf16 is inference on bf16 weights (as gpt2 sample --dtype bf16), on float32 kernels
-  const backend = values.generate && dtype === "bf16" ? backendFromFlags({ backend: values.backend, threads: values.threads }) : backendFromFlags(values);
+  const backend = values.generate && dtype === "bf16" ? await backendFromFlags({ backend: values.backend, threads: values.threads }) : await backendFromFlags(values);
   const config = makeConfig(preset);
   const { addon } = loadNativeAddon();
   // vdpbf16ps does two multiply-adds per fp32 lane: the bf16 peak is twice the fp32 one
@@ -56,6 +56,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
   const peak = gpu ? gpu.peakTflops() * 1000 : dtype === "bf16" ? 2 * fp32Peak : fp32Peak;
   const log = (s: string) => { if (!values.json) process.stdout.write(s + "\n"); };
   log(gpu ? `backend cuda (${gpu.device}), dtype ${dtype}; published ${dtype} peak ${peak.toFixed(0)} GFLOP/s`
+    : backend.device ? `backend ${backend.name} (${backend.device}), dtype ${dtype}; no peak known (MFU n/a)`
     : `backend ${backend.name} (${backend.threads} threads${addon && backend.name === "native" ? `, ${addon.cpuFeatures()}` : ""}), ` +
       `dtype ${dtype}; ${dtype} peak ${peak.toFixed(0)} GFLOP/s (FMA chains on all threads, the best measured on this machine)`);
   let r: BenchResult;
@@ -63,10 +64,10 @@ export async function benchCommand(argv: string[]): Promise<void> {
     const tokens = num(values.tokens, "tokens", 64, { int: true, min: 2 });
     const promptLen = num(values.prompt, "prompt", 16, { int: true, min: 1 });
     log(`generating ${tokens} tokens after a ${promptLen}-token prompt with ${preset}, batch 1, KV cache (prefill included)`);
-    r = benchGenerate(config, backend, tokens, peak, promptLen, 3, dtype === "bf16" && backend.name !== "cuda" ? "bf16" : "f32");
+    r = await benchGenerate(config, backend, tokens, peak, promptLen, 3, dtype === "bf16" && backend.name !== "cuda" ? "bf16" : "f32");
   } else {
     log(`training ${preset} at B=${B}, T=${T} on random tokens, ${steps} timed steps (+1 warm-up)`);
-    r = benchTrain(config, backend, B, T, steps, peak, recompute, (i, ms) => log(`  step ${i}: ${ms.toFixed(0)} ms${i === 0 ? " (warm-up)" : ""}`));
+    r = await benchTrain(config, backend, B, T, steps, peak, recompute, (i, ms) => log(`  step ${i}: ${ms.toFixed(0)} ms${i === 0 ? " (warm-up)" : ""}`));
   }
   const out = { model: preset, batch: values.generate ? 1 : B, seq: T, dtype, backend: backend.name, threads: backend.threads, ...r };
   makeDir(path.dirname(benchCachePath()));

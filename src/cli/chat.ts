@@ -30,7 +30,7 @@ export async function chatCommand(argv: string[]): Promise<void> {
   const rng = new Rng(num(values.seed, "seed", randomSeed(), { int: true }));
   const file = await modelPath(values.model);
   requireGpt2Tokenizer(file, "gpt2 chat (the chat template)");
-  const model = inferenceModel(file, values, "language-model");
+  const model = await inferenceModel(file, values, "language-model");
   let session: ChatSession;
   try { session = new ChatSession(model, values.system); } catch (e) { throw new UsageError(`${values.model}: ${(e as Error).message}`); }
   const tty = process.stdin.isTTY && process.stdout.isTTY;

@@ -6,7 +6,7 @@ import * as path from "node:path";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import type { Backend } from "../kernels/backend.js";
 import { resolveModel, type HubOptions } from "../io/hub.js";
-import { createBackend } from "../kernels/select.js";
+import { BACKENDS, openBackend } from "../kernels/select.js";
 import { loadModel, modelFile } from "../io/load.js";
 import type { GPT2 } from "../model/gpt2.js";
 import { cacheDir, env } from "../util/env.js";
@@ -42,15 +42,18 @@ export interface CommandHelp<F extends Record<string, Flag> = Record<string, Fla
 export function commandHelp<const F extends Record<string, Flag>>(h: CommandHelp<F>): CommandHelp<F> { return h; }
 
 export function formatHelp(h: CommandHelp): string {
-  const rows = Object.entries(h.flags).map(([name, f]) => {
-    const head = `${f.short ? `-${f.short}, ` : "    "}--${name}${f.type === "string" ? ` ${f.arg ?? "VALUE"}` : ""}`;
-    return `  ${head.padEnd(30)} ${f.help}${f.shown === "required" ? " (required)" : f.shown !== undefined ? ` (default ${f.shown})` : ""}`;
+  const heads = Object.entries(h.flags).map(([name, f]) => `${f.short ? `-${f.short}, ` : "    "}--${name}${f.type === "string" ? ` ${f.arg ?? "VALUE"}` : ""}`);
+  // the help column starts past the longest flag (at least at 30)
+  const width = Math.max(30, ...heads.map((x) => x.length));
+  const rows = Object.entries(h.flags).map(([, f], i) => {
+    const head = heads[i];
+    return `  ${head.padEnd(width)} ${f.help}${f.shown === "required" ? " (required)" : f.shown !== undefined ? ` (default ${f.shown})` : ""}`;
   });
   return `usage: ${h.usage}\n\n${h.about}\n${rows.length ? `\nflags:\n${rows.join("\n")}\n` : ""}${h.more ? `\n${h.more}\n` : ""}`;
 }
 
 export const BACKEND_OPTIONS = {
-  backend: { type: "string", arg: "js|native|cuda", help: "the kernels (env GPT2_BACKEND)", shown: "cuda when a GPU is found, else native when built, else js" },
+  backend: { type: "string", arg: "js|native|cuda|webgpu", help: "the kernels (env GPT2_BACKEND)", shown: "cuda when a GPU is found, else native when built, else js" },
   threads: { type: "string", arg: "N", help: "CPU threads (env GPT2_THREADS)", shown: "all cores" },
   dtype: { type: "string", arg: "fp32|bf16", help: "the matmuls' precision (bf16: bf16 inputs, fp32 accumulation)", shown: "fp32" },
 } as const satisfies Record<string, Flag>;
@@ -65,13 +68,13 @@ export const INFERENCE_OPTIONS = {
 } as const satisfies Record<string, Flag>;
 
 /** A model to generate with, as INFERENCE_OPTIONS ask: loaded in float32, its matmul weights then copied to bf16. */
-export function inferenceModel(file: string, values: { backend?: string; threads?: string; dtype?: string }, expect: "language-model" | "reward-model"): GPT2 {
+export async function inferenceModel(file: string, values: { backend?: string; threads?: string; dtype?: string }, expect: "language-model" | "reward-model"): Promise<GPT2> {
   const dtype = values.dtype ?? "fp32";
   if (dtype !== "fp32" && dtype !== "bf16") throw new UsageError(`--dtype expects fp32 or bf16, got "${dtype}"`);
-  const host = backendFromFlags({ backend: values.backend, threads: values.threads });
+  const host = await backendFromFlags({ backend: values.backend, threads: values.threads });
   // the CUDA backend has no bf16 storage yet: there --dtype bf16 keeps its meaning of bf16 products
-  const backend = dtype === "bf16" && host.name === "cuda" ? backendFromFlags(values) : host;
-  const model = loadModel(file, backend, expect);
+  const backend = dtype === "bf16" && host.name === "cuda" ? await backendFromFlags(values) : host;
+  const model = await loadModel(file, backend, expect);
   if (dtype === "bf16" && backend.name !== "cuda") model.useBf16Weights();
   return model;
 }
@@ -185,14 +188,14 @@ export function num(v: string | undefined, name: string, def: number, opts: { in
 }
 
 /** The backend the flags ask for; `device` is the GPU ordinal a CUDA backend takes (a rank's place on its node). */
-export function backendFromFlags(values: { backend?: string | boolean; threads?: string | boolean; dtype?: string | boolean }, device = 0): Backend {
+export async function backendFromFlags(values: { backend?: string | boolean; threads?: string | boolean; dtype?: string | boolean }, device = 0): Promise<Backend> {
   const name = (values.backend as string | undefined) ?? env("GPT2_BACKEND");
   const threadsRaw = (values.threads as string | undefined) ?? env("GPT2_THREADS");
   const threads = threadsRaw === undefined ? undefined : num(threadsRaw, "threads", 1, { int: true, min: 1 });
   const dtype = (values.dtype as string | undefined) ?? "fp32";
   if (dtype !== "fp32" && dtype !== "bf16") throw new UsageError(`--dtype expects fp32 or bf16, got "${dtype}"`);
-  if (name !== undefined && name !== "js" && name !== "native" && name !== "cuda") throw new UsageError(`--backend expects js, native or cuda, got "${name}"`);
-  return createBackend({ name, threads, dtype, device, warn: (m) => process.stderr.write(m + "\n") });
+  if (name !== undefined && !(BACKENDS as readonly string[]).includes(name)) throw new UsageError(`--backend expects ${BACKENDS.join(", ")}, got "${name}"`);
+  return openBackend({ name, threads, dtype, device, warn: (m) => process.stderr.write(m + "\n") });
 }
 
 /** Reads all of stdin as text. */

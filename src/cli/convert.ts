@@ -19,7 +19,7 @@ export async function convertCommand(argv: string[]): Promise<void> {
   // conversion moves bytes only: the reference backend's host buffers are all it needs
   const file = await modelPath(input);
   if (to !== "gpt2ts") requireGpt2Tokenizer(file, `the ${to === "hf" ? "Hugging Face" : "llm.c"} format (it has no place for another vocabulary)`);
-  const model = loadModel(file, new JsBackend());
-  saveModel(model, output, to, modelIdentity(file));
+  const model = await loadModel(file, new JsBackend());
+  await saveModel(model, output, to, modelIdentity(file));
   process.stderr.write(`wrote ${output} (${to})\n`);
 }

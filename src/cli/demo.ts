@@ -1,6 +1,7 @@
 // gpt2 demo (npm start): offline, prepares the built-in English corpus, trains a small GPT for a few minutes on all
 // cores with step lines and samples, writes a checkpoint, and says how to sample from it.
 
+import type { Backend } from "../kernels/backend.js";
 import * as os from "node:os";
 import * as path from "node:path";
 import { builtinCorpus } from "../data/builtin.js";
@@ -74,9 +75,9 @@ export async function demoCommand(argv: string[]): Promise<void> {
   });
   say(`data: ${data.tokens.toLocaleString()} GPT-2 tokens from ${data.documents} addresses in ${((performance.now() - t0) / 1000).toFixed(1)}s ` +
     `(${path.join(out, "data")})`);
-  const backend = backendFromFlags({ backend: values.backend, threads: values.threads });
+  const backend = await backendFromFlags({ backend: values.backend, threads: values.threads });
   const { addon } = loadNativeAddon();
-  const steps = values.steps !== undefined ? num(values.steps, "steps", 0, { int: true, min: 1 }) : stepsFor(minutes, backend, say);
+  const steps = values.steps !== undefined ? num(values.steps, "steps", 0, { int: true, min: 1 }) : await stepsFor(minutes, backend, say);
   const every = Math.max(1, Math.round(steps / 6));
   const cfg = mergeConfig(DEFAULTS, {
     trainData: path.join(out, "data", "sotu_train_*.bin"), valData: path.join(out, "data", "sotu_val_*.bin"), outDir: out,
@@ -91,7 +92,7 @@ export async function demoCommand(argv: string[]): Promise<void> {
   if (!r.checkpoint) return;
   // the samples above are drawn at temperature 1, as llm.c's; a cooler, top-k sample is what people read
   const sampling = { temperature: 0.7, topK: 40 };
-  const model = loadModel(r.checkpoint, backend);
+  const model = await loadModel(r.checkpoint, backend);
   const [ids] = await generateAsync(model, gpt2Tokenizer.encode("Fellow citizens"), 1, new Rng(1), { maxNewTokens: 60, ...sampling, stopAtEot: true });
   say(`\nFellow citizens${gpt2Tokenizer.decode(ids)}\n`);
   say(`sample from it:  npx gpt2 sample --model ${r.checkpoint} --prompt "Fellow citizens" --max-new-tokens 60 --temperature ${sampling.temperature} --top-k ${sampling.topK}`);
@@ -119,8 +120,8 @@ export function fitSteps(minutes: number, msPerStep: number): { steps: number; f
 }
 
 /** the steps that fit in `minutes` on this machine, from one timed step (after a warm-up) */
-function stepsFor(minutes: number, backend: ReturnType<typeof backendFromFlags>, say: (s: string) => void): number {
-  const ms = benchTrain(makeConfig("tiny"), backend, DEMO.batchSize, DEMO.seqLen, 2, NaN).ms_per_step;
+async function stepsFor(minutes: number, backend: Backend, say: (s: string) => void): Promise<number> {
+  const ms = (await benchTrain(makeConfig("tiny"), backend, DEMO.batchSize, DEMO.seqLen, 2, NaN)).ms_per_step;
   const { steps, floor } = fitSteps(minutes, ms);
   say(floor
     ? `a step takes ${ms.toFixed(0)} ms here: fewer than 20 fit in ${minutes} minutes, so 20 steps (about ${((20 * ms) / 60_000 / 0.85).toFixed(1)} minutes)`
@@ -144,7 +145,7 @@ async function assistantDemo(argv: string[]): Promise<void> {
   const facts = num(values.facts, "facts", 2, { int: true, min: 1, max: 6 });
   const say = (s: string) => process.stdout.write(s + "\n");
   const t0 = performance.now();
-  const backend = backendFromFlags({ backend: values.backend, threads: values.threads });
+  const backend = await backendFromFlags({ backend: values.backend, threads: values.threads });
   const { addon } = loadNativeAddon();
   const peak = backend.name === "native" && addon ? cpuPeakGflops(addon) : NaN;
   const signal = { stop: false };
@@ -233,16 +234,16 @@ async function assistantDemo(argv: string[]): Promise<void> {
 /** a stage ended by a signal: the demo stops there (its checkpoint is written) */
 class Stopped extends Error {}
 
-async function accuracy(model: string, data: string, backend: ReturnType<typeof backendFromFlags>): Promise<string> {
-  const m = loadModel(model, backend);
+async function accuracy(model: string, data: string, backend: Backend): Promise<string> {
+  const m = await loadModel(model, backend);
   if (m.config.vocabSize < CHAT_VOCAB_SIZE) m.extendVocab(CHAT_VOCAB_SIZE);
   const r = await evaluateChat(m, readExamples(data).map((x) => x.example));
   return `${r.correct}/${r.n} = ${(100 * r.accuracy).toFixed(1)}%`;
 }
 
 /** how often a reward model scores a pair's chosen answer above its rejected one */
-async function pairAccuracy(model: string, data: string, backend: ReturnType<typeof backendFromFlags>): Promise<string> {
-  const m = loadModel(model, backend, "reward-model");
+async function pairAccuracy(model: string, data: string, backend: Backend): Promise<string> {
+  const m = await loadModel(model, backend, "reward-model");
   const pairs = new PairData(readPairs(data), { B: 16, T: m.context, shuffle: false });
   m.allocate(32, Math.max(...pairs.rows.flat().map((r) => r.ids.length)));
   let right = 0, n = 0;

@@ -68,7 +68,7 @@ async function evalLoss(argv: string[]): Promise<void> {
   const { values } = parse(argv, helps.loss.flags);
   if (!values.model) throw new UsageError("--model PATH is required");
   if (!values.tokens && !values.data) throw new UsageError("--tokens FILE is required (a JSON array of token-id sequences, or a shard), or --data 'GLOB' of shards");
-  const model = loadModel(await modelPath(values.model), backendFromFlags(values));
+  const model = await loadModel(await modelPath(values.model), await backendFromFlags(values));
   let loss: number, tokens: number;
   if (values.data) {
     const T = num(values.seq, "seq", Math.min(1024, model.context), { int: true, min: 1, max: model.context });
@@ -113,7 +113,7 @@ async function evalHellaswag(argv: string[]): Promise<void> {
   const examples = readHellaswag(await hellaswagFile(values.data, (u) => process.stderr.write(`downloading ${u}\n`)), num(values.limit, "limit", 0, { int: true, min: 0 }));
   const file = await modelPath(values.model);
   requireGpt2Tokenizer(file, "HellaSwag");
-  const model = loadModel(file, backendFromFlags(values));
+  const model = await loadModel(file, await backendFromFlags(values));
   const t0 = performance.now();
   const p = values.json ? null : progress("  examples");
   const r = await evaluateHellaswag(model, examples, num(values.batch, "batch", 4, { int: true, min: 1 }), (done, total, accNorm) => {
@@ -142,7 +142,7 @@ async function evalChat(argv: string[]): Promise<void> {
   const examples = limit > 0 ? rows.slice(0, limit) : rows;
   const file = await modelPath(values.model);
   requireGpt2Tokenizer(file, "gpt2 eval chat");
-  const model = loadModel(file, backendFromFlags(values), "language-model");
+  const model = await loadModel(file, await backendFromFlags(values), "language-model");
   if (examples.some((e) => e.kind === "chat") && model.config.vocabSize < CHAT_VOCAB_SIZE) {
     // a base model scored on conversations: it gets the chat tokens as SFT would give them, untrained
     model.extendVocab(CHAT_VOCAB_SIZE);

@@ -47,7 +47,7 @@ async function rmScore(argv: string[]): Promise<void> {
       if (isPair) { const p = parsePair(r, where); items.push({ where, seqs: [p.chosen, p.rejected] }); } else items.push({ where, seqs: [renderExample(parseExample(r, where))] });
     }
   }
-  const model = loadModel(file, backendFromFlags(values));
+  const model = await loadModel(file, await backendFromFlags(values));
   const T = Math.min(model.context, Math.max(...items.flatMap((i) => i.seqs.map((s) => s.ids.length))));
   model.allocate(2, T);
   let pairs = 0, preferred = 0;

@@ -48,7 +48,7 @@ export async function sampleCommand(argv: string[]): Promise<void> {
   const seed = num(values.seed, "seed", 1337, { int: true });
   const numSamples = num(values["num-samples"], "num-samples", 1, { int: true, min: 1 });
   const file = await modelPath(values.model);
-  const model = inferenceModel(file, values, "language-model");
+  const model = await inferenceModel(file, values, "language-model");
   // GPT-2's BPE, or the character vocabulary the model was trained with
   const tok = modelTokenizer(file);
   const V = model.config.vocabSize;

@@ -29,7 +29,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
   if (!values.model) throw new UsageError("--model PATH is required (a gpt2ts checkpoint, a Hugging Face directory or an llm.c .bin)");
   const file = await modelPath(values.model);
   requireGpt2Tokenizer(file, "gpt2 serve (OpenAI's API speaks GPT-2 tokens and the chat template)");
-  const model = inferenceModel(file, values, "language-model");
+  const model = await inferenceModel(file, values, "language-model");
   // a run's checkpoint is named after its run folder (runs/facts-rl/checkpoint_00000300.gpt2ts: facts-rl)
   const given = path.resolve(values.model);
   const name = values.name ?? (/^checkpoint_\d+\.gpt2ts$/.test(path.basename(given)) ? path.basename(path.dirname(given)) : path.basename(given).replace(/\.gpt2ts$/, ""));

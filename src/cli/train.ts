@@ -286,7 +286,7 @@ export async function runTraining(argv: string[], command: TrainCommand): Promis
   const localRank = host ? (world?.localRank ?? 0) : init.rank % init.gpusPerNode;
   let comm: Communicator = host ?? new SingleComm();
   try {
-    const backend = rankBackend(cfg, world, localRank);
+    const backend = await rankBackend(cfg, world, localRank);
     if (!host && !(backend instanceof CudaBackend)) {
       throw new UsageError(`-pi ${init.method} starts NCCL without MPI, which needs --backend cuda; on CPUs launch the ranks with mpirun`);
     }
@@ -310,7 +310,7 @@ export async function runTraining(argv: string[], command: TrainCommand): Promis
  * This rank's backend: a GPU rank takes the GPU of its place on the node; CPU ranks sharing a machine share its cores
  * (by default each takes cores / ranks-on-this-node threads).
  */
-function rankBackend(cfg: TrainConfig, world: ReturnType<typeof launcherWorld>, localRank: number): Backend {
+function rankBackend(cfg: TrainConfig, world: ReturnType<typeof launcherWorld>, localRank: number): Promise<Backend> {
   const threads = cfg.threads ? String(cfg.threads)
     : !env("GPT2_THREADS") && world && world.localSize > 1 ? String(Math.max(1, Math.floor(os.availableParallelism() / world.localSize))) : undefined;
   return backendFromFlags({ backend: cfg.backend || undefined, threads, dtype: cfg.dtype }, localRank);

@@ -9,7 +9,7 @@ import type { Backend, Tensor } from "../kernels/backend.js";
 import { PRESETS, sameShape, validateConfig, describeConfig, type GPT2Config } from "../model/config.js";
 import { GPT2 } from "../model/gpt2.js";
 import { crc32 } from "../util/crc32.js";
-import { FormatError, floatBytes, readExact, readFloatsInto, requireFile, writeFileAtomic } from "./files.js";
+import { FormatError, floatBytes, readExact, readFloatsInto, requireFile, writeFileAtomicAsync } from "./files.js";
 
 export const CHECKPOINT_MAGIC = 20261126;
 export const CHECKPOINT_VERSION = 2;
@@ -24,32 +24,37 @@ export interface CheckpointHeader {
 
 export interface OptimizerBuffers { m: Tensor; v: Tensor }
 
-export function saveCheckpoint(file: string, model: GPT2, state: Record<string, unknown> = {}, opt?: OptimizerBuffers): void {
+/**
+ * Writes a checkpoint of the model (and AdamW's state), reading the backend's buffers asynchronously (a WebGPU
+ * backend can read no other way; a GPU meanwhile goes on with queued work).
+ */
+export async function saveCheckpoint(file: string, model: GPT2, state: Record<string, unknown> = {}, opt?: OptimizerBuffers): Promise<void> {
   const parts: [string, Tensor][] = [["params", model.params]];
   if (opt) parts.push(["adam_m", opt.m], ["adam_v", opt.v]);
-  writeSections(file, model.config, state, parts, model.backend);
+  await writeSections(file, model.config, state, parts, model.backend);
 }
 
 /**
  * One rank's share of the AdamW state under ZeRO-1: m and v for parameters [lo, hi) of the flat buffer.
  * The main checkpoint (params, run state) names these files; readOptimizerRange reads them back for any sharding.
  */
-export function saveOptimizerShard(file: string, model: GPT2, lo: number, hi: number, opt: OptimizerBuffers): void {
-  writeSections(file, model.config, { optimizerShard: { lo, hi, total: model.layout.total } },
+export async function saveOptimizerShard(file: string, model: GPT2, lo: number, hi: number, opt: OptimizerBuffers): Promise<void> {
+  await writeSections(file, model.config, { optimizerShard: { lo, hi, total: model.layout.total } },
     [["adam_m", opt.m], ["adam_v", opt.v]], model.backend);
 }
 
 /** floats per chunk when copying sections between the backend and the file (no second full copy in memory) */
 const CHUNK = 1 << 24;
 
-function writeSections(file: string, config: GPT2Config, state: Record<string, unknown>, parts: [string, Tensor][], be: Backend): void {
+async function writeSections(file: string, config: GPT2Config, state: Record<string, unknown>, parts: [string, Tensor][], be: Backend): Promise<void> {
   // the header names every section's checksum, so the sections are read (and summed) once before the header is
   // written, and once more while writing: that costs a second pass over the bytes, never a second copy of them
-  const sums = parts.map(([, t]) => {
+  const sums: number[] = [];
+  for (const [, t] of parts) {
     let c = 0;
-    for (let off = 0; off < t.length; off += CHUNK) c = crc32(floatBytes(be.read(t, off, Math.min(CHUNK, t.length - off))), c);
-    return c;
-  });
+    for (let off = 0; off < t.length; off += CHUNK) c = crc32(floatBytes(await be.readAsync(t, off, Math.min(CHUNK, t.length - off))), c);
+    sums.push(c);
+  }
   // the header holds the section offsets, which depend on the header's length: settle it in a few passes
   let headerLen = 0, sections: CheckpointHeader["sections"] = {}, json = "";
   for (let pass = 0; pass < 3; pass++) {
@@ -66,18 +71,18 @@ function writeSections(file: string, config: GPT2Config, state: Record<string, u
   pre.writeInt32LE(CHECKPOINT_VERSION, 4);
   pre.writeBigUInt64LE(BigInt(hb.length), 8);
   const pad = Buffer.alloc(sections[parts[0][0]][0] - 16 - hb.length);
-  writeFileAtomic(file, (append) => {
+  await writeFileAtomicAsync(file, async (append) => {
     append(pre); append(hb); append(pad);
-    parts.forEach(([name, t], i) => {
+    for (const [i, [name, t]] of parts.entries()) {
       let c = 0;
       for (let off = 0; off < t.length; off += CHUNK) {
-        const bytes = floatBytes(be.read(t, off, Math.min(CHUNK, t.length - off)));
+        const bytes = floatBytes(await be.readAsync(t, off, Math.min(CHUNK, t.length - off)));
         c = crc32(bytes, c);
         append(bytes);
       }
       // the buffer changed between the two passes only if something else wrote to it meanwhile: never write that
       if (c !== sums[i]) throw new FormatError(`${file}: section ${name} changed while it was being written`);
-    });
+    }
   });
 }
 

@@ -34,6 +34,29 @@ export function writeFileAtomic(target: string, write: (append: (chunk: Uint8Arr
   }
 }
 
+/** writeFileAtomic() with a producer that awaits (the bytes read back from a device as they are written) */
+export async function writeFileAtomicAsync(target: string, write: (append: (chunk: Uint8Array) => void) => Promise<void>): Promise<void> {
+  const dir = path.dirname(target);
+  makeDir(dir);
+  const tmp = path.join(dir, `.${path.basename(target)}${TMP_MARK}${process.pid}`);
+  let fd = -1;
+  try {
+    fd = fs.openSync(tmp, "w");
+    await write((chunk) => {
+      let off = 0;
+      while (off < chunk.byteLength) off += fs.writeSync(fd, chunk, off, chunk.byteLength - off);
+    });
+    fs.fsyncSync(fd);
+    fs.closeSync(fd);
+    fd = -1;
+    fs.renameSync(tmp, target);
+  } catch (e) {
+    if (fd >= 0) fs.closeSync(fd);
+    fs.rmSync(tmp, { force: true });
+    throw ioError(e, `writing ${target}`);
+  }
+}
+
 const TMP_MARK = ".tmp-";
 
 /**

@@ -43,7 +43,7 @@ export function detectFormat(p: string): ModelFormat {
  * Loads any model file; weights that are not all finite are refused, naming the first such tensor. With `expect`, a
  * file of the other kind is refused (a reward model is not sampled from; a language model scores nothing).
  */
-export function loadModel(p: string, backend: Backend, expect?: "language-model" | "reward-model"): GPT2 {
+export async function loadModel(p: string, backend: Backend, expect?: "language-model" | "reward-model"): Promise<GPT2> {
   p = modelFile(p);
   const format = detectFormat(p);
   if (expect) {
@@ -54,7 +54,7 @@ export function loadModel(p: string, backend: Backend, expect?: "language-model"
     }
   }
   const model = format === "hf" ? loadHF(p, backend) : format === "llmc" ? loadLlmc(p, backend) : loadCheckpoint(p, backend).model;
-  const bad = model.firstNonFinite();
+  const bad = await model.firstNonFinite();
   if (bad) throw new FormatError(`${p}: the weights are not finite (first in ${bad}); this model cannot be used (a run that diverged? use an earlier checkpoint)`);
   return model;
 }
@@ -99,10 +99,10 @@ export function formatForOutput(p: string): ModelFormat {
  * `identity` (modelIdentity() of the file it came from), its vocabulary and kind, so that a converted character-level
  * model or reward model stays one.
  */
-export function saveModel(model: GPT2, p: string, format = formatForOutput(p), identity: Record<string, unknown> = {}): void {
+export async function saveModel(model: GPT2, p: string, format = formatForOutput(p), identity: Record<string, unknown> = {}): Promise<void> {
   if (format === "hf") saveHF(model, p);
   else if (format === "llmc") saveLlmc(model, p);
-  else saveCheckpoint(p, model, { ...identity, context: model.context });
+  else await saveCheckpoint(p, model, { ...identity, context: model.context });
 }
 
 /** What a model file says about its weights beyond their shape: the character vocabulary, a reward model's kind. */

@@ -6,10 +6,14 @@ import { JsBackend } from "./js/backend.js";
 import { CudaBackend, probeCuda } from "./cuda.js";
 import { loadNativeAddon, NativeBackend } from "./native.js";
 
-export type BackendName = "js" | "native" | "cuda";
+export const BACKENDS = ["js", "native", "cuda", "webgpu"] as const;
+export type BackendName = (typeof BACKENDS)[number];
 
 export interface BackendOptions {
-  /** "cuda" (default when an NVIDIA GPU is found), "native" (default otherwise, when the addon loads) or "js" */
+  /**
+   * "cuda" (default when an NVIDIA GPU is found), "native" (default otherwise, when the addon loads), "js", or
+   * "webgpu" (openBackend only: a WebGPU device is found asynchronously)
+   */
   name?: string;
   threads?: number;
   dtype?: "fp32" | "bf16";
@@ -30,7 +34,8 @@ export function createBackend(opts: BackendOptions = {}): Backend {
     return new JsBackend();
   }
   if (name === "cuda") return new CudaBackend(opts.dtype ?? "fp32", opts.device ?? 0);
-  if (name !== "native") throw new RangeError(`unknown backend "${name}" (expected js, native or cuda)`);
+  if (name === "webgpu") throw new RangeError("the webgpu backend is opened asynchronously: use openBackend()");
+  if (name !== "native") throw new RangeError(`unknown backend "${name}" (expected ${BACKENDS.join(", ")})`);
   const { addon, error } = loadNativeAddon();
   if (!addon) {
     if (opts.name === "native" || opts.dtype === "bf16") throw new Error(opts.dtype === "bf16" ? `--dtype bf16 needs the native backend: ${error}` : error);
@@ -39,4 +44,12 @@ export function createBackend(opts: BackendOptions = {}): Backend {
     return new JsBackend();
   }
   return new NativeBackend(addon, threads, opts.dtype ?? "fp32");
+}
+
+/** createBackend(), and the WebGPU backend, whose device is found asynchronously (in Node through the npm `webgpu`). */
+export async function openBackend(opts: BackendOptions = {}): Promise<Backend> {
+  if (opts.name !== "webgpu") return createBackend(opts);
+  if (opts.dtype === "bf16") throw new RangeError("--dtype bf16 is not available on the webgpu backend yet (float32 only)");
+  const { createWebGPUBackend } = await import("./webgpu/node.js");
+  return createWebGPUBackend();
 }

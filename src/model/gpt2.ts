@@ -167,16 +167,17 @@ export class GPT2 {
    * The first tensor of `buf` (the parameters, or the gradients) holding a NaN or an infinity, as "wte" or "qkvw of
    * layer 3"; null when all values are finite.
    */
-  firstNonFinite(buf: Tensor = this.params): string | null {
+  async firstNonFinite(buf: Tensor = this.params): Promise<string | null> {
     const be = this.backend, L = this.config.nLayer;
-    if (Number.isFinite(be.sumSquares(buf, this.layout.total))) return null;
+    const finite = async (t: Tensor, n: number) => Number.isFinite(await be.sumSquaresAsync(t, n));
+    if (await finite(buf, this.layout.total)) return null;
     for (const spec of this.layout.tensors) {
       const perLayer = spec.shape.length > 1 && spec.shape[0] === L && spec.name !== "wte" && spec.name !== "wpe" ? spec.size / L : 0;
       if (perLayer) {
         for (let l = 0; l < L; l++) {
-          if (!Number.isFinite(be.sumSquares(be.view(buf, spec.offset + l * perLayer, perLayer), perLayer))) return `${spec.name} of layer ${l}`;
+          if (!(await finite(be.view(buf, spec.offset + l * perLayer, perLayer), perLayer))) return `${spec.name} of layer ${l}`;
         }
-      } else if (!Number.isFinite(be.sumSquares(be.view(buf, spec.offset, spec.size), spec.size))) return spec.name;
+      } else if (!(await finite(be.view(buf, spec.offset, spec.size), spec.size))) return spec.name;
     }
     return "a value outside every tensor";
   }
@@ -439,6 +440,13 @@ export class GPT2 {
     const [B, T] = this.lastBT;
     if (!this.fullLogits) throw new Error("readLogits() needs a forward pass without targets first");
     return this.backend.read(this.fullLogits, 0, B * T * this.config.paddedVocabSize);
+  }
+
+  /** readLogits(), read back asynchronously */
+  async readLogitsAsync(): Promise<Float32Array> {
+    const [B, T] = this.lastBT;
+    if (!this.fullLogits) throw new Error("readLogits() needs a forward pass without targets first");
+    return this.backend.readAsync(this.fullLogits, 0, B * T * this.config.paddedVocabSize);
   }
 
   /** Per-position losses (B,T) of the last forward with targets. */

@@ -124,9 +124,9 @@ export class RunCheckpoints {
   }
 
   /** The loss the current weights give on the held batch (the same number on every rank). */
-  heldLoss(): number {
+  async heldLoss(): Promise<number> {
     const { held: b, model, comm } = this.run;
-    const x = new Float64Array([model.forward(b.inputs, b.targets, b.B, b.T)]);
+    const x = new Float64Array([await model.forwardAsync(b.inputs, b.targets, b.B, b.T)]);
     comm.allReduceSum(x);
     return x[0] / comm.size;
   }
@@ -137,24 +137,24 @@ export class RunCheckpoints {
    * weights are checked first: finite, and giving a finite loss on the held batch; otherwise nothing is written and
    * BadWeights is thrown.
    */
-  write(step: number): void {
+  async write(step: number): Promise<void> {
     const { cfg, model, comm, dp, opt } = this.run, N = comm.size, lead = comm.rank === 0;
     if (!cfg.outDir) return;
-    if (!paramsFinite(model)) throw new BadWeights(`the parameters after step ${step} are not finite`);
-    const loss = this.heldLoss();
+    if (!(await paramsFinite(model))) throw new BadWeights(`the parameters after step ${step} are not finite`);
+    const loss = await this.heldLoss();
     if (!Number.isFinite(loss)) throw new BadWeights(`the weights after step ${step} give a loss of ${loss} on the held batch`);
     const file = checkpointPath(cfg.outDir, step);
     const state: RunState = { ...this.run.state(step), verified: { loss } };
     if (dp.zero) {
-      saveOptimizerShard(optimizerShardPath(cfg.outDir, step, comm.rank, N), model, opt.lo, opt.hi, { m: opt.m, v: opt.v });
+      await saveOptimizerShard(optimizerShardPath(cfg.outDir, step, comm.rank, N), model, opt.lo, opt.hi, { m: opt.m, v: opt.v });
       comm.barrier();
       state.optimizer = { ranks: N, shards: Array.from({ length: N }, (_, r) => {
         const { lo, hi } = shardRange(model.layout.total, N, r);
         return { file: path.basename(optimizerShardPath(cfg.outDir, step, r, N)), lo, hi };
       }) };
-      if (lead) saveCheckpoint(file, model, state as unknown as Record<string, unknown>);
+      if (lead) await saveCheckpoint(file, model, state as unknown as Record<string, unknown>);
     } else if (lead) {
-      saveCheckpoint(file, model, state as unknown as Record<string, unknown>, { m: opt.m, v: opt.v });
+      await saveCheckpoint(file, model, state as unknown as Record<string, unknown>, { m: opt.m, v: opt.v });
     }
     this.lastFile = file;
     if (lead) pruneCheckpoints(cfg.outDir, cfg.keep, [step], cfg.majorEvery);
@@ -168,7 +168,7 @@ export class RunCheckpoints {
    * The newest checkpoint below `below` whose weights load (checksums hold) and give a finite loss on the held batch.
    * The model's weights are left as the last one checked.
    */
-  findGood(below = Infinity): { file: string; step: number } | null {
+  async findGood(below = Infinity): Promise<{ file: string; step: number } | null> {
     for (const c of listCheckpoints(this.run.cfg.outDir).filter((c) => c.step < below).reverse()) {
       try {
         restoreCheckpoint(c.file, this.run.model);
@@ -177,7 +177,7 @@ export class RunCheckpoints {
         this.run.print(`${c.file} cannot be used: ${e.message}`);
         continue;
       }
-      if (Number.isFinite(this.heldLoss())) return c;
+      if (Number.isFinite(await this.heldLoss())) return c;
       this.run.print(`${c.file}: its weights give a non-finite loss on the held batch; looking further back`);
     }
     return null;
@@ -189,13 +189,13 @@ export class RunCheckpoints {
    * continue from. Otherwise, or when rolling back is no longer possible, stops with one line naming the last
    * good checkpoint.
    */
-  recover(failedStep: number, what: string, where: string, canRollBack = true): number {
+  async recover(failedStep: number, what: string, where: string, canRollBack = true): Promise<number> {
     const { cfg, run } = { cfg: this.run.cfg, run: this.run };
     const fmtLr = () => `x${run.lrScale.toPrecision(3)} of -l, ${(run.lr0 * run.lrScale).toExponential(2)}`;
     if (cfg.onNan === "rollback" && canRollBack && cfg.outDir && this.rollbacks < MAX_ROLLBACKS) {
       if (this.failuresFromTarget >= RETRIES_PER_CHECKPOINT) this.floor = this.target;
       // nothing further back: the same checkpoint once more, at the lower LR
-      const target = this.findGood(this.floor) ?? this.findGood();
+      const target = (await this.findGood(this.floor)) ?? (await this.findGood());
       if (target) {
         const back = this.restore(target.file, true);
         run.lrScale *= cfg.rollbackLrFactor;
@@ -208,7 +208,7 @@ export class RunCheckpoints {
         return back;
       }
     }
-    const good = cfg.outDir ? this.findGood() : null;
+    const good = cfg.outDir ? await this.findGood() : null;
     const advice = cfg.onNan === "rollback"
       ? `; stopped after ${this.rollbacks} rollback${this.rollbacks === 1 ? "" : "s"} (LR ${fmtLr()}); lower -l or --rollback-lr-factor`
       : "; lower the LR (-l) or use --on-nan rollback";

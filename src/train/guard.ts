@@ -10,24 +10,29 @@ export class NonFiniteError extends Error {
 }
 
 /** True when every value of params is finite. */
-export function paramsFinite(model: GPT2): boolean {
-  return Number.isFinite(model.backend.sumSquares(model.params, model.layout.total));
+export async function paramsFinite(model: GPT2): Promise<boolean> {
+  return Number.isFinite(await model.backend.sumSquaresAsync(model.params, model.layout.total));
 }
 
 /**
  * The first non-finite parameter, or the first kernel output (forward, then backward) or gradient that is non-finite
  * when the step's batches run again. `lossScales` are the step's per-batch loss scales.
  */
-export function diagnoseNonFinite(model: GPT2, batches: Batch[], lossScales: number[] = batches.map(() => 1 / batches.length)): string {
+export async function diagnoseNonFinite(model: GPT2, batches: Batch[], lossScales: number[] = batches.map(() => 1 / batches.length)): Promise<string> {
   const be = model.backend;
-  const p = model.firstNonFinite(model.params);
+  const p = await model.firstNonFinite(model.params);
   if (p) return `parameter ${p}`;
-  let found: string | null = null;
-  model.debugCheck = (where, t, n) => { if (!found && !Number.isFinite(be.sumSquares(t, n))) found = where; };
+  let found: string | null = null, checked = true;
+  // each kernel's output is checked as it is made, which needs synchronous reads: a backend without them (WebGPU)
+  // skips to the loss and the gradients
+  model.debugCheck = (where, t, n) => {
+    if (found || !checked) return;
+    try { if (!Number.isFinite(be.sumSquares(t, n))) found = where; } catch { checked = false; }
+  };
   try {
     model.zeroGrad();
     for (const [i, b] of batches.entries()) {
-      const loss = model.forwardBackward(b.inputs, b.targets, b.B, b.T, lossScales[i]);
+      const loss = await model.forwardBackwardAsync(b.inputs, b.targets, b.B, b.T, lossScales[i]);
       if (!found && !Number.isFinite(loss)) found = "the loss (cross-entropy of finite logits)";
       if (found) break;
     }
@@ -35,6 +40,6 @@ export function diagnoseNonFinite(model: GPT2, batches: Batch[], lossScales: num
     model.debugCheck = undefined;
   }
   if (found) return found;
-  const g = model.firstNonFinite(model.grads!);
+  const g = await model.firstNonFinite(model.grads!);
   return g ? `gradient of ${g}` : "nothing on a re-run (the failure did not repeat)";
 }

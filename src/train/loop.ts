@@ -178,7 +178,7 @@ class Run implements CheckpointedRun {
     }
 
     // the model: from -e (a preset or a checkpoint); a resumed run's checkpoint is shape-checked against it
-    const { model, fromScratch } = initModel(cfg, backend, task.tokenizer);
+    const { model, fromScratch } = await initModel(cfg, backend, task.tokenizer);
     if (T > model.config.blockSize) throw new TrainConfigError(`-t ${T} exceeds the model's block size ${model.config.blockSize}`);
     // the positions these weights will have learned: -t from scratch; a model's own (or -t, if longer) when fine-tuned
     model.context = fromScratch ? T : Math.max(model.context, T);
@@ -269,7 +269,7 @@ class Run implements CheckpointedRun {
     // rolling back needs a checkpoint to go back to
     if (cfg.onNan === "rollback" && cfg.outDir && this.startStep === 0 && !latestCheckpoint(cfg.outDir)) {
       this.comm.barrier(); // every rank has looked before rank 0 writes
-      this.ckpt.write(0);
+      await this.ckpt.write(0);
     }
     let epoch = this.loader.epoch;
     const trainStart = performance.now();
@@ -280,10 +280,10 @@ class Run implements CheckpointedRun {
       await this.periodic(step, last);
       if (cfg.outDir && step > this.startStep && step !== this.ckpt.rolledBackTo && (last || (cfg.checkpointEvery > 0 && step % cfg.checkpointEvery === 0))) {
         try {
-          this.ckpt.write(step);
+          await this.ckpt.write(step);
         } catch (e) {
           if (!(e instanceof BadWeights)) throw e;
-          step = this.ckpt.recover(step, e.what, diagnoseNonFinite(this.model, [this.held])) - 1;
+          step = (await this.ckpt.recover(step, e.what, await diagnoseNonFinite(this.model, [this.held]))) - 1;
           continue;
         }
       }
@@ -291,7 +291,7 @@ class Run implements CheckpointedRun {
 
       const r = await this.trainStep(step);
       if ("failed" in r) {
-        step = this.ckpt.recover(step + 1, r.failed, diagnoseNonFinite(this.model, r.batches, r.scales)) - 1;
+        step = (await this.ckpt.recover(step + 1, r.failed, await diagnoseNonFinite(this.model, r.batches, r.scales))) - 1;
         continue;
       }
       this.report(step + 1, r, trainStart);
@@ -309,10 +309,10 @@ class Run implements CheckpointedRun {
       if (this.N > 1 ? r.stopAgreed : hooks.signal?.stop) {
         this.print(`interrupted: writing a checkpoint at step ${step + 1}`);
         try {
-          this.ckpt.write(step + 1);
+          await this.ckpt.write(step + 1);
         } catch (e) {
           if (!(e instanceof BadWeights)) throw e;
-          this.ckpt.recover(step + 1, e.what, diagnoseNonFinite(this.model, [this.held]), false);
+          await this.ckpt.recover(step + 1, e.what, await diagnoseNonFinite(this.model, [this.held]), false);
         }
         this.status("stopped", `stopped by a signal at step ${step + 1}; -y 1 resumes it`);
         return { steps: step + 1, lastTrainLoss: this.lastTrain, lastValLoss: this.lastVal, checkpoint: this.ckpt.lastFile };

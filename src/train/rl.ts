@@ -375,19 +375,19 @@ export function rlTask(): TrainTask {
     async init() {
       if (cfg!.rewardModule) reward = await loadRewardModule(cfg!.rewardModule);
     },
-    prepareModel(model, print) {
+    async prepareModel(model, print) {
       const c = cfg!;
       const chat = prompts!.train.prompts.some((p) => p.chat);
       const line = chat ? addChatTokens(model) : null;
       // the reference: the starting model, frozen
-      const reference = loadModel(c.init, model.backend);
+      const reference = await loadModel(c.init, model.backend);
       if (chat) addChatTokens(reference);
       let rewardOf: RlOptions["reward"];
       let how: string;
       if (reward) { rewardOf = reward; how = `reward from ${c.rewardModule}`; } else {
         const kind = readModelKind(c.rewardModel);
         if (kind.kind !== "reward-model") throw new TrainConfigError(`${c.rewardModel} is not a reward model (make one with gpt2 rm train)`);
-        const rm = loadModel(c.rewardModel, model.backend, "reward-model");
+        const rm = await loadModel(c.rewardModel, model.backend, "reward-model");
         if (chat && rm.config.vocabSize < model.config.vocabSize) {
           throw new TrainConfigError(`${c.rewardModel} has no chat tokens: it cannot score conversations (train it with gpt2 rm train on conversation pairs)`);
         }

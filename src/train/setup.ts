@@ -35,7 +35,7 @@ export function presetShape(cfg: TrainConfig, vocabSize?: number): GPT2Config | 
 }
 
 /** Builds the model named by -e: a preset from scratch, or weights from a checkpoint file/dir. */
-export function initModel(cfg: TrainConfig, backend: Backend, tokenizer: Tokenizer = gpt2Tokenizer): { model: GPT2; fromScratch: boolean } {
+export async function initModel(cfg: TrainConfig, backend: Backend, tokenizer: Tokenizer = gpt2Tokenizer): Promise<{ model: GPT2; fromScratch: boolean }> {
   const shape = presetShape(cfg, tokenizer.vocabSize);
   if (shape) {
     const model = new GPT2(shape, backend, cfg.recompute);
@@ -48,7 +48,7 @@ export function initModel(cfg: TrainConfig, backend: Backend, tokenizer: Tokeniz
     const name = (t: Tokenizer) => (t.kind === "gpt2" ? "GPT-2's BPE" : `a ${t.vocabSize - 1}-character vocabulary`);
     throw new TrainConfigError(`${cfg.init} was trained with ${name(has)}, but the data is tokenized with ${name(tokenizer)}`);
   }
-  const model = loadModel(cfg.init, backend);
+  const model = await loadModel(cfg.init, backend);
   model.recompute = cfg.recompute;
   return { model, fromScratch: false };
 }

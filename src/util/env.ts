@@ -6,7 +6,8 @@ import * as os from "node:os";
 import * as path from "node:path";
 
 export const ENV_VARS = {
-  GPT2_BACKEND: "the kernels when --backend is not given: js, native or cuda",
+  GPT2_BACKEND: "the kernels when --backend is not given: js, native, cuda or webgpu",
+  GPT2_WEBGPU_ADAPTER: "the WebGPU adapter in Node: default (a GPU through Vulkan, Metal or D3D12), vulkan, or opengles (Mesa's CPU rendering); default: a GPU, else opengles",
   GPT2_THREADS: "CPU threads when --threads is not given (default: all cores, split between the ranks of a node)",
   GPT2_CACHE: "the cache folder: models/, datasets/, hellaswag/, cuda/ and the measured peaks (default $XDG_CACHE_HOME/gpt2ts or ~/.cache/gpt2ts)",
   GPT2_PEAK_GFLOPS: "this machine's fp32 peak in GFLOP/s for MFU, instead of the measured and cached one",
@@ -23,6 +24,8 @@ export const ENV_VARS = {
   GPT2_CUDA_ATTN_SCORES: "floats of attention scores per chunk on the GPU (default 1 GiB; tests lower it) (read by the native code)",
   CUDA_HOME: "the CUDA toolkit, whose lib64/ is searched for NVRTC and cuBLAS after the loader's path (read by the native code)",
   XDG_CACHE_HOME: "the base of the cache folder when GPT2_CACHE is not set",
+  LD_LIBRARY_PATH: "folders searched for shared libraries (the WebGPU backend looks there for the Vulkan loader)",
+  EGL_PLATFORM: "Mesa's EGL platform; the WebGPU backend sets surfaceless (no display) for its OpenGL ES adapter when unset",
   // test hooks (train/faults.ts): failures made on purpose, for the tests of recovery
   GPT2_TEST_SPIKE_STEP: "test hook: multiply that step's gradients by 10^4",
   GPT2_TEST_SKIP_STEP: "test hook: skip that step's update",
@@ -31,6 +34,11 @@ export const ENV_VARS = {
 } as const;
 
 export type EnvVar = keyof typeof ENV_VARS;
+
+/** Sets a variable for this process and the libraries it loads (e.g. Mesa's EGL_PLATFORM). */
+export function setEnv(name: EnvVar, value: string): void {
+  process.env[name] = value;
+}
 
 /** The variable's value; unset and empty are both undefined. */
 export function env(name: EnvVar, from: NodeJS.ProcessEnv = process.env): string | undefined {

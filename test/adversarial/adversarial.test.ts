@@ -49,6 +49,10 @@ function thrown(f: () => unknown): Error {
   try { f(); } catch (e) { return e as Error; }
   assert.fail("expected an error");
 }
+async function rejected(f: () => Promise<unknown>): Promise<Error> {
+  try { await f(); } catch (e) { return e as Error; }
+  assert.fail("expected an error");
+}
 
 /** an error a user can act on: one of ours, one line */
 function assertClear(e: Error, context: string): void {
@@ -56,11 +60,11 @@ function assertClear(e: Error, context: string): void {
   assert.equal(e.message.split("\n").length, 1, `${context}: ${e.message}`);
 }
 
-test("fuzzed headers of gpt2ts, llm.c and safetensors files: one clear error each, never a crash or a huge allocation", () => {
+test("fuzzed headers of gpt2ts, llm.c and safetensors files: one clear error each, never a crash or a huge allocation", async () => {
   const dir = tmpDir();
   const m = smallModel();
   const files = { gpt2ts: path.join(dir, "m.gpt2ts"), llmc: path.join(dir, "m.bin"), hf: path.join(dir, "hf") };
-  saveCheckpoint(files.gpt2ts, m, { step: 1 });
+  await saveCheckpoint(files.gpt2ts, m, { step: 1 });
   saveLlmc(m, files.llmc);
   saveHF(m, files.hf);
   const st = path.join(files.hf, "model.safetensors");
@@ -76,7 +80,7 @@ test("fuzzed headers of gpt2ts, llm.c and safetensors files: one clear error eac
       fs.writeFileSync(file, b);
       tries++;
       try {
-        loadModel(file === st ? files.hf : file, be);
+        await loadModel(file === st ? files.hf : file, be);
       } catch (e) {
         assertClear(e as Error, `${path.basename(file)} try ${k}`);
         refused++;
@@ -90,36 +94,36 @@ test("fuzzed headers of gpt2ts, llm.c and safetensors files: one clear error eac
     const bytes = originals.get(file)!;
     for (const cut of [3, 20, Math.floor(bytes.length / 2), bytes.length - 1]) {
       fs.writeFileSync(file, bytes.subarray(0, cut));
-      assertClear(thrown(() => loadModel(file === st ? files.hf : file, be)), `${path.basename(file)} cut at ${cut}`);
+      assertClear(await rejected(() => loadModel(file === st ? files.hf : file, be)), `${path.basename(file)} cut at ${cut}`);
     }
     fs.writeFileSync(file, bytes);
   }
 });
 
-test("a flipped bit in a checkpoint is reported with the file and section, not trained on", () => {
+test("a flipped bit in a checkpoint is reported with the file and section, not trained on", async () => {
   const dir = tmpDir();
   const m = smallModel();
   const file = path.join(dir, "m.gpt2ts");
-  saveCheckpoint(file, m, { step: 1 });
+  await saveCheckpoint(file, m, { step: 1 });
   const h = readCheckpointHeader(file);
   const bytes = fs.readFileSync(file);
   bytes[h.sections.params[0] + 4 * 1000 + 2] ^= 0x10;
   fs.writeFileSync(file, bytes);
-  const e = thrown(() => loadModel(file, be));
+  const e = await rejected(() => loadModel(file, be));
   assert.match(e.message, /m\.gpt2ts: section params fails its checksum .*the file is damaged/);
   const r = gpt2(["eval", "loss", "--model", file, "--tokens", "/dev/null"]);
   assert.equal(r.status, 1);
   assert.match(r.stderr, /^gpt2: .*section params fails its checksum/);
 });
 
-test("eval and sample refuse weights that are not finite, naming the tensor", () => {
+test("eval and sample refuse weights that are not finite, naming the tensor", async () => {
   const dir = tmpDir();
   const m = smallModel();
   const w = be.read(m.params);
   w[m.layout.byName.qkvw.offset + m.layout.byName.qkvw.size / 2 + 5] = NaN; // layer 1 of 2
   be.write(m.params, w);
   const file = path.join(dir, "nan.gpt2ts");
-  saveCheckpoint(file, m);
+  await saveCheckpoint(file, m);
   fs.writeFileSync(path.join(dir, "t.json"), JSON.stringify([[1, 2, 3, 4]]));
   for (const args of [["eval", "loss", "--model", file, "--tokens", path.join(dir, "t.json")], ["sample", "--model", file, "--prompt-ids", "1,2"]]) {
     const r = gpt2([...args, "--backend", "js"]);

@@ -110,10 +110,10 @@ test("stop strings end a completion before them, and no part of them is ever sho
   assert.ok(sink.stopped);
 });
 
-test("gpt2 chat in a pipe: a reply per line, /reset and /system; a model without chat tokens is refused", () => {
+test("gpt2 chat in a pipe: a reply per line, /reset and /system; a model without chat tokens is refused", async () => {
   const dir = tmpDir();
   const file = path.join(dir, "chat.gpt2ts");
-  saveCheckpoint(file, chatModel());
+  await saveCheckpoint(file, chatModel());
   const r = spawnSync(process.execPath, [CLI, "chat", "--model", file, "--temperature", "0", "--max-new-tokens", "5", "--backend", "js"],
     { input: "Hello\n/reset\n/system Be kind.\nHi again\n", encoding: "utf8" });
   assert.equal(r.status, 0, r.stderr);

@@ -16,7 +16,7 @@ import { CLI, tmpDir } from "../helpers.js";
 
 const native = loadNativeAddon();
 
-test("gpt2 sft teaches a skill: held-out exact match from 0 % before to >= 80 % after 400 steps", { skip: native.addon ? undefined : `native backend unavailable (${native.error}); too slow on the TS backend` }, () => {
+test("gpt2 sft teaches a skill: held-out exact match from 0 % before to >= 80 % after 400 steps", { skip: native.addon ? undefined : `native backend unavailable (${native.error}); too slow on the TS backend` }, async () => {
   const dir = tmpDir();
   const train = path.join(dir, "train.jsonl"), val = path.join(dir, "val.jsonl");
   // one fact per question: answering means finding the place or name in the message and copying it
@@ -34,7 +34,7 @@ test("gpt2 sft teaches a skill: held-out exact match from 0 % before to >= 80 % 
   // before: the preset's initial weights, as the run starts from them (seed 1337), saved without training
   const base = new GPT2(makeConfig("tiny"), new JsBackend());
   base.initWeights(new Rng(1337));
-  saveCheckpoint(path.join(dir, "base.gpt2ts"), base);
+  await saveCheckpoint(path.join(dir, "base.gpt2ts"), base);
   const b = score(path.join(dir, "base.gpt2ts"));
   const a = score(path.join(dir, "sft", "checkpoint_00000400.gpt2ts"));
   assert.equal(b.n, 100);

@@ -12,10 +12,10 @@ const suite = await import("./suite.js");
 
 test("emulated CUDA: every kernel against the reference (fp32)", { skip }, () => runConformance(new CudaBackend("fp32"), { tol: 5e-5 }));
 
-test("emulated CUDA: attention in batch chunks (as when B x NH x T^2 scores pass 1 GiB) against the reference", { skip }, () => {
+test("emulated CUDA: attention in batch chunks (as when B x NH x T^2 scores pass 1 GiB) against the reference", { skip }, async () => {
   process.env.GPT2_CUDA_ATTN_SCORES = "1"; // one batch row per chunk
   try {
-    runConformance(new CudaBackend("fp32"), { tol: 5e-5 });
+    await runConformance(new CudaBackend("fp32"), { tol: 5e-5 });
   } finally {
     delete process.env.GPT2_CUDA_ATTN_SCORES;
   }

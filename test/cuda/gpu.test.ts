@@ -17,9 +17,9 @@ test("GPU: tiny-shaped model, 20 training steps give the CPU's losses (fp32 with
   suite.assertLossesClose(suite.trainSteps(new CudaBackend("bf16"), 20), cpu, 2e-2, "bf16");
 });
 
-test("GPU: every kernel against the reference (fp32; bf16 matmuls)", { skip }, () => {
-  runConformance(new CudaBackend("fp32"), { tol: 1e-4 });
-  runConformance(new CudaBackend("bf16"), { tol: 2e-2, bf16: true });
+test("GPU: every kernel against the reference (fp32; bf16 matmuls)", { skip }, async () => {
+  await runConformance(new CudaBackend("fp32"), { tol: 1e-4 });
+  await runConformance(new CudaBackend("bf16"), { tol: 2e-2, bf16: true });
 });
 
 test("GPU: settings are per backend (cuBLAS's precision follows the backend whose kernel runs)", { skip }, () =>

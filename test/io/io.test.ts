@@ -27,20 +27,20 @@ test("HF -> llm.c .bin -> HF is bit-identical to PyTorch's file; .bin -> HF -> .
   assert.deepEqual(Array.from(h), [20240326, 3, 64, 50257, 2, 4, 16, 50304]);
 });
 
-test("gpt2ts checkpoints round-trip params and state; formats are detected", () => {
+test("gpt2ts checkpoints round-trip params and state; formats are detected", async () => {
   const dir = tmpDir();
   const m = loadHF(fixture("ref-small"), be);
   const file = path.join(dir, "c.gpt2ts");
-  saveCheckpoint(file, m, { step: 7 });
+  await saveCheckpoint(file, m, { step: 7 });
   assert.equal(detectFormat(file), "gpt2ts");
   assert.equal(detectFormat(fixture("ref-small")), "hf");
   const { model, header } = loadCheckpoint(file, be);
   assert.deepEqual(header.state, { step: 7 });
   assert.deepEqual(be.read(model.params), be.read(m.params));
-  assert.equal(loadModel(file, be).numParams, m.numParams);
+  assert.equal((await loadModel(file, be)).numParams, m.numParams);
 });
 
-test("malformed files give errors naming the file and what was expected", () => {
+test("malformed files give errors naming the file and what was expected", async () => {
   const dir = tmpDir();
   // HF: a tensor with the wrong shape
   fs.cpSync(fixture("ref-small"), path.join(dir, "hf"), { recursive: true });
@@ -63,24 +63,24 @@ test("malformed files give errors naming the file and what was expected", () => 
   const bad = Buffer.from(raw); bad.writeInt32LE(7, 0);
   fs.writeFileSync(path.join(dir, "bad.bin"), bad);
   assert.throws(() => loadLlmc(path.join(dir, "bad.bin"), be), /bad magic in .*bad\.bin: 7 \(expected 20240326/);
-  assert.throws(() => loadModel(path.join(dir, "nope"), be), /model .*nope does not exist/);
+  await assert.rejects(() => loadModel(path.join(dir, "nope"), be), /model .*nope does not exist/);
   // checkpoint cut short
   const ck = path.join(dir, "c.gpt2ts");
-  saveCheckpoint(ck, loadHF(fixture("ref-small"), be));
+  await saveCheckpoint(ck, loadHF(fixture("ref-small"), be));
   fs.writeFileSync(ck, fs.readFileSync(ck).subarray(0, 5000));
   assert.throws(() => readCheckpointHeader(ck), /c\.gpt2ts: section params ends at byte \d+ past the file end/);
 });
 
-test("an interrupted checkpoint write leaves the previous file intact", () => {
+test("an interrupted checkpoint write leaves the previous file intact", async () => {
   const dir = tmpDir();
   const file = path.join(dir, "c.gpt2ts");
   const m = loadHF(fixture("ref-small"), be);
-  saveCheckpoint(file, m, { step: 1 });
+  await saveCheckpoint(file, m, { step: 1 });
   const before = fs.readFileSync(file);
   // a state that cannot be serialised throws mid-write
   const cyclic: Record<string, unknown> = {};
   cyclic.self = cyclic;
-  assert.throws(() => saveCheckpoint(file, m, cyclic));
+  await assert.rejects(() => saveCheckpoint(file, m, cyclic));
   assert.ok(fs.readFileSync(file).equals(before));
   assert.deepEqual(fs.readdirSync(dir), ["c.gpt2ts"]);
 });
@@ -92,7 +92,7 @@ test("gpt2 convert to gpt2ts keeps what the weights are: the character vocabular
   const model = loadHF(fixture("ref-small"), new JsBackend());
   const src = path.join(dir, "char.gpt2ts"), out = path.join(dir, "copy.gpt2ts");
   const tokenizer = { type: "char", chars: "\nabc" };
-  saveCheckpoint(src, model, { tokenizer, context: 8, modelKind: "reward-model", scoreRow: 96, step: 12 });
+  await saveCheckpoint(src, model, { tokenizer, context: 8, modelKind: "reward-model", scoreRow: 96, step: 12 });
   const r = spawnSync(process.execPath, [CLI, "convert", src, out], { encoding: "utf8" });
   assert.equal(r.status, 0, r.stderr);
   const state = readCheckpointHeader(out).state;

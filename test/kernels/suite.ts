@@ -9,8 +9,9 @@ const ref = new JsBackend();
 
 /**
  * The backend seen through host Float32Arrays: each kernel call copies its array arguments into the backend's own
- * buffers (one buffer per distinct array, so aliasing is kept) and copies them all back after the call. CPU backends,
- * whose tensors are host arrays already, are returned as they are.
+ * buffers (one buffer per distinct array, so aliasing is kept) and copies them all back after the call, which makes
+ * the call a promise (callers await every kernel call). CPU backends, whose tensors are host arrays already, are
+ * returned as they are.
  */
 export function onHost(be: Backend): Backend {
   if (be.alloc(1) instanceof Float32Array) return be;
@@ -34,9 +35,13 @@ export function onHost(be: Backend): Backend {
           }
           return t;
         });
+        // read back asynchronously (a WebGPU backend cannot read otherwise): the caller awaits every kernel call
         const r = (v as (...a: unknown[]) => unknown).apply(target, dev);
-        for (const [h, t] of moved) h.set(target.read(t));
-        return r;
+        return (async () => {
+          const value = await r;
+          for (const [h, t] of moved) h.set(await target.readAsync(t));
+          return value;
+        })();
       };
     },
   });
@@ -63,24 +68,24 @@ function close(got: Tensor, want: Tensor, tol: number, what: string, floor = 1e-
 const copy = (a: Float32Array) => a.slice();
 
 /** Attention (forward, backward) within bf16 tolerances: what a backend storing Q, K, V and the scores in bf16 meets. */
-function attentionBf16(be: Backend): void {
+async function attentionBf16(be: Backend): Promise<void> {
   const r = new Rng(77), randn = (n: number) => Float32Array.from({ length: n }, () => r.normal());
   for (const [B, T, C, NH] of [[2, 33, 64, 2], [1, 70, 96, 4]]) {
     const N = B * T, qkv = randn(N * 3 * C), da = randn(N * C);
     const [a1, l1, a2, l2] = [new Float32Array(N * C), new Float32Array(B * NH * T), new Float32Array(N * C), new Float32Array(B * NH * T)];
     ref.attentionForward(a1, l1, qkv, B, T, C, NH);
-    be.attentionForward(a2, l2, qkv, B, T, C, NH);
+    await be.attentionForward(a2, l2, qkv, B, T, C, NH);
     close(a2, a1, 2e-2, `bf16 attentionForward ${B},${T},${C},${NH}`);
     close(l2, l1, 1e-2, "bf16 attention lse");
     const [d1, d2] = [new Float32Array(N * 3 * C), new Float32Array(N * 3 * C)];
     ref.attentionBackward(d1, da, qkv, a1, l1, B, T, C, NH);
-    be.attentionBackward(d2, da, qkv, a1, l1, B, T, C, NH);
+    await be.attentionBackward(d2, da, qkv, a1, l1, B, T, C, NH);
     close(d2, d1, 3e-2, `bf16 attentionBackward ${B},${T},${C},${NH}`);
   }
 }
 
 /** Runs every kernel of `backend` against the reference; `bf16` checks the matmuls at `tol` and attention at bf16 bounds. */
-export function runConformance(backend: Backend, opts: { tol: number; bf16?: boolean }): void {
+export async function runConformance(backend: Backend, opts: { tol: number; bf16?: boolean }): Promise<void> {
   const be = onHost(backend);
   const bf16 = opts.bf16 ?? false;
   const tol = opts.tol;
@@ -103,9 +108,9 @@ export function runConformance(backend: Backend, opts: { tol: number; bf16?: boo
     const o1 = new Float32Array(N * OC), o2 = new Float32Array(N * OC), terms = new Float32Array(N * OC);
     ref.matmulForward(terms, abs(inp), abs(w), abs(b), N, C, OC);
     ref.matmulForward(o1, inp, w, b, N, C, OC);
-    be.matmulForward(o2, inp, w, b, N, C, OC);
+    await be.matmulForward(o2, inp, w, b, N, C, OC);
     close(o2, o1, tol, `matmulForward ${N}x${C}x${OC}`, biggest(terms));
-    be.matmulForward(o2, inp, w, null, N, C, OC);
+    await be.matmulForward(o2, inp, w, null, N, C, OC);
     ref.matmulForward(o1, inp, w, null, N, C, OC);
     close(o2, o1, tol, `matmulForward no bias ${N}x${C}x${OC}`, biggest(terms));
     const di1 = new Float32Array(N * C), di2 = new Float32Array(N * C);
@@ -113,14 +118,14 @@ export function runConformance(backend: Backend, opts: { tol: number; bf16?: boo
     const [diTerms, dwTerms] = [new Float32Array(N * C), abs(dw0)];
     ref.matmulBackward(diTerms, dwTerms, null, abs(dout), abs(inp), abs(w), N, C, OC);
     ref.matmulBackward(di1, dw1, db1, dout, inp, w, N, C, OC);
-    be.matmulBackward(di2, dw2, db2, dout, inp, w, N, C, OC);
+    await be.matmulBackward(di2, dw2, db2, dout, inp, w, N, C, OC);
     close(di2, di1, tol, `matmulBackward dinp ${N}x${C}x${OC}`, biggest(diTerms));
     close(dw2, dw1, tol, `matmulBackward dweight ${N}x${C}x${OC}`, biggest(dwTerms));
     close(db2, db1, 2e-5, `matmulBackward dbias ${N}x${C}x${OC}`);
   }
   if (bf16) {
     // the other kernels do not change with the matmul dtype, except attention on a GPU (bf16 scores): looser bounds
-    attentionBf16(be);
+    await attentionBf16(be);
     return;
   }
   // (GPT-2's head size 64 over several 64-key blocks, with and without a partial last block, runs the native backend's
@@ -132,22 +137,22 @@ export function runConformance(backend: Backend, opts: { tol: number; bf16?: boo
     const [o1, m1, r1] = [new Float32Array(N * C), new Float32Array(N), new Float32Array(N)];
     const [o2, m2, r2] = [new Float32Array(N * C), new Float32Array(N), new Float32Array(N)];
     ref.layernormForward(o1, m1, r1, x, w, b, N, C);
-    be.layernormForward(o2, m2, r2, x, w, b, N, C);
+    await be.layernormForward(o2, m2, r2, x, w, b, N, C);
     close(o2, o1, 2e-5, "layernormForward"); close(r2, r1, 2e-5, "layernorm rstd");
     const di0 = rand(N * C), dw0 = rand(C), db0 = rand(C);
     const [di1, dw1, db1, di2, dw2, db2] = [copy(di0), copy(dw0), copy(db0), copy(di0), copy(dw0), copy(db0)];
     ref.layernormBackward(di1, dw1, db1, dout, x, w, m1, r1, N, C);
-    be.layernormBackward(di2, dw2, db2, dout, x, w, m1, r1, N, C);
+    await be.layernormBackward(di2, dw2, db2, dout, x, w, m1, r1, N, C);
     close(di2, di1, 2e-5, "layernormBackward dinp"); close(dw2, dw1, 2e-5, "dweight"); close(db2, db1, 2e-5, "dbias");
     // attention
     const qkv = rand(N * 3 * C), da = rand(N * C);
     const [a1, l1, a2, l2] = [new Float32Array(N * C), new Float32Array(B * NH * T), new Float32Array(N * C), new Float32Array(B * NH * T)];
     ref.attentionForward(a1, l1, qkv, B, T, C, NH);
-    be.attentionForward(a2, l2, qkv, B, T, C, NH);
+    await be.attentionForward(a2, l2, qkv, B, T, C, NH);
     close(a2, a1, 2e-5, `attentionForward ${B},${T},${C},${NH}`); close(l2, l1, 2e-5, "attention lse");
     const [dq1, dq2] = [rand(N * 3 * C), rand(N * 3 * C)];
     ref.attentionBackward(dq1, da, qkv, a1, l1, B, T, C, NH);
-    be.attentionBackward(dq2, da, qkv, a1, l1, B, T, C, NH);
+    await be.attentionBackward(dq2, da, qkv, a1, l1, B, T, C, NH);
     close(dq2, dq1, 5e-5, `attentionBackward ${B},${T},${C},${NH}`);
     // cached attention, fed in two chunks, equals the reference fed the same way
     const maxT = T + 2, hs = C / NH, t1 = Math.max(1, Math.floor(T / 2));
@@ -156,24 +161,24 @@ export function runConformance(backend: Backend, opts: { tol: number; bf16?: boo
       if (len === 0) continue;
       const q = rand(B * len * 3 * C), c1 = new Float32Array(B * len * C), c2 = new Float32Array(B * len * C);
       ref.attentionCached(c1, caches[0], caches[1], q, B, len, pos, maxT, C, NH);
-      be.attentionCached(c2, caches[2], caches[3], q, B, len, pos, maxT, C, NH);
+      await be.attentionCached(c2, caches[2], caches[3], q, B, len, pos, maxT, C, NH);
       close(c2, c1, 2e-5, "attentionCached");
     }
     // gelu, residual
     const g1 = new Float32Array(N * C), g2 = new Float32Array(N * C);
-    ref.geluForward(g1, x, N * C); be.geluForward(g2, x, N * C);
+    ref.geluForward(g1, x, N * C); await be.geluForward(g2, x, N * C);
     close(g2, g1, 2e-6, "geluForward");
-    ref.geluBackward(g1, x, dout, N * C); be.geluBackward(g2, x, dout, N * C);
+    ref.geluBackward(g1, x, dout, N * C); await be.geluBackward(g2, x, dout, N * C);
     close(g2, g1, 2e-6, "geluBackward");
-    ref.residualForward(g1, x, dout, N * C); be.residualForward(g2, x, dout, N * C);
+    ref.residualForward(g1, x, dout, N * C); await be.residualForward(g2, x, dout, N * C);
     close(g2, g1, 0, "residualForward");
     // encoder
     const V = 11, tokens = Int32Array.from({ length: N }, () => rng.int(V));
     const wte = rand(V * C), wpe = rand(T * C), e1 = new Float32Array(N * C), e2 = new Float32Array(N * C);
-    ref.encoderForward(e1, tokens, wte, wpe, B, T, C); be.encoderForward(e2, tokens, wte, wpe, B, T, C);
+    ref.encoderForward(e1, tokens, wte, wpe, B, T, C); await be.encoderForward(e2, tokens, wte, wpe, B, T, C);
     close(e2, e1, 0, "encoderForward");
     const [dte1, dpe1, dte2, dpe2] = [new Float32Array(V * C), new Float32Array(T * C), new Float32Array(V * C), new Float32Array(T * C)];
-    ref.encoderBackward(dte1, dpe1, dout, tokens, B, T, C); be.encoderBackward(dte2, dpe2, dout, tokens, B, T, C);
+    ref.encoderBackward(dte1, dpe1, dout, tokens, B, T, C); await be.encoderBackward(dte2, dpe2, dout, tokens, B, T, C);
     close(dte2, dte1, 1e-6, "encoderBackward dwte"); close(dpe2, dpe1, 1e-6, "encoderBackward dwpe");
   }
   // cross-entropy (padded vocab, ignored targets, aliasing dlogits over logits)
@@ -182,13 +187,13 @@ export function runConformance(backend: Backend, opts: { tol: number; bf16?: boo
     const [ls1, ls2] = [new Float32Array(N), new Float32Array(N)];
     const d1 = new Float32Array(N * Vp), d2 = copy(logits);
     ref.crossEntropy(ls1, d1, logits, targets, N, V, Vp, 0.25);
-    be.crossEntropy(ls2, d2, d2, targets, N, V, Vp, 0.25);
+    await be.crossEntropy(ls2, d2, d2, targets, N, V, Vp, 0.25);
     close(ls2, ls1, 2e-6, "crossEntropy loss"); close(d2, d1, 2e-6, "crossEntropy dlogits (aliased)");
     // per-row weights (preference and policy-gradient objectives): each row's gradient times its weight, the
     // losses unchanged; checked against the unweighted reference row by row
     const w = Float32Array.from({ length: N }, (_, i) => (i % 3) - 0.5 * i);
     const [ls3, d3] = [new Float32Array(N), copy(logits)];
-    be.crossEntropy(ls3, d3, d3, targets, N, V, Vp, 0.25, w);
+    await be.crossEntropy(ls3, d3, d3, targets, N, V, Vp, 0.25, w);
     close(ls3, ls1, 2e-6, "crossEntropy loss (weighted rows)");
     close(d3, d1.map((x, i) => x * w[Math.floor(i / Vp)]), 2e-6, "crossEntropy dlogits (weighted rows)");
   }
@@ -197,15 +202,15 @@ export function runConformance(backend: Backend, opts: { tol: number; bf16?: boo
     const p = rand(n), g = rand(n), m = rand(n, 0.1), v = rand(n, 0.1).map(Math.abs);
     const [p1, m1, v1, p2, m2, v2] = [copy(p), copy(m), copy(v), copy(p), copy(m), copy(v)];
     ref.adamw(p1, g, m1, v1, n, 1e-3, 0.9, 0.95, 1e-8, 0.1, 3);
-    be.adamw(p2, g, m2, v2, n, 1e-3, 0.9, 0.95, 1e-8, 0.1, 3);
+    await be.adamw(p2, g, m2, v2, n, 1e-3, 0.9, 0.95, 1e-8, 0.1, 3);
     // m and v are sums of two products that can cancel: their rounding is relative to the terms, not the result
     const big = (a: Float32Array) => a.reduce((x, y) => Math.max(x, Math.abs(y)), 0);
     close(p2, p1, 1e-6, "adamw params");
     close(m2, m1, 1e-6, "adamw m", 0.9 * big(m) + 0.1 * big(g));
     close(v2, v1, 1e-6, "adamw v", 0.95 * big(v) + 0.05 * big(g) ** 2);
-    assert.ok(Math.abs(be.sumSquares(g, n) - ref.sumSquares(g, n)) <= 1e-6 * ref.sumSquares(g, n));
+    assert.ok(Math.abs(await be.sumSquaresAsync(g, n) - ref.sumSquares(g, n)) <= 1e-6 * ref.sumSquares(g, n));
     const s1 = copy(g), s2 = copy(g);
-    ref.scale(s1, n, 0.3); be.scale(s2, n, 0.3);
+    ref.scale(s1, n, 0.3); await be.scale(s2, n, 0.3);
     close(s2, s1, 3e-7, "scale"); // the reference multiplies in double
   }
   // many rows (the GPU's bias gradient loops over rows in blocks of 512), from its own generator so that the data of
@@ -216,7 +221,7 @@ export function runConformance(backend: Backend, opts: { tol: number; bf16?: boo
   const [di1, di2, dw1, dw2, db1, db2] = [new Float32Array(N * C), new Float32Array(N * C), new Float32Array(OC * C),
     new Float32Array(OC * C), copy(db0), copy(db0)];
   ref.matmulBackward(di1, dw1, db1, dout, inp, w, N, C, OC);
-  be.matmulBackward(di2, dw2, db2, dout, inp, w, N, C, OC);
+  await be.matmulBackward(di2, dw2, db2, dout, inp, w, N, C, OC);
   close(di2, di1, tol, `matmulBackward dinp ${N}x${C}x${OC}`);
   close(dw2, dw1, tol, `matmulBackward dweight ${N}x${C}x${OC}`);
   close(db2, db1, 2e-5, `matmulBackward dbias ${N}x${C}x${OC}`);
@@ -226,24 +231,24 @@ export function runConformance(backend: Backend, opts: { tol: number; bf16?: boo
  * Settings belong to a backend: `fp32` keeps multiplying in fp32 (bit for bit what it gave alone) after a `bf16`
  * backend was created beside it and used, and the bf16 one keeps its rounding; calls interleave freely.
  */
-export function assertSettingsPerBackend(makeFp32: () => Backend, makeBf16: () => Backend): void {
+export async function assertSettingsPerBackend(makeFp32: () => Backend, makeBf16: () => Backend): Promise<void> {
   const r = new Rng(5), rnd = (n: number) => Float32Array.from({ length: n }, () => r.normal());
   const [N, C, OC] = [8, 16, 520];
   const inp = rnd(N * C), w = rnd(OC * C), dout = rnd(N * OC);
-  const run = (be: Backend) => {
+  const run = async (be: Backend) => {
     const out = new Float32Array(N * OC), di = new Float32Array(N * C), dw = new Float32Array(OC * C);
-    be.matmulForward(out, inp, w, null, N, C, OC);
-    be.matmulBackward(di, dw, null, dout, inp, w, N, C, OC);
+    await be.matmulForward(out, inp, w, null, N, C, OC);
+    await be.matmulBackward(di, dw, null, dout, inp, w, N, C, OC);
     return [out, di, dw];
   };
   const fp32 = onHost(makeFp32());
-  const alone = run(fp32);
+  const alone = await run(fp32);
   const bf16 = onHost(makeBf16());
-  const rounded = run(bf16);
-  const again = run(fp32);
+  const rounded = await run(bf16);
+  const again = await run(fp32);
   for (let i = 0; i < 3; i++) {
     assert.deepEqual(again[i], alone[i], `fp32 result ${i} changed after a bf16 backend was made and used`);
     assert.notDeepEqual(rounded[i], alone[i], `the bf16 backend's result ${i} is fp32's: it does not round`);
   }
-  assert.deepEqual(run(bf16), rounded, "the bf16 backend's results changed after the fp32 one ran");
+  assert.deepEqual(await run(bf16), rounded, "the bf16 backend's results changed after the fp32 one ran");
 }

@@ -1,6 +1,6 @@
 // The async read path: a backend that refuses synchronous reads (as WebGPU must: it maps buffers asynchronously)
 // still trains (gradient-norm clipping included), validates, samples, scores HellaSwag and generates, with the
-// results of the synchronous path. Checkpoint writing still reads synchronously: the loop test runs without -o.
+// results of the synchronous path, and writes its checkpoints (read back asynchronously) with the same bytes.
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -9,6 +9,7 @@ import { complete } from "../../src/chat/complete.js";
 import type { Tensor } from "../../src/kernels/backend.js";
 import { JsBackend } from "../../src/kernels/js/backend.js";
 import { loadHF } from "../../src/io/hf.js";
+import { readCheckpointHeader } from "../../src/io/checkpoint.js";
 import { generate, generateAsync, KVCache } from "../../src/model/generate.js";
 import { DEFAULTS, mergeConfig } from "../../src/train/config.js";
 import { train } from "../../src/train/loop.js";
@@ -83,7 +84,7 @@ test("async reads: generation and chat completion give PyTorch's greedy tokens, 
   assert.deepEqual(tokens, exp.new_tokens);
 });
 
-test("async reads: the training loop trains, validates, samples and scores HellaSwag without one synchronous read", async () => {
+test("async reads: the training loop trains, validates, samples, checkpoints and scores HellaSwag without one synchronous read", async () => {
   const dir = tmpDir();
   const shard = path.join(dir, "tiny_train_000001.bin");
   fs.copyFileSync(fixture("tiny_shard.bin"), shard);
@@ -91,14 +92,19 @@ test("async reads: the training loop trains, validates, samples and scores Hella
   const lines: string[] = [];
   const cfg = mergeConfig(DEFAULTS, {
     trainData: shard, valData: shard, init: "tiny", nLayer: 1, nEmbd: 32, nHead: 2, batchSize: 2, seqLen: 16, maxSteps: 4,
-    lr: 1e-3, warmup: 0, valEvery: 2, valBatches: 2, sampleEvery: 2, genTokens: 4, recompute: 0, seed: 1,
+    lr: 1e-3, warmup: 0, valEvery: 2, valBatches: 2, sampleEvery: 2, genTokens: 4, recompute: 0, seed: 1, checkpointEvery: 2,
   }, "test");
-  const sync = await train(cfg, new JsBackend(), { print: () => {} });
-  const r = await train(cfg, be, { print: (l) => lines.push(l), afterStep: () => { be.strict = true; } });
+  const sync = await train({ ...cfg, outDir: path.join(dir, "sync") }, new JsBackend(), { print: () => {} });
+  const r = await train({ ...cfg, outDir: path.join(dir, "async") }, be, { print: (l) => lines.push(l), afterStep: () => { be.strict = true; } });
   assert.equal(r.steps, 4);
   assert.equal(r.lastTrainLoss, sync.lastTrainLoss);
   assert.equal(r.lastValLoss, sync.lastValLoss);
   assert.ok(lines.some((l) => /^sample at step 4:/.test(l)), lines.join("\n"));
+  // the checkpoints of steps 2 and 4, written from asynchronous reads: the synchronous run's weights and AdamW state
+  for (const step of ["00000002", "00000004"]) {
+    const [a, b] = ["async", "sync"].map((d) => readCheckpointHeader(path.join(dir, d, `checkpoint_${step}.gpt2ts`)));
+    assert.deepEqual(a.sections, b.sections, `checkpoint of step ${step}`);
+  }
   // HellaSwag reads its per-ending losses asynchronously too
   const h = await evaluateHellaswag(loadHF(fixture("ref-gpt2vocab"), be), readHellaswag(fixture("hellaswag_small.jsonl")), 2);
   be.strict = false;

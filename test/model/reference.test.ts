@@ -13,7 +13,8 @@ import { JsBackend } from "../../src/kernels/js/backend.js";
 import { loadNativeAddon, NativeBackend } from "../../src/kernels/native.js";
 import { loadHF } from "../../src/io/hf.js";
 import { SafetensorsFile } from "../../src/io/safetensors.js";
-import { generate } from "../../src/model/generate.js";
+import { generate, generateAsync } from "../../src/model/generate.js";
+import { createWebGPUBackend } from "../../src/kernels/webgpu/node.js";
 import { AdamW, ADAMW_DEFAULTS } from "../../src/train/adamw.js";
 import { Rng } from "../../src/util/rng.js";
 import { fixture, maxAbsErr, maxRelErr, readJson, tmpDir } from "../helpers.js";
@@ -122,6 +123,63 @@ for (const { name: on, make, k, skip } of BACKENDS) test(`ref-small on ${on}: ev
     for (let i = 0; i < want.length; i++) scale = Math.max(scale, Math.abs(want[i]));
     // bf16: each gradient within 0.62 % of its tensor's largest (measured), so 4x the other bounds' factor
     assert.ok(maxAbsErr(got, want) <= Math.min(1e-4 * (k > 1 ? 4 * k : 1), 5e-2) * Math.max(scale, 1e-3), `gradient ${name}: ${maxAbsErr(got, want)} of ${scale}`);
+  }
+  ours.close();
+  ref.close();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+// WebGPU reads only asynchronously: the same checks through the model's async path (forwardAsync, readAsync, ...),
+// on a GPU where there is one, else Mesa's CPU adapter (what CI has)
+const webgpu = await createWebGPUBackend().catch((e: Error) => e);
+const noWebGPU = webgpu instanceof Error ? webgpu.message : false;
+for (const dir of ["ref-small", "ref-gpt2vocab", "ref-wide"]) {
+  test(`${dir} on webgpu: logits, loss, per-position loss, gradient norm, one AdamW step and greedy tokens match PyTorch`, { skip: noWebGPU || undefined }, async () => {
+    const be = webgpu as Backend;
+    const exp = readJson(fixture(dir, "expected.json")), greedy = readJson(fixture(dir, "greedy.json"));
+    const model = loadHF(fixture(dir), be);
+    const { B, T, inputs, targets } = batch(dir);
+    assert.ok(Number.isNaN(await model.forwardAsync(inputs, null, B, T)));
+    const logits = await model.readLogitsAsync(), Vp = model.config.paddedVocabSize;
+    for (const [key, [b, t]] of Object.entries({ "0,0": [0, 0], "0,-1": [0, T - 1], "1,-1": [1, T - 1] })) {
+      const row = logits.subarray((b * T + t) * Vp, (b * T + t) * Vp + 16);
+      assert.ok(maxAbsErr(row, exp.positions[key].logits_first16) < 1e-4, `logits at ${key}: ${maxAbsErr(row, exp.positions[key].logits_first16)}`);
+    }
+    const loss = await model.forwardAsync(inputs, targets, B, T);
+    assert.ok(Math.abs(loss - exp.loss) / exp.loss < 1e-5, `loss ${loss} vs ${exp.loss}`);
+    assert.ok(maxRelErr(await model.readLossesAsync(), exp.per_position_loss.flat()) < 1e-4);
+    model.zeroGrad();
+    await model.forwardBackwardAsync(inputs, targets, B, T);
+    const norm = Math.sqrt(await be.sumSquaresAsync(model.grads!, model.layout.total));
+    assert.ok(Math.abs(norm - exp.grad_global_l2_norm) / exp.grad_global_l2_norm < 1e-4, `gradient norm ${norm} vs ${exp.grad_global_l2_norm}`);
+    const m = exp.meta.optimizer;
+    new AdamW(model, { ...ADAMW_DEFAULTS, weightDecay: m.weight_decay, beta1: m.betas[0], beta2: m.betas[1], eps: m.eps }).update(m.lr);
+    const after = await model.forwardAsync(inputs, targets, B, T);
+    assert.ok(Math.abs(after - exp.loss_after_one_adamw_step) / exp.loss_after_one_adamw_step < 1e-5, `loss after step ${after} vs ${exp.loss_after_one_adamw_step}`);
+    const fresh = loadHF(fixture(dir), be);
+    const out = await generateAsync(fresh, greedy.prompt, 1, new Rng(1), { maxNewTokens: greedy.max_new_tokens, temperature: 0, stopAtEot: false });
+    assert.deepEqual(out[0], greedy.new_tokens);
+  });
+}
+
+test("ref-small on webgpu: every parameter gradient matches PyTorch's float64 gradients", { skip: noWebGPU || undefined }, async () => {
+  const be = webgpu as Backend;
+  const model = loadHF(fixture("ref-small"), be);
+  const { B, T, inputs, targets } = batch("ref-small");
+  model.zeroGrad();
+  await model.forwardBackwardAsync(inputs, targets, B, T);
+  // our gradients as the weights of a CPU model, written in HF layout and read back by name
+  const host = loadHF(fixture("ref-small"), new JsBackend());
+  host.backend.write(host.params, await be.readAsync(model.grads!));
+  const dir = tmpDir();
+  saveHF(host, dir);
+  const ours = new SafetensorsFile(path.join(dir, "model.safetensors"));
+  const ref = new SafetensorsFile(fixture("ref-small", "grads.safetensors"));
+  for (const [name] of ref.tensors) {
+    const want = ref.read(name), got = ours.read(name);
+    let scale = 0;
+    for (let i = 0; i < want.length; i++) scale = Math.max(scale, Math.abs(want[i]));
+    assert.ok(maxAbsErr(got, want) <= 1e-4 * Math.max(scale, 1e-3), `gradient ${name}: ${maxAbsErr(got, want)} of ${scale}`);
   }
   ours.close();
   ref.close();

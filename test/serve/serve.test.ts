@@ -173,7 +173,7 @@ test("a model without chat tokens serves completions and refuses chat with a rea
   }
   const dir = tmpDir();
   const file = path.join(dir, "m.gpt2ts");
-  saveCheckpoint(file, model);
+  await saveCheckpoint(file, model);
   const child = spawn(process.execPath, [CLI, "serve", "--model", file, "--port", "0", "--backend", "js"], { stdio: ["ignore", "pipe", "pipe"] });
   const url = await new Promise<string>((resolve, reject) => {
     let out = "";

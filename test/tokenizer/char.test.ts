@@ -44,7 +44,7 @@ test("char tokenizer: round trips, <|endoftext|> only when allowed, unknown char
   assert.throws(() => tok.decode([99]), /token id 99 is outside this character vocabulary \[0, 11\)/);
 });
 
-test("char-level run: a model of the vocabulary's size, the vocabulary and context in its checkpoints, sample decodes characters, GPT-2-only uses refused", () => {
+test("char-level run: a model of the vocabulary's size, the vocabulary and context in its checkpoints, sample decodes characters, GPT-2-only uses refused", async () => {
   const dir = tmpDir();
   const data = path.join(dir, "data"), out = path.join(dir, "run");
   const p = gpt2(["prepare", "tinyshakespeare", "--input", SHAKESPEARE, "--tokenizer", "char", "--out", data]);
@@ -58,7 +58,7 @@ test("char-level run: a model of the vocabulary's size, the vocabulary and conte
   const state = readCheckpointHeader(ckpt).state as { tokenizer?: { chars: string }; context?: number };
   assert.equal(state.tokenizer?.chars.length, 65);
   assert.equal(state.context, 32);
-  const m = loadModel(ckpt, new JsBackend());
+  const m = await loadModel(ckpt, new JsBackend());
   assert.equal(m.context, 32);
   assert.equal(modelTokenizer(ckpt).vocabSize, 66);
   // 80 characters from a 32-position model: the window slides, every character comes from the vocabulary

@@ -72,7 +72,7 @@ function echoPairs(n: number, seed: number): string {
   return out;
 }
 
-test("gpt2 rm train: a reward model reaches >= 90 % held-out pair accuracy; its checkpoint says what it is; gpt2 rm score", { skip: skipNoNative }, () => {
+test("gpt2 rm train: a reward model reaches >= 90 % held-out pair accuracy; its checkpoint says what it is; gpt2 rm score", { skip: skipNoNative }, async () => {
   const dir = tmpDir();
   fs.writeFileSync(path.join(dir, "train.jsonl"), echoPairs(2000, 1));
   fs.writeFileSync(path.join(dir, "val.jsonl"), echoPairs(100, 2));
@@ -96,7 +96,7 @@ test("gpt2 rm train: a reward model reaches >= 90 % held-out pair accuracy; its 
   assert.match(bad.stderr, /^gpt2: .*is a reward model \(it scores answers/);
   const lm = new GPT2(makeConfig("tiny", { nLayer: 1 }), new JsBackend());
   lm.initWeights(new Rng(1));
-  saveCheckpoint(path.join(dir, "lm.gpt2ts"), lm);
+  await saveCheckpoint(path.join(dir, "lm.gpt2ts"), lm);
   const notRm = gpt2(["rm", "score", "--model", path.join(dir, "lm.gpt2ts"), "--data", path.join(dir, "val.jsonl")]);
   assert.equal(notRm.status, 2);
   assert.match(notRm.stderr, /^gpt2: .*lm\.gpt2ts is not a reward model \(make one with gpt2 rm train\)/);
@@ -118,14 +118,14 @@ test("gpt2 dpo: the reference is the starting model (loss ln 2 at step 0), held-
   assert.ok(Number(last[2]) > 0, `margin ${last[2]}`);
 });
 
-test("gpt2 rl: GRPO raises a checker's reward; a checker that throws or returns NaN is reported with the row, never trained on", { skip: skipNoNative }, () => {
+test("gpt2 rl: GRPO raises a checker's reward; a checker that throws or returns NaN is reported with the row, never trained on", { skip: skipNoNative }, async () => {
   const dir = tmpDir();
   // a model with the chat tokens, and prompts; the checker rewards answers rich in the letter "e"
   const m = new GPT2(makeConfig("tiny", { nLayer: 2 }), new JsBackend());
   m.initWeights(new Rng(5));
   m.extendVocab(50261);
   const base = path.join(dir, "base.gpt2ts");
-  saveCheckpoint(base, m);
+  await saveCheckpoint(base, m);
   const prompts = Array.from({ length: 64 }, (_, i) => JSON.stringify({ messages: [{ role: "user", content: `Say something ${i}.` }], id: i })).join("\n");
   fs.writeFileSync(path.join(dir, "prompts.jsonl"), prompts + "\n");
   fs.writeFileSync(path.join(dir, "check.mjs"), `export function reward(prompt, answer, row) {
@@ -146,7 +146,7 @@ test("gpt2 rl: GRPO raises a checker's reward; a checker that throws or returns 
   assert.ok(val[1] > val[0] + 0.05, `validation reward ${val[0]} -> ${val[1]}`);
   assert.doesNotMatch(r.stdout, /\| loss (nan|NaN)/);
   // rewarded by a reward model instead (its score row's logit at each answer's end): the run goes through
-  saveCheckpoint(path.join(dir, "rm.gpt2ts"), m, { modelKind: "reward-model", scoreRow: 50303 });
+  await saveCheckpoint(path.join(dir, "rm.gpt2ts"), m, { modelKind: "reward-model", scoreRow: 50303 });
   const withRm = gpt2(["rl", "-e", base, "--prompts", path.join(dir, "prompts.jsonl"), "--reward-model", path.join(dir, "rm.gpt2ts"),
     "-b", "2", "-t", "40", "--group", "4", "--max-new-tokens", "6", "-x", "2", "-v", "0", "-s", "0", "-o", path.join(dir, "rl-rm"), "--threads", "1"]);
   assert.equal(withRm.status, 0, withRm.stderr);

@@ -1,0 +1,307 @@
+// The WebGPU backend: every tensor lives in a GPU buffer of a WebGPU device (Dawn in Node, or a browser's), every
+// kernel is a WGSL compute pass (./kernels.ts), and results come back asynchronously (readAsync), because WebGPU
+// maps buffers only asynchronously. The synchronous read()/sumSquares() throw: the loop, evaluation, generation
+// and checkpoint writing all read through the async path.
+//
+// This file uses only the WebGPU API (no Node modules), so the browser build shares it; ./node.ts finds a device in
+// Node.
+
+import type { Backend, Tensor } from "../backend.js";
+import { KERNELS, type ArgType, type KernelName, type KernelSpec } from "./kernels.js";
+
+// the WebGPU enums' values (the spec's), so that this file needs no globals installed
+const USAGE = { MAP_READ: 1, COPY_SRC: 4, COPY_DST: 8, UNIFORM: 64, STORAGE: 128 } as const;
+const MAP_READ = 1, COMPUTE = 4;
+
+/** A float32 buffer on the device, or a view of one. */
+export class WebGPUTensor implements Tensor {
+  constructor(readonly buffer: GPUBuffer, readonly offset: number, readonly length: number) {}
+}
+
+type Arg = WebGPUTensor | Int32Array | Float32Array;
+
+const tensor = (t: Tensor): WebGPUTensor => {
+  if (!(t instanceof WebGPUTensor)) throw new TypeError("the WebGPU backend was given a tensor it does not own");
+  return t;
+};
+
+export class WebGPUBackend implements Backend {
+  readonly name = "webgpu";
+  readonly threads = 1;
+  readonly classifierRows = 1024;
+  private readonly align: number;
+  private readonly uniform: GPUBuffer;
+  private readonly pipelines = new Map<string, { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }>();
+  /** host arrays (token ids, targets, row weights) go through these, one per argument position and type */
+  private readonly staging = new Map<string, GPUBuffer>();
+  private scratch: GPUBuffer | null = null;
+  private error: string | null = null;
+
+  /** `device`: a GPUDevice from an adapter (./node.ts in Node, navigator.gpu in a browser); `label` names it */
+  constructor(readonly gpu: GPUDevice, readonly device: string) {
+    this.align = gpu.limits.minStorageBufferOffsetAlignment;
+    this.uniform = gpu.createBuffer({ size: 256, usage: USAGE.UNIFORM | USAGE.COPY_DST });
+    // validation errors arrive asynchronously: the next read rejects with the first one
+    gpu.addEventListener("uncapturederror", (e) => { this.error ??= (e as GPUUncapturedErrorEvent).error.message; });
+    void gpu.lost.then((info) => { this.error ??= `the WebGPU device was lost: ${info.message || info.reason}`; });
+  }
+
+  freeBytes(): number { return this.gpu.limits.maxBufferSize; }
+
+  // ---------------------------------------------------------------- memory
+  alloc(n: number, dtype: "f32" | "bf16" = "f32"): Tensor {
+    if (dtype !== "f32") throw new RangeError("the WebGPU backend stores float32 only (no --dtype bf16 yet)");
+    const bytes = Math.max(4, n * 4);
+    if (bytes > this.gpu.limits.maxBufferSize) {
+      throw new RangeError(`a buffer of ${n} floats (${(bytes / 2 ** 20).toFixed(0)} MiB) exceeds this WebGPU device's largest buffer (${(this.gpu.limits.maxBufferSize / 2 ** 20).toFixed(0)} MiB)`);
+    }
+    return new WebGPUTensor(this.gpu.createBuffer({ size: Math.ceil(bytes / 16) * 16, usage: USAGE.STORAGE | USAGE.COPY_SRC | USAGE.COPY_DST }), 0, n);
+  }
+  view(t: Tensor, offset: number, n: number): Tensor {
+    const w = tensor(t);
+    if (offset < 0 || offset + n > w.length) throw new RangeError(`view [${offset}, ${offset + n}) out of a buffer of ${w.length}`);
+    return new WebGPUTensor(w.buffer, w.offset + offset, n);
+  }
+  write(t: Tensor, src: Float32Array, offset = 0): void {
+    const w = tensor(t);
+    if (offset < 0 || offset + src.length > w.length) throw new RangeError(`write of ${src.length} at ${offset} out of a buffer of ${w.length}`);
+    if (src.length > 0) this.gpu.queue.writeBuffer(w.buffer, (w.offset + offset) * 4, src.buffer, src.byteOffset, src.byteLength);
+  }
+  read(): Float32Array {
+    throw new Error("the WebGPU backend reads asynchronously: use readAsync (a synchronous read was asked for)");
+  }
+  async readAsync(t: Tensor, offset = 0, n = t.length - offset): Promise<Float32Array> {
+    const w = tensor(t);
+    if (offset < 0 || offset + n > w.length) throw new RangeError(`read [${offset}, ${offset + n}) out of a buffer of ${w.length}`);
+    this.check();
+    if (n === 0) return new Float32Array(0);
+    const staging = this.gpu.createBuffer({ size: n * 4, usage: USAGE.MAP_READ | USAGE.COPY_DST });
+    const enc = this.gpu.createCommandEncoder();
+    enc.copyBufferToBuffer(w.buffer, (w.offset + offset) * 4, staging, 0, n * 4);
+    this.gpu.queue.submit([enc.finish()]);
+    try {
+      await staging.mapAsync(MAP_READ);
+      return new Float32Array(staging.getMappedRange().slice(0));
+    } catch (e) {
+      this.check();
+      throw e;
+    } finally {
+      staging.destroy();
+    }
+  }
+  fill(t: Tensor, value: number): void {
+    this.run("fill", [t], [t.length, value], Math.ceil(t.length / 256));
+  }
+
+  // ---------------------------------------------------------------- layers
+  encoderForward(out: Tensor, inp: Int32Array, wte: Tensor, wpe: Tensor, B: number, T: number, C: number): void {
+    const n = B * T * C;
+    this.run("encoderForward", [out, inp.subarray(0, B * T), wte, wpe], [n, T, C], Math.ceil(n / 256));
+  }
+  encoderBackward(dwte: Tensor, dwpe: Tensor, dout: Tensor, inp: Int32Array, B: number, T: number, C: number): void {
+    this.run("encoderBackwardPos", [dwpe, dout], [T * C, B, T, C], Math.ceil((T * C) / 256));
+    this.run("encoderBackwardTok", [dwte, dout, inp.subarray(0, B * T)], [C, B * T, C], Math.ceil(C / 256));
+  }
+  layernormForward(out: Tensor, mean: Tensor, rstd: Tensor, inp: Tensor, weight: Tensor, bias: Tensor, N: number, C: number): void {
+    this.run("layernormForward", [out, mean, rstd, inp, weight, bias], [C], N);
+  }
+  layernormBackward(dinp: Tensor, dweight: Tensor, dbias: Tensor, dout: Tensor, inp: Tensor, weight: Tensor, mean: Tensor,
+    rstd: Tensor, N: number, C: number): void {
+    this.run("layernormBackwardInput", [dinp, dout, inp, weight, mean, rstd], [C], N);
+    this.run("layernormBackwardParams", [dweight, dbias, dout, inp, mean, rstd], [C, N], Math.ceil(C / 256));
+  }
+  matmulForward(out: Tensor, inp: Tensor, weight: Tensor, bias: Tensor | null, N: number, C: number, OC: number): void {
+    // out (N,OC) = inp (N,C) . weight (OC,C)^T
+    this.gemm(out, inp, weight, bias, N, OC, C, [C, 1, 1, C], false);
+  }
+  matmulBackward(dinp: Tensor | null, dweight: Tensor, dbias: Tensor | null, dout: Tensor, inp: Tensor, weight: Tensor,
+    N: number, C: number, OC: number): void {
+    // dinp (N,C) = dout (N,OC) . weight (OC,C); dweight (OC,C) += dout^T . inp
+    if (dinp) this.gemm(dinp, dout, weight, null, N, C, OC, [OC, 1, C, 1], false);
+    this.gemm(dweight, dout, inp, null, OC, C, N, [1, OC, C, 1], true);
+    if (dbias) this.run("columnSum", [dbias, dout], [OC, N], Math.ceil(OC / 256));
+  }
+  private gemm(c: Tensor, a: Tensor, b: Tensor, bias: Tensor | null, M: number, N: number, K: number,
+    strides: [number, number, number, number], accum: boolean): void {
+    const tilesN = Math.ceil(N / 64);
+    this.run("gemm", [c, a, b, bias ?? a], [M, N, K, ...strides, accum ? 1 : 0, bias ? 1 : 0, tilesN], Math.ceil(M / 64) * tilesN);
+  }
+
+  attentionForward(out: Tensor, lse: Tensor, qkv: Tensor, B: number, T: number, C: number, NH: number): void {
+    const hs = C / NH, n = B * NH * T;
+    // keys and values inside qkv (B,T,3C): key j of head h at b*T*3C + h*hs + C + j*3C
+    this.run("attention", [out, lse, qkv, qkv, qkv], [n, T, C, NH, 0, T * 3 * C, hs, C, 2 * C, 3 * C, 1, 1 / Math.sqrt(hs)],
+      Math.ceil(n / 64), hs);
+  }
+  attentionBackward(dqkv: Tensor, dout: Tensor, qkv: Tensor, out: Tensor, lse: Tensor, B: number, T: number, C: number,
+    NH: number): void {
+    const hs = C / NH, n = B * NH * T, D = this.scratchOf(n);
+    this.run("attentionRowDot", [D, dout, out], [n, T, C, NH], Math.ceil(n / 64), hs);
+    this.run("attentionBackwardQuery", [dqkv, dout, qkv, lse, D], [n, T, C, NH, 1 / Math.sqrt(hs)], Math.ceil(n / 64), hs);
+    this.run("attentionBackwardKey", [dqkv, dout, qkv, lse, D], [n, T, C, NH, 1 / Math.sqrt(hs)], Math.ceil(n / 64), hs);
+  }
+  attentionCached(out: Tensor, kcache: Tensor, vcache: Tensor, qkv: Tensor, B: number, Tq: number, pos: number,
+    maxT: number, C: number, NH: number): void {
+    const hs = C / NH, n = B * NH * Tq;
+    this.run("kvStore", [kcache, vcache, qkv], [B * Tq * C, Tq, C, NH, pos, maxT], Math.ceil((B * Tq * C) / 256), hs);
+    // keys and values in the caches (B,NH,maxT,hs); no lse (out stands in for its binding)
+    this.run("attention", [out, out, qkv, kcache, vcache], [n, Tq, C, NH, pos, NH * maxT * hs, maxT * hs, 0, 0, hs, 0, 1 / Math.sqrt(hs)],
+      Math.ceil(n / 64), hs);
+  }
+  geluForward(out: Tensor, inp: Tensor, N: number): void { this.run("geluForward", [out, inp], [N], Math.ceil(N / 256)); }
+  geluBackward(dinp: Tensor, inp: Tensor, dout: Tensor, N: number): void {
+    this.run("geluBackward", [dinp, inp, dout], [N], Math.ceil(N / 256));
+  }
+  residualForward(out: Tensor, a: Tensor, b: Tensor, N: number): void {
+    this.run("residualForward", [out, a, b], [N], Math.ceil(N / 256));
+  }
+  crossEntropy(losses: Tensor, dlogits: Tensor | null, logits: Tensor, targets: Int32Array, N: number, V: number,
+    Vp: number, gradScale: number, rowWeights: Float32Array | null = null): void {
+    if (N === 0) return;
+    this.run("crossEntropy", [losses, dlogits ?? logits, logits, targets.subarray(0, N), rowWeights ? rowWeights.subarray(0, N) : new Float32Array(1)],
+      [V, Vp, dlogits ? 1 : 0, rowWeights ? 1 : 0, gradScale], N);
+  }
+  adamw(params: Tensor, grads: Tensor, m: Tensor, v: Tensor, n: number, lr: number, beta1: number, beta2: number,
+    eps: number, weightDecay: number, t: number): void {
+    const c1 = 1 - Math.pow(beta1, t), c2 = 1 - Math.pow(beta2, t);
+    this.run("adamw", [params, grads, m, v], [n, lr, beta1, beta2, eps, weightDecay, c1, c2], Math.ceil(n / 256));
+  }
+  sumSquares(): number {
+    throw new Error("the WebGPU backend reads asynchronously: use sumSquaresAsync (a synchronous sum was asked for)");
+  }
+  async sumSquaresAsync(t: Tensor, n: number): Promise<number> {
+    if (n === 0) return 0;
+    const groups = Math.ceil(n / 4096);
+    const partial = this.alloc(groups);
+    this.run("sumSquares", [partial, t], [n], groups);
+    const parts = await this.readAsync(partial);
+    (partial as WebGPUTensor).buffer.destroy();
+    let s = 0;
+    for (let i = 0; i < groups; i++) s += parts[i];
+    return s;
+  }
+  scale(t: Tensor, n: number, s: number): void { this.run("scale", [this.view(t, 0, n)], [n, s], Math.ceil(n / 256)); }
+
+  /** frees the device's buffers (the backend is unusable afterwards) */
+  destroy(): void { this.gpu.destroy(); }
+
+  // ---------------------------------------------------------------- dispatch
+  private check(): void {
+    if (this.error) throw new Error(`WebGPU: ${this.error}`);
+  }
+  /** a device buffer of at least n floats for a kernel's intermediate values (attention's row terms) */
+  private scratchOf(n: number): Tensor {
+    if (!this.scratch || this.scratch.size < n * 4) {
+      this.scratch?.destroy();
+      this.scratch = this.gpu.createBuffer({ size: Math.max(256, n * 4), usage: USAGE.STORAGE | USAGE.COPY_SRC | USAGE.COPY_DST });
+    }
+    return new WebGPUTensor(this.scratch, 0, n);
+  }
+  /** a host array as a device tensor (copied now; the queue orders the copy before the pass that reads it) */
+  private upload(a: Int32Array | Float32Array, position: number): WebGPUTensor {
+    const key = `${a instanceof Int32Array ? "i32" : "f32"}${position}`;
+    let buf = this.staging.get(key);
+    const bytes = Math.max(16, Math.ceil(a.byteLength / 16) * 16);
+    if (!buf || buf.size < bytes) {
+      buf?.destroy();
+      buf = this.gpu.createBuffer({ size: Math.max(bytes, 1024), usage: USAGE.STORAGE | USAGE.COPY_DST });
+      this.staging.set(key, buf);
+    }
+    if (a.length > 0) this.gpu.queue.writeBuffer(buf, 0, a.buffer, a.byteOffset, a.byteLength);
+    return new WebGPUTensor(buf, 0, a.length);
+  }
+
+  /**
+   * One compute pass of kernel `name` over `groups` workgroups. Arguments that share a buffer share a binding, which
+   * covers all their ranges (from an offset rounded down to the device's alignment); each argument's remaining offset
+   * goes in the uniform block beside the kernel's parameters.
+   */
+  private run(name: KernelName, args: (Tensor | Int32Array | Float32Array)[], params: number[], groups: number, hs = 0): void {
+    if (groups === 0) return;
+    const spec: KernelSpec = KERNELS[name];
+    const tensors = args.map((a, i) => (a instanceof Int32Array || a instanceof Float32Array ? this.upload(a, i) : tensor(a as Arg as Tensor)));
+    const slots: { buffer: GPUBuffer; type: ArgType; lo: number; hi: number }[] = [];
+    const slotOf = tensors.map((t, i) => {
+      let s = slots.findIndex((x) => x.buffer === t.buffer);
+      if (s < 0) { s = slots.length; slots.push({ buffer: t.buffer, type: spec.args[i][1], lo: Infinity, hi: 0 }); }
+      slots[s].lo = Math.min(slots[s].lo, t.offset * 4);
+      slots[s].hi = Math.max(slots[s].hi, (t.offset + Math.max(t.length, 1)) * 4);
+      return s;
+    });
+    for (const s of slots) {
+      s.lo = Math.floor(s.lo / this.align) * this.align;
+      s.hi = Math.min(s.hi, s.buffer.size);
+      if (s.hi - s.lo > this.gpu.limits.maxStorageBufferBindingSize) {
+        throw new RangeError(`${name}: a binding of ${s.hi - s.lo} bytes exceeds this WebGPU device's limit of ${this.gpu.limits.maxStorageBufferBindingSize}`);
+      }
+    }
+    const key = `${name}/${hs}/${slotOf.join(",")}`;
+    let p = this.pipelines.get(key);
+    if (!p) {
+      const code = shader(spec, slotOf, slots.map((s) => s.type), hs);
+      const layout = this.gpu.createBindGroupLayout({
+        entries: [
+          { binding: 0, visibility: COMPUTE, buffer: { type: "uniform" } },
+          ...slots.map((_, i) => ({ binding: i + 1, visibility: COMPUTE, buffer: { type: "storage" as const } })),
+        ],
+      });
+      const pipeline = this.gpu.createComputePipeline({
+        layout: this.gpu.createPipelineLayout({ bindGroupLayouts: [layout] }),
+        compute: { module: this.gpu.createShaderModule({ code, label: name }), entryPoint: "main" },
+      });
+      p = { pipeline, layout };
+      this.pipelines.set(key, p);
+    }
+    // uniform block: total, the parameters, each argument's offset (in elements) within its binding
+    const words = [groups, ...params, ...tensors.map((t, i) => (t.offset * 4 - slots[slotOf[i]].lo) / 4)];
+    const data = new ArrayBuffer(Math.ceil((words.length * 4) / 16) * 16);
+    const view = new DataView(data);
+    view.setUint32(0, groups, true);
+    spec.params.forEach(([, type], i) => {
+      if (type === "f32") view.setFloat32(4 * (i + 1), params[i], true);
+      else view.setUint32(4 * (i + 1), params[i], true);
+    });
+    for (let i = 1 + params.length; i < words.length; i++) view.setUint32(4 * i, words[i], true);
+    this.gpu.queue.writeBuffer(this.uniform, 0, data);
+    const bind = this.gpu.createBindGroup({
+      layout: p.layout,
+      entries: [
+        { binding: 0, resource: { buffer: this.uniform, offset: 0, size: data.byteLength } },
+        ...slots.map((s, i) => ({ binding: i + 1, resource: { buffer: s.buffer, offset: s.lo, size: Math.ceil((s.hi - s.lo) / 4) * 4 } })),
+      ],
+    });
+    const enc = this.gpu.createCommandEncoder();
+    const pass = enc.beginComputePass();
+    pass.setPipeline(p.pipeline);
+    pass.setBindGroup(0, bind);
+    const x = Math.min(groups, 65535);
+    pass.dispatchWorkgroups(x, Math.ceil(groups / x));
+    pass.end();
+    this.gpu.queue.submit([enc.finish()]);
+  }
+}
+
+/** The WGSL of a kernel for one assignment of its arguments to bindings. */
+export function shader(spec: KernelSpec, slotOf: number[], slotTypes: ArgType[], hs: number): string {
+  const fields = [
+    "total: u32",
+    ...spec.params.map(([n, t]) => `${n}: ${t}`),
+    ...spec.args.map(([n]) => `o_${n}: u32`),
+  ];
+  const lines = [
+    hs ? `const HS: u32 = ${hs}u;` : "",
+    `struct U { ${fields.join(", ")} }`,
+    "@group(0) @binding(0) var<uniform> u: U;",
+    ...slotTypes.map((t, i) => `@group(0) @binding(${i + 1}) var<storage, read_write> b${i}: array<${t}>;`),
+    ...spec.args.map(([n, t], i) => `fn ld_${n}(i: u32) -> ${t} { return b${slotOf[i]}[u.o_${n} + i]; }\n` +
+      `fn st_${n}(i: u32, x: ${t}) { b${slotOf[i]}[u.o_${n} + i] = x; }`),
+    spec.decls ?? "",
+    `@compute @workgroup_size(${spec.wg})`,
+    "fn main(@builtin(workgroup_id) w: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>, @builtin(local_invocation_index) lid: u32) {",
+    "  let wid = w.x + w.y * nw.x;",
+    "  if (wid >= u.total) { return; }",
+    spec.body,
+    "}",
+  ];
+  return lines.join("\n");
+}

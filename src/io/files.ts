@@ -5,6 +5,7 @@ import * as path from "node:path";
 import { makeDir } from "../util/fs.js";
 
 import { FormatError } from "../util/errors.js";
+import type { ByteSource } from "./bytes.js";
 
 export { FormatError };
 
@@ -116,8 +117,17 @@ export function readFloatsInto(fd: number, file: string, dst: Float32Array, pos:
   }
 }
 
-export function floatBytes(a: Float32Array): Uint8Array {
-  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+export { floatBytes } from "./bytes.js";
+
+/** A file's bytes as a ByteSource (io/bytes.ts) over an open descriptor; close() when done. */
+export function fileSource(file: string): ByteSource & { close(): void } {
+  const fd = fs.openSync(file, "r");
+  return {
+    name: file, size: fs.fstatSync(fd).size,
+    read: (offset, n) => readExact(fd, file, n, offset),
+    readFloats: (dst, offset) => readFloatsInto(fd, file, dst, offset),
+    close: () => fs.closeSync(fd),
+  };
 }
 
 export function requireFile(file: string, what: string): void {

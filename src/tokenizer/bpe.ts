@@ -7,9 +7,9 @@
 
 import { createRequire } from "node:module";
 import { get_encoding, Tiktoken } from "tiktoken";
+import { ByteStreamDecoder, decodeBytesWith, EOT_TEXT, EOT_TOKEN } from "./special.js";
 
-export const EOT_TOKEN = 50256;
-export const EOT_TEXT = "<|endoftext|>";
+export { CHAT_TOKENS, CHAT_VOCAB_SIZE, EOT_TEXT, EOT_TOKEN, specialName, VOCAB_SIZE } from "./special.js";
 
 let shared: Tiktoken | null = null;
 
@@ -238,45 +238,14 @@ export function encodeOrdinary(text: string): Uint32Array {
 
 /** The bytes of ids; the chat tokens above GPT-2's vocabulary decode to their names ("<|user|>", ...). */
 export function decodeBytes(ids: ArrayLike<number>): Uint8Array {
-  let plain = true;
-  for (let i = 0; i < ids.length; i++) if (ids[i] >= VOCAB_SIZE) { plain = false; break; }
-  if (plain) return encoding().decode(Uint32Array.from(ids as ArrayLike<number>));
-  const parts: Uint8Array[] = [];
-  let run: number[] = [];
-  const flush = () => { if (run.length) parts.push(encoding().decode(Uint32Array.from(run))); run = []; };
-  for (let i = 0; i < ids.length; i++) {
-    const name = SPECIAL_NAMES.get(ids[i]);
-    if (ids[i] < VOCAB_SIZE) run.push(ids[i]);
-    else if (name !== undefined) { flush(); parts.push(new TextEncoder().encode(name)); }
-    else throw new RangeError(`token id ${ids[i]} is outside the vocabulary [0, ${CHAT_VOCAB_SIZE})`);
-  }
-  flush();
-  return Buffer.concat(parts);
+  return decodeBytesWith((run) => encoding().decode(run), ids);
 }
 
 export function decode(ids: ArrayLike<number>): string {
   return new TextDecoder("utf-8").decode(decodeBytes(ids));
 }
 
-/** Decodes a stream of ids into text pieces, holding back bytes of incomplete UTF-8 characters. */
-export class StreamDecoder {
-  private readonly dec = new TextDecoder("utf-8");
-  push(id: number): string { return this.dec.decode(decodeBytes([id]), { stream: true }); }
-  flush(): string { return this.dec.decode(); }
+/** Decodes a stream of GPT-2 ids into text pieces, holding back bytes of incomplete UTF-8 characters. */
+export class StreamDecoder extends ByteStreamDecoder {
+  constructor() { super(decodeBytes); }
 }
-
-/** GPT-2's vocabulary: 50,000 merges, 256 bytes and <|endoftext|> */
-export const VOCAB_SIZE = 50257;
-
-/**
- * Chat tokens live in rows of GPT-2's padded vocabulary (50257..50303 are padding, never produced by the BPE), so a
- * base checkpoint gains them without resizing. They are produced only by the chat template (src/chat), never by
- * encoding text: a user who types "<|user|>" gets the ordinary tokens of those characters.
- */
-export const CHAT_TOKENS = { system: 50257, user: 50258, assistant: 50259, end: 50260 } as const;
-/** vocabulary of a model that knows the chat tokens */
-export const CHAT_VOCAB_SIZE = 50261;
-const SPECIAL_NAMES = new Map<number, string>([[EOT_TOKEN, EOT_TEXT], [CHAT_TOKENS.system, "<|system|>"],
-  [CHAT_TOKENS.user, "<|user|>"], [CHAT_TOKENS.assistant, "<|assistant|>"], [CHAT_TOKENS.end, "<|end|>"]]);
-/** the printed name of a special token, or undefined */
-export function specialName(id: number): string | undefined { return SPECIAL_NAMES.get(id); }

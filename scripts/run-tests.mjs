@@ -7,6 +7,9 @@ import * as path from "node:path";
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..");
 const build = spawnSync(process.execPath, [path.join(root, "node_modules/typescript/bin/tsc"), "-p", root], { stdio: "inherit" });
 if (build.status !== 0) process.exit(build.status ?? 1);
+// the web app's bundle, from the same sources (its browser test loads it)
+const web = spawnSync(process.execPath, [path.join(root, "scripts/build-web.mjs")], { stdio: "inherit" });
+if (web.status !== 0) process.exit(web.status ?? 1);
 
 function collect(dir) {
   if (!fs.existsSync(dir)) return [];

@@ -22,6 +22,7 @@ const COMMANDS: Record<string, { load: () => Promise<Record<string, unknown>>; r
   rl: { load: () => import("./train.js"), run: "rlCommand", about: "reinforcement learning (GRPO) with a checker or a reward model" },
   chat: { load: () => import("./chat.js"), run: "chatCommand", about: "talk to a fine-tuned model in the terminal" },
   serve: { load: () => import("./serve.js"), run: "serveCommand", about: "OpenAI's API and a chat page for a model" },
+  web: { load: () => import("./web.js"), run: "webCommand", about: "GPT-2 in the browser (WebGPU): open a model, generate, train on pasted text" },
   sample: { load: () => import("./sample.js"), run: "sampleCommand", about: "KV-cached sampling, streamed" },
   eval: { load: () => import("./eval.js"), run: "evalCommand", about: "loss | hellaswag | chat: validation loss, HellaSwag, exact match of answers" },
   bench: { load: () => import("./bench.js"), run: "benchCommand", about: "training / generation speed, MFU, peak memory" },

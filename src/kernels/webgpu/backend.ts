@@ -12,6 +12,8 @@ import { KERNELS, type ArgType, type KernelName, type KernelSpec } from "./kerne
 // the WebGPU enums' values (the spec's), so that this file needs no globals installed
 const USAGE = { MAP_READ: 1, COPY_SRC: 4, COPY_DST: 8, UNIFORM: 64, STORAGE: 128 } as const;
 const MAP_READ = 1, COMPUTE = 4;
+/** uniform slots per submission; 256 bytes is every device's uniform offset alignment or a multiple of it */
+const SLOTS = 512, SLOT = 256;
 
 /** A float32 buffer on the device, or a view of one. */
 export class WebGPUTensor implements Tensor {
@@ -30,7 +32,15 @@ export class WebGPUBackend implements Backend {
   readonly threads = 1;
   readonly classifierRows = 1024;
   private readonly align: number;
-  private readonly uniform: GPUBuffer;
+  /** every pass's parameters, one 256-byte slot each, for the passes not yet submitted */
+  private readonly uniforms: GPUBuffer;
+  private slot = 0;
+  /** passes are recorded into one command encoder and submitted together: before any read, write or upload that must
+   * follow them, or when the uniform slots run out (one submission per kernel costs a round trip to the GPU process
+   * in a browser) */
+  private encoder: GPUCommandEncoder | null = null;
+  private pass: GPUComputePassEncoder | null = null;
+  private readonly uploaded = new Set<string>();
   private readonly pipelines = new Map<string, { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }>();
   /** host arrays (token ids, targets, row weights) go through these, one per argument position and type */
   private readonly staging = new Map<string, GPUBuffer>();
@@ -40,7 +50,7 @@ export class WebGPUBackend implements Backend {
   /** `device`: a GPUDevice from an adapter (./node.ts in Node, navigator.gpu in a browser); `label` names it */
   constructor(readonly gpu: GPUDevice, readonly device: string) {
     this.align = gpu.limits.minStorageBufferOffsetAlignment;
-    this.uniform = gpu.createBuffer({ size: 256, usage: USAGE.UNIFORM | USAGE.COPY_DST });
+    this.uniforms = gpu.createBuffer({ size: SLOTS * SLOT, usage: USAGE.UNIFORM | USAGE.COPY_DST });
     // validation errors arrive asynchronously: the next read rejects with the first one
     gpu.addEventListener("uncapturederror", (e) => { this.error ??= (e as GPUUncapturedErrorEvent).error.message; });
     void gpu.lost.then((info) => { this.error ??= `the WebGPU device was lost: ${info.message || info.reason}`; });
@@ -65,6 +75,8 @@ export class WebGPUBackend implements Backend {
   write(t: Tensor, src: Float32Array, offset = 0): void {
     const w = tensor(t);
     if (offset < 0 || offset + src.length > w.length) throw new RangeError(`write of ${src.length} at ${offset} out of a buffer of ${w.length}`);
+    // the queue runs a write at once, ahead of passes still being recorded: those go first
+    this.flush();
     if (src.length > 0) this.gpu.queue.writeBuffer(w.buffer, (w.offset + offset) * 4, src.buffer, src.byteOffset, src.byteLength);
   }
   read(): Float32Array {
@@ -73,6 +85,7 @@ export class WebGPUBackend implements Backend {
   async readAsync(t: Tensor, offset = 0, n = t.length - offset): Promise<Float32Array> {
     const w = tensor(t);
     if (offset < 0 || offset + n > w.length) throw new RangeError(`read [${offset}, ${offset + n}) out of a buffer of ${w.length}`);
+    this.flush();
     this.check();
     if (n === 0) return new Float32Array(0);
     const staging = this.gpu.createBuffer({ size: n * 4, usage: USAGE.MAP_READ | USAGE.COPY_DST });
@@ -123,6 +136,10 @@ export class WebGPUBackend implements Backend {
   }
   private gemm(c: Tensor, a: Tensor, b: Tensor, bias: Tensor | null, M: number, N: number, K: number,
     strides: [number, number, number, number], accum: boolean): void {
+    if (M <= 8) {
+      this.run("gemmRows", [c, a, b, bias ?? a], [M, N, K, ...strides, accum ? 1 : 0, bias ? 1 : 0, M * N], Math.ceil((M * N) / 256));
+      return;
+    }
     const tilesN = Math.ceil(N / 64);
     this.run("gemm", [c, a, b, bias ?? a], [M, N, K, ...strides, accum ? 1 : 0, bias ? 1 : 0, tilesN], Math.ceil(M / 64) * tilesN);
   }
@@ -185,6 +202,18 @@ export class WebGPUBackend implements Backend {
   /** frees the device's buffers (the backend is unusable afterwards) */
   destroy(): void { this.gpu.destroy(); }
 
+  /** submits the passes recorded so far */
+  flush(): void {
+    if (this.encoder) {
+      this.pass!.end();
+      this.gpu.queue.submit([this.encoder.finish()]);
+    }
+    this.encoder = null;
+    this.pass = null;
+    this.slot = 0;
+    this.uploaded.clear();
+  }
+
   // ---------------------------------------------------------------- dispatch
   private check(): void {
     if (this.error) throw new Error(`WebGPU: ${this.error}`);
@@ -192,6 +221,7 @@ export class WebGPUBackend implements Backend {
   /** a device buffer of at least n floats for a kernel's intermediate values (attention's row terms) */
   private scratchOf(n: number): Tensor {
     if (!this.scratch || this.scratch.size < n * 4) {
+      this.flush(); // recorded passes may use the old one
       this.scratch?.destroy();
       this.scratch = this.gpu.createBuffer({ size: Math.max(256, n * 4), usage: USAGE.STORAGE | USAGE.COPY_SRC | USAGE.COPY_DST });
     }
@@ -200,10 +230,13 @@ export class WebGPUBackend implements Backend {
   /** a host array as a device tensor (copied now; the queue orders the copy before the pass that reads it) */
   private upload(a: Int32Array | Float32Array, position: number): WebGPUTensor {
     const key = `${a instanceof Int32Array ? "i32" : "f32"}${position}`;
+    // a recorded pass may still read this buffer's previous contents
+    if (this.uploaded.has(key)) this.flush();
+    this.uploaded.add(key);
     let buf = this.staging.get(key);
     const bytes = Math.max(16, Math.ceil(a.byteLength / 16) * 16);
     if (!buf || buf.size < bytes) {
-      buf?.destroy();
+      if (buf) { this.flush(); buf.destroy(); }
       buf = this.gpu.createBuffer({ size: Math.max(bytes, 1024), usage: USAGE.STORAGE | USAGE.COPY_DST });
       this.staging.set(key, buf);
     }
@@ -218,6 +251,7 @@ export class WebGPUBackend implements Backend {
    */
   private run(name: KernelName, args: (Tensor | Int32Array | Float32Array)[], params: number[], groups: number, hs = 0): void {
     if (groups === 0) return;
+    if (this.slot === SLOTS) this.flush();
     const spec: KernelSpec = KERNELS[name];
     const tensors = args.map((a, i) => (a instanceof Int32Array || a instanceof Float32Array ? this.upload(a, i) : tensor(a as Arg as Tensor)));
     const slots: { buffer: GPUBuffer; type: ArgType; lo: number; hi: number }[] = [];
@@ -262,22 +296,25 @@ export class WebGPUBackend implements Backend {
       else view.setUint32(4 * (i + 1), params[i], true);
     });
     for (let i = 1 + params.length; i < words.length; i++) view.setUint32(4 * i, words[i], true);
-    this.gpu.queue.writeBuffer(this.uniform, 0, data);
+    const offset = this.slot++ * SLOT;
+    this.gpu.queue.writeBuffer(this.uniforms, offset, data);
     const bind = this.gpu.createBindGroup({
       layout: p.layout,
       entries: [
-        { binding: 0, resource: { buffer: this.uniform, offset: 0, size: data.byteLength } },
+        { binding: 0, resource: { buffer: this.uniforms, offset, size: data.byteLength } },
         ...slots.map((s, i) => ({ binding: i + 1, resource: { buffer: s.buffer, offset: s.lo, size: Math.ceil((s.hi - s.lo) / 4) * 4 } })),
       ],
     });
-    const enc = this.gpu.createCommandEncoder();
-    const pass = enc.beginComputePass();
+    if (!this.encoder) {
+      this.encoder = this.gpu.createCommandEncoder();
+      this.pass = this.encoder.beginComputePass();
+    }
+    // WebGPU orders the dispatches of a pass: each sees the storage writes of those before it
+    const pass = this.pass!;
     pass.setPipeline(p.pipeline);
     pass.setBindGroup(0, bind);
     const x = Math.min(groups, 65535);
     pass.dispatchWorkgroups(x, Math.ceil(groups / x));
-    pass.end();
-    this.gpu.queue.submit([enc.finish()]);
   }
 }
 

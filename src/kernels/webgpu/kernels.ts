@@ -185,6 +185,20 @@ export const KERNELS = {
       }
     }`,
   },
+  /**
+   * gemm for a few rows (generation's one token per stream): an invocation per output, walking K in order; no
+   * workgroup memory or barriers, which cost more than they save when only M rows share a tile.
+   */
+  gemmRows: {
+    args: f("c", "a", "b", "bias"), params: u("M", "N", "K", "sam", "sak", "sbk", "sbn", "accum", "hasBias", "n"), wg: 256, body: `
+    let i = wid * 256u + lid; if (i >= u.n) { return; }
+    let gm = i / u.N; let gn = i % u.N;
+    var acc = 0.0;
+    for (var k = 0u; k < u.K; k++) { acc = fma(ld_a(gm * u.sam + k * u.sak), ld_b(k * u.sbk + gn * u.sbn), acc); }
+    if (u.hasBias == 1u) { acc += ld_bias(gn); }
+    if (u.accum == 1u) { acc += ld_c(i); }
+    st_c(i, acc);`,
+  },
   /** dbias[o] += the sum of dout's column o over its rows, in row order */
   columnSum: {
     args: f("dbias", "dout"), params: u("n", "N"), wg: 256, body: `${EACH}

@@ -6,7 +6,7 @@
 # conformance); trains d12 at B=32, T=1024 for 30 steps in bf16 (tokens/s, MFU); builds and runs llm.c's CUDA
 # trainer on the same GPU, shape and shards (.gpu/llmc/run_gpu.sh); prints the ratio of tokens/s and the two losses
 # after 30 steps; times each kernel of a few d12 steps (GPT2_CUDA_PROFILE); then tries d48 (1.5B) at B=4 with
-# recompute 2 for a few steps. Logs go to $OUT (the device tool
+# recompute 2 for a few steps; then WebGPU (Dawn on Vulkan: its conformance runs with the GPU tests) beside CUDA. Logs go to $OUT (the device tool
 # brings them back) or /tmp/gpu-out. Each stage has its own time limit, so one failure still leaves the others' numbers.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +29,13 @@ export PATH="/tmp/gpt2ts-bin:$PATH"
 ldconfig -p | grep -q 'libgomp\.so\.1' || export LD_LIBRARY_PATH="$PWD/.gpu/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 node --version
 node -e 'require("./build/Release/gpt2ts_native.node")' && echo "native addon loads"
+# Vulkan for WebGPU (Dawn): the loader when the image lacks it, and NVIDIA's driver manifest where it is not registered
+if ! ldconfig -p | grep -q 'libvulkan\.so\.1' && ls .gpu/gl/*.deb >/dev/null 2>&1; then
+  for f in .gpu/gl/*.deb; do dpkg -x "$f" /; done
+  ldconfig
+fi
+[ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ] && export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+export GPT2_WEBGPU_ADAPTER=vulkan
 # CUDA's libraries: the toolkit's, and the wheels beside PyTorch (NCCL is only there)
 GPT2_CUDA_LIBDIR="$(python3 - <<'PY'
 import glob, site, os
@@ -103,4 +110,10 @@ timeout 120 node dist/src/cli/main.js train --backend cuda --dtype bf16 $D48 -x 
   -i "$SHARDS/tiny_shakespeare_train.bin" -v 0 -s 0 -n 0 > "$OUT/ours-d48.log" 2>&1
 echo "exit $?" >> "$OUT/ours-d48.log"
 grep -E "^(memory|step)|exit|rror" "$OUT/ours-d48.log"
+stage "WebGPU (Dawn, Vulkan) beside CUDA: d12 fp32, B=4 T=1024, 3 steps each"
+for be in webgpu cuda; do
+  timeout 75 node dist/src/cli/main.js bench --backend "$be" --model d12 --batch 4 --seq 1024 --steps 3 > "$OUT/bench-$be.log" 2>&1
+  echo "exit $?" >> "$OUT/bench-$be.log"
+  grep -E "^(backend|median)|exit|rror" "$OUT/bench-$be.log"
+done
 stage "done"

@@ -14,9 +14,15 @@ npm run build >/dev/null
 xz -T2 -6 -c "$(command -v node)" > .gpu/node.xz
 tar -cJf .gpu/app.tar.xz dist build/Release/gpt2ts_native.node \
   node_modules/tiktoken node_modules/tinyglobby node_modules/fdir node_modules/picomatch \
-  node_modules/hyparquet node_modules/hyparquet-compressors node_modules/fzstd node_modules/hysnappy
+  node_modules/hyparquet node_modules/hyparquet-compressors node_modules/fzstd node_modules/hysnappy \
+  node_modules/webgpu/package.json node_modules/webgpu/index.js node_modules/webgpu/dist/linux-x64
 # the addon's one library a CUDA image might lack (OpenMP's runtime); gpu-check.sh uses it only when missing there
 mkdir -p .gpu/lib && cp -L "$(ldd build/Release/gpt2ts_native.node | awk '/libgomp/ {print $3}')" .gpu/lib/
+# the Vulkan loader, which the CUDA image may lack, for WebGPU (Dawn) on the GPU (device README: bring the loaders)
+mkdir -p .gpu/gl /tmp/gpt2ts-apt-amd64/partial
+apt_o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/gpt2ts-apt-amd64'
+# shellcheck disable=SC2086
+{ apt-get $apt_o update -qq && (cd .gpu/gl && apt-get $apt_o download -qq libvulkan1); } >/dev/null 2>&1 || echo "no Vulkan loader packed: the WebGPU stage will say so"
 mkdir -p .gpu/llmc
 cp -r "$SHARED/bench/llmc/Makefile" "$SHARED/bench/llmc/train_gpt2.cu" "$SHARED/bench/llmc/llmc" "$SHARED/bench/llmc/run_gpu.sh" .gpu/llmc/
 node "$SHARED/bench/llmc/make-inputs.mjs" .gpu/inputs --shards-only >/dev/null

@@ -48,6 +48,11 @@ export interface Backend {
    */
   readAsync(t: Tensor, offset?: number, n?: number): Promise<Float32Array>;
   fill(t: Tensor, value: number): void;
+  /**
+   * dst = src (same length) on the device, converted to dst's dtype (float32 to bf16 rounds to nearest even): how
+   * bf16 inference weights are made without a read to the host.
+   */
+  copy(dst: Tensor, src: Tensor): void;
 
   // ---- layers: forward and backward side by side
   /** out (N,C) = wte[inp] + wpe[t] for inp (B,T) */

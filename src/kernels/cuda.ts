@@ -185,6 +185,10 @@ export class CudaBackend implements Backend {
     try { return Promise.resolve(this.read(t, offset, n)); } catch (e) { return Promise.reject(e); }
   }
   fill(t: Tensor, value: number): void { if (t.length) this.cu.cudaFill(ptr(t), t.length, value); }
+  copy(dst: Tensor, src: Tensor): void {
+    if (dst.length !== src.length) throw new RangeError(`copy of ${src.length} values into ${dst.length}`);
+    if (dst.length) this.cu.cudaCopy(ptr(dst), ptr(src), dst.length * 4);
+  }
   /** waits for all launched work (timing) */
   synchronize(): void { this.cu.cudaSync(); }
 

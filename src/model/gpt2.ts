@@ -144,11 +144,11 @@ export class GPT2 {
    * Inference on bf16 weights: the matmul weights (the four of every block and the tied lm_head) are copied to bf16
    * and every forward from now on multiplies with them, in float32 arithmetic. Generating a token reads every weight
    * once, so this reads half the bytes (the LayerNorms, biases and embedding lookups stay float32). Training needs
-   * the float32 weights: a model in this mode refuses gradients. Host backends only (the CUDA backend throws).
+   * the float32 weights: a model in this mode refuses gradients. Host backends and WebGPU (the CUDA backend throws).
    */
   useBf16Weights(): void {
     const be = this.backend;
-    const copy = (t: Tensor) => { const h = be.alloc(t.length, "bf16"); be.write(h, be.read(t)); return h; };
+    const copy = (t: Tensor) => { const h = be.alloc(t.length, "bf16"); be.copy(h, t); return h; };
     const { qkvw, attprojw, fcw, fcprojw, wte } = this.p;
     this.half = { qkvw: copy(qkvw), attprojw: copy(attprojw), fcw: copy(fcw), fcprojw: copy(fcprojw), wte: copy(wte) };
   }

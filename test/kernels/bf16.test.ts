@@ -114,3 +114,61 @@ test("gpt2 sample --dtype bf16: the tokens of the reference backend on the bf16 
   assert.equal(bad.status, 2);
   assert.match(bad.stderr, /^gpt2: --dtype expects fp32 or bf16, got "fp16"\n$/);
 });
+
+// WebGPU (Mesa's CPU adapter here, a GPU where there is one): bf16 weights made on the device (Backend.copy rounds
+// there), read back widened, multiplied by the tiled and the few-row products; generation as the reference's
+const webgpu = await import("../../src/kernels/webgpu/node.js").then((m) => m.createWebGPUBackend()).catch((e: Error) => e);
+test("bf16 weights on webgpu: made on the device (rounded to nearest even), read back widened, matmulForward equals float32 on the widened weights", { skip: webgpu instanceof Error ? webgpu.message : undefined }, async () => {
+  const be = webgpu as import("../../src/kernels/webgpu/backend.js").WebGPUBackend, ref = new JsBackend();
+  const rng = new Rng(7), rand = (n: number) => Float32Array.from({ length: n }, () => rng.normal());
+  // ties and specials go through the device's rounding too
+  const special = Float32Array.from([1 + 2 ** -8, 1 + 3 * 2 ** -8, -0, Infinity, -2, 3.4028234663852886e38, 1 + 2 ** -8 + 2 ** -20]);
+  const src = be.alloc(special.length), dst = be.alloc(special.length, "bf16");
+  be.write(src, special);
+  be.copy(dst, src);
+  assert.deepEqual(Array.from(await be.readAsync(dst)), Array.from(special, (x) => fromBf16(toBf16(x))));
+  for (const [N, C, OC] of [[1, 768, 2304], [1, 37, 5], [3, 64, 130], [5, 48, 7], [17, 100, 66]]) {
+    const w = rand(OC * C), inp = rand(N * C), bias = rand(OC);
+    const wf = be.alloc(OC * C), h = be.alloc(OC * C, "bf16");
+    be.write(wf, w);
+    be.copy(h, wf);
+    const widened = await be.readAsync(h);
+    for (let i = 0; i < w.length; i += 97) assert.equal(widened[i], fromBf16(toBf16(w[i])));
+    const [ti, tb, out] = [be.alloc(N * C), be.alloc(OC), be.alloc(N * OC)];
+    be.write(ti, inp);
+    be.write(tb, bias);
+    be.matmulForward(out, ti, h, tb, N, C, OC);
+    const got = await be.readAsync(out), want = new Float32Array(N * OC), terms = new Float32Array(N * OC);
+    ref.matmulForward(want, inp, widened, bias, N, C, OC);
+    ref.matmulForward(terms, inp.map(Math.abs), widened.map(Math.abs), bias.map(Math.abs), N, C, OC);
+    for (let i = 0; i < got.length; i++) assert.ok(Math.abs(got[i] - want[i]) <= 2e-6 * terms[i] + 1e-30, `${N}x${C}x${OC} [${i}]: ${got[i]} vs ${want[i]}`);
+    // a view of an odd number of rows from an odd start (one layer's slice of a stacked weight)
+    const rows = Math.max(1, OC >> 1), from = C % 2 === 1 ? C : 0;
+    if (from + rows * C <= OC * C) {
+      const part = be.alloc(N * rows);
+      be.matmulForward(part, ti, be.view(h, from, rows * C), null, N, C, rows);
+      const p = await be.readAsync(part), pRef = new Float32Array(N * rows);
+      ref.matmulForward(pRef, inp, widened.subarray(from, from + rows * C), null, N, C, rows);
+      for (let i = 0; i < p.length; i++) assert.ok(Math.abs(p[i] - pRef[i]) <= 1e-4 * (1 + Math.abs(pRef[i])), `view at ${from}: ${p[i]} vs ${pRef[i]}`);
+    }
+  }
+});
+
+test("inference on bf16 weights (webgpu): the reference backend's tokens on the bf16 weights; gpt2 sample --backend webgpu --dtype bf16 too", { skip: webgpu instanceof Error ? webgpu.message : undefined }, async () => {
+  const { loadHF } = await import("../../src/io/hf.js");
+  const { generate, generateAsync } = await import("../../src/model/generate.js");
+  const { CLI, fixture, readJson } = await import("../helpers.js");
+  const { spawnSync } = await import("node:child_process");
+  const exp = readJson(fixture("ref-gpt2vocab", "greedy.json"));
+  const model = loadHF(fixture("ref-gpt2vocab"), webgpu as import("../../src/kernels/backend.js").Backend);
+  model.useBf16Weights();
+  const opts = { maxNewTokens: 12, temperature: 0, stopAtEot: false };
+  const ref = loadHF(fixture("ref-gpt2vocab"), new JsBackend());
+  ref.useBf16Weights();
+  const want = generate(ref, exp.prompt, 1, new Rng(1), opts)[0];
+  assert.deepEqual((await generateAsync(model, exp.prompt, 1, new Rng(1), opts))[0], want);
+  const r = spawnSync(process.execPath, [CLI, "sample", "--model", fixture("ref-gpt2vocab"), "--prompt-ids", exp.prompt.join(","), "--max-new-tokens", "12",
+    "--temperature", "0", "--no-stop", "--json", "--backend", "webgpu", "--dtype", "bf16"], { encoding: "utf8" });
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout.trim().split("\n").pop()!).ids, want);
+});

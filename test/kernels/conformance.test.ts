@@ -11,8 +11,10 @@ import { assertSettingsPerBackend, runConformance } from "./suite.js";
 const { addon, error } = loadNativeAddon();
 const gpu = probeCuda();
 const noGpu = "error" in gpu ? `no CUDA device (${gpu.error})` : false;
-// WebGPU: a GPU where there is one, else Mesa's CPU adapter through Dawn's OpenGL ES backend (what CI has)
-const webgpu = await createWebGPUBackend().catch((e: Error) => e);
+// WebGPU through both of Dawn's backends that Linux has: Vulkan (a GPU's driver, or Mesa's lavapipe on the CPU) and
+// OpenGL ES (Mesa's llvmpipe: WebGPU's compatibility level); each is skipped with the reason where it has no adapter
+const webgpus = await Promise.all((["vulkan", "opengles"] as const).map(async (adapter) =>
+  [adapter, await createWebGPUBackend({ adapter }).catch((e: Error) => e)] as const));
 const candidates: { name: string; make: () => Backend; tol: number; bf16?: boolean; skip: string | false }[] = [
   { name: "native fp32, 1 thread", make: () => new NativeBackend(addon!, 1), tol: 2e-5, skip: addon ? false : error },
   { name: "native fp32, 2 threads", make: () => new NativeBackend(addon!, 2), tol: 2e-5, skip: addon ? false : error },
@@ -20,10 +22,10 @@ const candidates: { name: string; make: () => Backend; tol: number; bf16?: boole
     name: "native bf16 matmuls", make: () => new NativeBackend(addon!, 2, "bf16"), tol: 2e-2, bf16: true,
     skip: !addon ? error : addon.cpuFeatures().includes("bf16=none") ? "CPU has no AVX512-BF16" : false,
   },
-  {
-    name: `webgpu fp32 (${webgpu instanceof Error ? "no adapter" : webgpu.device})`, make: () => webgpu as Backend, tol: 5e-5,
-    skip: webgpu instanceof Error ? webgpu.message : false,
-  },
+  ...webgpus.map(([adapter, be]) => ({
+    name: `webgpu fp32 on ${adapter} (${be instanceof Error ? "no adapter" : be.device})`, make: () => be as Backend, tol: 5e-5,
+    skip: be instanceof Error ? be.message : false as const,
+  })),
   { name: "cuda fp32 (GPU)", make: () => new CudaBackend("fp32"), tol: 5e-5, skip: noGpu },
   { name: "cuda bf16 matmuls (GPU)", make: () => new CudaBackend("bf16"), tol: 2e-2, bf16: true, skip: noGpu },
 ];

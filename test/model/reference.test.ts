@@ -130,11 +130,12 @@ for (const { name: on, make, k, skip } of BACKENDS) test(`ref-small on ${on}: ev
 });
 
 // WebGPU reads only asynchronously: the same checks through the model's async path (forwardAsync, readAsync, ...),
-// on a GPU where there is one, else Mesa's CPU adapter (what CI has)
-const webgpu = await createWebGPUBackend().catch((e: Error) => e);
+// through Dawn's Vulkan (a GPU, or Mesa's lavapipe) and OpenGL ES (Mesa's llvmpipe) backends, where each has an adapter
+for (const adapter of ["vulkan", "opengles"] as const) {
+const webgpu = await createWebGPUBackend({ adapter }).catch((e: Error) => e);
 const noWebGPU = webgpu instanceof Error ? webgpu.message : false;
 for (const dir of ["ref-small", "ref-gpt2vocab", "ref-wide"]) {
-  test(`${dir} on webgpu: logits, loss, per-position loss, gradient norm, one AdamW step and greedy tokens match PyTorch`, { skip: noWebGPU || undefined }, async () => {
+  test(`${dir} on webgpu (${adapter}): logits, loss, per-position loss, gradient norm, one AdamW step and greedy tokens match PyTorch`, { skip: noWebGPU || undefined }, async () => {
     const be = webgpu as Backend;
     const exp = readJson(fixture(dir, "expected.json")), greedy = readJson(fixture(dir, "greedy.json"));
     const model = loadHF(fixture(dir), be);
@@ -162,7 +163,7 @@ for (const dir of ["ref-small", "ref-gpt2vocab", "ref-wide"]) {
   });
 }
 
-test("ref-small on webgpu: every parameter gradient matches PyTorch's float64 gradients", { skip: noWebGPU || undefined }, async () => {
+test(`ref-small on webgpu (${adapter}): every parameter gradient matches PyTorch's float64 gradients`, { skip: noWebGPU || undefined }, async () => {
   const be = webgpu as Backend;
   const model = loadHF(fixture("ref-small"), be);
   const { B, T, inputs, targets } = batch("ref-small");
@@ -185,3 +186,4 @@ test("ref-small on webgpu: every parameter gradient matches PyTorch's float64 gr
   ref.close();
   fs.rmSync(dir, { recursive: true, force: true });
 });
+}

@@ -29,6 +29,12 @@ export class JsBackend implements Backend {
   readAsync(t: Tensor, offset = 0, n = t.length - offset): Promise<Float32Array> {
     try { return Promise.resolve(this.read(t, offset, n)); } catch (e) { return Promise.reject(e); }
   }
+  copy(dst: Tensor, src: Tensor): void {
+    if (dst.length !== src.length) throw new RangeError(`copy of ${src.length} values into ${dst.length}`);
+    if (isBf16(src)) throw new TypeError("copy from bf16 storage is not supported");
+    if (isBf16(dst)) toBf16Array(f(src), dst);
+    else f(dst).set(f(src));
+  }
   fill(t: Tensor, value: number): void {
     if (isBf16(t)) t.fill(toBf16Array(Float32Array.of(value))[0]);
     else f(t).fill(value);

@@ -7,6 +7,7 @@
 // Node.
 
 import type { Backend, Tensor } from "../backend.js";
+import { fromBf16Array, toBf16Array } from "../bf16.js";
 import { KERNELS, type ArgType, type KernelName, type KernelSpec } from "./kernels.js";
 
 // the WebGPU enums' values (the spec's), so that this file needs no globals installed
@@ -15,12 +16,18 @@ const MAP_READ = 1, COMPUTE = 4;
 /** uniform slots per submission; 256 bytes is every device's uniform offset alignment or a multiple of it */
 const SLOTS = 512, SLOT = 256;
 
-/** A float32 buffer on the device, or a view of one. */
+/**
+ * A buffer on the device, or a view of one: float32, or bf16 (two values to a 32-bit word, the even one in the low
+ * half; inference weights, read in float32 by the kernels). offset and length count values.
+ */
 export class WebGPUTensor implements Tensor {
-  constructor(readonly buffer: GPUBuffer, readonly offset: number, readonly length: number) {}
+  constructor(readonly buffer: GPUBuffer, readonly offset: number, readonly length: number, readonly dtype: "f32" | "bf16" = "f32") {}
+  get bytesPerValue(): number { return this.dtype === "bf16" ? 2 : 4; }
 }
 
 type Arg = WebGPUTensor | Int32Array | Float32Array;
+/** how a kernel reads an argument: as declared, or a bf16 tensor unpacked to float32 */
+type Access = ArgType | "bf16";
 
 const tensor = (t: Tensor): WebGPUTensor => {
   if (!(t instanceof WebGPUTensor)) throw new TypeError("the WebGPU backend was given a tensor it does not own");
@@ -60,24 +67,31 @@ export class WebGPUBackend implements Backend {
 
   // ---------------------------------------------------------------- memory
   alloc(n: number, dtype: "f32" | "bf16" = "f32"): Tensor {
-    if (dtype !== "f32") throw new RangeError("the WebGPU backend stores float32 only (no --dtype bf16 yet)");
-    const bytes = Math.max(4, n * 4);
+    const bytes = Math.max(4, n * (dtype === "bf16" ? 2 : 4));
     if (bytes > this.gpu.limits.maxBufferSize) {
       throw new RangeError(`a buffer of ${n} floats (${(bytes / 2 ** 20).toFixed(0)} MiB) exceeds this WebGPU device's largest buffer (${(this.gpu.limits.maxBufferSize / 2 ** 20).toFixed(0)} MiB)`);
     }
-    return new WebGPUTensor(this.gpu.createBuffer({ size: Math.ceil(bytes / 16) * 16, usage: USAGE.STORAGE | USAGE.COPY_SRC | USAGE.COPY_DST }), 0, n);
+    return new WebGPUTensor(this.gpu.createBuffer({ size: Math.ceil(bytes / 16) * 16, usage: USAGE.STORAGE | USAGE.COPY_SRC | USAGE.COPY_DST }), 0, n, dtype);
   }
   view(t: Tensor, offset: number, n: number): Tensor {
     const w = tensor(t);
     if (offset < 0 || offset + n > w.length) throw new RangeError(`view [${offset}, ${offset + n}) out of a buffer of ${w.length}`);
-    return new WebGPUTensor(w.buffer, w.offset + offset, n);
+    return new WebGPUTensor(w.buffer, w.offset + offset, n, w.dtype);
   }
   write(t: Tensor, src: Float32Array, offset = 0): void {
     const w = tensor(t);
     if (offset < 0 || offset + src.length > w.length) throw new RangeError(`write of ${src.length} at ${offset} out of a buffer of ${w.length}`);
     // the queue runs a write at once, ahead of passes still being recorded: those go first
     this.flush();
-    if (src.length > 0) this.gpu.queue.writeBuffer(w.buffer, (w.offset + offset) * 4, src.buffer, src.byteOffset, src.byteLength);
+    if (src.length === 0) return;
+    if (w.dtype === "f32") { this.gpu.queue.writeBuffer(w.buffer, (w.offset + offset) * 4, src.buffer, src.byteOffset, src.byteLength); return; }
+    // bf16: whole 32-bit words only, so from an even value, and to an even count unless the write ends the tensor
+    const at = w.offset + offset;
+    if (at % 2 !== 0 || (src.length % 2 !== 0 && offset + src.length !== w.length)) {
+      throw new RangeError(`a bf16 write must start at an even value and cover whole pairs (at ${at}, ${src.length} values)`);
+    }
+    const half = toBf16Array(src, new Uint16Array(src.length + (src.length % 2)));
+    this.gpu.queue.writeBuffer(w.buffer, at * 2, half.buffer, 0, half.byteLength);
   }
   read(): Float32Array {
     throw new Error("the WebGPU backend reads asynchronously: use readAsync (a synchronous read was asked for)");
@@ -88,13 +102,18 @@ export class WebGPUBackend implements Backend {
     this.flush();
     this.check();
     if (n === 0) return new Float32Array(0);
-    const staging = this.gpu.createBuffer({ size: n * 4, usage: USAGE.MAP_READ | USAGE.COPY_DST });
+    // whole words: a bf16 range is widened to even ends
+    const first = (w.offset + offset) * w.bytesPerValue, end = (w.offset + offset + n) * w.bytesPerValue;
+    const lo = Math.floor(first / 4) * 4, bytes = Math.ceil(end / 4) * 4 - lo;
+    const staging = this.gpu.createBuffer({ size: bytes, usage: USAGE.MAP_READ | USAGE.COPY_DST });
     const enc = this.gpu.createCommandEncoder();
-    enc.copyBufferToBuffer(w.buffer, (w.offset + offset) * 4, staging, 0, n * 4);
+    enc.copyBufferToBuffer(w.buffer, lo, staging, 0, bytes);
     this.gpu.queue.submit([enc.finish()]);
     try {
       await staging.mapAsync(MAP_READ);
-      return new Float32Array(staging.getMappedRange().slice(0));
+      const data = staging.getMappedRange().slice(0);
+      if (w.dtype === "f32") return new Float32Array(data);
+      return fromBf16Array(new Uint16Array(data, first - lo, n));
     } catch (e) {
       this.check();
       throw e;
@@ -103,7 +122,24 @@ export class WebGPUBackend implements Backend {
     }
   }
   fill(t: Tensor, value: number): void {
+    if (tensor(t).dtype !== "f32") throw new TypeError("fill: float32 tensors only");
     this.run("fill", [t], [t.length, value], Math.ceil(t.length / 256));
+  }
+  copy(dst: Tensor, src: Tensor): void {
+    const d = tensor(dst), s = tensor(src);
+    if (d.length !== s.length) throw new RangeError(`copy of ${s.length} values into ${d.length}`);
+    if (s.dtype !== "f32") throw new TypeError("copy from bf16 storage is not supported");
+    if (d.length === 0) return;
+    if (d.dtype === "f32") {
+      this.flush();
+      const enc = this.gpu.createCommandEncoder();
+      enc.copyBufferToBuffer(s.buffer, s.offset * 4, d.buffer, d.offset * 4, d.length * 4);
+      this.gpu.queue.submit([enc.finish()]);
+      return;
+    }
+    if (d.offset % 2 !== 0) throw new RangeError("a bf16 copy must start at an even value");
+    const words = Math.ceil(d.length / 2);
+    this.run("toBf16", [d, s], [words, d.length], Math.ceil(words / 256));
   }
 
   // ---------------------------------------------------------------- layers
@@ -254,25 +290,39 @@ export class WebGPUBackend implements Backend {
     if (this.slot === SLOTS) this.flush();
     const spec: KernelSpec = KERNELS[name];
     const tensors = args.map((a, i) => (a instanceof Int32Array || a instanceof Float32Array ? this.upload(a, i) : tensor(a as Arg as Tensor)));
+    // how each argument is read: its declared type, except that a bf16 tensor given for a float32 argument is read
+    // through an unpacking accessor ("bf16"), and a "u32" argument is a bf16 tensor's raw words
+    const access = tensors.map((t, i): Access => {
+      const declared = spec.args[i][1];
+      if (t.dtype === "bf16") {
+        if (declared === "f32") return "bf16";
+        if (declared !== "u32") throw new TypeError(`${name}: argument ${spec.args[i][0]} cannot be bf16`);
+        return "u32";
+      }
+      if (declared === "u32") throw new TypeError(`${name}: argument ${spec.args[i][0]} must be a bf16 tensor`);
+      return declared;
+    });
     const slots: { buffer: GPUBuffer; type: ArgType; lo: number; hi: number }[] = [];
     const slotOf = tensors.map((t, i) => {
+      const type: ArgType = access[i] === "f32" || access[i] === "i32" ? access[i] as ArgType : "u32";
       let s = slots.findIndex((x) => x.buffer === t.buffer);
-      if (s < 0) { s = slots.length; slots.push({ buffer: t.buffer, type: spec.args[i][1], lo: Infinity, hi: 0 }); }
-      slots[s].lo = Math.min(slots[s].lo, t.offset * 4);
-      slots[s].hi = Math.max(slots[s].hi, (t.offset + Math.max(t.length, 1)) * 4);
+      if (s < 0) { s = slots.length; slots.push({ buffer: t.buffer, type, lo: Infinity, hi: 0 }); }
+      if (slots[s].type !== type) throw new TypeError(`${name}: one buffer given as ${slots[s].type} and ${type}`);
+      slots[s].lo = Math.min(slots[s].lo, t.offset * t.bytesPerValue);
+      slots[s].hi = Math.max(slots[s].hi, (t.offset + Math.max(t.length, 1)) * t.bytesPerValue);
       return s;
     });
     for (const s of slots) {
       s.lo = Math.floor(s.lo / this.align) * this.align;
-      s.hi = Math.min(s.hi, s.buffer.size);
+      s.hi = Math.min(Math.ceil(s.hi / 4) * 4, s.buffer.size);
       if (s.hi - s.lo > this.gpu.limits.maxStorageBufferBindingSize) {
         throw new RangeError(`${name}: a binding of ${s.hi - s.lo} bytes exceeds this WebGPU device's limit of ${this.gpu.limits.maxStorageBufferBindingSize}`);
       }
     }
-    const key = `${name}/${hs}/${slotOf.join(",")}`;
+    const key = `${name}/${hs}/${slotOf.join(",")}/${access.join(",")}`;
     let p = this.pipelines.get(key);
     if (!p) {
-      const code = shader(spec, slotOf, slots.map((s) => s.type), hs);
+      const code = shader(spec, slotOf, slots.map((s) => s.type), access, hs);
       const layout = this.gpu.createBindGroupLayout({
         entries: [
           { binding: 0, visibility: COMPUTE, buffer: { type: "uniform" } },
@@ -287,7 +337,11 @@ export class WebGPUBackend implements Backend {
       this.pipelines.set(key, p);
     }
     // uniform block: total, the parameters, each argument's offset (in elements) within its binding
-    const words = [groups, ...params, ...tensors.map((t, i) => (t.offset * 4 - slots[slotOf[i]].lo) / 4)];
+    // offsets within the binding: in values (float32, i32, bf16 unpacked) or in words (raw u32)
+    const words = [groups, ...params, ...tensors.map((t, i) => {
+      const bytes = t.offset * t.bytesPerValue - slots[slotOf[i]].lo;
+      return access[i] === "bf16" ? bytes / 2 : bytes / 4;
+    })];
     const data = new ArrayBuffer(Math.ceil((words.length * 4) / 16) * 16);
     const view = new DataView(data);
     view.setUint32(0, groups, true);
@@ -319,7 +373,7 @@ export class WebGPUBackend implements Backend {
 }
 
 /** The WGSL of a kernel for one assignment of its arguments to bindings. */
-export function shader(spec: KernelSpec, slotOf: number[], slotTypes: ArgType[], hs: number): string {
+export function shader(spec: KernelSpec, slotOf: number[], slotTypes: ArgType[], access: Access[], hs: number): string {
   const fields = [
     "total: u32",
     ...spec.params.map(([n, t]) => `${n}: ${t}`),
@@ -330,8 +384,12 @@ export function shader(spec: KernelSpec, slotOf: number[], slotTypes: ArgType[],
     `struct U { ${fields.join(", ")} }`,
     "@group(0) @binding(0) var<uniform> u: U;",
     ...slotTypes.map((t, i) => `@group(0) @binding(${i + 1}) var<storage, read_write> b${i}: array<${t}>;`),
-    ...spec.args.map(([n, t], i) => `fn ld_${n}(i: u32) -> ${t} { return b${slotOf[i]}[u.o_${n} + i]; }\n` +
-      `fn st_${n}(i: u32, x: ${t}) { b${slotOf[i]}[u.o_${n} + i] = x; }`),
+    ...spec.args.map(([n, t], i) => access[i] === "bf16"
+      // value j of a bf16 tensor: the low half of word j/2 when j is even, the high half when odd
+      ? `fn ld_${n}(i: u32) -> f32 { let j = u.o_${n} + i; let w = b${slotOf[i]}[j >> 1u]; ` +
+        `return bitcast<f32>(select(w << 16u, w & 0xffff0000u, (j & 1u) == 1u)); }`
+      : `fn ld_${n}(i: u32) -> ${t} { return b${slotOf[i]}[u.o_${n} + i]; }\n` +
+        `fn st_${n}(i: u32, x: ${t}) { b${slotOf[i]}[u.o_${n} + i] = x; }`),
     spec.decls ?? "",
     `@compute @workgroup_size(${spec.wg})`,
     "fn main(@builtin(workgroup_id) w: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>, @builtin(local_invocation_index) lid: u32) {",

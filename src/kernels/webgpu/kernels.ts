@@ -8,7 +8,8 @@
 // Every reduction runs in a fixed order, without atomics (WGSL has no float atomics): two runs give the same bits.
 // Each body sees `wid` (the workgroup's linear index, below u.total) and `lid` (the invocation's index in it).
 
-export type ArgType = "f32" | "i32";
+/** f32 and i32 arrays, and u32: a bf16 tensor's raw words (two values each) */
+export type ArgType = "f32" | "i32" | "u32";
 
 export interface KernelSpec {
   args: [name: string, type: ArgType][];
@@ -78,6 +79,19 @@ export const KERNELS = {
     }
     let total = wg_sum0(lid, s);
     if (lid == 0u) { st_partial(wid, total); }`,
+  },
+
+  /** dst (bf16, two values a word) = src rounded to nearest even, as the CPU's vcvtneps2bf16 and PyTorch */
+  toBf16: {
+    args: [["dst", "u32"], ...f("src")], params: u("n", "count"), wg: 256, decls: /* wgsl */ `
+fn bf16_bits(x: f32) -> u32 {
+  let b = bitcast<u32>(x);
+  if ((b & 0x7f800000u) == 0x7f800000u && (b & 0x7fffffu) != 0u) { return (b >> 16u) | 0x40u; }
+  return ((b + 0x7fffu + ((b >> 16u) & 1u)) >> 16u) & 0xffffu;
+}`, body: `${EACH}
+    var hi = 0u;
+    if (2u * i + 1u < u.count) { hi = bf16_bits(ld_src(2u * i + 1u)); }
+    st_dst(i, bf16_bits(ld_src(2u * i)) | (hi << 16u));`,
   },
 
   // ---------------------------------------------------------------- encoder

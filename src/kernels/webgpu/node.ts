@@ -34,9 +34,11 @@ function vulkanLoader(): boolean {
   try { return fs.readFileSync("/etc/ld.so.cache").includes("libvulkan.so.1"); } catch { return true; }
 }
 
-/** the adapter asked for by GPT2_WEBGPU_ADAPTER: "default" (a real GPU), "opengles" (Mesa's CPU rendering), or both in turn */
-function adapterOrder(): string[] {
-  const want = env("GPT2_WEBGPU_ADAPTER");
+export type WebGPUAdapterKind = "default" | "vulkan" | "opengles";
+
+/** the adapter asked for (else by GPT2_WEBGPU_ADAPTER): "default" (a real GPU), "opengles" (Mesa's CPU rendering), or both in turn */
+function adapterOrder(asked?: WebGPUAdapterKind): string[] {
+  const want = asked ?? env("GPT2_WEBGPU_ADAPTER");
   if (want === undefined) return vulkanLoader() ? ["default", "opengles"] : ["opengles"];
   if (want !== "default" && want !== "opengles" && want !== "vulkan") {
     throw new WebGPUUnavailableError(`GPT2_WEBGPU_ADAPTER expects default, vulkan or opengles, got "${want}"`);
@@ -54,11 +56,11 @@ async function requestAdapter(dawn: Dawn, kind: string): Promise<GPUAdapter | nu
     (await gpu.requestAdapter({ featureLevel: "compatibility" } as GPURequestAdapterOptions));
 }
 
-/** Opens the first WebGPU adapter found and returns a backend on it. */
-export async function createWebGPUBackend(): Promise<WebGPUBackend> {
+/** Opens the first WebGPU adapter found (or the kind asked for) and returns a backend on it. */
+export async function createWebGPUBackend(opts: { adapter?: WebGPUAdapterKind } = {}): Promise<WebGPUBackend> {
   const dawn = await loadDawn();
   const tried: string[] = [];
-  for (const kind of adapterOrder()) {
+  for (const kind of adapterOrder(opts.adapter)) {
     const adapter = await requestAdapter(dawn, kind).catch(() => null);
     if (!adapter) { tried.push(kind); continue; }
     const L = adapter.limits;

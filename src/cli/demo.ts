@@ -18,7 +18,7 @@ import { makeConfig } from "../model/config.js";
 import * as fs from "node:fs";
 import { FACTS_CHECKER, factsJsonl, factsPairsJsonl, factsPromptsJsonl } from "../chat/synthetic.js";
 import { PairData, readPairs } from "../data/pairs.js";
-import { dpoTask, rewardModelTask, rewardScores } from "../train/preference.js";
+import { dpoTask, rewardModelTask, rewardScoresAsync } from "../train/preference.js";
 import { rlTask } from "../train/rl.js";
 import { readExamples } from "../data/sft.js";
 import { evaluateChat } from "../eval/chat.js";
@@ -236,7 +236,7 @@ class Stopped extends Error {}
 
 async function accuracy(model: string, data: string, backend: Backend): Promise<string> {
   const m = await loadModel(model, backend);
-  if (m.config.vocabSize < CHAT_VOCAB_SIZE) m.extendVocab(CHAT_VOCAB_SIZE);
+  if (m.config.vocabSize < CHAT_VOCAB_SIZE) await m.extendVocab(CHAT_VOCAB_SIZE);
   const r = await evaluateChat(m, readExamples(data).map((x) => x.example));
   return `${r.correct}/${r.n} = ${(100 * r.accuracy).toFixed(1)}%`;
 }
@@ -249,7 +249,7 @@ async function pairAccuracy(model: string, data: string, backend: Backend): Prom
   let right = 0, n = 0;
   for (let k0 = 0; k0 < pairs.rows.length; k0 += 16) {
     const b = pairs.batchOf(Array.from({ length: Math.min(16, pairs.rows.length - k0) }, (_, i) => k0 + i));
-    const r = rewardScores(m, b);
+    const r = await rewardScoresAsync(m, b);
     for (let k = 0; k < b.pairs; k++, n++) if (r[2 * k] > r[2 * k + 1]) right++;
   }
   return `${right}/${n} = ${(100 * right / n).toFixed(1)}%`;

@@ -145,7 +145,7 @@ async function evalChat(argv: string[]): Promise<void> {
   const model = await loadModel(file, await backendFromFlags(values), "language-model");
   if (examples.some((e) => e.kind === "chat") && model.config.vocabSize < CHAT_VOCAB_SIZE) {
     // a base model scored on conversations: it gets the chat tokens as SFT would give them, untrained
-    model.extendVocab(CHAT_VOCAB_SIZE);
+    await model.extendVocab(CHAT_VOCAB_SIZE);
     if (!values.json) process.stderr.write("note: the model has no chat tokens; they are added untrained (as gpt2 sft starts), so this is the before-SFT score\n");
   }
   const p = values.json ? null : progress("  rows");

@@ -56,7 +56,7 @@ async function rmScore(argv: string[]): Promise<void> {
     const t = Math.max(...seqs.map((s) => s.length));
     const inputs = new Int32Array(seqs.length * t).fill(50256), last = new Int32Array(seqs.length);
     seqs.forEach((s, b) => { inputs.set(s, b * t); last[b] = b * t + s.length - 1; });
-    const r = model.scores(inputs, seqs.length, t, last, row);
+    const r = await model.scoresAsync(inputs, seqs.length, t, last, row);
     if (seqs.length === 2) { pairs++; if (r[0] > r[1]) preferred++; }
     if (values.json) process.stdout.write(JSON.stringify(seqs.length === 2 ? { where: item.where, chosen: r[0], rejected: r[1] } : { where: item.where, reward: r[0] }) + "\n");
     else process.stdout.write(`${item.where}\t${seqs.length === 2 ? `chosen ${r[0].toFixed(4)}\trejected ${r[1].toFixed(4)}` : `reward ${r[0].toFixed(4)}`}\n`);

@@ -49,10 +49,10 @@ export function hfConfigJson(c: GPT2Config): Record<string, unknown> {
  * files Hugging Face tools expect beside it (vocab.json, merges.txt, tokenizer_config.json with the chat template
  * when the model has the chat tokens), so AutoTokenizer and pipelines load the directory as it is.
  */
-export function saveHF(model: GPT2, dir: string): void {
+export async function saveHF(model: GPT2, dir: string): Promise<void> {
   const c = model.config;
   makeDir(dir);
-  const params = model.backend.read(model.params);
+  const params = await model.backend.readAsync(model.params);
   const tensors: [string, number[], Float32Array][] = [];
   for (const e of hfEntries(c)) {
     const spec = model.layout.byName[e.ours];

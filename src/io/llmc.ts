@@ -13,9 +13,10 @@ export function loadLlmc(file: string, backend: Backend): GPT2 {
   try { return loadLlmcFrom(src, backend); } finally { src.close(); }
 }
 
-export function saveLlmc(model: GPT2, file: string): void {
+export async function saveLlmc(model: GPT2, file: string): Promise<void> {
+  const params = await model.backend.readAsync(model.params);
   writeFileAtomic(file, (append) => {
     append(llmcHeader(model.config));
-    append(floatBytes(model.backend.read(model.params)));
+    append(floatBytes(params));
   });
 }

@@ -100,8 +100,8 @@ export function formatForOutput(p: string): ModelFormat {
  * model or reward model stays one.
  */
 export async function saveModel(model: GPT2, p: string, format = formatForOutput(p), identity: Record<string, unknown> = {}): Promise<void> {
-  if (format === "hf") saveHF(model, p);
-  else if (format === "llmc") saveLlmc(model, p);
+  if (format === "hf") await saveHF(model, p);
+  else if (format === "llmc") await saveLlmc(model, p);
   else await saveCheckpoint(p, model, { ...identity, context: model.context });
 }
 

@@ -127,11 +127,11 @@ export class GPT2 {
    * resize_token_embeddings does), so their logits start near the average instead of at 0, which would tower over
    * GPT-2's negative logits. No buffer is resized: the rows exist already as padding.
    */
-  extendVocab(V: number): void {
+  async extendVocab(V: number): Promise<void> {
     const { vocabSize: V0, paddedVocabSize: Vp, nEmbd: C } = this.config;
     if (V <= V0) return;
     if (V > Vp) throw new ShapeError(`cannot grow the vocabulary to ${V}: the model has ${Vp} rows`);
-    const wte = this.backend.read(this.p.wte, 0, V0 * C);
+    const wte = await this.backend.readAsync(this.p.wte, 0, V0 * C);
     const mean = new Float64Array(C);
     for (let r = 0; r < V0; r++) for (let c = 0; c < C; c++) mean[c] += wte[r * C + c];
     const row = Float32Array.from(mean, (x) => x / V0);

@@ -6,6 +6,7 @@ import * as fs from "node:fs";
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import * as path from "node:path";
+import { pipeline } from "node:stream";
 
 export interface StaticServerOptions {
   /** the built web app */
@@ -27,10 +28,16 @@ const TYPES: Record<string, string> = {
 };
 
 export async function startStaticServer(o: StaticServerOptions): Promise<StaticServer> {
-  const root = path.resolve(o.dir);
+  const root = fs.realpathSync(path.resolve(o.dir));
   const models = new Map((o.models ?? []).map((m) => [path.basename(m), path.resolve(m)]));
+  const host = o.host ?? "127.0.0.1";
+  const loopback = host === "127.0.0.1" || host === "localhost" || host === "::1";
+  let port = 0;
   const server = http.createServer((req, res) => {
     const fail = (status: number, msg: string) => { res.writeHead(status, { "content-type": "text/plain; charset=utf-8" }); res.end(msg + "\n"); };
+    // on the loopback address, only requests that name it (a page elsewhere that rebinds its own name to 127.0.0.1
+    // must not read the models served here)
+    if (loopback && ![`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`].includes(req.headers.host ?? "")) return fail(421, "this server answers to 127.0.0.1, localhost or [::1] only");
     if (req.method !== "GET" && req.method !== "HEAD") { res.setHeader("allow", "GET, HEAD"); return fail(405, "only GET and HEAD"); }
     let name: string;
     try { name = decodeURIComponent((req.url ?? "/").split("?")[0]); } catch { return fail(400, "a malformed path"); }
@@ -44,6 +51,8 @@ export async function startStaticServer(o: StaticServerOptions): Promise<StaticS
     let size: number;
     try {
       if (!file) throw new Error();
+      // the app's own files only: a link inside the folder that leads out of it is not followed
+      if (!name.startsWith("/models/") && !fs.realpathSync(file).startsWith(root + path.sep)) throw new Error();
       const st = fs.statSync(file);
       if (!st.isFile()) throw new Error();
       size = st.size;
@@ -53,14 +62,14 @@ export async function startStaticServer(o: StaticServerOptions): Promise<StaticS
       "x-content-type-options": "nosniff",
     });
     if (req.method === "HEAD") return res.end();
-    fs.createReadStream(file).on("error", () => res.destroy()).pipe(res);
+    // a client that goes away closes the file too
+    pipeline(fs.createReadStream(file), res, () => {});
   });
-  const host = o.host ?? "127.0.0.1";
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(o.port ?? 0, host, () => resolve());
+    server.listen(o.port ?? 0, host, () => { server.off("error", reject); resolve(); });
   });
-  const { port } = server.address() as AddressInfo;
+  port = (server.address() as AddressInfo).port;
   return {
     url: `http://${host.includes(":") ? `[${host}]` : host}:${port}/`,
     close: () => new Promise((r) => { server.closeAllConnections(); server.close(() => r()); }),

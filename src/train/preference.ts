@@ -180,8 +180,8 @@ export function rewardModelTask(): TrainTask {
       data = openPairs(cfg, rank, ranks);
       return data;
     },
-    prepareModel(model) {
-      const line = data!.train.stats.chat ? addChatTokens(model) : null;
+    async prepareModel(model) {
+      const line = data!.train.stats.chat ? await addChatTokens(model) : null;
       if (model.config.vocabSize > REWARD_ROW) throw new TrainConfigError(`the model's vocabulary (${model.config.vocabSize}) reaches the score row ${REWARD_ROW}`);
       return `${line ? line + "; " : ""}reward model: the score is the logit of wte row ${REWARD_ROW} (a padded row) at each answer's last token`;
     },
@@ -201,7 +201,7 @@ export function dpoTask(beta: number, rpoAlpha = 0): TrainTask {
       return data;
     },
     async prepareModel(model) {
-      const line = data!.train.stats.chat ? addChatTokens(model) : null;
+      const line = data!.train.stats.chat ? await addChatTokens(model) : null;
       // the reference: this model as it starts, before any update (a resumed run computes it from -e, the same)
       const t0 = performance.now();
       for (const d of [data!.train, data!.val]) {

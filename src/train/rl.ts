@@ -378,10 +378,10 @@ export function rlTask(): TrainTask {
     async prepareModel(model, print) {
       const c = cfg!;
       const chat = prompts!.train.prompts.some((p) => p.chat);
-      const line = chat ? addChatTokens(model) : null;
+      const line = chat ? await addChatTokens(model) : null;
       // the reference: the starting model, frozen
       const reference = await loadModel(c.init, model.backend);
-      if (chat) addChatTokens(reference);
+      if (chat) await addChatTokens(reference);
       let rewardOf: RlOptions["reward"];
       let how: string;
       if (reward) { rewardOf = reward; how = `reward from ${c.rewardModule}`; } else {

@@ -96,12 +96,12 @@ export interface TrainTask {
  * Gives a model the chat tokens when it lacks them (rows of its padded vocabulary, embeddings started at the mean of
  * the others); returns a line for the log, or null when it has them.
  */
-export function addChatTokens(model: GPT2): string | null {
+export async function addChatTokens(model: GPT2): Promise<string | null> {
   if (model.config.vocabSize >= CHAT_VOCAB_SIZE) return null;
   if (model.config.paddedVocabSize < CHAT_VOCAB_SIZE) {
     throw new TrainConfigError(`the model's vocabulary has ${model.config.paddedVocabSize} rows, too few for the chat tokens (${CHAT_VOCAB_SIZE})`);
   }
-  model.extendVocab(CHAT_VOCAB_SIZE);
+  await model.extendVocab(CHAT_VOCAB_SIZE);
   return `chat tokens <|system|> <|user|> <|assistant|> <|end|> added as ids ${CHAT_TOKENS.system}-${CHAT_TOKENS.end} ` +
     `(padded vocabulary rows; embeddings start at the mean of the others)`;
 }

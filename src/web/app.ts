@@ -33,8 +33,11 @@ const num = (id: string, min: number, int = true): number => {
 };
 
 let backend: Backend;
-let current: { model: GPT2; tokenizer: Tokenizer; name: string } | null = null;
+/** the model generation uses, with its KV cache (made once per model: its memory is the model's context) */
+let current: { model: GPT2; tokenizer: Tokenizer; name: string; cache?: KVCache } | null = null;
 let busy = false;
+/** whether a Load click came from the user (true) or from the page's ?model= link */
+let loadingByHand = true;
 
 function say(id: string, text: string): void { $(id).textContent = text; }
 function fail(e: unknown): void {
@@ -50,22 +53,22 @@ async function openBackend(): Promise<Backend> {
   let why = "this browser has no WebGPU (navigator.gpu is missing)";
   if (gpu) {
     const adapter = await gpu.requestAdapter().catch(() => null) ?? await gpu.requestAdapter({ featureLevel: "compatibility" } as GPURequestAdapterOptions).catch(() => null);
-    if (adapter) {
-      const L = adapter.limits;
-      const device = await adapter.requestDevice({
+    const L = adapter?.limits;
+    const device = adapter && L ? await adapter.requestDevice({
         requiredLimits: {
           maxStorageBufferBindingSize: L.maxStorageBufferBindingSize, maxBufferSize: L.maxBufferSize,
           maxStorageBuffersPerShaderStage: L.maxStorageBuffersPerShaderStage, maxComputeWorkgroupStorageSize: L.maxComputeWorkgroupStorageSize,
           maxComputeInvocationsPerWorkgroup: L.maxComputeInvocationsPerWorkgroup, maxComputeWorkgroupSizeX: L.maxComputeWorkgroupSizeX,
         },
-      });
+      }).catch((e: Error) => { why = `its adapter gave no device (${e.message})`; return null; }) : null;
+    if (adapter && device) {
       const info = adapter.info;
       const what = [...new Set([info.vendor, info.architecture, info.device, info.description].filter(Boolean))].join(", ") || "a WebGPU adapter";
       say("backend", `WebGPU: ${what}`);
       document.body.dataset.backend = "webgpu";
       return new WebGPUBackend(device, what);
     }
-    why = "this browser has WebGPU but offered no adapter (a blocklisted GPU, or WebGPU switched off)";
+    if (!adapter) why = "this browser has WebGPU but offered no adapter (a blocklisted GPU, or WebGPU switched off)";
   }
   $("no-webgpu").hidden = false;
   say("no-webgpu", `WebGPU is not available: ${why}. Running on the CPU with the TypeScript backend instead, far slower; ` +
@@ -96,7 +99,7 @@ async function useModel(files: NamedBytes[]): Promise<void> {
 /** runs one action at a time, with its errors shown on the page */
 function action(f: () => Promise<void>): () => void {
   return () => {
-    if (busy) return;
+    if (busy) { say("error", "busy with the last action: wait for it (or Stop a training run)"); return; }
     busy = true;
     clearError();
     document.body.dataset.busy = "1";
@@ -120,7 +123,7 @@ async function generateText(): Promise<void> {
   const [ids] = await generateAsync(model, prompt, 1, new Rng(seed), {
     maxNewTokens, temperature, topK, topP, stopAtEot: !input("no-stop").checked,
     onToken: (_, tok) => { n++; out.textContent += dec.push(tok); },
-  }, new KVCache(model, 1));
+  }, current.cache ??= new KVCache(model, 1));
   out.textContent += dec.flush();
   out.dataset.ids = JSON.stringify(ids);
   const s = (performance.now() - t0) / 1000;
@@ -153,6 +156,7 @@ async function train(): Promise<void> {
   };
   document.body.dataset.training = "running";
   $("samples").textContent = "";
+  try {
   for await (const ev of t.run(() => stopRequested)) {
     if (ev.kind === "step") {
       losses.push(ev.loss);
@@ -168,6 +172,10 @@ async function train(): Promise<void> {
     }
     // the chart at most 4 times a second; every step yields to the page so it stays responsive
     if (performance.now() - drawn > 250) draw();
+  }
+  } catch (e) {
+    document.body.dataset.training = "failed";
+    throw e;
   }
   draw();
   document.body.dataset.training = stopRequested ? "stopped" : "done";
@@ -194,6 +202,8 @@ async function main(): Promise<void> {
   input("model-files").addEventListener("change", action(async () => { const f = input("model-files").files; if (f?.length) await useModel(await readFiles(f)); }));
   $("load-url").addEventListener("click", action(async () => {
     const url = new URL(input("model-url").value.trim(), base);
+    // a model from another site only when asked for by hand (the page's own link, ?model=, stays on this server)
+    if (url.origin !== location.origin && !loadingByHand) throw new Error(`?model= names ${url.origin}: the page opens models from its own server only that way; paste the URL and press Load`);
     const r = await fetch(url);
     if (!r.ok) throw new Error(`${url}: HTTP ${r.status}`);
     await useModel([{ name: url.pathname.split("/").pop() || url.href, bytes: new Uint8Array(await r.arrayBuffer()) }]);
@@ -207,13 +217,15 @@ async function main(): Promise<void> {
   area.addEventListener("drop", (e) => {
     e.preventDefault();
     const f = e.dataTransfer?.files[0];
-    if (f) void f.text().then((t) => { area.value = t; });
+    if (f) f.text().then((t) => { area.value = t; }, fail);
   });
   // gpt2 web --model FILE opens the page with ?model=models/NAME
   const given = new URLSearchParams(location.search).get("model");
   if (given) {
     input("model-url").value = given;
+    loadingByHand = false;
     $("load-url").click();
+    loadingByHand = true;
   }
   document.body.dataset.ready = "1";
 }

@@ -9,14 +9,21 @@ let loading: Promise<Tokenizer> | null = null;
 
 /** GPT-2's tokenizer, loaded once from `base` (the folder of the page's files). */
 export function gpt2Tokenizer(base: string | URL): Promise<Tokenizer> {
-  loading ??= load(base);
+  // a failed load is tried again next time (a network hiccup must not need a reload)
+  loading ??= load(base).catch((e) => { loading = null; throw e; });
   return loading;
+}
+
+async function get(url: URL): Promise<Response> {
+  const r = await fetch(url);
+  if (!r.ok) throw new Error(`${url.pathname}: HTTP ${r.status} (GPT-2's tokenizer files are served beside the page)`);
+  return r;
 }
 
 async function load(base: string | URL): Promise<Tokenizer> {
   const url = (f: string) => new URL(f, base);
-  await init(async (imports) => WebAssembly.instantiate(await (await fetch(url("tiktoken_bg.wasm"))).arrayBuffer(), imports));
-  const ranks = await (await fetch(url("gpt2.json"))).json() as { bpe_ranks: string; special_tokens: Record<string, number>; pat_str: string };
+  await init(async (imports) => WebAssembly.instantiate(await (await get(url("tiktoken_bg.wasm"))).arrayBuffer(), imports));
+  const ranks = await (await get(url("gpt2.json"))).json() as { bpe_ranks: string; special_tokens: Record<string, number>; pat_str: string };
   const enc = new Tiktoken(ranks.bpe_ranks, ranks.special_tokens, ranks.pat_str);
   const bytes = (ids: ArrayLike<number>) => decodeBytesWith((run) => enc.decode(run), ids);
   return {

@@ -65,8 +65,8 @@ test("fuzzed headers of gpt2ts, llm.c and safetensors files: one clear error eac
   const m = smallModel();
   const files = { gpt2ts: path.join(dir, "m.gpt2ts"), llmc: path.join(dir, "m.bin"), hf: path.join(dir, "hf") };
   await saveCheckpoint(files.gpt2ts, m, { step: 1 });
-  saveLlmc(m, files.llmc);
-  saveHF(m, files.hf);
+  await saveLlmc(m, files.llmc);
+  await saveHF(m, files.hf);
   const st = path.join(files.hf, "model.safetensors");
   const rng = new Rng(11);
   const originals = new Map([files.gpt2ts, files.llmc, st].map((f) => [f, fs.readFileSync(f)]));
@@ -133,7 +133,7 @@ test("eval and sample refuse weights that are not finite, naming the tensor", as
   }
 });
 
-test("bad configs and rows name the file and field: null, absurd sizes, HellaSwag rows", () => {
+test("bad configs and rows name the file and field: null, absurd sizes, HellaSwag rows", async () => {
   const dir = tmpDir();
   fs.writeFileSync(path.join(dir, "null.json"), "null");
   let r = gpt2(["train", "--config", path.join(dir, "null.json")]);
@@ -141,7 +141,7 @@ test("bad configs and rows name the file and field: null, absurd sizes, HellaSwa
   assert.match(r.stderr, /^gpt2: .*null\.json: expected a JSON object of settings/);
   // an HF config asking for a billion layers
   const hf = path.join(dir, "hf");
-  saveHF(smallModel(), hf);
+  await saveHF(smallModel(), hf);
   const cfg = JSON.parse(fs.readFileSync(path.join(hf, "config.json"), "utf8"));
   fs.writeFileSync(path.join(hf, "config.json"), JSON.stringify({ ...cfg, n_layer: 1e9 }));
   r = gpt2(["sample", "--model", hf, "--prompt", "x"]);
@@ -151,7 +151,7 @@ test("bad configs and rows name the file and field: null, absurd sizes, HellaSwa
   assert.match(gpt2(["sample", "--model", hf, "--prompt", "x"]).stderr, /^gpt2: .*config\.json: expected a JSON object/);
   // HellaSwag: a null row, an empty ending
   const row = { ctx: "A man", endings: ["runs", "sits", "eats", "sleeps"], label: 0 };
-  saveHF(smallModel(), hf);
+  await saveHF(smallModel(), hf);
   for (const [line, want] of [["null", /hs\.jsonl:2: expected an object/], [JSON.stringify({ ...row, endings: ["runs", "", "eats", "x"] }), /hs\.jsonl:2: ending 1 is empty/]] as const) {
     fs.writeFileSync(path.join(dir, "hs.jsonl"), JSON.stringify(row) + "\n" + line + "\n");
     r = gpt2(["eval", "hellaswag", "--model", hf, "--data", path.join(dir, "hs.jsonl"), "--backend", "js"]);

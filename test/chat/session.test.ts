@@ -19,9 +19,9 @@ import { CLI, fixture, tmpDir } from "../helpers.js";
 const be = new JsBackend();
 
 /** PyTorch's small GPT-2 (GPT-2 vocabulary, 64 positions) with the chat tokens added */
-function chatModel(): GPT2 {
+async function chatModel(): Promise<GPT2> {
   const m = loadHF(fixture("ref-gpt2vocab"), be);
-  m.extendVocab(CHAT_VOCAB_SIZE);
+  await m.extendVocab(CHAT_VOCAB_SIZE);
   return m;
 }
 
@@ -43,7 +43,7 @@ function greedyFull(model: GPT2, ids: number[], n: number, stop: number[]): numb
 }
 
 test("a second turn feeds only its new tokens, and answers as a full recompute of the whole conversation does", async () => {
-  const model = chatModel();
+  const model = await chatModel();
   const s = new ChatSession(model, "You are terse.");
   const o = { maxTokens: 6, temperature: 0 };
   let first = "";
@@ -67,8 +67,8 @@ test("a second turn feeds only its new tokens, and answers as a full recompute o
   assert.deepEqual(conv.slice(0, 8), rendered.slice(0, 8));
 });
 
-test("incremental KV-cache steps equal one full forward (logits within 1e-5)", () => {
-  const model = chatModel();
+test("incremental KV-cache steps equal one full forward (logits within 1e-5)", async () => {
+  const model = await chatModel();
   const ids = renderChat([{ role: "user", content: "Where is the key?" }, { role: "assistant", content: "In the box." }, { role: "user", content: "Which box?" }], { generationPrompt: true }).ids;
   const cache = new KVCache(model, 1, 64);
   cache.step(Int32Array.from(ids.slice(0, 9)), 9);
@@ -82,7 +82,7 @@ test("incremental KV-cache steps equal one full forward (logits within 1e-5)", (
 });
 
 test("stop strings end a completion before them, and no part of them is ever shown", async () => {
-  const model = chatModel();
+  const model = await chatModel();
   const prompt = renderChat([{ role: "user", content: "Tell me a story" }], { generationPrompt: true }).ids;
   const run = async (stopText: string[]) => {
     let text = "";
@@ -113,7 +113,7 @@ test("stop strings end a completion before them, and no part of them is ever sho
 test("gpt2 chat in a pipe: a reply per line, /reset and /system; a model without chat tokens is refused", async () => {
   const dir = tmpDir();
   const file = path.join(dir, "chat.gpt2ts");
-  await saveCheckpoint(file, chatModel());
+  await saveCheckpoint(file, await chatModel());
   const r = spawnSync(process.execPath, [CLI, "chat", "--model", file, "--temperature", "0", "--max-new-tokens", "5", "--backend", "js"],
     { input: "Hello\n/reset\n/system Be kind.\nHi again\n", encoding: "utf8" });
   assert.equal(r.status, 0, r.stderr);

@@ -113,8 +113,8 @@ test("gpt2 pull NAME and --model NAME: downloads checked against the hub's hashe
 test("an HF export carries GPT-2's tokenizer files: tiktoken's own loader of vocab.json + merges.txt gives tiktoken's ranks; chat models get their template", async () => {
   const dir = tmpDir();
   const m = loadHF(fixture("ref-gpt2vocab"), new JsBackend());
-  m.extendVocab(50261);
-  saveHF(m, path.join(dir, "hf"));
+  await m.extendVocab(50261);
+  await saveHF(m, path.join(dir, "hf"));
   const read = (f: string) => fs.readFileSync(path.join(dir, "hf", f), "utf8");
   const mine = await load({
     data_gym_to_mergeable_bpe_ranks: { vocab_bpe_file: path.join(dir, "hf", "merges.txt"), encoder_json_file: path.join(dir, "hf", "vocab.json") },

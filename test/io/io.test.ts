@@ -11,16 +11,16 @@ import { fixture, tmpDir } from "../helpers.js";
 
 const be = new JsBackend();
 
-test("HF -> llm.c .bin -> HF is bit-identical to PyTorch's file; .bin -> HF -> .bin is byte-identical", () => {
+test("HF -> llm.c .bin -> HF is bit-identical to PyTorch's file; .bin -> HF -> .bin is byte-identical", async () => {
   const dir = tmpDir();
   const hf = loadHF(fixture("ref-gpt2vocab"), be);
   assert.equal(hf.config.paddedVocabSize, 50304);
-  saveLlmc(hf, path.join(dir, "m.bin"));
+  await saveLlmc(hf, path.join(dir, "m.bin"));
   const fromBin = loadLlmc(path.join(dir, "m.bin"), be);
-  saveHF(fromBin, path.join(dir, "hf"));
+  await saveHF(fromBin, path.join(dir, "hf"));
   const orig = fs.readFileSync(fixture("ref-gpt2vocab", "model.safetensors"));
   assert.ok(fs.readFileSync(path.join(dir, "hf", "model.safetensors")).equals(orig), "safetensors bytes differ");
-  saveLlmc(loadHF(path.join(dir, "hf"), be), path.join(dir, "m2.bin"));
+  await saveLlmc(loadHF(path.join(dir, "hf"), be), path.join(dir, "m2.bin"));
   assert.ok(fs.readFileSync(path.join(dir, "m2.bin")).equals(fs.readFileSync(path.join(dir, "m.bin"))));
   // llm.c layout: 256-int32 header, magic 20240326, version 3, padded vocab
   const h = new Int32Array(fs.readFileSync(path.join(dir, "m.bin")).buffer.slice(0, 32));
@@ -56,7 +56,7 @@ test("malformed files give errors naming the file and what was expected", async 
   assert.throws(() => loadHF(path.join(dir, "hf"), be), /past the data section .*truncated file\?/);
   // llm.c: bad magic, truncated
   const bin = path.join(dir, "m.bin");
-  saveLlmc(loadHF(fixture("ref-small"), be), bin);
+  await saveLlmc(loadHF(fixture("ref-small"), be), bin);
   const raw = fs.readFileSync(bin);
   fs.writeFileSync(path.join(dir, "short.bin"), raw.subarray(0, raw.length - 8));
   assert.throws(() => loadLlmc(path.join(dir, "short.bin"), be), /short\.bin: \d+ bytes, expected \d+ .*truncated\?/);

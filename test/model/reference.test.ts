@@ -105,7 +105,7 @@ for (const { name: on, make, k, greedy, skip } of BACKENDS) for (const dir of ["
   });
 }
 
-for (const { name: on, make, k, skip } of BACKENDS) test(`ref-small on ${on}: every parameter gradient matches PyTorch's float64 gradients`, { skip: skip || undefined }, () => {
+for (const { name: on, make, k, skip } of BACKENDS) test(`ref-small on ${on}: every parameter gradient matches PyTorch's float64 gradients`, { skip: skip || undefined }, async () => {
   const model = loadHF(fixture("ref-small"), make());
   const { B, T, inputs, targets } = batch("ref-small");
   model.zeroGrad();
@@ -113,7 +113,7 @@ for (const { name: on, make, k, skip } of BACKENDS) test(`ref-small on ${on}: ev
   // write our gradients in HF layout (as the weights of a model) and read them back by name
   model.backend.write(model.params, model.backend.read(model.grads!));
   const dir = tmpDir();
-  saveHF(model, dir);
+  await saveHF(model, dir);
   const ours = new SafetensorsFile(path.join(dir, "model.safetensors"));
   const ref = new SafetensorsFile(fixture("ref-small", "grads.safetensors"));
   assert.equal(ours.tensors.size, ref.tensors.size);
@@ -173,7 +173,7 @@ test(`ref-small on webgpu (${adapter}): every parameter gradient matches PyTorch
   const host = loadHF(fixture("ref-small"), new JsBackend());
   host.backend.write(host.params, await be.readAsync(model.grads!));
   const dir = tmpDir();
-  saveHF(host, dir);
+  await saveHF(host, dir);
   const ours = new SafetensorsFile(path.join(dir, "model.safetensors"));
   const ref = new SafetensorsFile(fixture("ref-small", "grads.safetensors"));
   for (const [name] of ref.tensors) {

@@ -14,7 +14,7 @@ const CHROMIUM = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find((p) => 
 test("chat page: a message gets the streamed greedy answer; Stop ends an answer; nothing outside the server is fetched", { skip: CHROMIUM ? undefined : "chromium not installed (.ci/run installs it)", timeout: 120_000 }, async () => {
   const { chromium } = await import("playwright-core");
   const model = loadHF(fixture("ref-gpt2vocab"), new JsBackend());
-  model.extendVocab(CHAT_VOCAB_SIZE);
+  await model.extendVocab(CHAT_VOCAB_SIZE);
   const log: string[] = [];
   const server = await startServer({ model, name: "page-test", port: 0, seed: 1, log: (l) => log.push(l) });
   const browser = await chromium.launch({

@@ -22,7 +22,7 @@ const serverLog: string[] = [];
 
 before(async () => {
   model = loadHF(fixture("ref-gpt2vocab"), be);
-  model.extendVocab(CHAT_VOCAB_SIZE);
+  await model.extendVocab(CHAT_VOCAB_SIZE);
   server = await startServer({ model, name: "tiny-chat", port: 0, seed: 1, maxQueue: 0, maxTokens: 40, maxBodyBytes: 4096, log: (l) => serverLog.push(l) });
   client = new OpenAI({ baseURL: server.url + "v1", apiKey: "unused", maxRetries: 0 });
 });

@@ -123,7 +123,7 @@ test("gpt2 rl: GRPO raises a checker's reward; a checker that throws or returns 
   // a model with the chat tokens, and prompts; the checker rewards answers rich in the letter "e"
   const m = new GPT2(makeConfig("tiny", { nLayer: 2 }), new JsBackend());
   m.initWeights(new Rng(5));
-  m.extendVocab(50261);
+  await m.extendVocab(50261);
   const base = path.join(dir, "base.gpt2ts");
   await saveCheckpoint(base, m);
   const prompts = Array.from({ length: 64 }, (_, i) => JSON.stringify({ messages: [{ role: "user", content: `Say something ${i}.` }], id: i })).join("\n");

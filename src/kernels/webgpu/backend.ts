@@ -7,7 +7,7 @@
 // Node.
 
 import type { Backend, Tensor } from "../backend.js";
-import { fromBf16Array, toBf16Array } from "../bf16.js";
+import { fromBf16Array } from "../bf16.js";
 import { KERNELS, type ArgType, type KernelName, type KernelSpec } from "./kernels.js";
 
 // the WebGPU enums' values (the spec's), so that this file needs no globals installed
@@ -48,6 +48,8 @@ export class WebGPUBackend implements Backend {
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
   private readonly uploaded = new Set<string>();
+  /** the error scopes of submitted batches, still to be heard from (a read waits for them) */
+  private scopes: Promise<void>[] = [];
   private readonly pipelines = new Map<string, { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }>();
   /** host arrays (token ids, targets, row weights) go through these, one per argument position and type */
   private readonly staging = new Map<string, GPUBuffer>();
@@ -63,7 +65,11 @@ export class WebGPUBackend implements Backend {
     void gpu.lost.then((info) => { this.error ??= `the WebGPU device was lost: ${info.message || info.reason}`; });
   }
 
-  freeBytes(): number { return this.gpu.limits.maxBufferSize; }
+  /**
+   * WebGPU does not tell how much memory a device has (maxBufferSize bounds one buffer, not all of them): no bound
+   * here; a run too big for the device fails at its first allocation, with the device's message
+   */
+  freeBytes(): number { return Infinity; }
 
   // ---------------------------------------------------------------- memory
   alloc(n: number, dtype: "f32" | "bf16" = "f32"): Tensor {
@@ -85,13 +91,10 @@ export class WebGPUBackend implements Backend {
     this.flush();
     if (src.length === 0) return;
     if (w.dtype === "f32") { this.gpu.queue.writeBuffer(w.buffer, (w.offset + offset) * 4, src.buffer, src.byteOffset, src.byteLength); return; }
-    // bf16: whole 32-bit words only, so from an even value, and to an even count unless the write ends the tensor
-    const at = w.offset + offset;
-    if (at % 2 !== 0 || (src.length % 2 !== 0 && offset + src.length !== w.length)) {
-      throw new RangeError(`a bf16 write must start at an even value and cover whole pairs (at ${at}, ${src.length} values)`);
-    }
-    const half = toBf16Array(src, new Uint16Array(src.length + (src.length % 2)));
-    this.gpu.queue.writeBuffer(w.buffer, at * 2, half.buffer, 0, half.byteLength);
+    // bf16: rounded on the device from the float32 values (an odd count keeps the value after them)
+    const dst = this.view(w, offset, src.length) as WebGPUTensor;
+    if (dst.offset % 2 !== 0) throw new RangeError(`a bf16 write must start at an even value (at ${dst.offset})`);
+    this.run("toBf16", [dst, src], [Math.ceil(src.length / 2), src.length], Math.ceil(src.length / 512));
   }
   read(): Float32Array {
     throw new Error("the WebGPU backend reads asynchronously: use readAsync (a synchronous read was asked for)");
@@ -111,6 +114,11 @@ export class WebGPUBackend implements Backend {
     this.gpu.queue.submit([enc.finish()]);
     try {
       await staging.mapAsync(MAP_READ);
+      // what the work before this read reported: its data must not be passed on as if it were good
+      const scopes = this.scopes;
+      this.scopes = [];
+      await Promise.all(scopes);
+      this.check();
       const data = staging.getMappedRange().slice(0);
       if (w.dtype === "f32") return new Float32Array(data);
       return fromBf16Array(new Uint16Array(data, first - lo, n));
@@ -130,13 +138,7 @@ export class WebGPUBackend implements Backend {
     if (d.length !== s.length) throw new RangeError(`copy of ${s.length} values into ${d.length}`);
     if (s.dtype !== "f32") throw new TypeError("copy from bf16 storage is not supported");
     if (d.length === 0) return;
-    if (d.dtype === "f32") {
-      this.flush();
-      const enc = this.gpu.createCommandEncoder();
-      enc.copyBufferToBuffer(s.buffer, s.offset * 4, d.buffer, d.offset * 4, d.length * 4);
-      this.gpu.queue.submit([enc.finish()]);
-      return;
-    }
+    if (d.dtype === "f32") { this.run("copy", [d, s], [d.length], Math.ceil(d.length / 256)); return; }
     if (d.offset % 2 !== 0) throw new RangeError("a bf16 copy must start at an even value");
     const words = Math.ceil(d.length / 2);
     this.run("toBf16", [d, s], [words, d.length], Math.ceil(words / 256));
@@ -243,6 +245,10 @@ export class WebGPUBackend implements Backend {
     if (this.encoder) {
       this.pass!.end();
       this.gpu.queue.submit([this.encoder.finish()]);
+      // the scopes opened with the batch: validation (a bad binding, a pipeline that failed) and out-of-memory
+      for (let i = 0; i < 2; i++) {
+        this.scopes.push(this.gpu.popErrorScope().then((e) => { if (e) this.error ??= e.message; }, () => {}));
+      }
     }
     this.encoder = null;
     this.pass = null;
@@ -264,15 +270,14 @@ export class WebGPUBackend implements Backend {
     return new WebGPUTensor(this.scratch, 0, n);
   }
   /** a host array as a device tensor (copied now; the queue orders the copy before the pass that reads it) */
-  private upload(a: Int32Array | Float32Array, position: number): WebGPUTensor {
-    const key = `${a instanceof Int32Array ? "i32" : "f32"}${position}`;
-    // a recorded pass may still read this buffer's previous contents
-    if (this.uploaded.has(key)) this.flush();
-    this.uploaded.add(key);
+  private upload(a: Int32Array | Float32Array, key: string): WebGPUTensor {
     let buf = this.staging.get(key);
     const bytes = Math.max(16, Math.ceil(a.byteLength / 16) * 16);
+    // a recorded pass may still read this buffer's previous contents (the caller marks it used once its pass is
+    // recorded: a flush in between, for a later argument, submits nothing that reads it yet)
+    if (this.uploaded.has(key) || (buf && buf.size < bytes)) this.flush();
     if (!buf || buf.size < bytes) {
-      if (buf) { this.flush(); buf.destroy(); }
+      buf?.destroy();
       buf = this.gpu.createBuffer({ size: Math.max(bytes, 1024), usage: USAGE.STORAGE | USAGE.COPY_DST });
       this.staging.set(key, buf);
     }
@@ -289,7 +294,13 @@ export class WebGPUBackend implements Backend {
     if (groups === 0) return;
     if (this.slot === SLOTS) this.flush();
     const spec: KernelSpec = KERNELS[name];
-    const tensors = args.map((a, i) => (a instanceof Int32Array || a instanceof Float32Array ? this.upload(a, i) : tensor(a as Arg as Tensor)));
+    const keys: string[] = [];
+    const tensors = args.map((a, i) => {
+      if (!(a instanceof Int32Array || a instanceof Float32Array)) return tensor(a as Arg as Tensor);
+      const key = `${a instanceof Int32Array ? "i32" : "f32"}${i}`;
+      keys.push(key);
+      return this.upload(a, key);
+    });
     // how each argument is read: its declared type, except that a bf16 tensor given for a float32 argument is read
     // through an unpacking accessor ("bf16"), and a "u32" argument is a bf16 tensor's raw words
     const access = tensors.map((t, i): Access => {
@@ -302,22 +313,44 @@ export class WebGPUBackend implements Backend {
       if (declared === "u32") throw new TypeError(`${name}: argument ${spec.args[i][0]} must be a bf16 tensor`);
       return declared;
     });
+    // one binding per range of a buffer: arguments whose ranges overlap once widened to the device's alignment (an
+    // aliased argument, or neighbouring views) share one, as WebGPU forbids overlapping writable bindings; others
+    // get their own, so a binding spans no more than its arguments (a bias and its weight, far apart, stay apart)
     const slots: { buffer: GPUBuffer; type: ArgType; lo: number; hi: number }[] = [];
     const slotOf = tensors.map((t, i) => {
       const type: ArgType = access[i] === "f32" || access[i] === "i32" ? access[i] as ArgType : "u32";
-      let s = slots.findIndex((x) => x.buffer === t.buffer);
-      if (s < 0) { s = slots.length; slots.push({ buffer: t.buffer, type, lo: Infinity, hi: 0 }); }
-      if (slots[s].type !== type) throw new TypeError(`${name}: one buffer given as ${slots[s].type} and ${type}`);
-      slots[s].lo = Math.min(slots[s].lo, t.offset * t.bytesPerValue);
-      slots[s].hi = Math.max(slots[s].hi, (t.offset + Math.max(t.length, 1)) * t.bytesPerValue);
-      return s;
+      slots.push({
+        buffer: t.buffer, type,
+        lo: Math.floor((t.offset * t.bytesPerValue) / this.align) * this.align,
+        hi: Math.min(Math.ceil(((t.offset + Math.max(t.length, 1)) * t.bytesPerValue) / 4) * 4, t.buffer.size),
+      });
+      return i;
     });
+    for (let merged = true; merged;) {
+      merged = false;
+      for (let a = 0; a < slots.length && !merged; a++) {
+        for (let b = a + 1; b < slots.length && !merged; b++) {
+          const x = slots[a], y = slots[b];
+          if (x.buffer !== y.buffer || x.hi <= y.lo || y.hi <= x.lo) continue;
+          if (x.type !== y.type) throw new TypeError(`${name}: one buffer range given as ${x.type} and ${y.type}`);
+          x.lo = Math.min(x.lo, y.lo);
+          x.hi = Math.max(x.hi, y.hi);
+          slots.splice(b, 1);
+          for (let k = 0; k < slotOf.length; k++) if (slotOf[k] === b) slotOf[k] = a; else if (slotOf[k] > b) slotOf[k]--;
+          merged = true;
+        }
+      }
+    }
     for (const s of slots) {
-      s.lo = Math.floor(s.lo / this.align) * this.align;
-      s.hi = Math.min(Math.ceil(s.hi / 4) * 4, s.buffer.size);
       if (s.hi - s.lo > this.gpu.limits.maxStorageBufferBindingSize) {
         throw new RangeError(`${name}: a binding of ${s.hi - s.lo} bytes exceeds this WebGPU device's limit of ${this.gpu.limits.maxStorageBufferBindingSize}`);
       }
+    }
+    if (!this.encoder) {
+      this.gpu.pushErrorScope("out-of-memory");
+      this.gpu.pushErrorScope("validation");
+      this.encoder = this.gpu.createCommandEncoder();
+      this.pass = this.encoder.beginComputePass();
     }
     const key = `${name}/${hs}/${slotOf.join(",")}/${access.join(",")}`;
     let p = this.pipelines.get(key);
@@ -359,16 +392,13 @@ export class WebGPUBackend implements Backend {
         ...slots.map((s, i) => ({ binding: i + 1, resource: { buffer: s.buffer, offset: s.lo, size: Math.ceil((s.hi - s.lo) / 4) * 4 } })),
       ],
     });
-    if (!this.encoder) {
-      this.encoder = this.gpu.createCommandEncoder();
-      this.pass = this.encoder.beginComputePass();
-    }
     // WebGPU orders the dispatches of a pass: each sees the storage writes of those before it
     const pass = this.pass!;
     pass.setPipeline(p.pipeline);
     pass.setBindGroup(0, bind);
     const x = Math.min(groups, 65535);
     pass.dispatchWorkgroups(x, Math.ceil(groups / x));
+    for (const k of keys) this.uploaded.add(k);
   }
 }
 

@@ -68,6 +68,7 @@ fn tanh_c(x: f32) -> f32 { let e = exp(-2.0 * abs(x)); return sign(x) * (1.0 - e
 export const KERNELS = {
   // ---------------------------------------------------------------- memory
   fill: { args: f("t"), params: [...u("n"), ["value", "f32"]], wg: 256, body: `${EACH} st_t(i, u.value);` },
+  copy: { args: f("dst", "src"), params: u("n"), wg: 256, body: `${EACH} st_dst(i, ld_src(i));` },
   scale: { args: f("t"), params: [...u("n"), ["s", "f32"]], wg: 256, body: `${EACH} st_t(i, ld_t(i) * u.s);` },
   /** partial[w] = sum of squares of the w-th run of 4096 values */
   sumSquares: {
@@ -89,9 +90,10 @@ fn bf16_bits(x: f32) -> u32 {
   if ((b & 0x7f800000u) == 0x7f800000u && (b & 0x7fffffu) != 0u) { return (b >> 16u) | 0x40u; }
   return ((b + 0x7fffu + ((b >> 16u) & 1u)) >> 16u) & 0xffffu;
 }`, body: `${EACH}
-    var hi = 0u;
-    if (2u * i + 1u < u.count) { hi = bf16_bits(ld_src(2u * i + 1u)); }
-    st_dst(i, bf16_bits(ld_src(2u * i)) | (hi << 16u));`,
+    // an odd count leaves the last word's high half (the next tensor's value) as it was
+    var hi = ld_dst(i) & 0xffff0000u;
+    if (2u * i + 1u < u.count) { hi = bf16_bits(ld_src(2u * i + 1u)) << 16u; }
+    st_dst(i, bf16_bits(ld_src(2u * i)) | hi);`,
   },
 
   // ---------------------------------------------------------------- encoder

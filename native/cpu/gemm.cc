@@ -360,34 +360,6 @@ __attribute__((target("avx512f,fma"))) static void gemv4_bf16w_avx512(const floa
     out[2] += a[k] * bf16_to_f32(w2[k]); out[3] += a[k] * bf16_to_f32(w3[k]);
   }
 }
-/** the same for 8 rows: eight weight streams in flight per thread instead of four */
-__attribute__((target("avx512f,fma"))) static void gemv8_bf16w_avx512(const float* a, const unsigned short* w, long ldw, int K,
-                                                                     float out[8]) {
-  __m512 s[8], t[8];
-  for (int q = 0; q < 8; q++) s[q] = t[q] = _mm512_setzero_ps();
-#define WIDE16(p) _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)(p))), 16))
-  int k = 0;
-  const int PF = GPT2_BF16_PF;
-  for (; k + 32 <= K; k += 32) {
-    const __m512 x = _mm512_loadu_ps(a + k), y = _mm512_loadu_ps(a + k + 16);
-#pragma GCC unroll 8
-    for (int q = 0; q < 8; q++) {
-      const unsigned short* r = w + q * ldw + k;
-      _mm_prefetch((const char*)(r + PF), _MM_HINT_T0);
-      s[q] = _mm512_fmadd_ps(x, WIDE16(r), s[q]);
-      t[q] = _mm512_fmadd_ps(y, WIDE16(r + 16), t[q]);
-    }
-  }
-  for (; k + 16 <= K; k += 16) {
-    const __m512 x = _mm512_loadu_ps(a + k);
-#pragma GCC unroll 8
-    for (int q = 0; q < 8; q++) s[q] = _mm512_fmadd_ps(x, WIDE16(w + q * ldw + k), s[q]);
-  }
-#undef WIDE16
-  for (int q = 0; q < 8; q++) out[q] = _mm512_reduce_add_ps(_mm512_add_ps(s[q], t[q]));
-  for (; k < K; k++)
-    for (int q = 0; q < 8; q++) out[q] += a[k] * bf16_to_f32(w[q * ldw + k]);
-}
 #endif
 
 void matmul_bf16_weights(float* out, const float* A, const unsigned short* W, const float* bias, int M, int K, int N) {
@@ -399,20 +371,14 @@ void matmul_bf16_weights(float* out, const float* A, const unsigned short* W, co
   const int groups = (N + 3) / 4;
 #if defined(__x86_64__)
   if (avx512 && M <= 4) {
-    // decoding: each weight is used by at most 4 rows, so it is widened where it is used; 8 weight rows at a time
-    const int groups8 = (N + 7) / 8;
+    // decoding: each weight is used by at most 4 rows, so it is widened where it is used
 #pragma omp parallel for schedule(static) if ((long)N * K >= (1L << 16))
-    for (int g = 0; g < groups8; g++) {
-      const int j0 = g * 8, rows = std::min(8, N - j0);
+    for (int g = 0; g < groups; g++) {
+      const int j0 = g * 4, rows = std::min(4, N - j0);
       for (int i = 0; i < M; i++) {
         const float* a = A + (long)i * K;
-        float s[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-        if (rows == 8) gemv8_bf16w_avx512(a, W + (long)j0 * K, K, K, s);
-        else if (rows >= 4) {
-          gemv4_bf16w_avx512(a, W + (long)j0 * K, K, K, s);
-          for (int q = 4; q < rows; q++)
-            for (int k = 0; k < K; k++) s[q] += a[k] * bf16_to_f32(W[(long)(j0 + q) * K + k]);
-        }
+        float s[4] = {0.f, 0.f, 0.f, 0.f};
+        if (rows == 4) gemv4_bf16w_avx512(a, W + (long)j0 * K, K, K, s);
         else
           for (int q = 0; q < rows; q++)
             for (int k = 0; k < K; k++) s[q] += a[k] * bf16_to_f32(W[(long)(j0 + q) * K + k]);

@@ -335,12 +335,10 @@ void register_cpu(napi_env env, napi_value exports) {
   export_functions(env, exports, {
       {"setThreads", SetThreads}, {"getThreads", GetThreads}, {"requireBf16", RequireBf16},
       {"cpuFeatures", CpuFeatures}, {"measurePeakGflops", MeasurePeakGflops},
-      {"encoderForward", EncoderForward}, {"encoderBackward", EncoderBackward},
-      {"layernormForward", LayernormForward}, {"layernormBackward", LayernormBackward},
-      {"matmulForward", MatmulForward}, {"matmulForwardBf16Weights", MatmulForwardBf16Weights}, {"matmulBackward", MatmulBackward},
-      {"attentionForward", AttentionForward}, {"attentionBackward", AttentionBackward},
-      {"attentionCached", AttentionCached}, {"geluForward", GeluForward}, {"geluBackward", GeluBackward},
-      {"residualForward", ResidualForward}, {"crossEntropy", CrossEntropy}, {"adamw", AdamW},
-      {"sumSquares", SumSquares}, {"scale", Scale},
+      {"matmulForwardBf16Weights", MatmulForwardBf16Weights},
+  // the Backend kernels, from the one list
+#define GPT2_KERNEL(js, cpp, args) {#js, cpp},
+#include "../kernels.def"
+#undef GPT2_KERNEL
   });
 }

@@ -230,13 +230,10 @@ EXPORT(CuScale) {
 }  // namespace
 
 void register_cuda_layers(napi_env env, napi_value exports) {
+  // the Backend kernels, from the one list: CuName exported as cuName
   export_functions(env, exports, {
-      {"cuEncoderForward", CuEncoderForward}, {"cuEncoderBackward", CuEncoderBackward},
-      {"cuLayernormForward", CuLayernormForward}, {"cuLayernormBackward", CuLayernormBackward},
-      {"cuMatmulForward", CuMatmulForward}, {"cuMatmulBackward", CuMatmulBackward},
-      {"cuAttentionForward", CuAttentionForward}, {"cuAttentionBackward", CuAttentionBackward},
-      {"cuAttentionCached", CuAttentionCached}, {"cuGeluForward", CuGeluForward}, {"cuGeluBackward", CuGeluBackward},
-      {"cuResidualForward", CuResidualForward}, {"cuCrossEntropy", CuCrossEntropy}, {"cuAdamW", CuAdamW},
-      {"cuSumSquares", CuSumSquares}, {"cuScale", CuScale},
+#define GPT2_KERNEL(js, cpp, args) {"cu" #cpp, Cu##cpp},
+#include "../kernels.def"
+#undef GPT2_KERNEL
   });
 }

@@ -10,6 +10,7 @@ import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Backend, Tensor } from "./backend.js";
 import { gpuSpec } from "./gpus.js";
+import { forwardKernels, type KernelList, type KernelMethods } from "./forward.js";
 import { loadNativeAddon } from "./native.js";
 import { makeDir } from "../util/fs.js";
 import { cacheDir, env } from "../util/env.js";
@@ -30,22 +31,8 @@ export interface CudaAddon {
   cudaFill(ptr: Ptr, n: number, value: number): void;
   cudaSync(): void;
   cudaMemInfo(): [number, number];
-  cuEncoderForward(out: Ptr, inp: Int32Array, wte: Ptr, wpe: Ptr, B: number, T: number, C: number): void;
-  cuEncoderBackward(dwte: Ptr, dwpe: Ptr, dout: Ptr, inp: Int32Array, B: number, T: number, C: number): void;
-  cuLayernormForward(out: Ptr, mean: Ptr, rstd: Ptr, inp: Ptr, weight: Ptr, bias: Ptr, N: number, C: number): void;
-  cuLayernormBackward(dinp: Ptr, dweight: Ptr, dbias: Ptr, dout: Ptr, inp: Ptr, weight: Ptr, mean: Ptr, rstd: Ptr, N: number, C: number): void;
-  cuMatmulForward(out: Ptr, inp: Ptr, weight: Ptr, bias: Ptr | null, N: number, C: number, OC: number): void;
-  cuMatmulBackward(dinp: Ptr | null, dweight: Ptr, dbias: Ptr | null, dout: Ptr, inp: Ptr, weight: Ptr, N: number, C: number, OC: number): void;
-  cuAttentionForward(out: Ptr, lse: Ptr, qkv: Ptr, B: number, T: number, C: number, NH: number): void;
-  cuAttentionBackward(dqkv: Ptr, dout: Ptr, qkv: Ptr, out: Ptr, lse: Ptr, B: number, T: number, C: number, NH: number): void;
-  cuAttentionCached(out: Ptr, kcache: Ptr, vcache: Ptr, qkv: Ptr, B: number, Tq: number, pos: number, maxT: number, C: number, NH: number): void;
-  cuGeluForward(out: Ptr, inp: Ptr, n: number): void;
-  cuGeluBackward(dinp: Ptr, inp: Ptr, dout: Ptr, n: number): void;
-  cuResidualForward(out: Ptr, a: Ptr, b: Ptr, n: number): void;
-  cuCrossEntropy(losses: Ptr, dlogits: Ptr | null, logits: Ptr, targets: Int32Array, N: number, V: number, Vp: number, gradScale: number, rowWeights: Float32Array | null): void;
-  cuAdamW(params: Ptr, grads: Ptr, m: Ptr, v: Ptr, n: number, lr: number, beta1: number, beta2: number, eps: number, wd: number, t: number): void;
-  cuSumSquares(t: Ptr, n: number): number;
-  cuScale(t: Ptr, n: number, s: number): void;
+  /** the listed kernels (native/kernels.def), each exported under its `cuda` name */
+  kernelList: KernelList;
 }
 
 export interface CudaDeviceInfo {
@@ -139,6 +126,8 @@ export class CudaBackend implements Backend {
     }
     this.precision = dtype === "bf16" ? "bf16" : "fp32";
     void this.k;
+    // every listed kernel is a call with device addresses, on cuBLAS set to this backend's precision
+    forwardKernels(this, this.cu.kernelList, (k) => (this.k as unknown as Record<string, (...a: unknown[]) => unknown>)[k.cuda], ptr, ["crossEntropy"]);
     this.device = `${initialized.name} (sm_${initialized.major}${initialized.minor}, ${initialized.sms} SMs)`;
   }
 
@@ -192,53 +181,17 @@ export class CudaBackend implements Backend {
   /** waits for all launched work (timing) */
   synchronize(): void { this.cu.cudaSync(); }
 
-  encoderForward(out: Tensor, inp: Int32Array, wte: Tensor, wpe: Tensor, B: number, T: number, C: number): void {
-    this.cu.cuEncoderForward(ptr(out), inp, ptr(wte), ptr(wpe), B, T, C);
-  }
-  encoderBackward(dwte: Tensor, dwpe: Tensor, dout: Tensor, inp: Int32Array, B: number, T: number, C: number): void {
-    this.cu.cuEncoderBackward(ptr(dwte), ptr(dwpe), ptr(dout), inp, B, T, C);
-  }
-  layernormForward(out: Tensor, mean: Tensor, rstd: Tensor, inp: Tensor, weight: Tensor, bias: Tensor, N: number, C: number): void {
-    this.cu.cuLayernormForward(ptr(out), ptr(mean), ptr(rstd), ptr(inp), ptr(weight), ptr(bias), N, C);
-  }
-  layernormBackward(dinp: Tensor, dweight: Tensor, dbias: Tensor, dout: Tensor, inp: Tensor, weight: Tensor, mean: Tensor,
-    rstd: Tensor, N: number, C: number): void {
-    this.cu.cuLayernormBackward(ptr(dinp), ptr(dweight), ptr(dbias), ptr(dout), ptr(inp), ptr(weight), ptr(mean), ptr(rstd), N, C);
-  }
-  matmulForward(out: Tensor, inp: Tensor, weight: Tensor, bias: Tensor | null, N: number, C: number, OC: number): void {
-    this.k.cuMatmulForward(ptr(out), ptr(inp), ptr(weight), ptrOrNull(bias), N, C, OC);
-  }
-  matmulBackward(dinp: Tensor | null, dweight: Tensor, dbias: Tensor | null, dout: Tensor, inp: Tensor, weight: Tensor,
-    N: number, C: number, OC: number): void {
-    this.k.cuMatmulBackward(ptrOrNull(dinp), ptr(dweight), ptrOrNull(dbias), ptr(dout), ptr(inp), ptr(weight), N, C, OC);
-  }
-  attentionForward(out: Tensor, lse: Tensor, qkv: Tensor, B: number, T: number, C: number, NH: number): void {
-    this.k.cuAttentionForward(ptr(out), ptr(lse), ptr(qkv), B, T, C, NH);
-  }
-  attentionBackward(dqkv: Tensor, dout: Tensor, qkv: Tensor, out: Tensor, lse: Tensor, B: number, T: number, C: number,
-    NH: number): void {
-    this.k.cuAttentionBackward(ptr(dqkv), ptr(dout), ptr(qkv), ptr(out), ptr(lse), B, T, C, NH);
-  }
-  attentionCached(out: Tensor, kcache: Tensor, vcache: Tensor, qkv: Tensor, B: number, Tq: number, pos: number,
-    maxT: number, C: number, NH: number): void {
-    this.k.cuAttentionCached(ptr(out), ptr(kcache), ptr(vcache), ptr(qkv), B, Tq, pos, maxT, C, NH);
-  }
-  geluForward(out: Tensor, inp: Tensor, N: number): void { this.cu.cuGeluForward(ptr(out), ptr(inp), N); }
-  geluBackward(dinp: Tensor, inp: Tensor, dout: Tensor, N: number): void { this.cu.cuGeluBackward(ptr(dinp), ptr(inp), ptr(dout), N); }
-  residualForward(out: Tensor, a: Tensor, b: Tensor, N: number): void { this.cu.cuResidualForward(ptr(out), ptr(a), ptr(b), N); }
+  /** a target outside the vocabulary would index past a logits row on the device: refused here */
   crossEntropy(losses: Tensor, dlogits: Tensor | null, logits: Tensor, targets: Int32Array, N: number, V: number,
     Vp: number, gradScale: number, rowWeights: Float32Array | null = null): void {
     for (let i = 0; i < N; i++) if (targets[i] >= V) throw new RangeError(`target id ${targets[i]} out of range (vocabulary ${V})`);
-    this.cu.cuCrossEntropy(ptr(losses), ptrOrNull(dlogits), ptr(logits), targets, N, V, Vp, gradScale, rowWeights);
+    (this.k as unknown as Record<string, (...a: unknown[]) => void>).cuCrossEntropy(ptr(losses), ptrOrNull(dlogits), ptr(logits), targets, N, V, Vp, gradScale, rowWeights);
   }
-  adamw(params: Tensor, grads: Tensor, m: Tensor, v: Tensor, n: number, lr: number, beta1: number, beta2: number,
-    eps: number, weightDecay: number, t: number): void {
-    this.cu.cuAdamW(ptr(params), ptr(grads), ptr(m), ptr(v), n, lr, beta1, beta2, eps, weightDecay, t);
-  }
-  sumSquares(t: Tensor, n: number): number { return this.cu.cuSumSquares(ptr(t), n); }
   /** cuSumSquares synchronizes: resolved at once */
   sumSquaresAsync(t: Tensor, n: number): Promise<number> {
     try { return Promise.resolve(this.sumSquares(t, n)); } catch (e) { return Promise.reject(e); }
   }
-  scale(t: Tensor, n: number, s: number): void { this.cu.cuScale(ptr(t), n, s); }
 }
+
+/** the kernels forwarded from the list (native/kernels.def), defined on each CudaBackend by its constructor */
+export interface CudaBackend extends KernelMethods {}

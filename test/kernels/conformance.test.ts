@@ -49,3 +49,23 @@ test("native: settings are per backend (an fp32 backend on 1 thread beside a bf1
   two.scale(x, 4, 2);
   assert.equal(addon!.getThreads(), 2);
 });
+
+test("one kernel list (native/kernels.def): every Backend kernel, exported by the CPU and the CUDA bindings, forwarded by both backends", { skip: addon ? undefined : error }, async () => {
+  const { JsBackend } = await import("../../src/kernels/js/backend.js");
+  const memory = new Set(["constructor", "alloc", "view", "write", "read", "readAsync", "fill", "copy", "sumSquaresAsync", "scoreRow", "threads"]);
+  const kernels = Object.getOwnPropertyNames(JsBackend.prototype).filter((n) => !memory.has(n)).sort();
+  const list = addon!.kernelList;
+  assert.deepEqual(Object.keys(list).sort(), kernels, "the list names exactly the Backend's kernels");
+  const exports = addon as unknown as Record<string, unknown>;
+  for (const [name, entry] of Object.entries(list)) {
+    assert.equal(typeof exports[entry.cpu], "function", `CPU export ${entry.cpu}`);
+    assert.equal(typeof exports[entry.cuda], "function", `CUDA export ${entry.cuda}`);
+    const kinds = entry.args.split(" ");
+    assert.ok(kinds.every((k) => ["t", "t?", "h"].includes(k)), `${name}: ${entry.args}`);
+    // the reference's arity (a trailing default argument not counted) against the list's
+    const arity = (JsBackend.prototype as unknown as Record<string, (...a: unknown[]) => unknown>)[name].length;
+    assert.ok(kinds.length === arity || kinds.length === arity + 1, `${name}: ${kinds.length} arguments listed, the reference takes ${arity}`);
+    // the native backend's method is the forwarded one (or its own, for the matmuls), not the reference's
+    assert.notEqual((new NativeBackend(addon!, 1) as unknown as Record<string, unknown>)[name], (JsBackend.prototype as unknown as Record<string, unknown>)[name], name);
+  }
+});

@@ -1,0 +1,36 @@
+// The calls a TypeScript backend makes into native kernels, made from the addon's one kernel list (native/kernels.def,
+// exported as `kernelList`): for each kernel, its tensors converted as the list says (a CPU backend passes its
+// Float32Arrays, CUDA its device addresses) and the rest passed as they are. A backend writes by hand only the calls
+// that differ (a per-call precision, a check of its own).
+
+import type { Backend, Tensor } from "./backend.js";
+
+/** one line of native/kernels.def: the CPU export, the CUDA export, and each argument's kind (t, t? or h) */
+export interface KernelEntry { cpu: string; cuda: string; args: string }
+export type KernelList = Record<string, KernelEntry>;
+
+/** the Backend's methods that are kernels (everything but identity and memory) */
+export type KernelMethods = Omit<Backend, "name" | "threads" | "device" | "classifierRows" | "freeBytes" | "alloc" | "view" |
+  "write" | "read" | "readAsync" | "fill" | "copy" | "sumSquaresAsync">;
+
+/**
+ * Defines on `target` each listed kernel not in `except`: `call(entry)` gives the native function, `tensor` turns a
+ * tensor into what it takes. Fails when the list names a kernel the Backend interface lacks (an addon out of step).
+ */
+export function forwardKernels<X>(target: object, list: KernelList, call: (entry: KernelEntry) => (...args: unknown[]) => unknown,
+  tensor: (t: Tensor) => X, except: readonly string[] = []): void {
+  for (const [name, entry] of Object.entries(list)) {
+    if (except.includes(name)) continue;
+    const kinds = entry.args.split(" ");
+    Object.defineProperty(target, name, {
+      configurable: true, writable: true,
+      value(...args: unknown[]) {
+        for (let i = 0; i < kinds.length; i++) {
+          if (kinds[i] === "t") args[i] = tensor(args[i] as Tensor);
+          else if (kinds[i] === "t?") args[i] = args[i] == null ? null : tensor(args[i] as Tensor);
+        }
+        return call(entry)(...args);
+      },
+    });
+  }
+}

@@ -58,3 +58,14 @@ test("gpt2 train --backend webgpu: the CPU's losses, a checkpoint the CPU sample
   assert.equal(r.length, 3);
   for (let i = 0; i < 3; i++) assert.ok(Math.abs(r[i] - w[i + 3]) < 1e-4 * w[i + 3], `step ${i + 4}: resumed ${r[i]} vs unbroken ${w[i + 3]}`);
 });
+
+test("webgpu: the classifier's chunk of GPT-2 logits fits one binding of the device (a 128 MiB limit gives 640 rows)", { skip: probe || undefined }, async () => {
+  for (const adapter of ["vulkan", "opengles"] as const) {
+    const be = await createWebGPUBackend({ adapter }).catch(() => null);
+    if (!be) continue;
+    const limit = be.gpu.limits.maxStorageBufferBindingSize;
+    assert.ok(be.classifierRows * 50304 * 4 <= limit, `${adapter}: ${be.classifierRows} rows of 50304 floats > ${limit} bytes`);
+    if (limit === 2 ** 27) assert.equal(be.classifierRows, 640);
+    be.destroy();
+  }
+});

@@ -37,7 +37,11 @@ const tensor = (t: Tensor): WebGPUTensor => {
 export class WebGPUBackend implements Backend {
   readonly name = "webgpu";
   readonly threads = 1;
-  readonly classifierRows = 1024;
+  /**
+   * Rows of logits per classifier chunk: up to 1024 (a few large passes), as many as one binding of GPT-2's padded
+   * vocabulary (50304 floats a row) may hold on this device (128 MiB on some: 640 rows)
+   */
+  readonly classifierRows: number;
   private readonly align: number;
   /** every pass's parameters, one 256-byte slot each, for the passes not yet submitted */
   private readonly uniforms: GPUBuffer;
@@ -59,6 +63,7 @@ export class WebGPUBackend implements Backend {
   /** `device`: a GPUDevice from an adapter (./node.ts in Node, navigator.gpu in a browser); `label` names it */
   constructor(readonly gpu: GPUDevice, readonly device: string) {
     this.align = gpu.limits.minStorageBufferOffsetAlignment;
+    this.classifierRows = Math.max(64, Math.min(1024, Math.floor(gpu.limits.maxStorageBufferBindingSize / (50304 * 4) / 64) * 64));
     this.uniforms = gpu.createBuffer({ size: SLOTS * SLOT, usage: USAGE.UNIFORM | USAGE.COPY_DST });
     // validation errors arrive asynchronously: the next read rejects with the first one
     gpu.addEventListener("uncapturederror", (e) => { this.error ??= (e as GPUUncapturedErrorEvent).error.message; });

@@ -127,7 +127,8 @@ export class CudaBackend implements Backend {
     this.precision = dtype === "bf16" ? "bf16" : "fp32";
     void this.k;
     // every listed kernel is a call with device addresses, on cuBLAS set to this backend's precision
-    forwardKernels(this, this.cu.kernelList, (k) => (this.k as unknown as Record<string, (...a: unknown[]) => unknown>)[k.cuda], ptr, ["crossEntropy"]);
+    const fns = this.cu as unknown as Record<string, (...a: unknown[]) => unknown>;
+    forwardKernels(this, this.cu.kernelList, (k) => k.cuda, fns, (k) => { void this.k; return fns[k.cuda]; }, ptr);
     this.device = `${initialized.name} (sm_${initialized.major}${initialized.minor}, ${initialized.sms} SMs)`;
   }
 

@@ -14,13 +14,18 @@ export type KernelMethods = Omit<Backend, "name" | "threads" | "device" | "class
   "write" | "read" | "readAsync" | "fill" | "copy" | "sumSquaresAsync">;
 
 /**
- * Defines on `target` each listed kernel not in `except`: `call(entry)` gives the native function, `tensor` turns a
- * tensor into what it takes. Fails when the list names a kernel the Backend interface lacks (an addon out of step).
+ * Defines on `target` each listed kernel that its class does not write itself: `call(entry)` gives the native
+ * function, `tensor` turns a tensor into what it takes. An addon without the list, or without a listed kernel's
+ * export, was built from other sources: that is said in one line.
  */
-export function forwardKernels<X>(target: object, list: KernelList, call: (entry: KernelEntry) => (...args: unknown[]) => unknown,
-  tensor: (t: Tensor) => X, except: readonly string[] = []): void {
+export function forwardKernels<X>(target: object, list: KernelList | undefined, exportName: (entry: KernelEntry) => string,
+  exports: Record<string, unknown>, call: (entry: KernelEntry) => (...args: unknown[]) => unknown, tensor: (t: Tensor) => X): void {
+  const stale = "the native addon was built from other sources than this gpt2ts: rebuild it (npm install, or npm rebuild gpt2ts)";
+  if (!list || typeof list !== "object") throw new Error(`${stale} (it has no kernel list)`);
+  const own = Object.getPrototypeOf(target) as object;
   for (const [name, entry] of Object.entries(list)) {
-    if (except.includes(name)) continue;
+    if (typeof exports[exportName(entry)] !== "function") throw new Error(`${stale} (it lacks ${exportName(entry)})`);
+    if (Object.prototype.hasOwnProperty.call(own, name)) continue; // written by hand in the class
     const kinds = entry.args.split(" ");
     Object.defineProperty(target, name, {
       configurable: true, writable: true,

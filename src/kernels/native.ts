@@ -65,9 +65,10 @@ export class NativeBackend extends JsBackend implements Backend {
     this.bf16 = dtype === "bf16";
     this.nThreads = Math.max(1, Math.floor(threads));
     void this.addon;
-    // every listed kernel but the matmuls (which take this backend's precision) is a call with the same arguments
-    forwardKernels(this, native.kernelList, (k) => (this.addon as unknown as Record<string, (...a: unknown[]) => unknown>)[k.cpu], (t) => t,
-      ["matmulForward", "matmulBackward"]);
+    // every listed kernel but the matmuls (written below: they take this backend's precision) is a call with the
+    // same arguments
+    const fns = native as unknown as Record<string, (...a: unknown[]) => unknown>;
+    forwardKernels(this, native.kernelList, (k) => k.cpu, fns, (k) => { void this.addon; return fns[k.cpu]; }, (t) => t);
   }
 
   /**

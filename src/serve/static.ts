@@ -31,13 +31,24 @@ export async function startStaticServer(o: StaticServerOptions): Promise<StaticS
   const root = fs.realpathSync(path.resolve(o.dir));
   const models = new Map((o.models ?? []).map((m) => [path.basename(m), path.resolve(m)]));
   const host = o.host ?? "127.0.0.1";
-  const loopback = host === "127.0.0.1" || host === "localhost" || host === "::1";
+  const loopback = /^(127\.|::1$|::ffff:127\.|localhost$)/i.test(host);
+  /** the name a request was sent to (its Host header, lowercase, port dropped) when it names this server's port */
+  const named = (h: string | undefined): string | null => {
+    const m = /^(\[[^\]]*\]|[^:]*)(?::(\d+))?$/.exec((h ?? "").toLowerCase());
+    if (!m || (m[2] === undefined ? port !== 80 : Number(m[2]) !== port)) return null;
+    return m[1];
+  };
   let port = 0;
   const server = http.createServer((req, res) => {
     const fail = (status: number, msg: string) => { res.writeHead(status, { "content-type": "text/plain; charset=utf-8" }); res.end(msg + "\n"); };
     // on the loopback address, only requests that name it (a page elsewhere that rebinds its own name to 127.0.0.1
     // must not read the models served here)
-    if (loopback && ![`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`].includes(req.headers.host ?? "")) return fail(421, "this server answers to 127.0.0.1, localhost or [::1] only");
+    if (loopback) {
+      const name = named(req.headers.host);
+      if (name === null || !/^(127\.[\d.]+|localhost|\[::1\]|\[::ffff:127\.[\d.]+\])$/.test(name)) {
+        return fail(421, "this server answers to loopback names only (127.0.0.1, localhost, [::1])");
+      }
+    }
     if (req.method !== "GET" && req.method !== "HEAD") { res.setHeader("allow", "GET, HEAD"); return fail(405, "only GET and HEAD"); }
     let name: string;
     try { name = decodeURIComponent((req.url ?? "/").split("?")[0]); } catch { return fail(400, "a malformed path"); }

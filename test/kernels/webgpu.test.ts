@@ -63,9 +63,40 @@ test("webgpu: the classifier's chunk of GPT-2 logits fits one binding of the dev
   for (const adapter of ["vulkan", "opengles"] as const) {
     const be = await createWebGPUBackend({ adapter }).catch(() => null);
     if (!be) continue;
-    const limit = be.gpu.limits.maxStorageBufferBindingSize;
+    const limit = be.maxBinding;
     assert.ok(be.classifierRows * 50304 * 4 <= limit, `${adapter}: ${be.classifierRows} rows of 50304 floats > ${limit} bytes`);
     if (limit === 2 ** 27) assert.equal(be.classifierRows, 640);
     be.destroy();
   }
+});
+
+test("webgpu on a device that binds 1 MiB at once: element-wise work over 2.4 MB tensors is split to fit and gives the reference's numbers", { skip: probe || undefined }, async () => {
+  const { JsBackend } = await import("../../src/kernels/js/backend.js");
+  const { Rng } = await import("../../src/util/rng.js");
+  const { fromBf16, toBf16 } = await import("../../src/kernels/bf16.js");
+  const be = await createWebGPUBackend({ maxBindingBytes: 1 << 20 }), ref = new JsBackend();
+  assert.equal(be.maxBinding, 1 << 20);
+  const n = 600_001, r = new Rng(3), rand = () => Float32Array.from({ length: n }, () => r.normal());
+  const [p, g, m, v] = [rand(), rand(), rand().map((x) => 0.1 * x), rand().map((x) => Math.abs(0.1 * x))];
+  const t = (a: Float32Array) => { const x = be.alloc(a.length); be.write(x, a); return x; };
+  const [tp, tg, tm, tv] = [t(p), t(g), t(m), t(v)];
+  be.adamw(tp, tg, tm, tv, n, 1e-3, 0.9, 0.95, 1e-8, 0.1, 2);
+  ref.adamw(p, g, m, v, n, 1e-3, 0.9, 0.95, 1e-8, 0.1, 2);
+  const got = await be.readAsync(tp);
+  for (let i = 0; i < n; i += 997) assert.ok(Math.abs(got[i] - p[i]) <= 1e-6 * (1 + Math.abs(p[i])), `adamw [${i}]`);
+  assert.ok(Math.abs((await be.sumSquaresAsync(tg, n)) - ref.sumSquares(g, n)) <= 1e-6 * ref.sumSquares(g, n));
+  be.scale(tg, n, 0.5);
+  assert.equal((await be.readAsync(tg, n - 1, 1))[0], Math.fround(g[n - 1] * 0.5));
+  const copy = be.alloc(n), half = be.alloc(n, "bf16");
+  be.copy(copy, tm);
+  be.copy(half, tm);
+  const mDev = await be.readAsync(tm);
+  be.fill(tm, 2);
+  assert.deepEqual(await be.readAsync(copy), mDev);
+  assert.deepEqual(await be.readAsync(half), mDev.map((x) => fromBf16(toBf16(x))));
+  assert.deepEqual(Array.from(await be.readAsync(tm, n - 2, 2)), [2, 2]);
+  // one tensor larger than the device binds, in a kernel that cannot be split: one line saying so
+  const big = be.alloc(300_000), out = be.alloc(2 * 300_000);
+  assert.throws(() => be.matmulForward(out, be.alloc(2), big, null, 2, 1, 300_000), /one tensor of \d+ MiB is more than this WebGPU device binds at once \(1 MiB\): a smaller model, or a GPU adapter/);
+  be.destroy();
 });

@@ -167,3 +167,21 @@ test("gpt2 web's server: the app's files with their types, models under /models/
     await s.close();
   }
 });
+
+test("gpt2 web's server on loopback: answers to loopback names in any case, refuses other names (DNS rebinding)", async () => {
+  const http = await import("node:http");
+  const { startStaticServer } = await import("../../src/serve/static.js");
+  const dir = tmpDir();
+  fs.writeFileSync(path.join(dir, "index.html"), "ok");
+  const s = await startStaticServer({ dir, port: 0 });
+  const port = Number(new URL(s.url).port);
+  const status = (host: string) => new Promise<number>((resolve, reject) => {
+    http.get({ host: "127.0.0.1", port, path: "/", headers: { host } }, (r) => { r.resume(); resolve(r.statusCode!); }).on("error", reject);
+  });
+  try {
+    for (const ok of [`127.0.0.1:${port}`, `localhost:${port}`, `LOCALHOST:${port}`, `[::1]:${port}`]) assert.equal(await status(ok), 200, ok);
+    for (const bad of [`evil.example:${port}`, "localhost", `localhost:${port + 1}`, `127.0.0.1.evil.example:${port}`]) assert.equal(await status(bad), 421, bad);
+  } finally {
+    await s.close();
+  }
+});

@@ -39,7 +39,8 @@ export class WebGPUBackend implements Backend {
   readonly threads = 1;
   /**
    * Rows of logits per classifier chunk: up to 1024 (a few large passes), as many as one binding of GPT-2's padded
-   * vocabulary (50304 floats a row) may hold on this device (128 MiB on some: 640 rows)
+   * vocabulary (50304 floats a row) may hold on this device (128 MiB on some: 640 rows). The model's own tensors must
+   * each fit one binding too: on a 128 MiB device GPT-2 124M's wte (147 MiB) does not, its smaller presets do.
    */
   readonly classifierRows: number;
   private readonly align: number;
@@ -61,9 +62,13 @@ export class WebGPUBackend implements Backend {
   private error: string | null = null;
 
   /** `device`: a GPUDevice from an adapter (./node.ts in Node, navigator.gpu in a browser); `label` names it */
-  constructor(readonly gpu: GPUDevice, readonly device: string) {
+  /** the most bytes one binding may span: the device's limit, or less when asked (a test of a small device) */
+  readonly maxBinding: number;
+
+  constructor(readonly gpu: GPUDevice, readonly device: string, opts: { maxBindingBytes?: number } = {}) {
     this.align = gpu.limits.minStorageBufferOffsetAlignment;
-    this.classifierRows = Math.max(64, Math.min(1024, Math.floor(gpu.limits.maxStorageBufferBindingSize / (50304 * 4) / 64) * 64));
+    this.maxBinding = Math.min(gpu.limits.maxStorageBufferBindingSize, opts.maxBindingBytes ?? Infinity);
+    this.classifierRows = Math.max(64, Math.min(1024, Math.floor(this.maxBinding / (50304 * 4) / 64) * 64));
     this.uniforms = gpu.createBuffer({ size: SLOTS * SLOT, usage: USAGE.UNIFORM | USAGE.COPY_DST });
     // validation errors arrive asynchronously: the next read rejects with the first one
     gpu.addEventListener("uncapturederror", (e) => { this.error ??= (e as GPUUncapturedErrorEvent).error.message; });
@@ -97,9 +102,10 @@ export class WebGPUBackend implements Backend {
     if (src.length === 0) return;
     if (w.dtype === "f32") { this.gpu.queue.writeBuffer(w.buffer, (w.offset + offset) * 4, src.buffer, src.byteOffset, src.byteLength); return; }
     // bf16: rounded on the device from the float32 values (an odd count keeps the value after them)
-    const dst = this.view(w, offset, src.length) as WebGPUTensor;
-    if (dst.offset % 2 !== 0) throw new RangeError(`a bf16 write must start at an even value (at ${dst.offset})`);
-    this.run("toBf16", [dst, src], [Math.ceil(src.length / 2), src.length], Math.ceil(src.length / 512));
+    if ((w.offset + offset) % 2 !== 0) throw new RangeError(`a bf16 write must start at an even value (at ${w.offset + offset})`);
+    this.pieces(src.length, (from, count) => {
+      this.run("toBf16", [this.view(w, offset + from, count), src.subarray(from, from + count)], [Math.ceil(count / 2), count], Math.ceil(count / 512));
+    });
   }
   read(): Float32Array {
     throw new Error("the WebGPU backend reads asynchronously: use readAsync (a synchronous read was asked for)");
@@ -109,7 +115,10 @@ export class WebGPUBackend implements Backend {
     if (offset < 0 || offset + n > w.length) throw new RangeError(`read [${offset}, ${offset + n}) out of a buffer of ${w.length}`);
     this.flush();
     this.check();
-    if (n === 0) return new Float32Array(0);
+    // the error scopes of everything before this read (another read in flight must not take them)
+    const scopes = this.scopes;
+    this.scopes = [];
+    if (n === 0) { await Promise.all(scopes); this.check(); return new Float32Array(0); }
     // whole words: a bf16 range is widened to even ends
     const first = (w.offset + offset) * w.bytesPerValue, end = (w.offset + offset + n) * w.bytesPerValue;
     const lo = Math.floor(first / 4) * 4, bytes = Math.ceil(end / 4) * 4 - lo;
@@ -120,8 +129,6 @@ export class WebGPUBackend implements Backend {
     try {
       await staging.mapAsync(MAP_READ);
       // what the work before this read reported: its data must not be passed on as if it were good
-      const scopes = this.scopes;
-      this.scopes = [];
       await Promise.all(scopes);
       this.check();
       const data = staging.getMappedRange().slice(0);
@@ -136,17 +143,19 @@ export class WebGPUBackend implements Backend {
   }
   fill(t: Tensor, value: number): void {
     if (tensor(t).dtype !== "f32") throw new TypeError("fill: float32 tensors only");
-    this.run("fill", [t], [t.length, value], Math.ceil(t.length / 256));
+    this.pieces(t.length, (from, n) => this.run("fill", [this.view(t, from, n)], [n, value], Math.ceil(n / 256)));
   }
   copy(dst: Tensor, src: Tensor): void {
     const d = tensor(dst), s = tensor(src);
     if (d.length !== s.length) throw new RangeError(`copy of ${s.length} values into ${d.length}`);
     if (s.dtype !== "f32") throw new TypeError("copy from bf16 storage is not supported");
     if (d.length === 0) return;
-    if (d.dtype === "f32") { this.run("copy", [d, s], [d.length], Math.ceil(d.length / 256)); return; }
-    if (d.offset % 2 !== 0) throw new RangeError("a bf16 copy must start at an even value");
-    const words = Math.ceil(d.length / 2);
-    this.run("toBf16", [d, s], [words, d.length], Math.ceil(words / 256));
+    if (d.dtype === "bf16" && d.offset % 2 !== 0) throw new RangeError("a bf16 copy must start at an even value");
+    this.pieces(d.length, (from, n) => {
+      const [dv, sv] = [this.view(d, from, n), this.view(s, from, n)];
+      if (d.dtype === "f32") this.run("copy", [dv, sv], [n], Math.ceil(n / 256));
+      else this.run("toBf16", [dv, sv], [Math.ceil(n / 2), n], Math.ceil(n / 512));
+    });
   }
 
   // ---------------------------------------------------------------- layers
@@ -224,7 +233,10 @@ export class WebGPUBackend implements Backend {
   adamw(params: Tensor, grads: Tensor, m: Tensor, v: Tensor, n: number, lr: number, beta1: number, beta2: number,
     eps: number, weightDecay: number, t: number): void {
     const c1 = 1 - Math.pow(beta1, t), c2 = 1 - Math.pow(beta2, t);
-    this.run("adamw", [params, grads, m, v], [n, lr, beta1, beta2, eps, weightDecay, c1, c2], Math.ceil(n / 256));
+    this.pieces(n, (from, k) => {
+      const [p, g, mm, vv] = [params, grads, m, v].map((x) => this.view(x, from, k));
+      this.run("adamw", [p, g, mm, vv], [k, lr, beta1, beta2, eps, weightDecay, c1, c2], Math.ceil(k / 256));
+    });
   }
   sumSquares(): number {
     throw new Error("the WebGPU backend reads asynchronously: use sumSquaresAsync (a synchronous sum was asked for)");
@@ -233,14 +245,31 @@ export class WebGPUBackend implements Backend {
     if (n === 0) return 0;
     const groups = Math.ceil(n / 4096);
     const partial = this.alloc(groups);
-    this.run("sumSquares", [partial, t], [n], groups);
+    // pieces of whole 4096-value runs: each run's partial sum lands where a single pass would put it
+    let run0 = 0;
+    this.pieces(n, (from, k) => {
+      const g = Math.ceil(k / 4096);
+      this.run("sumSquares", [this.view(partial, run0, g), this.view(t, from, k)], [k], g);
+      run0 += g;
+    });
     const parts = await this.readAsync(partial);
     (partial as WebGPUTensor).buffer.destroy();
     let s = 0;
     for (let i = 0; i < groups; i++) s += parts[i];
     return s;
   }
-  scale(t: Tensor, n: number, s: number): void { this.run("scale", [this.view(t, 0, n)], [n, s], Math.ceil(n / 256)); }
+  scale(t: Tensor, n: number, s: number): void {
+    this.pieces(n, (from, k) => this.run("scale", [this.view(t, from, k)], [k, s], Math.ceil(k / 256)));
+  }
+
+  /**
+   * Element-wise work over n values in pieces whose bindings fit the device (some bind at most 128 MiB at once,
+   * less than a model's whole parameter buffer): f(from, count) for each piece, 64-value aligned.
+   */
+  private pieces(n: number, f: (from: number, count: number) => void): void {
+    const most = Math.max(64, Math.floor(this.maxBinding / 4 / 2 / 64) * 64);
+    for (let from = 0; from < n; from += most) f(from, Math.min(most, n - from));
+  }
 
   /** frees the device's buffers (the backend is unusable afterwards) */
   destroy(): void { this.gpu.destroy(); }
@@ -347,8 +376,9 @@ export class WebGPUBackend implements Backend {
       }
     }
     for (const s of slots) {
-      if (s.hi - s.lo > this.gpu.limits.maxStorageBufferBindingSize) {
-        throw new RangeError(`${name}: a binding of ${s.hi - s.lo} bytes exceeds this WebGPU device's limit of ${this.gpu.limits.maxStorageBufferBindingSize}`);
+      if (s.hi - s.lo > this.maxBinding) {
+        throw new RangeError(`${name}: one tensor of ${((s.hi - s.lo) / 2 ** 20).toFixed(0)} MiB is more than this WebGPU device binds at once ` +
+          `(${(this.maxBinding / 2 ** 20).toFixed(0)} MiB): a smaller model, or a GPU adapter (their limits are in GiB)`);
       }
     }
     if (!this.encoder) {

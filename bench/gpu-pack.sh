@@ -16,8 +16,10 @@ tar -cJf .gpu/app.tar.xz dist build/Release/gpt2ts_native.node \
   node_modules/tiktoken node_modules/tinyglobby node_modules/fdir node_modules/picomatch \
   node_modules/hyparquet node_modules/hyparquet-compressors node_modules/fzstd node_modules/hysnappy \
   node_modules/webgpu/package.json node_modules/webgpu/index.js node_modules/webgpu/dist/linux-x64
-# the addon's one library a CUDA image might lack (OpenMP's runtime); gpu-check.sh uses it only when missing there
+# the addon's libraries a CUDA image might lack (OpenMP's runtime); gpu-check.sh uses them only when missing there
 mkdir -p .gpu/lib && cp -L "$(ldd build/Release/gpt2ts_native.node | awk '/libgomp/ {print $3}')" .gpu/lib/
+# and the C++ runtime it was built against (GLIBCXX_3.4.30), for an image with an older one
+cp -L "$(ldd build/Release/gpt2ts_native.node | awk '/libstdc\+\+/ {print $3}')" .gpu/lib/
 # the Vulkan loader, which the CUDA image may lack, for WebGPU (Dawn) on the GPU (device README: bring the loaders)
 mkdir -p .gpu/gl /tmp/gpt2ts-apt-amd64/partial
 apt_o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/gpt2ts-apt-amd64'

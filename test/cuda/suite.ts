@@ -120,13 +120,15 @@ export function ncclOneRankMatchesSingle(): void {
       "--n-layer", "1", "--n-embd", "32", "--n-head", "2", "-b", "2", "-t", "16", "-x", "3", "-v", "0", "-s", "0", "-o", out, ...extra],
     { encoding: "utf8" });
     assert.equal(r.status, 0, r.stderr);
-    return { text: r.stdout, losses: [...r.stdout.matchAll(/step \d+\/3 \| loss ([\d.]+)/g)].map((m) => Number(m[1])) };
+    return { text: r.stdout, losses: [...r.stdout.matchAll(/step +\d+\/3 \| loss ([\d.]+)/g)].map((m) => Number(m[1])) };
   };
   const single = run([]);
   assert.equal(single.losses.length, 3);
   for (const z of ["0", "1"]) {
     const nccl = run(["-pi", "fs", "-pn", "1", "-pr", "0", "-pf", tmpDir(), "-z", z]);
     assert.match(nccl.text, /data parallel: NCCL \d+\.\d+\.\d+ \(ids shared through /);
-    assert.deepEqual(nccl.losses, single.losses);
+    // a GPU's float atomics (encoder, LayerNorm and bias backward) add in any order: equal to 1e-5, not bit for bit
+    assert.equal(nccl.losses.length, single.losses.length);
+    nccl.losses.forEach((l, i) => assert.ok(Math.abs(l - single.losses[i]) <= 1e-5 * single.losses[i], `step ${i + 1}: NCCL ${l} vs ${single.losses[i]}`));
   }
 }

@@ -9,51 +9,55 @@ import type { ByteSource } from "./bytes.js";
 
 export { FormatError };
 
+/** A temporary file beside `target` that becomes it (fsynced, renamed) on commit(), or is removed on abort(). */
+function atomicFile(target: string) {
+  const dir = path.dirname(target);
+  makeDir(dir);
+  const tmp = path.join(dir, `.${path.basename(target)}${TMP_MARK}${process.pid}`);
+  let fd = fs.openSync(tmp, "w");
+  return {
+    append(chunk: Uint8Array): void {
+      let off = 0;
+      while (off < chunk.byteLength) off += fs.writeSync(fd, chunk, off, chunk.byteLength - off);
+    },
+    commit(): void {
+      fs.fsyncSync(fd);
+      fs.closeSync(fd);
+      fd = -1;
+      fs.renameSync(tmp, target);
+    },
+    abort(): void {
+      if (fd >= 0) fs.closeSync(fd);
+      fs.rmSync(tmp, { force: true });
+    },
+  };
+}
+
 /**
  * Writes a file atomically: chunks go to a temporary file beside the target, which is fsynced and renamed over it.
  * A crash mid-write leaves the previous file intact. `write` receives an append function.
  */
 export function writeFileAtomic(target: string, write: (append: (chunk: Uint8Array) => void) => void): void {
-  const dir = path.dirname(target);
-  makeDir(dir);
-  const tmp = path.join(dir, `.${path.basename(target)}${TMP_MARK}${process.pid}`);
-  let fd = -1;
+  let f: ReturnType<typeof atomicFile> | null = null;
   try {
-    fd = fs.openSync(tmp, "w");
-    write((chunk) => {
-      let off = 0;
-      while (off < chunk.byteLength) off += fs.writeSync(fd, chunk, off, chunk.byteLength - off);
-    });
-    fs.fsyncSync(fd);
-    fs.closeSync(fd);
-    fd = -1;
-    fs.renameSync(tmp, target);
+    f = atomicFile(target);
+    write(f.append);
+    f.commit();
   } catch (e) {
-    if (fd >= 0) fs.closeSync(fd);
-    fs.rmSync(tmp, { force: true });
+    f?.abort();
     throw ioError(e, `writing ${target}`);
   }
 }
 
 /** writeFileAtomic() with a producer that awaits (the bytes read back from a device as they are written) */
 export async function writeFileAtomicAsync(target: string, write: (append: (chunk: Uint8Array) => void) => Promise<void>): Promise<void> {
-  const dir = path.dirname(target);
-  makeDir(dir);
-  const tmp = path.join(dir, `.${path.basename(target)}${TMP_MARK}${process.pid}`);
-  let fd = -1;
+  let f: ReturnType<typeof atomicFile> | null = null;
   try {
-    fd = fs.openSync(tmp, "w");
-    await write((chunk) => {
-      let off = 0;
-      while (off < chunk.byteLength) off += fs.writeSync(fd, chunk, off, chunk.byteLength - off);
-    });
-    fs.fsyncSync(fd);
-    fs.closeSync(fd);
-    fd = -1;
-    fs.renameSync(tmp, target);
+    f = atomicFile(target);
+    await write(f.append);
+    f.commit();
   } catch (e) {
-    if (fd >= 0) fs.closeSync(fd);
-    fs.rmSync(tmp, { force: true });
+    f?.abort();
     throw ioError(e, `writing ${target}`);
   }
 }

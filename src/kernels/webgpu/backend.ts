@@ -8,7 +8,8 @@
 
 import type { Backend, Tensor } from "../backend.js";
 import { fromBf16Array } from "../bf16.js";
-import { KERNELS, type ArgType, type KernelName, type KernelSpec } from "./kernels.js";
+import { KERNELS, type KernelName, type KernelSpec } from "./kernels.js";
+import { layoutPass, shader, uniformBlock } from "./pass.js";
 
 // the WebGPU enums' values (the spec's), so that this file needs no globals installed
 const USAGE = { MAP_READ: 1, COPY_SRC: 4, COPY_DST: 8, UNIFORM: 64, STORAGE: 128 } as const;
@@ -26,8 +27,6 @@ export class WebGPUTensor implements Tensor {
 }
 
 type Arg = WebGPUTensor | Int32Array | Float32Array;
-/** how a kernel reads an argument: as declared, or a bf16 tensor unpacked to float32 */
-type Access = ArgType | "bf16";
 
 const tensor = (t: Tensor): WebGPUTensor => {
   if (!(t instanceof WebGPUTensor)) throw new TypeError("the WebGPU backend was given a tensor it does not own");
@@ -320,9 +319,8 @@ export class WebGPUBackend implements Backend {
   }
 
   /**
-   * One compute pass of kernel `name` over `groups` workgroups. Arguments that share a buffer share a binding, which
-   * covers all their ranges (from an offset rounded down to the device's alignment); each argument's remaining offset
-   * goes in the uniform block beside the kernel's parameters.
+   * One compute pass of kernel `name` over `groups` workgroups, recorded into the current batch: its bindings and
+   * uniform block laid out by ./pass.ts, its pipeline made once per layout.
    */
   private run(name: KernelName, args: (Tensor | Int32Array | Float32Array)[], params: number[], groups: number, hs = 0): void {
     if (groups === 0) return;
@@ -335,52 +333,7 @@ export class WebGPUBackend implements Backend {
       keys.push(key);
       return this.upload(a, key);
     });
-    // how each argument is read: its declared type, except that a bf16 tensor given for a float32 argument is read
-    // through an unpacking accessor ("bf16"), and a "u32" argument is a bf16 tensor's raw words
-    const access = tensors.map((t, i): Access => {
-      const declared = spec.args[i][1];
-      if (t.dtype === "bf16") {
-        if (declared === "f32") return "bf16";
-        if (declared !== "u32") throw new TypeError(`${name}: argument ${spec.args[i][0]} cannot be bf16`);
-        return "u32";
-      }
-      if (declared === "u32") throw new TypeError(`${name}: argument ${spec.args[i][0]} must be a bf16 tensor`);
-      return declared;
-    });
-    // one binding per range of a buffer: arguments whose ranges overlap once widened to the device's alignment (an
-    // aliased argument, or neighbouring views) share one, as WebGPU forbids overlapping writable bindings; others
-    // get their own, so a binding spans no more than its arguments (a bias and its weight, far apart, stay apart)
-    const slots: { buffer: GPUBuffer; type: ArgType; lo: number; hi: number }[] = [];
-    const slotOf = tensors.map((t, i) => {
-      const type: ArgType = access[i] === "f32" || access[i] === "i32" ? access[i] as ArgType : "u32";
-      slots.push({
-        buffer: t.buffer, type,
-        lo: Math.floor((t.offset * t.bytesPerValue) / this.align) * this.align,
-        hi: Math.min(Math.ceil(((t.offset + Math.max(t.length, 1)) * t.bytesPerValue) / 4) * 4, t.buffer.size),
-      });
-      return i;
-    });
-    for (let merged = true; merged;) {
-      merged = false;
-      for (let a = 0; a < slots.length && !merged; a++) {
-        for (let b = a + 1; b < slots.length && !merged; b++) {
-          const x = slots[a], y = slots[b];
-          if (x.buffer !== y.buffer || x.hi <= y.lo || y.hi <= x.lo) continue;
-          if (x.type !== y.type) throw new TypeError(`${name}: one buffer range given as ${x.type} and ${y.type}`);
-          x.lo = Math.min(x.lo, y.lo);
-          x.hi = Math.max(x.hi, y.hi);
-          slots.splice(b, 1);
-          for (let k = 0; k < slotOf.length; k++) if (slotOf[k] === b) slotOf[k] = a; else if (slotOf[k] > b) slotOf[k]--;
-          merged = true;
-        }
-      }
-    }
-    for (const s of slots) {
-      if (s.hi - s.lo > this.maxBinding) {
-        throw new RangeError(`${name}: one tensor of ${((s.hi - s.lo) / 2 ** 20).toFixed(0)} MiB is more than this WebGPU device binds at once ` +
-          `(${(this.maxBinding / 2 ** 20).toFixed(0)} MiB): a smaller model, or a GPU adapter (their limits are in GiB)`);
-      }
-    }
+    const { access, slots, slotOf } = layoutPass(name, spec, tensors, this.align, this.maxBinding);
     if (!this.encoder) {
       this.gpu.pushErrorScope("out-of-memory");
       this.gpu.pushErrorScope("validation");
@@ -404,20 +357,7 @@ export class WebGPUBackend implements Backend {
       p = { pipeline, layout };
       this.pipelines.set(key, p);
     }
-    // uniform block: total, the parameters, each argument's offset (in elements) within its binding
-    // offsets within the binding: in values (float32, i32, bf16 unpacked) or in words (raw u32)
-    const words = [groups, ...params, ...tensors.map((t, i) => {
-      const bytes = t.offset * t.bytesPerValue - slots[slotOf[i]].lo;
-      return access[i] === "bf16" ? bytes / 2 : bytes / 4;
-    })];
-    const data = new ArrayBuffer(Math.ceil((words.length * 4) / 16) * 16);
-    const view = new DataView(data);
-    view.setUint32(0, groups, true);
-    spec.params.forEach(([, type], i) => {
-      if (type === "f32") view.setFloat32(4 * (i + 1), params[i], true);
-      else view.setUint32(4 * (i + 1), params[i], true);
-    });
-    for (let i = 1 + params.length; i < words.length; i++) view.setUint32(4 * i, words[i], true);
+    const data = uniformBlock(spec, groups, params, tensors, access, slots, slotOf);
     const offset = this.slot++ * SLOT;
     this.gpu.queue.writeBuffer(this.uniforms, offset, data);
     const bind = this.gpu.createBindGroup({
@@ -435,33 +375,4 @@ export class WebGPUBackend implements Backend {
     pass.dispatchWorkgroups(x, Math.ceil(groups / x));
     for (const k of keys) this.uploaded.add(k);
   }
-}
-
-/** The WGSL of a kernel for one assignment of its arguments to bindings. */
-export function shader(spec: KernelSpec, slotOf: number[], slotTypes: ArgType[], access: Access[], hs: number): string {
-  const fields = [
-    "total: u32",
-    ...spec.params.map(([n, t]) => `${n}: ${t}`),
-    ...spec.args.map(([n]) => `o_${n}: u32`),
-  ];
-  const lines = [
-    hs ? `const HS: u32 = ${hs}u;` : "",
-    `struct U { ${fields.join(", ")} }`,
-    "@group(0) @binding(0) var<uniform> u: U;",
-    ...slotTypes.map((t, i) => `@group(0) @binding(${i + 1}) var<storage, read_write> b${i}: array<${t}>;`),
-    ...spec.args.map(([n, t], i) => access[i] === "bf16"
-      // value j of a bf16 tensor: the low half of word j/2 when j is even, the high half when odd
-      ? `fn ld_${n}(i: u32) -> f32 { let j = u.o_${n} + i; let w = b${slotOf[i]}[j >> 1u]; ` +
-        `return bitcast<f32>(select(w << 16u, w & 0xffff0000u, (j & 1u) == 1u)); }`
-      : `fn ld_${n}(i: u32) -> ${t} { return b${slotOf[i]}[u.o_${n} + i]; }\n` +
-        `fn st_${n}(i: u32, x: ${t}) { b${slotOf[i]}[u.o_${n} + i] = x; }`),
-    spec.decls ?? "",
-    `@compute @workgroup_size(${spec.wg})`,
-    "fn main(@builtin(workgroup_id) w: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>, @builtin(local_invocation_index) lid: u32) {",
-    "  let wid = w.x + w.y * nw.x;",
-    "  if (wid >= u.total) { return; }",
-    spec.body,
-    "}",
-  ];
-  return lines.join("\n");
 }

@@ -15,7 +15,13 @@ const be = new NativeBackend(addon, threads, "fp32");
 const peak = Math.max(addon.measurePeakGflops(0.3), addon.measurePeakGflops(0.3), addon.measurePeakGflops(0.3));
 console.log(`threads ${threads}, measured fp32 FMA peak ${peak.toFixed(1)} GFLOP/s`);
 const rng = new Rng(1);
-const rand = (n: number) => { const a = new Float32Array(n); for (let i = 0; i < n; i++) a[i] = rng.normal(); return a; };
+const rand = (n: number) => {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = rng.normal();
+  const t = be.alloc(n);
+  be.write(t, a);
+  return t;
+};
 const time = (f: () => void) => {
   f();
   const ts: number[] = [];
@@ -24,8 +30,8 @@ const time = (f: () => void) => {
 };
 const C = 768, NH = 12, hs = C / NH;
 for (const [B, T] of [[4, 256], [1, 1024], [1, 2048]] as const) {
-  const qkv = rand(B * T * 3 * C), out = new Float32Array(B * T * C), lse = new Float32Array(B * NH * T);
-  const dout = rand(B * T * C), dqkv = new Float32Array(B * T * 3 * C);
+  const qkv = rand(B * T * 3 * C), out = be.alloc(B * T * C), lse = be.alloc(B * NH * T);
+  const dout = rand(B * T * C), dqkv = be.alloc(B * T * 3 * C);
   const tf = time(() => be.attentionForward(out, lse, qkv, B, T, C, NH));
   const tb = time(() => be.attentionBackward(dqkv, dout, qkv, out, lse, B, T, C, NH));
   const product = 2 * B * NH * hs * (T * (T + 1)) / 2;

@@ -4,6 +4,7 @@ import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Backend, Tensor } from "../src/kernels/backend.js";
 import { JsBackend } from "../src/kernels/js/backend.js";
+import { HostF32 } from "../src/kernels/host.js";
 
 /** repository root (tests run from dist/test/...) */
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -49,4 +50,14 @@ export function maxAbsErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let worst = 0;
   for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
   return worst;
+}
+
+/** a host Float32Array as a float32 tensor of the host backends: the same memory, with its dtype */
+export function ht(a: Float32Array): Tensor {
+  return new HostF32(a.buffer as ArrayBuffer, a.byteOffset, a.length);
+}
+
+/** a host backend's float32 tensor as its array (no copy) */
+export function ha(t: Tensor | null): Float32Array {
+  return t as unknown as Float32Array;
 }

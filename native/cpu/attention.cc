@@ -200,18 +200,46 @@ CLONES static void attn_head_forward(float* out, float* lse, const float* q, con
   }
 }
 
-void attention_forward(float* out, float* lse, const float* qkv, int B, int T, int C, int NH) {
+// A head's T rows (`stride` apart from `off` in t) to and from T x hs contiguous float32: how bf16 storage meets the
+// float32 kernels (the rows are staged per head: the kernels' own per-head copies are of the same size).
+static void head_in(float* dst, Ten t, long off, long stride, int T, int hs) {
+  for (int r = 0; r < T; r++) {
+    if (t.h) widen_row(dst + (long)r * hs, t.h + off + r * stride, hs);
+    else std::memcpy(dst + (long)r * hs, t.f + off + r * stride, sizeof(float) * hs);
+  }
+}
+static void head_out(Ten t, long off, long stride, const float* src, int T, int hs) {
+  for (int r = 0; r < T; r++) {
+    if (t.h) narrow_row(t.h + off + r * stride, src + (long)r * hs, hs);
+    else std::memcpy(t.f + off + r * stride, src + (long)r * hs, sizeof(float) * hs);
+  }
+}
+
+void attention_forward(Ten out, float* lse, Ten qkv, int B, int T, int C, int NH) {
   const int hs = C / NH;
   const long C3 = 3L * C;
+  const bool staged = out.h || qkv.h;
 #pragma omp parallel
   {
     Scratch& s = scratch(T, hs);
+    const size_t head = (size_t)T * hs;
+    float* Q = staged ? stage(0, 4 * head) : nullptr;
 #pragma omp for schedule(dynamic, 1) collapse(2)
     for (int b = 0; b < B; b++)
       for (int h = 0; h < NH; h++) {
-        const float* q = qkv + (long)b * T * C3 + h * hs;
-        attn_head_forward(out + (long)b * T * C + h * hs, lse + ((long)b * NH + h) * T, q, q + C, q + 2 * C, C3, C,
-                          T, hs, s);
+        const long qo = (long)b * T * C3 + h * hs, oo = (long)b * T * C + h * hs;
+        float* l = lse + ((long)b * NH + h) * T;
+        if (!staged) {
+          const float* q = qkv.f + qo;
+          attn_head_forward(out.f + oo, l, q, q + C, q + 2 * C, C3, C, T, hs, s);
+          continue;
+        }
+        float *K = Q + head, *V = K + head, *O = V + head;
+        head_in(Q, qkv, qo, C3, T, hs);
+        head_in(K, qkv, qo + C, C3, T, hs);
+        head_in(V, qkv, qo + 2 * C, C3, T, hs);
+        attn_head_forward(O, l, Q, K, V, hs, hs, T, hs, s);
+        head_out(out, oo, C, O, T, hs);
       }
   }
 }
@@ -263,22 +291,37 @@ CLONES static void attn_head_backward(float* dq, float* dk, float* dv, const flo
     for (int d = 0; d < hs; d++) dq[t * stride + d] = dQh[(long)t * hs + d];
 }
 
-void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* out, const float* lse, int B,
-                        int T, int C, int NH) {
+void attention_backward(Ten dqkv, Ten dout, Ten qkv, Ten out, const float* lse, int B, int T, int C, int NH) {
   const int hs = C / NH;
   const long C3 = 3L * C;
+  const bool staged = dqkv.h || dout.h || qkv.h || out.h;
 #pragma omp parallel
   {
     Scratch& s = scratch(T, hs);
+    const size_t head = (size_t)T * hs;
+    float* Q = staged ? stage(0, 8 * head) : nullptr;
 #pragma omp for schedule(dynamic, 1) collapse(2)
     for (int b = 0; b < B; b++)
       for (int h = 0; h < NH; h++) {
         // this head's slice of dq, dk, dv is overwritten, not accumulated
-        float* d = dqkv + (long)b * T * C3 + h * hs;
-        const float* q = qkv + (long)b * T * C3 + h * hs;
-        const long o = (long)b * T * C + h * hs;
-        attn_head_backward(d, d + C, d + 2 * C, dout + o, q, q + C, q + 2 * C, out + o, lse + ((long)b * NH + h) * T,
-                           C3, C, T, hs, s);
+        const long qo = (long)b * T * C3 + h * hs, o = (long)b * T * C + h * hs;
+        const float* l = lse + ((long)b * NH + h) * T;
+        if (!staged) {
+          float* d = dqkv.f + qo;
+          const float* q = qkv.f + qo;
+          attn_head_backward(d, d + C, d + 2 * C, dout.f + o, q, q + C, q + 2 * C, out.f + o, l, C3, C, T, hs, s);
+          continue;
+        }
+        float *K = Q + head, *V = K + head, *dO = V + head, *O = dO + head, *dQ = O + head, *dK = dQ + head, *dV = dK + head;
+        head_in(Q, qkv, qo, C3, T, hs);
+        head_in(K, qkv, qo + C, C3, T, hs);
+        head_in(V, qkv, qo + 2 * C, C3, T, hs);
+        head_in(dO, dout, o, C, T, hs);
+        head_in(O, out, o, C, T, hs);
+        attn_head_backward(dQ, dK, dV, dO, Q, K, V, O, l, hs, hs, T, hs, s);
+        head_out(dqkv, qo, C3, dQ, T, hs);
+        head_out(dqkv, qo + C, C3, dK, T, hs);
+        head_out(dqkv, qo + 2 * C, C3, dV, T, hs);
       }
   }
 }

@@ -67,6 +67,25 @@ struct Args {
     return static_cast<unsigned short*>(data);
   }
 
+  // a tensor of either storage: a Float32Array, or a Uint16Array of bf16 values (or null when allowed)
+  Ten ten(size_t i, long need, bool nullable = false) {
+    if (failed) return Ten{};
+    napi_valuetype t;
+    napi_typeof(env, argv[i], &t);
+    if (nullable && (t == napi_null || t == napi_undefined)) return Ten{};
+    bool is = false;
+    napi_is_typedarray(env, argv[i], &is);
+    napi_typedarray_type type = napi_int8_array;
+    size_t len = 0;
+    void* data = nullptr;
+    if (is) napi_get_typedarray_info(env, argv[i], &type, &len, &data, nullptr, nullptr);
+    if (!is || (type != napi_float32_array && type != napi_uint16_array))
+      return fail("argument " + std::to_string(i) + " must be a Float32Array or a Uint16Array (bf16)"), Ten{};
+    if ((long)len < need)
+      return fail("argument " + std::to_string(i) + " holds " + std::to_string(len) + " values, needs " + std::to_string(need)), Ten{};
+    return type == napi_float32_array ? Ten{static_cast<float*>(data), nullptr} : Ten{nullptr, static_cast<uint16_t*>(data)};
+  }
+
   int* i32(size_t i, long need) {
     if (failed) return nullptr;
     bool is = false;
@@ -189,16 +208,17 @@ KERNEL(MeasurePeakGflops) {
 KERNEL(EncoderForward) {
   Args a(env, info);
   int B = a.integer(4), T = a.integer(5), C = a.integer(6);
-  float* out = a.f32(0, (long)B * T * C);
+  Ten out = a.ten(0, (long)B * T * C);
   int* inp = a.i32(1, (long)B * T);
-  float *wte = a.f32(2, 0), *wpe = a.f32(3, (long)T * C);
+  Ten wte = a.ten(2, 0), wpe = a.ten(3, (long)T * C);
   if (!a.failed) encoder_forward(out, inp, wte, wpe, B, T, C);
   return undefined(env);
 }
 KERNEL(EncoderBackward) {
   Args a(env, info);
   int B = a.integer(4), T = a.integer(5), C = a.integer(6);
-  float *dwte = a.f32(0, 0), *dwpe = a.f32(1, (long)T * C), *dout = a.f32(2, (long)B * T * C);
+  float *dwte = a.f32(0, 0), *dwpe = a.f32(1, (long)T * C);
+  Ten dout = a.ten(2, (long)B * T * C);
   int* inp = a.i32(3, (long)B * T);
   if (!a.failed) encoder_backward(dwte, dwpe, dout, inp, B, T, C);
   return undefined(env);
@@ -207,7 +227,8 @@ KERNEL(LayernormForward) {
   Args a(env, info);
   int N = a.integer(6), C = a.integer(7);
   long NC = (long)N * C;
-  float *out = a.f32(0, NC), *mean = a.f32(1, N), *rstd = a.f32(2, N), *inp = a.f32(3, NC), *w = a.f32(4, C), *b = a.f32(5, C);
+  Ten out = a.ten(0, NC), inp = a.ten(3, NC);
+  float *mean = a.f32(1, N), *rstd = a.f32(2, N), *w = a.f32(4, C), *b = a.f32(5, C);
   if (!a.failed) layernorm_forward(out, mean, rstd, inp, w, b, N, C);
   return undefined(env);
 }
@@ -215,7 +236,8 @@ KERNEL(LayernormBackward) {
   Args a(env, info);
   int N = a.integer(8), C = a.integer(9);
   long NC = (long)N * C;
-  float *dinp = a.f32(0, NC), *dw = a.f32(1, C), *db = a.f32(2, C), *dout = a.f32(3, NC), *inp = a.f32(4, NC);
+  Ten dinp = a.ten(0, NC), dout = a.ten(3, NC), inp = a.ten(4, NC);
+  float *dw = a.f32(1, C), *db = a.f32(2, C);
   float *w = a.f32(5, C), *mean = a.f32(6, N), *rstd = a.f32(7, N);
   if (!a.failed) layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, C);
   return undefined(env);
@@ -224,7 +246,8 @@ KERNEL(MatmulForward) {
   Args a(env, info);
   int N = a.integer(4), C = a.integer(5), OC = a.integer(6);
   bool bf16 = a.boolean(7);  // per call: each backend has its own precision
-  float *out = a.f32(0, (long)N * OC), *inp = a.f32(1, (long)N * C), *w = a.f32(2, (long)OC * C), *b = a.f32(3, OC, true);
+  Ten out = a.ten(0, (long)N * OC), inp = a.ten(1, (long)N * C);
+  float *w = a.f32(2, (long)OC * C), *b = a.f32(3, OC, true);
   if (!a.failed) matmul_forward(out, inp, w, b, N, C, OC, bf16);
   return undefined(env);
 }
@@ -236,19 +259,28 @@ KERNEL(MatmulForwardBf16Weights) {
   if (!a.failed) matmul_bf16_weights(out, inp, w, b, N, C, OC);
   return undefined(env);
 }
+// Backend.copy: dst = src (same length), converted to dst's storage (float32 -> bf16 rounds to nearest even)
+KERNEL(CopyTensor) {
+  Args a(env, info);
+  long n = (long)a.num(2);
+  Ten dst = a.ten(0, n), src = a.ten(1, n);
+  if (!a.failed) copy_tensor(dst, src, n);
+  return undefined(env);
+}
 KERNEL(MatmulBackward) {
   Args a(env, info);
   int N = a.integer(6), C = a.integer(7), OC = a.integer(8);
   bool bf16 = a.boolean(9);
-  float *dinp = a.f32(0, (long)N * C, true), *dw = a.f32(1, (long)OC * C), *db = a.f32(2, OC, true);
-  float *dout = a.f32(3, (long)N * OC), *inp = a.f32(4, (long)N * C), *w = a.f32(5, (long)OC * C);
+  Ten dinp = a.ten(0, (long)N * C, true), dout = a.ten(3, (long)N * OC), inp = a.ten(4, (long)N * C);
+  float *dw = a.f32(1, (long)OC * C), *db = a.f32(2, OC, true), *w = a.f32(5, (long)OC * C);
   if (!a.failed) matmul_backward(dinp, dw, db, dout, inp, w, N, C, OC, bf16);
   return undefined(env);
 }
 KERNEL(AttentionForward) {
   Args a(env, info);
   int B = a.integer(3), T = a.integer(4), C = a.integer(5), NH = a.integer(6);
-  float *out = a.f32(0, (long)B * T * C), *lse = a.f32(1, (long)B * NH * T), *qkv = a.f32(2, (long)B * T * 3 * C);
+  Ten out = a.ten(0, (long)B * T * C), qkv = a.ten(2, (long)B * T * 3 * C);
+  float* lse = a.f32(1, (long)B * NH * T);
   if (!a.failed) attention_forward(out, lse, qkv, B, T, C, NH);
   return undefined(env);
 }
@@ -256,7 +288,7 @@ KERNEL(AttentionBackward) {
   Args a(env, info);
   int B = a.integer(5), T = a.integer(6), C = a.integer(7), NH = a.integer(8);
   long BTC = (long)B * T * C;
-  float *dqkv = a.f32(0, 3 * BTC), *dout = a.f32(1, BTC), *qkv = a.f32(2, 3 * BTC), *out = a.f32(3, BTC);
+  Ten dqkv = a.ten(0, 3 * BTC), dout = a.ten(1, BTC), qkv = a.ten(2, 3 * BTC), out = a.ten(3, BTC);
   float* lse = a.f32(4, (long)B * NH * T);
   if (!a.failed) attention_backward(dqkv, dout, qkv, out, lse, B, T, C, NH);
   return undefined(env);
@@ -273,21 +305,21 @@ KERNEL(AttentionCached) {
 KERNEL(GeluForward) {
   Args a(env, info);
   long N = (long)a.num(2);
-  float *out = a.f32(0, N), *inp = a.f32(1, N);
+  Ten out = a.ten(0, N), inp = a.ten(1, N);
   if (!a.failed) gelu_forward(out, inp, N);
   return undefined(env);
 }
 KERNEL(GeluBackward) {
   Args a(env, info);
   long N = (long)a.num(3);
-  float *dinp = a.f32(0, N), *inp = a.f32(1, N), *dout = a.f32(2, N);
+  Ten dinp = a.ten(0, N), inp = a.ten(1, N), dout = a.ten(2, N);
   if (!a.failed) gelu_backward(dinp, inp, dout, N);
   return undefined(env);
 }
 KERNEL(ResidualForward) {
   Args a(env, info);
   long N = (long)a.num(3);
-  float *out = a.f32(0, N), *x = a.f32(1, N), *y = a.f32(2, N);
+  Ten out = a.ten(0, N), x = a.ten(1, N), y = a.ten(2, N);
   if (!a.failed) residual_forward(out, x, y, N);
   return undefined(env);
 }
@@ -295,7 +327,8 @@ KERNEL(CrossEntropy) {
   Args a(env, info);
   int N = a.integer(4), V = a.integer(5), Vp = a.integer(6);
   float gs = (float)a.num(7);
-  float *losses = a.f32(0, N), *dlogits = a.f32(1, (long)N * Vp, true), *logits = a.f32(2, (long)N * Vp);
+  float* losses = a.f32(0, N);
+  Ten dlogits = a.ten(1, (long)N * Vp, true), logits = a.ten(2, (long)N * Vp);
   int* targets = a.i32(3, N);
   float* weights = a.f32(8, N, true);  // optional per-row gradient weights
   if (!a.failed) {
@@ -317,7 +350,7 @@ KERNEL(AdamW) {
 KERNEL(SumSquares) {
   Args a(env, info);
   long n = (long)a.num(1);
-  float* x = a.f32(0, n);
+  Ten x = a.ten(0, n);
   return a.failed ? nullptr : number(env, sum_squares(x, n));
 }
 KERNEL(Scale) {
@@ -335,7 +368,7 @@ void register_cpu(napi_env env, napi_value exports) {
   export_functions(env, exports, {
       {"setThreads", SetThreads}, {"getThreads", GetThreads}, {"requireBf16", RequireBf16},
       {"cpuFeatures", CpuFeatures}, {"measurePeakGflops", MeasurePeakGflops},
-      {"matmulForwardBf16Weights", MatmulForwardBf16Weights},
+      {"matmulForwardBf16Weights", MatmulForwardBf16Weights}, {"copyTensor", CopyTensor},
   // the Backend kernels, from the one list
 #define GPT2_KERNEL(js, cpp, args) {#js, cpp},
 #include "../kernels.def"

@@ -3,6 +3,7 @@
 
 #include "layers.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -35,24 +36,25 @@ static void parallel_range(long n, F f, long work = -1) {
 }
 
 // ---------------------------------------------------------------- encoder
-void encoder_forward(float* out, const int* inp, const float* wte, const float* wpe, int B, int T, int C) {
+void encoder_forward(Ten out, const int* inp, Ten wte, Ten wpe, int B, int T, int C) {
 #pragma omp parallel for schedule(static) if ((long)B * T * C >= SERIAL_WORK)
   for (int bt = 0; bt < B * T; bt++) {
-    const float* e = wte + (long)inp[bt] * C;
-    const float* p = wpe + (long)(bt % T) * C;
-    float* o = out + (long)bt * C;
+    const float* e = load(wte, (long)inp[bt] * C, C, 0);
+    const float* p = load(wpe, (long)(bt % T) * C, C, 1);
+    float* o = dest(out, (long)bt * C, C, 2);
     for (int i = 0; i < C; i++) o[i] = e[i] + p[i];
+    store(out, (long)bt * C, C, o);
   }
 }
 
-void encoder_backward(float* dwte, float* dwpe, const float* dout, const int* inp, int B, int T, int C) {
+void encoder_backward(float* dwte, float* dwpe, Ten dout, const int* inp, int B, int T, int C) {
   // each thread owns a slice of channels, so rows shared by repeated tokens never race
 #pragma omp parallel
   {
     const int nt = omp_get_num_threads(), id = omp_get_thread_num();
     const int c0 = (int)((long)C * id / nt), c1 = (int)((long)C * (id + 1) / nt);
     for (int bt = 0; bt < B * T; bt++) {
-      const float* d = dout + (long)bt * C;
+      const float* d = load(dout.at(c0), (long)bt * C, c1 - c0, 0) - c0;
       float* e = dwte + (long)inp[bt] * C;
       float* p = dwpe + (long)(bt % T) * C;
       for (int i = c0; i < c1; i++) {
@@ -64,11 +66,10 @@ void encoder_backward(float* dwte, float* dwpe, const float* dout, const int* in
 }
 
 // ---------------------------------------------------------------- layernorm
-void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight, const float* bias,
-                       int N, int C) {
+void layernorm_forward(Ten out, float* mean, float* rstd, Ten inp, const float* weight, const float* bias, int N, int C) {
 #pragma omp parallel for schedule(static) if ((long)N * C >= SERIAL_WORK)
   for (int n = 0; n < N; n++) {
-    const float* x = inp + (long)n * C;
+    const float* x = load(inp, (long)n * C, C, 0);
     float m = 0.f;
 #pragma omp simd reduction(+ : m)
     for (int i = 0; i < C; i++) m += x[i];
@@ -78,16 +79,17 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, c
     for (int i = 0; i < C; i++) v += (x[i] - m) * (x[i] - m);
     v /= C;
     const float s = 1.f / std::sqrt(v + 1e-5f);
-    float* o = out + (long)n * C;
+    float* o = dest(out, (long)n * C, C, 1);
 #pragma omp simd
     for (int i = 0; i < C; i++) o[i] = (x[i] - m) * s * weight[i] + bias[i];
+    store(out, (long)n * C, C, o);
     mean[n] = m;
     rstd[n] = s;
   }
 }
 
-void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                        const float* weight, const float* mean, const float* rstd, int N, int C) {
+void layernorm_backward(Ten dinp, float* dweight, float* dbias, Ten dout, Ten inp, const float* weight,
+                        const float* mean, const float* rstd, int N, int C) {
   const int nt = g_threads();
   // per-thread partial sums for dweight/dbias, reduced at the end
   std::vector<float> part((size_t)nt * 2 * C, 0.f);
@@ -97,8 +99,8 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
     float* db = dw + C;
 #pragma omp for schedule(static)
     for (int n = 0; n < N; n++) {
-      const float* x = inp + (long)n * C;
-      const float* d = dout + (long)n * C;
+      const float* x = load(inp, (long)n * C, C, 0);
+      const float* d = load(dout, (long)n * C, C, 1);
       const float m = mean[n], s = rstd[n];
       float a = 0.f, b = 0.f;
 #pragma omp simd reduction(+ : a, b)
@@ -109,7 +111,7 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
       }
       a /= C;
       b /= C;
-      float* di = dinp + (long)n * C;
+      float* di = dest_acc(dinp, (long)n * C, C, 2);
 #pragma omp simd
       for (int i = 0; i < C; i++) {
         const float norm = (x[i] - m) * s;
@@ -117,6 +119,7 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
         dw[i] += norm * d[i];
         di[i] += (weight[i] * d[i] - a - norm * b) * s;
       }
+      store(dinp, (long)n * C, C, di);
     }
   }
   for (int t = 0; t < nt; t++) {
@@ -129,25 +132,23 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
 }
 
 // ---------------------------------------------------------------- matmul (weight is (OC, C) as nn.Linear)
-void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int N, int C, int OC,
-                    bool bf16) {
-  auto gemm = bf16 ? sgemm_bf16 : sgemm;
-  gemm(N, OC, C, inp, C, 1, weight, 1, C, out, OC, false, bias);
+void matmul_forward(Ten out, Ten inp, const float* weight, const float* bias, int N, int C, int OC, bool bf16) {
+  gemm_any(bf16, N, OC, C, src_of(inp), C, 1, src_of(f32_ten(const_cast<float*>(weight))), 1, C, out, OC, false, bias);
 }
 
-void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                     const float* weight, int N, int C, int OC, bool bf16) {
-  auto gemm = bf16 ? sgemm_bf16 : sgemm;
-  if (dinp) gemm(N, C, OC, dout, OC, 1, weight, C, 1, dinp, C, false, nullptr);  // dinp = dout @ W
-  gemm(OC, C, N, dout, 1, OC, inp, C, 1, dweight, C, true, nullptr);              // dW += dout^T @ inp
+void matmul_backward(Ten dinp, float* dweight, float* dbias, Ten dout, Ten inp, const float* weight, int N, int C,
+                     int OC, bool bf16) {
+  const Src W = src_of(f32_ten(const_cast<float*>(weight))), D = src_of(dout);
+  if (!dinp.none()) gemm_any(bf16, N, C, OC, D, OC, 1, W, C, 1, dinp, C, false, nullptr);  // dinp = dout @ W
+  gemm_any(bf16, OC, C, N, D, 1, OC, src_of(inp), C, 1, f32_ten(dweight), C, true, nullptr);  // dW += dout^T @ inp
   if (dbias) {
 #pragma omp parallel for schedule(static)
     for (int o0 = 0; o0 < OC; o0 += 64) {
       const int o1 = o0 + 64 < OC ? o0 + 64 : OC;
       float acc[64] = {0};
       for (int n = 0; n < N; n++) {
-        const float* d = dout + (long)n * OC;
-        for (int o = o0; o < o1; o++) acc[o - o0] += d[o];
+        const float* d = load(dout, (long)n * OC + o0, o1 - o0, 0);
+        for (int o = o0; o < o1; o++) acc[o - o0] += d[o - o0];
       }
       for (int o = o0; o < o1; o++) dbias[o] += acc[o - o0];
     }
@@ -166,8 +167,20 @@ CLONES static void gelu_forward_range(float* out, const float* inp, long i0, lon
   }
 }
 
-void gelu_forward(float* out, const float* inp, long N) {
-  parallel_range(N, [=](long i0, long i1) { gelu_forward_range(out, inp, i0, i1); });
+// Element-wise work over [0, n) with bf16 arguments: chunks of STAGE values staged through float32 buffers.
+constexpr long STAGE = 2048;
+
+void gelu_forward(Ten out, Ten inp, long N) {
+  if (!out.h && !inp.h) return parallel_range(N, [=](long i0, long i1) { gelu_forward_range(out.f, inp.f, i0, i1); });
+  parallel_range(N, [=](long i0, long i1) {
+    for (long c = i0; c < i1; c += STAGE) {
+      const long n = std::min(STAGE, i1 - c);
+      const float* x = load(inp, c, n, 0);
+      float* o = dest(out, c, n, 1);
+      gelu_forward_range(o, x, 0, n);
+      store(out, c, n, o);
+    }
+  });
 }
 
 CLONES static void gelu_backward_range(float* dinp, const float* inp, const float* dout, long i0, long i1) {
@@ -180,24 +193,44 @@ CLONES static void gelu_backward_range(float* dinp, const float* inp, const floa
   }
 }
 
-void gelu_backward(float* dinp, const float* inp, const float* dout, long N) {
-  parallel_range(N, [=](long i0, long i1) { gelu_backward_range(dinp, inp, dout, i0, i1); });
+void gelu_backward(Ten dinp, Ten inp, Ten dout, long N) {
+  if (!dinp.h && !inp.h && !dout.h)
+    return parallel_range(N, [=](long i0, long i1) { gelu_backward_range(dinp.f, inp.f, dout.f, i0, i1); });
+  parallel_range(N, [=](long i0, long i1) {
+    for (long c = i0; c < i1; c += STAGE) {
+      const long n = std::min(STAGE, i1 - c);
+      const float *x = load(inp, c, n, 0), *d = load(dout, c, n, 1);
+      float* o = dest(dinp, c, n, 2);
+      gelu_backward_range(o, x, d, 0, n);
+      store(dinp, c, n, o);
+    }
+  });
 }
 
 CLONES static void residual_range(float* out, const float* a, const float* b, long i0, long i1) {
   for (long i = i0; i < i1; i++) out[i] = a[i] + b[i];
 }
 
-void residual_forward(float* out, const float* a, const float* b, long N) {
-  parallel_range(N, [=](long i0, long i1) { residual_range(out, a, b, i0, i1); });
+void residual_forward(Ten out, Ten a, Ten b, long N) {
+  if (!out.h && !a.h && !b.h) return parallel_range(N, [=](long i0, long i1) { residual_range(out.f, a.f, b.f, i0, i1); });
+  parallel_range(N, [=](long i0, long i1) {
+    for (long c = i0; c < i1; c += STAGE) {
+      const long n = std::min(STAGE, i1 - c);
+      const float *x = load(a, c, n, 0), *y = load(b, c, n, 1);
+      float* o = dest(out, c, n, 2);
+      residual_range(o, x, y, 0, n);
+      store(out, c, n, o);
+    }
+  });
 }
 
 // ---------------------------------------------------------------- fused softmax + cross-entropy
-CLONES static void cross_entropy_rows(float* losses, float* dlogits, const float* logits, const int* targets, long n0,
-                                      long n1, int V, int Vp, float scale, const float* weights) {
+CLONES static void cross_entropy_rows(float* losses, Ten dlog, Ten logits, const int* targets, long n0, long n1, int V,
+                                      int Vp, float scale, const float* weights) {
   for (long n = n0; n < n1; n++) {
     const float grad_scale = weights ? scale * weights[n] : scale;
-    const float* x = logits + (long)n * Vp;
+    const float* x = load(logits, (long)n * Vp, Vp, 0);
+    float* d = dlog.none() ? nullptr : dest(dlog, (long)n * Vp, Vp, 1);
     const int target = targets[n];
     float mx = -INFINITY;
     for (int i = 0; i < V; i++) mx = x[i] > mx ? x[i] : mx;
@@ -207,22 +240,22 @@ CLONES static void cross_entropy_rows(float* losses, float* dlogits, const float
     const float lse = std::log(sum) + mx;
     const float xt = target >= 0 ? x[target] : 0.f;  // read before dlogits may overwrite it
     losses[n] = target >= 0 ? lse - xt : 0.f;
-    if (dlogits) {
-      float* d = dlogits + (long)n * Vp;
+    if (d) {
       if (target < 0) {
         std::memset(d, 0, sizeof(float) * Vp);
-        continue;
-      }
+      } else {
 #pragma omp simd
-      for (int i = 0; i < V; i++) d[i] = fast_exp(x[i] - lse) * grad_scale;
-      d[target] -= grad_scale;
-      for (int i = V; i < Vp; i++) d[i] = 0.f;
+        for (int i = 0; i < V; i++) d[i] = fast_exp(x[i] - lse) * grad_scale;
+        d[target] -= grad_scale;
+        for (int i = V; i < Vp; i++) d[i] = 0.f;
+      }
+      store(dlog, (long)n * Vp, Vp, d);
     }
   }
 }
 
-void cross_entropy(float* losses, float* dlogits, const float* logits, const int* targets, int N, int V, int Vp,
-                   float grad_scale, const float* weights) {
+void cross_entropy(float* losses, Ten dlogits, Ten logits, const int* targets, int N, int V, int Vp, float grad_scale,
+                   const float* weights) {
   parallel_range(N, [=](long n0, long n1) { cross_entropy_rows(losses, dlogits, logits, targets, n0, n1, V, Vp, grad_scale, weights); },
                  (long)N * Vp);
 }
@@ -263,12 +296,27 @@ CLONES static double sum_squares_range(const float* x, long i0, long i1) {
   return s;
 }
 
-double sum_squares(const float* x, long n) {
+double sum_squares(Ten x, long n) {
   std::vector<double> part(g_threads(), 0.0);
-  parallel_range(n, [&](long i0, long i1) { part[omp_get_thread_num()] = sum_squares_range(x, i0, i1); });
+  if (!x.h) parallel_range(n, [&](long i0, long i1) { part[omp_get_thread_num()] = sum_squares_range(x.f, i0, i1); });
+  else
+    parallel_range(n, [&](long i0, long i1) {
+      double s = 0.0;
+      for (long c = i0; c < i1; c += STAGE) s += sum_squares_range(load(x, c, std::min(STAGE, i1 - c), 0), 0, std::min(STAGE, i1 - c));
+      part[omp_get_thread_num()] = s;
+    });
   double s = 0.0;
   for (double p : part) s += p;
   return s;
+}
+
+void copy_tensor(Ten dst, Ten src, long n) {
+  parallel_range(n, [=](long i0, long i1) {
+    if (dst.h && src.h) std::memcpy(dst.h + i0, src.h + i0, sizeof(uint16_t) * (i1 - i0));
+    else if (dst.h) narrow_row(dst.h + i0, src.f + i0, i1 - i0);
+    else if (src.h) widen_row(dst.f + i0, src.h + i0, i1 - i0);
+    else std::memcpy(dst.f + i0, src.f + i0, sizeof(float) * (i1 - i0));
+  });
 }
 
 CLONES static void scale_range(float* x, long i0, long i1, float s) {

@@ -2,34 +2,39 @@
 // outputs, saved stats, inputs, weights, dims; parameter gradients accumulate (+=).
 #pragma once
 
-void encoder_forward(float* out, const int* inp, const float* wte, const float* wpe, int B, int T, int C);
-void encoder_backward(float* dwte, float* dwpe, const float* dout, const int* inp, int B, int T, int C);
+#include "storage.h"
 
-void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight, const float* bias,
-                       int N, int C);
-void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                        const float* weight, const float* mean, const float* rstd, int N, int C);
+// Arguments typed Ten may be float32 or bf16 (activations under --dtype bf16; see storage.h); float* ones are float32
+// (parameters, their gradients, optimizer state, saved statistics).
 
-void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int N, int C, int OC,
-                    bool bf16);
-void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                     const float* weight, int N, int C, int OC, bool bf16);
+void encoder_forward(Ten out, const int* inp, Ten wte, Ten wpe, int B, int T, int C);
+void encoder_backward(float* dwte, float* dwpe, Ten dout, const int* inp, int B, int T, int C);
 
-void attention_forward(float* out, float* lse, const float* qkv, int B, int T, int C, int NH);
-void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* out, const float* lse, int B,
-                        int T, int C, int NH);
+void layernorm_forward(Ten out, float* mean, float* rstd, Ten inp, const float* weight, const float* bias, int N, int C);
+void layernorm_backward(Ten dinp, float* dweight, float* dbias, Ten dout, Ten inp, const float* weight,
+                        const float* mean, const float* rstd, int N, int C);
+
+void matmul_forward(Ten out, Ten inp, const float* weight, const float* bias, int N, int C, int OC, bool bf16);
+void matmul_backward(Ten dinp, float* dweight, float* dbias, Ten dout, Ten inp, const float* weight, int N, int C,
+                     int OC, bool bf16);
+
+void attention_forward(Ten out, float* lse, Ten qkv, int B, int T, int C, int NH);
+void attention_backward(Ten dqkv, Ten dout, Ten qkv, Ten out, const float* lse, int B, int T, int C, int NH);
 void attention_cached(float* out, float* kcache, float* vcache, const float* qkv, int B, int Tq, int pos, int maxT,
                       int C, int NH);
 
-void gelu_forward(float* out, const float* inp, long N);
-void gelu_backward(float* dinp, const float* inp, const float* dout, long N);
-void residual_forward(float* out, const float* a, const float* b, long N);
+void gelu_forward(Ten out, Ten inp, long N);
+void gelu_backward(Ten dinp, Ten inp, Ten dout, long N);
+void residual_forward(Ten out, Ten a, Ten b, long N);
 
 // dlogits rows are scaled by grad_scale, and by weights[n] when weights is not null
-void cross_entropy(float* losses, float* dlogits, const float* logits, const int* targets, int N, int V, int Vp,
-                   float grad_scale, const float* weights);
+void cross_entropy(float* losses, Ten dlogits, Ten logits, const int* targets, int N, int V, int Vp, float grad_scale,
+                   const float* weights);
 
 void adamw(float* params, const float* grads, float* m, float* v, long n, float lr, float beta1, float beta2,
            float eps, float weight_decay, int t);
-double sum_squares(const float* x, long n);
+// x may be an activation (the guard's check for non-finite values)
+double sum_squares(Ten x, long n);
+// dst = src, converted to dst's storage
+void copy_tensor(Ten dst, Ten src, long n);
 void scale(float* x, long n, float s);

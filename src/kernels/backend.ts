@@ -9,9 +9,29 @@
 // dbias, dwte, dwpe); activation gradients are overwritten (=), except layernormBackward's dinp, which accumulates
 // into the residual-stream gradient. Gradients are zeroed in exactly one place: the model's zeroGrad().
 
-/** An opaque buffer of float32 values owned by a backend. */
+/**
+ * The storage types of tensors: float32; bf16 (the upper 16 bits of a float32: written from and read as float32,
+ * rounded to nearest even); int32 (token ids).
+ */
+export type DType = "f32" | "bf16" | "i32";
+
+/** bytes per value of each dtype: the one place a tensor's size in bytes comes from */
+export const DTYPE_BYTES: Readonly<Record<DType, number>> = { f32: 4, bf16: 2, i32: 4 };
+
+/** An opaque buffer of `length` values of `dtype`, owned by a backend. */
 export interface Tensor {
   readonly length: number;
+  readonly dtype: DType;
+}
+
+/** a tensor's size in bytes */
+export function byteSize(t: Tensor): number {
+  return t.length * DTYPE_BYTES[t.dtype];
+}
+
+/** bytes of n values of a dtype */
+export function bytesOf(n: number, dtype: DType = "f32"): number {
+  return n * DTYPE_BYTES[dtype];
 }
 
 export interface Backend {
@@ -27,15 +47,23 @@ export interface Backend {
   readonly classifierRows?: number;
   /** bytes a run may still allocate on this backend's device (default: the host's available memory) */
   freeBytes?(): number;
+  /**
+   * The dtype a model stores its activations in on this backend (default "f32"). "bf16" (the native backend under
+   * --dtype bf16): every kernel then takes bf16 tensors wherever an activation goes (any argument but the
+   * parameters, their gradients, the optimizer state and the saved statistics), reads them as float32, computes in
+   * float32 and rounds what it writes to bf16; gradients of activations and every accumulation stay float32.
+   */
+  readonly activationDtype?: "f32" | "bf16";
 
   // ---- memory
   /**
-   * A zero-filled buffer of n values: float32, or bf16 (half the bytes; written from and read as float32, rounded to
-   * nearest even) where the backend stores it. bf16 tensors serve as matmul weights for inference (matmulForward's
-   * `weight`); a backend without bf16 storage throws.
+   * A zero-filled buffer of n values: float32 (the default), or bf16 where the backend stores it (half the bytes).
+   * bf16 tensors serve as matmul weights for inference (matmulForward's `weight`) on every backend that has them, and
+   * as activations where `activationDtype` says so; a backend without bf16 storage throws. int32 is a dtype for
+   * token ids; no backend allocates it yet.
    */
   alloc(n: number, dtype?: "f32" | "bf16"): Tensor;
-  /** a view of length n starting at offset (no copy) */
+  /** a view of length n starting at offset (no copy), of t's dtype */
   view(t: Tensor, offset: number, n: number): Tensor;
   /** copies host data into t at offset */
   write(t: Tensor, src: Float32Array, offset?: number): void;

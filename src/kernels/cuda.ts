@@ -8,7 +8,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
-import type { Backend, Tensor } from "./backend.js";
+import { byteSize, bytesOf, type Backend, type Tensor } from "./backend.js";
 import { gpuSpec } from "./gpus.js";
 import { forwardKernels, type KernelList, type KernelMethods } from "./forward.js";
 import { loadNativeAddon } from "./native.js";
@@ -53,8 +53,12 @@ export class CudaUnavailableError extends Error {
 
 /** A float32 buffer in GPU memory, or a view of one (which keeps its allocation alive). */
 export class CudaTensor implements Tensor {
+  readonly dtype = "f32";
   constructor(readonly ptr: Ptr, readonly length: number, readonly root: CudaTensor | null = null) {}
 }
+
+/** the device address of value `i` of t */
+const addr = (t: Tensor, i: number): Ptr => ptr(t) + bytesOf(i, t.dtype);
 
 const ptr = (t: Tensor): Ptr => {
   if (!(t instanceof CudaTensor)) throw new TypeError("the CUDA backend was given a tensor it does not own");
@@ -150,24 +154,24 @@ export class CudaBackend implements Backend {
   alloc(n: number, dtype: "f32" | "bf16" = "f32"): Tensor {
     if (!Number.isInteger(n) || n < 0) throw new RangeError(`alloc: bad length ${n}`);
     if (dtype !== "f32") throw new CudaUnavailableError("bf16 storage is not on the CUDA backend yet: its --dtype bf16 multiplies float32 weights in bf16 instead");
-    const p = this.cu.cudaMalloc(n * 4);
+    const p = this.cu.cudaMalloc(bytesOf(n, dtype));
     const t = new CudaTensor(p, n);
     this.freer.register(t, p);
     return t;
   }
   view(t: Tensor, offset: number, n: number): Tensor {
     if (offset < 0 || n < 0 || offset + n > t.length) throw new RangeError(`view [${offset}, ${offset + n}) out of a buffer of ${t.length}`);
-    const c = t as CudaTensor;
-    return new CudaTensor(ptr(t) + offset * 4, n, c.root ?? c);
+    const c = t as unknown as CudaTensor;
+    return new CudaTensor(addr(t, offset), n, c.root ?? c);
   }
   write(t: Tensor, src: Float32Array, offset = 0): void {
     if (offset < 0 || offset + src.length > t.length) throw new RangeError(`write of ${src.length} floats at ${offset} into a buffer of ${t.length}`);
-    if (src.length) this.cu.cudaWrite(ptr(t) + offset * 4, src);
+    if (src.length) this.cu.cudaWrite(addr(t, offset), src);
   }
   read(t: Tensor, offset = 0, n = t.length - offset): Float32Array {
     if (offset < 0 || n < 0 || offset + n > t.length) throw new RangeError(`read [${offset}, ${offset + n}) of a buffer of ${t.length}`);
     const out = new Float32Array(n);
-    if (n) this.cu.cudaRead(ptr(t) + offset * 4, out);
+    if (n) this.cu.cudaRead(addr(t, offset), out);
     return out;
   }
   /** cudaRead synchronizes the stream: resolved at once (an event-based read would let the host go on meanwhile) */
@@ -177,7 +181,7 @@ export class CudaBackend implements Backend {
   fill(t: Tensor, value: number): void { if (t.length) this.cu.cudaFill(ptr(t), t.length, value); }
   copy(dst: Tensor, src: Tensor): void {
     if (dst.length !== src.length) throw new RangeError(`copy of ${src.length} values into ${dst.length}`);
-    if (dst.length) this.cu.cudaCopy(ptr(dst), ptr(src), dst.length * 4);
+    if (dst.length) this.cu.cudaCopy(ptr(dst), ptr(src), byteSize(dst));
   }
   /** waits for all launched work (timing) */
   synchronize(): void { this.cu.cudaSync(); }

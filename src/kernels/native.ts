@@ -10,8 +10,10 @@ import { isBf16 } from "./bf16.js";
 import { forwardKernels, type KernelList } from "./forward.js";
 
 type F32 = Float32Array;
-const f = (t: Tensor): F32 => t as F32;
-const fn = (t: Tensor | null): F32 | null => (t === null ? null : (t as F32));
+// the addon takes a tensor's typed array: a Float32Array, or a Uint16Array of bf16 values where a kernel's argument
+// may be an activation (native/cpu/storage.h); the cast is for TypeScript only
+const f = (t: Tensor): F32 => t as unknown as F32;
+const fn = (t: Tensor | null): F32 | null => (t === null ? null : f(t));
 
 /** The addon's CPU exports (native/cpu/bindings.cc, registered by native/addon.cc). */
 export interface NativeAddon {
@@ -21,6 +23,8 @@ export interface NativeAddon {
   measurePeakGflops(seconds: number): number;
   matmulForward(out: F32, inp: F32, weight: F32, bias: F32 | null, N: number, C: number, OC: number, bf16: boolean): void;
   matmulForwardBf16Weights(out: F32, inp: F32, weight: Uint16Array, bias: F32 | null, N: number, C: number, OC: number): void;
+  /** Backend.copy: dst = src converted to dst's storage (Float32Array or Uint16Array of bf16), n values */
+  copyTensor(dst: F32 | Uint16Array, src: F32 | Uint16Array, n: number): void;
   matmulBackward(dinp: F32 | null, dweight: F32, dbias: F32 | null, dout: F32, inp: F32, weight: F32, N: number, C: number, OC: number, bf16: boolean): void;
   /** the Backend kernels native code implements (native/kernels.def): each exported under its `cpu` name (the CUDA
    * bindings under `cuda`), its arguments as `args` says */
@@ -58,11 +62,18 @@ export class NativeBackend extends JsBackend implements Backend {
 
   private readonly bf16: boolean;
   private readonly nThreads: number;
+  /**
+   * bf16 under --dtype bf16 (half the activation memory, and bf16 operands the GEMM packs as they are); `activations`
+   * overrides it (a benchmark's float32-activation comparison)
+   */
+  override readonly activationDtype: "f32" | "bf16";
 
-  constructor(private readonly native: NativeAddon, threads: number, readonly dtype: "fp32" | "bf16" = "fp32") {
+  constructor(private readonly native: NativeAddon, threads: number, readonly dtype: "fp32" | "bf16" = "fp32",
+    activations?: "f32" | "bf16") {
     super();
     if (dtype === "bf16") native.requireBf16();
     this.bf16 = dtype === "bf16";
+    this.activationDtype = activations ?? (this.bf16 ? "bf16" : "f32");
     this.nThreads = Math.max(1, Math.floor(threads));
     void this.addon;
     // every listed kernel but the matmuls (written below: they take this backend's precision) is a call with the
@@ -85,6 +96,12 @@ export class NativeBackend extends JsBackend implements Backend {
   }
 
   override get threads(): number { return this.nThreads; }
+
+  /** on all threads, vectorized (making the bf16 weights of a d12 in JavaScript took ~0.4 s) */
+  override copy(dst: Tensor, src: Tensor): void {
+    if (dst.length !== src.length) throw new RangeError(`copy of ${src.length} values into ${dst.length}`);
+    this.addon.copyTensor(f(dst), f(src), dst.length);
+  }
 
   override matmulForward(out: Tensor, inp: Tensor, weight: Tensor, bias: Tensor | null, N: number, C: number, OC: number): void {
     if (isBf16(weight)) this.addon.matmulForwardBf16Weights(f(out), f(inp), weight, fn(bias), N, C, OC);

@@ -5,6 +5,7 @@ import type { Backend } from "./backend.js";
 import { JsBackend } from "./js/backend.js";
 import { CudaBackend, probeCuda } from "./cuda.js";
 import { loadNativeAddon, NativeBackend } from "./native.js";
+import { env } from "../util/env.js";
 
 export const BACKENDS = ["js", "native", "cuda", "webgpu"] as const;
 export type BackendName = (typeof BACKENDS)[number];
@@ -17,6 +18,8 @@ export interface BackendOptions {
   name?: string;
   threads?: number;
   dtype?: "fp32" | "bf16";
+  /** the native backend's activation storage (default: GPT2_ACTIVATIONS, else bf16 under dtype bf16, else f32) */
+  activations?: "f32" | "bf16";
   /** the GPU a CUDA backend uses (default 0) */
   device?: number;
   /** told once when the native addon is unavailable and the pure-TS backend is used instead */
@@ -24,6 +27,15 @@ export interface BackendOptions {
 }
 
 let warned = false;
+
+/** the native backend's activation storage: BackendOptions.activations, else GPT2_ACTIVATIONS, else its dtype's */
+function activationsFrom(opts: BackendOptions): "f32" | "bf16" | undefined {
+  const v = opts.activations ?? env("GPT2_ACTIVATIONS");
+  if (v === undefined) return undefined;
+  if (v !== "f32" && v !== "bf16") throw new RangeError(`GPT2_ACTIVATIONS must be f32 or bf16, got "${v}"`);
+  if (v === "bf16" && opts.dtype !== "bf16") throw new RangeError("bf16 activations (GPT2_ACTIVATIONS=bf16) need --dtype bf16");
+  return v;
+}
 
 export function createBackend(opts: BackendOptions = {}): Backend {
   const name = opts.name ?? (!("error" in probeCuda()) ? "cuda" : "native");
@@ -43,7 +55,7 @@ export function createBackend(opts: BackendOptions = {}): Backend {
     warned = true;
     return new JsBackend();
   }
-  return new NativeBackend(addon, threads, opts.dtype ?? "fp32");
+  return new NativeBackend(addon, threads, opts.dtype ?? "fp32", activationsFrom(opts));
 }
 
 /** createBackend(), and the WebGPU backend, whose device is found asynchronously (in Node through the npm `webgpu`). */

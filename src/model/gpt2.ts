@@ -1,11 +1,11 @@
 // GPT-2: the model as a sequence of kernel calls, forward and backward (llm.c's train_gpt2.c, in TypeScript).
 // Parameters, gradients and activations are flat backend buffers allocated once; tensors are views.
 
-import type { Backend, Tensor } from "../kernels/backend.js";
+import { bytesOf, type Backend, type Tensor } from "../kernels/backend.js";
 import type { Rng } from "../util/rng.js";
 import { describeConfig, type GPT2Config } from "./config.js";
 import { paramLayout, type ParamLayout } from "./layout.js";
-import { activationTable, CLASSIFIER_CHUNK, type ActName, type Activations, type RecomputeLevel } from "./activations.js";
+import { activationBytes, activationTable, CLASSIFIER_CHUNK, type ActName, type Activations, type RecomputeLevel } from "./activations.js";
 export { activationTable, CLASSIFIER_CHUNK, type ActivationEntry, type RecomputeLevel } from "./activations.js";
 
 export type ParamName = "wte" | "wpe" | "ln1w" | "ln1b" | "qkvw" | "qkvb" | "attprojw" | "attprojb" | "ln2w" | "ln2b" |
@@ -17,13 +17,13 @@ export class ShapeError extends Error {
   override name = "ShapeError";
 }
 
-/** Allocates n floats, or fails with one line saying what for and how much (not an allocator's RangeError). */
-function allocOrExplain(backend: Backend, n: number, what: string): Tensor {
+/** Allocates n values, or fails with one line saying what for and how much (not an allocator's RangeError). */
+function allocOrExplain(backend: Backend, n: number, what: string, dtype: "f32" | "bf16" = "f32"): Tensor {
   try {
-    return backend.alloc(n);
+    return backend.alloc(n, dtype);
   } catch (e) {
     if (!(e instanceof RangeError)) throw e;
-    throw new ShapeError(`cannot allocate ${what}: ${n.toLocaleString("en-US")} floats (${(n * 4 / 2 ** 30).toFixed(1)} GiB)`);
+    throw new ShapeError(`cannot allocate ${what}: ${n.toLocaleString("en-US")} ${dtype} values (${(bytesOf(n, dtype) / 2 ** 30).toFixed(1)} GiB)`);
   }
 }
 
@@ -205,19 +205,26 @@ export class GPT2 {
     this.acts = this.makeActivations(B, T);
   }
 
-  /** Floats of activation memory for (B, T) at this recompute level, with `chunk` rows of logits at a time. */
-  /** floats of activations for B x T at a recompute level (the activation table's sum) */
-  static activationFloats(c: GPT2Config, B: number, T: number, recompute: RecomputeLevel, chunk = CLASSIFIER_CHUNK): number {
-    return activationTable(c, B, T, recompute, chunk).reduce((sum, e) => sum + e.floats, 0);
+  /**
+   * Bytes of activations for B x T at a recompute level, `chunk` rows of logits at a time, activations stored in
+   * `dtype` (the activation table's sum)
+   */
+  static activationBytes(c: GPT2Config, B: number, T: number, recompute: RecomputeLevel, chunk = CLASSIFIER_CHUNK,
+    dtype: "f32" | "bf16" = "f32"): number {
+    return activationBytes(activationTable(c, B, T, recompute, chunk, dtype));
   }
 
   private makeActivations(B: number, T: number): Activations {
-    const table = activationTable(this.config, B, T, this.recompute, this.classifierRows);
-    const bufs = Object.fromEntries(table.map((e) => [e.name, this.backend.alloc(e.floats)])) as Record<ActName, Tensor>;
-    return { ...bufs, B, T, floats: table.reduce((sum, e) => sum + e.floats, 0) };
+    const table = activationTable(this.config, B, T, this.recompute, this.classifierRows, this.activationDtype);
+    const bufs = Object.fromEntries(table.map((e) => [e.name, allocOrExplain(this.backend, e.floats, `activation ${e.name}`, e.dtype)])) as Record<ActName, Tensor>;
+    return { ...bufs, B, T, bytes: activationBytes(table) };
   }
 
-  get activationFloats(): number { return this.acts ? this.acts.floats : 0; }
+  /** bytes of the allocated activations (0 before the first forward or allocate()) */
+  get activationBytes(): number { return this.acts ? this.acts.bytes : 0; }
+
+  /** the dtype activations are stored in: the backend's (bf16 on the native backend under --dtype bf16) */
+  get activationDtype(): "f32" | "bf16" { return this.backend.activationDtype ?? "f32"; }
 
   /** rows of logits per classifier chunk on this backend */
   get classifierRows(): number { return this.backend.classifierRows ?? CLASSIFIER_CHUNK; }

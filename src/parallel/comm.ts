@@ -9,8 +9,8 @@ import type { Tensor } from "../kernels/backend.js";
 import { loadNativeAddon } from "../kernels/native.js";
 import { env as envVar } from "../util/env.js";
 
-/** A buffer a collective works on: a backend tensor (host Float32Array on the CPU backends) or host scalars. */
-export type CommBuffer = Tensor | Float64Array | Uint8Array;
+/** A buffer a collective works on: a backend tensor (a host Float32Array on the CPU backends), or host values. */
+export type CommBuffer = Tensor | Float32Array | Float64Array | Uint8Array;
 
 export interface PendingOp {
   /** drives progress; true once complete (never blocks) */
@@ -36,9 +36,9 @@ export interface Communicator {
    * In-place reduce-scatter (sum): buf holds counts.reduce(+) values on every rank; afterwards this rank's part,
    * at offset counts[0] + ... + counts[rank - 1], holds the sum over ranks (the rest of buf is undefined).
    */
-  reduceScatterSum(buf: Tensor, counts: number[]): void;
+  reduceScatterSum(buf: Tensor | Float32Array, counts: number[]): void;
   /** In-place all-gather: each rank's part (layout as reduceScatterSum) is copied to every rank. */
-  allGather(buf: Tensor, counts: number[]): void;
+  allGather(buf: Tensor | Float32Array, counts: number[]): void;
   broadcast(buf: CommBuffer, root?: number): void;
   barrier(): void;
   /** seconds spent blocked in collectives since the last call */

@@ -3,11 +3,15 @@
 // progress while the GPU computes (asyncProgress), so DataParallel overlaps the gradient all-reduce with backward.
 // Host buffers (scalars, flags' hash) go through a device staging buffer.
 
+import { byteSize, bytesOf } from "../kernels/backend.js";
 import { CudaBackend, CudaTensor, type CudaAddon } from "../kernels/cuda.js";
 import { loadNativeAddon } from "../kernels/native.js";
 import type { BootstrapOptions } from "./bootstrap.js";
 import { shareUniqueId } from "./bootstrap.js";
 import { CommError, type CommBuffer, type Communicator, type PendingOp } from "./comm.js";
+
+/** bytes of n float32 values */
+const f32 = (n: number): number => bytesOf(n, "f32");
 
 interface NcclAddon {
   ncclUniqueIdNew(): Uint8Array;
@@ -120,20 +124,21 @@ export class NcclComm implements Communicator {
   reduceScatterSum(buf: CommBuffer, counts: number[]): void {
     const { t, chunk, equal, lo } = this.parts(buf, counts);
     if (equal) return this.run("reducescatter", t.ptr, chunk);
-    const stage = this.addon.ncclStaging(chunk * this.size * 4);
-    this.addon.cudaCopy(stage, t.ptr, t.length * 4);
-    this.addon.cudaFill(stage + t.length * 4, chunk * this.size - t.length, 0);
+    // collectives move float32 values (f32 below: bytes of n of them)
+    const stage = this.addon.ncclStaging(f32(chunk * this.size));
+    this.addon.cudaCopy(stage, t.ptr, byteSize(t));
+    this.addon.cudaFill(stage + byteSize(t), chunk * this.size - t.length, 0);
     this.run("reducescatter", stage, chunk);
-    if (counts[this.rank] > 0) this.addon.cudaCopy(t.ptr + lo * 4, stage + this.rank * chunk * 4, counts[this.rank] * 4);
+    if (counts[this.rank] > 0) this.addon.cudaCopy(t.ptr + f32(lo), stage + f32(this.rank * chunk), f32(counts[this.rank]));
   }
 
   allGather(buf: CommBuffer, counts: number[]): void {
     const { t, chunk, equal, lo } = this.parts(buf, counts);
     if (equal) return this.run("allgather", t.ptr, chunk);
-    const stage = this.addon.ncclStaging(chunk * this.size * 4);
-    if (counts[this.rank] > 0) this.addon.cudaCopy(stage + this.rank * chunk * 4, t.ptr + lo * 4, counts[this.rank] * 4);
+    const stage = this.addon.ncclStaging(f32(chunk * this.size));
+    if (counts[this.rank] > 0) this.addon.cudaCopy(stage + f32(this.rank * chunk), t.ptr + f32(lo), f32(counts[this.rank]));
     this.run("allgather", stage, chunk);
-    this.addon.cudaCopy(t.ptr, stage, t.length * 4);
+    this.addon.cudaCopy(t.ptr, stage, byteSize(t));
   }
 
   broadcast(buf: CommBuffer, root = 0): void {

@@ -1,6 +1,6 @@
 // Training-step and generation benchmarks on random tokens: median ms, tokens/s, achieved GFLOP/s, MFU, peak RSS.
 
-import type { Backend } from "../kernels/backend.js";
+import { bytesOf, type Backend } from "../kernels/backend.js";
 import type { GPT2Config } from "../model/config.js";
 import { KVCache, sampleToken } from "../model/generate.js";
 import { GPT2, type RecomputeLevel } from "../model/gpt2.js";
@@ -37,7 +37,7 @@ export async function benchTrain(config: GPT2Config, backend: Backend, B: number
   const opt = new AdamW(model, { ...ADAMW_DEFAULTS, weightDecay: 0.1 });
   model.allocate(B, T);
   model.zeroGrad();
-  const memFloats = model.layout.total * 4 + model.activationFloats;
+  const memBytes = bytesOf(model.layout.total * 4) + model.activationBytes; // params, grads, AdamW m and v; activations
   const rng = new Rng(42);
   const inputs = Int32Array.from({ length: B * T }, () => rng.int(config.vocabSize));
   const targets = Int32Array.from({ length: B * T }, () => rng.int(config.vocabSize));
@@ -57,7 +57,7 @@ export async function benchTrain(config: GPT2Config, backend: Backend, B: number
   const gflops = (tps * flopsPerToken(config, T)) / 1e9;
   return {
     mode: "train", ms_per_step: ms, tokens_per_s: tps, gflops, mfu: gflops / peakGflops, peak_gflops: peakGflops,
-    peak_rss_mib: process.resourceUsage().maxRSS / 1024, memory_mib: (memFloats * 4) / 2 ** 20, steps,
+    peak_rss_mib: process.resourceUsage().maxRSS / 1024, memory_mib: memBytes / 2 ** 20, steps,
   };
 }
 
@@ -88,6 +88,6 @@ export async function benchGenerate(config: GPT2Config, backend: Backend, tokens
   const gflops = (tps * 2 * model.numParams) / 1e9; // forward only: 2 FLOPs per parameter per token
   return {
     mode: "generate", ms_per_step: ms, tokens_per_s: tps, gflops, mfu: gflops / peakGflops, peak_gflops: peakGflops,
-    peak_rss_mib: process.resourceUsage().maxRSS / 1024, memory_mib: (model.layout.total * 4) / 2 ** 20, steps: tokens,
+    peak_rss_mib: process.resourceUsage().maxRSS / 1024, memory_mib: bytesOf(model.layout.total) / 2 ** 20, steps: tokens,
   };
 }

@@ -169,7 +169,7 @@ class Run implements CheckpointedRun {
     // the memory plan, checked against free memory before the model exists
     const shape = presetShape(cfg, task.tokenizer?.vocabSize);
     if (shape) {
-      const plan = memoryPlan(shape, { ...cfg, batchSize: B }, N, backend.classifierRows, task.samplePrompt().ids.length);
+      const plan = memoryPlan(shape, { ...cfg, batchSize: B }, N, backend, task.samplePrompt().ids.length);
       const avail = hooks.availableBytes ?? backend.freeBytes?.() ?? availableMemory();
       if (plan.total > avail) {
         throw new TrainConfigError(`the run needs ${describePlan(plan)}, but only ${(avail / 2 ** 20).toFixed(0)} MiB are free; ` +
@@ -225,11 +225,12 @@ class Run implements CheckpointedRun {
   private printHeader(adapted: string | null): void {
     const { cfg, model, backend, comm, N, print } = this;
     const rows = this.task.rowsPerBatch?.(cfg.batchSize, cfg) ?? cfg.batchSize;
-    const plan = (zero: number) => describePlan(memoryPlan(model.config, { ...cfg, zero, batchSize: rows }, N, backend.classifierRows, this.prompt.ids.length));
+    const plan = (zero: number) => describePlan(memoryPlan(model.config, { ...cfg, zero, batchSize: rows }, N, backend, this.prompt.ids.length));
     print(`model: ${describeConfig(model.config)}, ${(countParams(model.config) / 1e6).toFixed(2)}M parameters ` +
       `(${this.fromScratch ? `from scratch, preset ${cfg.init}` : `from ${cfg.init}`})`);
     if (adapted) print(adapted);
-    print(`backend: ${backend.name}, ${backend.device ?? `${backend.threads} threads`}, dtype ${cfg.dtype}, recompute ${cfg.recompute}`);
+    const acts = backend.activationDtype === "bf16" ? " (activations stored in bf16)" : cfg.dtype === "bf16" ? " (float32 activations)" : "";
+    print(`backend: ${backend.name}, ${backend.device ?? `${backend.threads} threads`}, dtype ${cfg.dtype}${acts}, recompute ${cfg.recompute}`);
     if (N > 1 || comm.kind !== "single") {
       print(`data parallel: ${comm.description}; ZeRO-${this.dp.zero}${this.dp.zero ? " (AdamW state sharded)" : " (every rank holds all AdamW state)"}; ` +
         `memory per rank with -z 0: ${plan(0)}; with -z 1: ${plan(1)}`);

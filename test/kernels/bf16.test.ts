@@ -5,6 +5,7 @@ import { test } from "node:test";
 import { fromBf16, isBf16, toBf16 } from "../../src/kernels/bf16.js";
 import { JsBackend } from "../../src/kernels/js/backend.js";
 import { loadNativeAddon, NativeBackend } from "../../src/kernels/native.js";
+import type { HostBackend } from "./suite.js";
 import { Rng } from "../../src/util/rng.js";
 
 test("bf16: round to nearest, ties to even; exact widening; NaN, infinities and signed zero kept", () => {
@@ -33,7 +34,7 @@ for (const [name, make, skip] of [
   ["native, 1 thread", () => new NativeBackend(addon!, 1), addon ? undefined : error],
 ] as const) {
   test(`bf16 weights on ${name}: write rounds, read widens, matmulForward equals float32 on the widened weights`, { skip }, () => {
-    const be = make(), ref = new JsBackend();
+    const be = make() as unknown as HostBackend, ref = new JsBackend() as unknown as HostBackend;
     const rng = new Rng(7), rand = (n: number) => Float32Array.from({ length: n }, () => rng.normal());
     for (const [N, C, OC] of [[1, 768, 2304], [1, 37, 5], [3, 64, 130], [5, 48, 7], [17, 100, 66]]) {
       const w = rand(OC * C), inp = rand(N * C), bias = rand(OC);
@@ -119,7 +120,7 @@ test("gpt2 sample --dtype bf16: the tokens of the reference backend on the bf16 
 // there), read back widened, multiplied by the tiled and the few-row products; generation as the reference's
 const webgpu = await import("../../src/kernels/webgpu/node.js").then((m) => m.createWebGPUBackend()).catch((e: Error) => e);
 test("bf16 weights on webgpu: made on the device (rounded to nearest even), read back widened, matmulForward equals float32 on the widened weights", { skip: webgpu instanceof Error ? webgpu.message : undefined }, async () => {
-  const be = webgpu as import("../../src/kernels/webgpu/backend.js").WebGPUBackend, ref = new JsBackend();
+  const be = webgpu as import("../../src/kernels/webgpu/backend.js").WebGPUBackend, ref = new JsBackend() as unknown as HostBackend;
   const rng = new Rng(7), rand = (n: number) => Float32Array.from({ length: n }, () => rng.normal());
   // ties and specials go through the device's rounding too
   const special = Float32Array.from([1 + 2 ** -8, 1 + 3 * 2 ** -8, -0, Infinity, -2, 3.4028234663852886e38, 1 + 2 ** -8 + 2 ** -20]);

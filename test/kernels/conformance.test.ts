@@ -6,7 +6,8 @@ import { CudaBackend, probeCuda } from "../../src/kernels/cuda.js";
 import { loadNativeAddon, NativeBackend } from "../../src/kernels/native.js";
 import { createWebGPUBackend } from "../../src/kernels/webgpu/node.js";
 import assert from "node:assert/strict";
-import { assertSettingsPerBackend, runConformance } from "./suite.js";
+import { assertSettingsPerBackend, runConformance, type HostBackend } from "./suite.js";
+import { runBf16Activations } from "./bf16-activations.js";
 
 const { addon, error } = loadNativeAddon();
 const gpu = probeCuda();
@@ -34,12 +35,24 @@ for (const c of candidates) {
   test(`conformance: ${c.name}`, { skip: c.skip || undefined }, () => runConformance(c.make(), { tol: c.tol, bf16: c.bf16 }));
 }
 
+// bf16 activations (--dtype bf16 training): the bf16 GEMM packing bf16 operands as they are and rounding its output,
+// on 2 threads and 1; and bf16 tensors on the float32 native backend (its float32 products from bf16 values: the
+// path of a few rows, and of a CPU without AVX512-BF16), where the matmuls differ from the reference by rounding only
+const noBf16 = !addon ? error : addon.cpuFeatures().includes("bf16=none") ? "CPU has no AVX512-BF16" : false;
+for (const [name, make, matmulTol, skip] of [
+  ["native bf16, 2 threads", () => new NativeBackend(addon!, 2, "bf16"), 2e-2, noBf16],
+  ["native bf16, 1 thread", () => new NativeBackend(addon!, 1, "bf16"), 2e-2, noBf16],
+  ["bf16 tensors on native fp32", () => new NativeBackend(addon!, 2), 8e-3, addon ? false : error],
+] as const) {
+  test(`bf16 activations: ${name}, every kernel against the reference`, { skip: skip || undefined }, () => runBf16Activations(make(), { matmulTol }));
+}
+
 test("native: settings are per backend (an fp32 backend on 1 thread beside a bf16 one on 2 change nothing in each other)", {
   skip: !addon ? error : addon.cpuFeatures().includes("bf16=none") ? "CPU has no AVX512-BF16" : undefined,
 }, async () => {
   await assertSettingsPerBackend(() => new NativeBackend(addon!, 1), () => new NativeBackend(addon!, 2, "bf16"));
   // each backend's kernels run on its own thread count, whichever backend ran last
-  const one = new NativeBackend(addon!, 1), two = new NativeBackend(addon!, 2);
+  const one = new NativeBackend(addon!, 1) as unknown as HostBackend, two = new NativeBackend(addon!, 2) as unknown as HostBackend;
   const x = new Float32Array(4);
   two.scale(x, 4, 2);
   assert.equal(addon!.getThreads(), 2);

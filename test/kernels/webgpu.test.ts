@@ -8,6 +8,7 @@ import * as path from "node:path";
 import { test } from "node:test";
 import { writeShard } from "../../src/data/shard.js";
 import { createWebGPUBackend } from "../../src/kernels/webgpu/node.js";
+import type { HostBackend } from "./suite.js";
 import { CLI, tmpDir } from "../helpers.js";
 
 const probe = await createWebGPUBackend().then((be) => { be.destroy(); return false as const; }, (e: Error) => e.message);
@@ -74,7 +75,7 @@ test("webgpu on a device that binds 1 MiB at once: element-wise work over 2.4 MB
   const { JsBackend } = await import("../../src/kernels/js/backend.js");
   const { Rng } = await import("../../src/util/rng.js");
   const { fromBf16, toBf16 } = await import("../../src/kernels/bf16.js");
-  const be = await createWebGPUBackend({ maxBindingBytes: 1 << 20 }), ref = new JsBackend();
+  const be = await createWebGPUBackend({ maxBindingBytes: 1 << 20 }), ref = new JsBackend() as unknown as HostBackend;
   assert.equal(be.maxBinding, 1 << 20);
   const n = 600_001, r = new Rng(3), rand = () => Float32Array.from({ length: n }, () => r.normal());
   const [p, g, m, v] = [rand(), rand(), rand().map((x) => 0.1 * x), rand().map((x) => Math.abs(0.1 * x))];

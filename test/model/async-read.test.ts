@@ -15,7 +15,7 @@ import { DEFAULTS, mergeConfig } from "../../src/train/config.js";
 import { train } from "../../src/train/loop.js";
 import { Rng } from "../../src/util/rng.js";
 import { evaluateHellaswag, readHellaswag } from "../../src/eval/hellaswag.js";
-import { fixture, readJson, tmpDir } from "../helpers.js";
+import { ha, fixture, readJson, tmpDir } from "../helpers.js";
 
 /** Synchronous reads throw once `strict` is set; asynchronous ones resolve on a later turn of the event loop. */
 class AsyncOnlyBackend extends JsBackend {
@@ -34,7 +34,7 @@ class AsyncOnlyBackend extends JsBackend {
     return new Promise((resolve) => setImmediate(() => resolve(s)));
   }
   override readAsync(t: Tensor, offset = 0, n = t.length - offset): Promise<Float32Array> {
-    const data = new Float32Array((t as Float32Array).subarray(offset, offset + n));
+    const data = new Float32Array(ha(t).subarray(offset, offset + n));
     this.asyncReads++;
     return new Promise((resolve) => setImmediate(() => resolve(data)));
   }

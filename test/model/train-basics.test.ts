@@ -1,11 +1,13 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { bytesOf } from "../../src/kernels/backend.js";
 import { JsBackend } from "../../src/kernels/js/backend.js";
 import { makeConfig } from "../../src/model/config.js";
 import { activationTable, GPT2 } from "../../src/model/gpt2.js";
 import { countParams } from "../../src/model/layout.js";
 import { AdamW, ADAMW_DEFAULTS, clipGradNorm } from "../../src/train/adamw.js";
 import { Rng } from "../../src/util/rng.js";
+import { ha } from "../helpers.js";
 
 test("d12 has GPT-2 124M's parameter count and a padded vocab of 50304", () => {
   const c = makeConfig("d12");
@@ -29,7 +31,7 @@ test("init follows GPT-2: std 0.02, residual projections 0.02/sqrt(2L), LayerNor
   const c = makeConfig("tiny", { vocabSize: 1000 });
   const model = new GPT2(c, new JsBackend());
   model.initWeights(new Rng(5));
-  const p = model.params as Float32Array;
+  const p = ha(model.params);
   const std = (name: string) => {
     const s = model.layout.byName[name];
     let sq = 0;
@@ -65,20 +67,34 @@ test("a tiny model overfits one fixed batch to loss < 0.05", () => {
 });
 
 test("activations: the table's plan is what allocate() takes, and -r 1 / -r 2 save the GELU and LayerNorm outputs of all layers but one", () => {
-  /** counts the floats allocated through it */
-  class Counting extends JsBackend { floats = 0; override alloc(n: number) { this.floats += n; return super.alloc(n); } }
+  /** counts the bytes allocated through it, by the dtype asked for */
+  class Counting extends JsBackend {
+    bytes = 0;
+    override alloc(n: number, dtype: "f32" | "bf16" = "f32") { this.bytes += bytesOf(n, dtype); return super.alloc(n, dtype); }
+  }
   const c = makeConfig("tiny", { nLayer: 3, vocabSize: 97 });
   const [B, T, L, C] = [2, 8, 3, c.nEmbd];
-  const plan = (r: 0 | 1 | 2) => GPT2.activationFloats(c, B, T, r, 256);
-  for (const r of [0, 1, 2] as const) {
-    const be = new Counting();
-    const model = new GPT2(c, be, r);
-    const before = be.floats;
-    model.allocate(B, T);
-    assert.equal(be.floats - before, plan(r), `-r ${r}`);
-    assert.equal(model.activationFloats, plan(r));
-    assert.equal(activationTable(c, B, T, r, 256).reduce((s, e) => s + e.bytes, 0), 4 * plan(r));
+  const plan = (r: 0 | 1 | 2, dtype: "f32" | "bf16" = "f32") => GPT2.activationBytes(c, B, T, r, 256, dtype);
+  for (const dtype of ["f32", "bf16"] as const) {
+    for (const r of [0, 1, 2] as const) {
+      const be = new Counting(dtype);
+      const model = new GPT2(c, be, r);
+      const before = be.bytes;
+      model.allocate(B, T);
+      assert.equal(be.bytes - before, plan(r, dtype), `-r ${r} ${dtype}`);
+      assert.equal(model.activationBytes, plan(r, dtype));
+      const table = activationTable(c, B, T, r, 256, dtype);
+      for (const e of table) assert.equal(e.bytes, e.floats * (e.dtype === "bf16" ? 2 : 4), e.name);
+    }
   }
-  assert.equal(plan(0) - plan(1), (L - 1) * B * T * 4 * C);
-  assert.equal(plan(1) - plan(2), 2 * (L - 1) * B * T * C);
+  assert.equal(plan(0) - plan(1), (L - 1) * B * T * 4 * C * 4);
+  assert.equal(plan(1) - plan(2), 2 * (L - 1) * B * T * C * 4);
+  // bf16: what every layer keeps, and the logits, in half the bytes; statistics and gradients stay float32
+  const bf = activationTable(c, B, T, 1, 256, "bf16");
+  const kind = (name: string) => bf.find((e) => e.name === name)!.dtype;
+  for (const name of ["encoded", "ln1", "qkv", "atty", "residual2", "ln2", "fch", "fchGelu", "residual3", "lnf", "logits"]) assert.equal(kind(name), "bf16", name);
+  for (const name of ["ln1Mean", "ln1Rstd", "lse", "losses", "dres", "dln", "dqkv", "dfch"]) assert.equal(kind(name), "f32", name);
+  // the issue's bound, at its shape: d12, 4 x 256, -r 1 (gpt2 train's default)
+  const d12 = makeConfig("d12"), ratio = GPT2.activationBytes(d12, 4, 256, 1, 256, "bf16") / GPT2.activationBytes(d12, 4, 256, 1, 256);
+  assert.ok(ratio <= 0.55, `bf16 activations take ${ratio.toFixed(3)} of float32's`);
 });

@@ -10,13 +10,13 @@ import { GPT2 } from "../../src/model/gpt2.js";
 import { shardRange } from "../../src/parallel/comm.js";
 import { AdamW } from "../../src/train/adamw.js";
 import { Rng } from "../../src/util/rng.js";
-import { tmpDir } from "../helpers.js";
+import { ha, ht, tmpDir } from "../helpers.js";
 
 function model(seed: number): GPT2 {
   const m = new GPT2(makeConfig("tiny", { vocabSize: 300, nLayer: 2, nEmbd: 64, nHead: 4, blockSize: 32 }), new JsBackend());
   m.initWeights(new Rng(seed));
   m.zeroGrad();
-  const rng = new Rng(seed + 1), g = m.grads as Float32Array;
+  const rng = new Rng(seed + 1), g = ha(m.grads);
   for (let i = 0; i < g.length; i++) g[i] = rng.normal() * 0.01;
   return m;
 }
@@ -46,7 +46,7 @@ test("AdamW on three shards (boundaries inside tensors) equals AdamW on the whol
   }
   assert.deepEqual(parts.params, whole.params);
   // and the shards' state is the whole state, cut
-  const m = full.m as Float32Array;
+  const m = ha(full.m);
   for (const s of shards) assert.deepEqual(s.m, m.subarray(s.lo, s.hi));
 });
 
@@ -57,20 +57,20 @@ test("optimizer shards saved over 2 ranks read back for 3 ranks and for one proc
   const sources = await Promise.all([0, 1].map(async (r) => {
     const { lo, hi } = shardRange(total, 2, r);
     const file = path.join(dir, `opt.rank${r}.gpt2ts`);
-    const mm = (full.m as Float32Array).slice(lo, hi), vv = (full.v as Float32Array).slice(lo, hi);
-    await saveOptimizerShard(file, m, lo, hi, { m: mm, v: vv });
+    const mm = (ha(full.m)).slice(lo, hi), vv = (ha(full.v)).slice(lo, hi);
+    await saveOptimizerShard(file, m, lo, hi, { m: ht(mm), v: ht(vv) });
     return { file, lo, hi };
   }));
   for (const ranks of [3, 1]) {
     for (let r = 0; r < ranks; r++) {
       const { lo, hi } = shardRange(total, ranks, r);
       const back = { m: new Float32Array(hi - lo), v: new Float32Array(hi - lo) };
-      readOptimizerRange(sources, lo, hi, m.backend, back);
-      assert.deepEqual(back.m, (full.m as Float32Array).subarray(lo, hi));
-      assert.deepEqual(back.v, (full.v as Float32Array).subarray(lo, hi));
+      readOptimizerRange(sources, lo, hi, m.backend, { m: ht(back.m), v: ht(back.v) });
+      assert.deepEqual(back.m, (ha(full.m)).subarray(lo, hi));
+      assert.deepEqual(back.v, (ha(full.v)).subarray(lo, hi));
     }
   }
   // a missing shard is an error that names the files, not a silent hole
-  assert.throws(() => readOptimizerRange(sources.slice(0, 1), 0, total, m.backend, { m: new Float32Array(total), v: new Float32Array(total) }),
+  assert.throws(() => readOptimizerRange(sources.slice(0, 1), 0, total, m.backend, { m: ht(new Float32Array(total)), v: ht(new Float32Array(total)) }),
     /optimizer state for parameters \[0, \d+\) is incomplete in .*opt\.rank0/);
 });

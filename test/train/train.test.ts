@@ -39,13 +39,25 @@ test("learning-rate schedules: warmup, cosine and linear to the final fraction, 
   assert.ok(Math.abs(learningRate({ ...s, kind: "wsd" }, 110) - 0.1) < 1e-12);
 });
 
-test("resume is exact: 8 steps in one go = 4 steps, kill -9 after step 5, resume from step 4 (bit-identical losses and checkpoint)", { skip: noNative }, async () => {
+const noBf16 = noNative ?? (native.addon!.cpuFeatures().includes("bf16=none") ? "CPU has no AVX512-BF16" : undefined);
+/** the fp32 run's losses, step by step, for the bf16 run to follow */
+let fp32Losses: Map<number, number> | null = null;
+
+for (const dtype of ["fp32", "bf16"] as const) test(`resume is exact (${dtype}): 8 steps in one go = 4 steps, kill -9 after step 5, resume from step 4 (bit-identical losses and checkpoint)`, { skip: dtype === "bf16" ? noBf16 : noNative }, async () => {
   const data = await shakespeareShards();
-  const args = (out: string) => ["train", "-i", data.train, "-e", "tiny", "-b", "4", "-t", "64", "-x", "8", "-l", "1e-3",
+  const args = (out: string) => ["train", "--dtype", dtype, "-i", data.train, "-e", "tiny", "-b", "4", "-t", "64", "-x", "8", "-l", "1e-3",
     "-u", "2", "-q", "0.1", "-c", "0.1", "-v", "0", "-s", "0", "-n", "4", "-o", out, "--threads", "2", "-d", "512"];
   const full = tmpDir();
   const r = spawnSync(process.execPath, [CLI, ...args(full)], { encoding: "utf8" });
   assert.equal(r.status, 0, r.stderr);
+  // --dtype bf16 on the native backend stores activations in bf16: the header says so, the memory plan has them in
+  // half the bytes, and the losses follow fp32's
+  const planned = (out: string) => Number(/\+ activations ([\d.]+) MiB/.exec(out)![1]);
+  if (dtype === "bf16") {
+    assert.match(r.stdout, /dtype bf16 \(activations stored in bf16\)/);
+    const fp32 = spawnSync(process.execPath, [CLI, ...args(tmpDir()).map((a) => (a === "bf16" ? "fp32" : a))], { encoding: "utf8" });
+    assert.ok(planned(r.stdout) < 0.6 * planned(fp32.stdout), `activations ${planned(r.stdout)} vs ${planned(fp32.stdout)} MiB`);
+  }
   const interrupted = tmpDir();
   // SIGKILL right after step 5 (the test hook kills the process itself): the step-4 checkpoint exists, step 8's not
   const killed = spawnSync(process.execPath, [CLI, ...args(interrupted)], { encoding: "utf8", env: { ...process.env, GPT2_TEST_DIE_AT: "0:5" } });
@@ -58,6 +70,8 @@ test("resume is exact: 8 steps in one go = 4 steps, kill -9 after step 5, resume
   assert.deepEqual([...resumed.stdout.matchAll(/^step (\d+)\/8 \|/gm)].map((m) => Number(m[1])), [5, 6, 7, 8]);
   const a = trainLosses(full), b = trainLosses(interrupted);
   assert.equal(a.size, 8);
+  if (dtype === "fp32") fp32Losses = a;
+  else if (fp32Losses) for (let s = 1; s <= 8; s++) assert.ok(Math.abs(a.get(s)! / fp32Losses.get(s)! - 1) < 5e-3, `step ${s}: bf16 ${a.get(s)} vs fp32 ${fp32Losses.get(s)}`);
   for (let s = 1; s <= 8; s++) assert.equal(b.get(s), a.get(s), `step ${s}`);
   // the final checkpoints are the same file but for the output folder and -y named in their header
   const fa = fs.readFileSync(path.join(full, "checkpoint_00000008.gpt2ts"));

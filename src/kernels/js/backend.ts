@@ -57,7 +57,8 @@ export class JsBackend implements Backend {
     else f(t).set(src, offset);
   }
   read(t: Tensor, offset = 0, n = t.length - offset): Float32Array {
-    return isBf16(t) ? fromBf16Array(t.subarray(offset, offset + n)) : f(t).slice(offset, offset + n);
+    // a plain Float32Array: host data, not a tensor of this backend
+    return isBf16(t) ? fromBf16Array(t.subarray(offset, offset + n)) : new Float32Array(f(t).subarray(offset, offset + n));
   }
   readAsync(t: Tensor, offset = 0, n = t.length - offset): Promise<Float32Array> {
     try { return Promise.resolve(this.read(t, offset, n)); } catch (e) { return Promise.reject(e); }

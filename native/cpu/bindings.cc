@@ -246,8 +246,8 @@ KERNEL(MatmulForward) {
   Args a(env, info);
   int N = a.integer(4), C = a.integer(5), OC = a.integer(6);
   bool bf16 = a.boolean(7);  // per call: each backend has its own precision
-  Ten out = a.ten(0, (long)N * OC), inp = a.ten(1, (long)N * C);
-  float *w = a.f32(2, (long)OC * C), *b = a.f32(3, OC, true);
+  Ten out = a.ten(0, (long)N * OC), inp = a.ten(1, (long)N * C), w = a.ten(2, (long)OC * C);
+  float* b = a.f32(3, OC, true);
   if (!a.failed) matmul_forward(out, inp, w, b, N, C, OC, bf16);
   return undefined(env);
 }
@@ -271,8 +271,8 @@ KERNEL(MatmulBackward) {
   Args a(env, info);
   int N = a.integer(6), C = a.integer(7), OC = a.integer(8);
   bool bf16 = a.boolean(9);
-  Ten dinp = a.ten(0, (long)N * C, true), dout = a.ten(3, (long)N * OC), inp = a.ten(4, (long)N * C);
-  float *dw = a.f32(1, (long)OC * C), *db = a.f32(2, OC, true), *w = a.f32(5, (long)OC * C);
+  Ten dinp = a.ten(0, (long)N * C, true), dout = a.ten(3, (long)N * OC), inp = a.ten(4, (long)N * C), w = a.ten(5, (long)OC * C);
+  float *dw = a.f32(1, (long)OC * C), *db = a.f32(2, OC, true);
   if (!a.failed) matmul_backward(dinp, dw, db, dout, inp, w, N, C, OC, bf16);
   return undefined(env);
 }

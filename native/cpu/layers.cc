@@ -132,13 +132,12 @@ void layernorm_backward(Ten dinp, float* dweight, float* dbias, Ten dout, Ten in
 }
 
 // ---------------------------------------------------------------- matmul (weight is (OC, C) as nn.Linear)
-void matmul_forward(Ten out, Ten inp, const float* weight, const float* bias, int N, int C, int OC, bool bf16) {
-  gemm_any(bf16, N, OC, C, src_of(inp), C, 1, src_of(f32_ten(const_cast<float*>(weight))), 1, C, out, OC, false, bias);
+void matmul_forward(Ten out, Ten inp, Ten weight, const float* bias, int N, int C, int OC, bool bf16) {
+  gemm_any(bf16, N, OC, C, src_of(inp), C, 1, src_of(weight), 1, C, out, OC, false, bias);
 }
 
-void matmul_backward(Ten dinp, float* dweight, float* dbias, Ten dout, Ten inp, const float* weight, int N, int C,
-                     int OC, bool bf16) {
-  const Src W = src_of(f32_ten(const_cast<float*>(weight))), D = src_of(dout);
+void matmul_backward(Ten dinp, float* dweight, float* dbias, Ten dout, Ten inp, Ten weight, int N, int C, int OC, bool bf16) {
+  const Src W = src_of(weight), D = src_of(dout);
   if (!dinp.none()) gemm_any(bf16, N, C, OC, D, OC, 1, W, C, 1, dinp, C, false, nullptr);  // dinp = dout @ W
   gemm_any(bf16, OC, C, N, D, 1, OC, src_of(inp), C, 1, f32_ten(dweight), C, true, nullptr);  // dW += dout^T @ inp
   if (dbias) {

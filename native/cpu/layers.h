@@ -14,9 +14,9 @@ void layernorm_forward(Ten out, float* mean, float* rstd, Ten inp, const float* 
 void layernorm_backward(Ten dinp, float* dweight, float* dbias, Ten dout, Ten inp, const float* weight,
                         const float* mean, const float* rstd, int N, int C);
 
-void matmul_forward(Ten out, Ten inp, const float* weight, const float* bias, int N, int C, int OC, bool bf16);
-void matmul_backward(Ten dinp, float* dweight, float* dbias, Ten dout, Ten inp, const float* weight, int N, int C,
-                     int OC, bool bf16);
+// the weight may be bf16 too (multiplied as the bf16 product where bf16 is set; otherwise widened)
+void matmul_forward(Ten out, Ten inp, Ten weight, const float* bias, int N, int C, int OC, bool bf16);
+void matmul_backward(Ten dinp, float* dweight, float* dbias, Ten dout, Ten inp, Ten weight, int N, int C, int OC, bool bf16);
 
 void attention_forward(Ten out, float* lse, Ten qkv, int B, int T, int C, int NH);
 void attention_backward(Ten dqkv, Ten dout, Ten qkv, Ten out, const float* lse, int B, int T, int C, int NH);

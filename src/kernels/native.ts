@@ -104,7 +104,9 @@ export class NativeBackend extends JsBackend implements Backend {
   }
 
   override matmulForward(out: Tensor, inp: Tensor, weight: Tensor, bias: Tensor | null, N: number, C: number, OC: number): void {
-    if (isBf16(weight)) this.addon.matmulForwardBf16Weights(f(out), f(inp), weight, fn(bias), N, C, OC);
+    // bf16 weights on a float32 backend, float32 activations: inference (float32 arithmetic, the weights widened where
+    // they are used); on a bf16 backend: the bf16 product, packing them as they are; else float32 copies
+    if (isBf16(weight) && !this.bf16 && !isBf16(out) && !isBf16(inp)) this.addon.matmulForwardBf16Weights(f(out), f(inp), weight, fn(bias), N, C, OC);
     else this.addon.matmulForward(f(out), f(inp), f(weight), fn(bias), N, C, OC, this.bf16);
   }
   override matmulBackward(dinp: Tensor | null, dweight: Tensor, dbias: Tensor | null, dout: Tensor, inp: Tensor, weight: Tensor,

@@ -54,6 +54,11 @@ export async function runBf16Activations(backend: Backend, opts: { matmulTol: nu
     backend.matmulForward(out[1], bi, bw, bb, N, C, OC);
     // a sum of C terms: its rounding is relative to the terms, sqrt(C) times a term's size for random signs
     await check(out, opts.matmulTol, `matmulForward bf16 ${N}x${C}x${OC}`, Math.sqrt(C));
+    // bf16 weights too (a model on bf16 inference weights, on this backend)
+    const [rwh, bwh] = both(w, "bf16"), outh = zeros(N * OC, "bf16");
+    ref.matmulForward(outh[0], ri, rwh, rb, N, C, OC);
+    backend.matmulForward(outh[1], bi, bwh, bb, N, C, OC);
+    await check(outh, opts.matmulTol, `matmulForward bf16 weights ${N}x${C}x${OC}`, Math.sqrt(C));
     for (const doutType of ["f32", "bf16"] as const) {
       const [rd, bd] = both(dout, doutType), dinp = zeros(N * C, "f32"), dw = zeros(OC * C, "f32"), db = zeros(OC, "f32");
       ref.matmulBackward(dinp[0], dw[0], db[0], rd, ri, rw, N, C, OC);

@@ -378,45 +378,47 @@ bool cpu_has_bf16() { return plan_bf16().kpack == 2; }
 #define GPT2_BF16_PF 1024
 #endif
 #if defined(__x86_64__)
-/** out[q] = a . widen(w_q) for 4 bf16 weight rows, widened in registers (decoding: no pass through memory) */
-__attribute__((target("avx512f,fma"))) static void gemv4_bf16w_avx512(const float* a, const unsigned short* w0, long ldw, int K,
-                                                                     float out[4]) {
-  __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-  const unsigned short *w1 = w0 + ldw, *w2 = w1 + ldw, *w3 = w2 + ldw;
-  // 16 bf16 values widened to float32 in a register (a lambda would lose this function's target attributes)
-#define WIDE16(p) _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)(p))), 16))
+/**
+ * x arranged for gemv4_bf16w_avx512: in each block of 32, the 16 values at even offsets, then the 16 at odd ones (a
+ * 64-byte load of 32 bf16 weights holds weight 2i in the low half of lane i and weight 2i+1 in the high half)
+ */
+static void deinterleave32(float* xd, const float* x, int K) {
   int k = 0;
-  const int PF = GPT2_BF16_PF;
-  // 32 values (a whole 64-byte line of each row) per pass: as many bytes in flight as the float32 kernel keeps
-  __m512 t0 = _mm512_setzero_ps(), t1 = t0, t2 = t0, t3 = t0;
-  for (; k + 32 <= K; k += 32) {
-    // a few lines ahead of each row: more misses in flight than the hardware prefetcher keeps for four streams
-    _mm_prefetch((const char*)(w0 + k + PF), _MM_HINT_T0); _mm_prefetch((const char*)(w1 + k + PF), _MM_HINT_T0);
-    _mm_prefetch((const char*)(w2 + k + PF), _MM_HINT_T0); _mm_prefetch((const char*)(w3 + k + PF), _MM_HINT_T0);
-    const __m512 x = _mm512_loadu_ps(a + k), y = _mm512_loadu_ps(a + k + 16);
-    s0 = _mm512_fmadd_ps(x, WIDE16(w0 + k), s0);
-    s1 = _mm512_fmadd_ps(x, WIDE16(w1 + k), s1);
-    s2 = _mm512_fmadd_ps(x, WIDE16(w2 + k), s2);
-    s3 = _mm512_fmadd_ps(x, WIDE16(w3 + k), s3);
-    t0 = _mm512_fmadd_ps(y, WIDE16(w0 + k + 16), t0);
-    t1 = _mm512_fmadd_ps(y, WIDE16(w1 + k + 16), t1);
-    t2 = _mm512_fmadd_ps(y, WIDE16(w2 + k + 16), t2);
-    t3 = _mm512_fmadd_ps(y, WIDE16(w3 + k + 16), t3);
-  }
-  for (; k + 16 <= K; k += 16) {
-    const __m512 x = _mm512_loadu_ps(a + k);
-    s0 = _mm512_fmadd_ps(x, WIDE16(w0 + k), s0);
-    s1 = _mm512_fmadd_ps(x, WIDE16(w1 + k), s1);
-    s2 = _mm512_fmadd_ps(x, WIDE16(w2 + k), s2);
-    s3 = _mm512_fmadd_ps(x, WIDE16(w3 + k), s3);
-  }
-  s0 = _mm512_add_ps(s0, t0); s1 = _mm512_add_ps(s1, t1); s2 = _mm512_add_ps(s2, t2); s3 = _mm512_add_ps(s3, t3);
-#undef WIDE16
-  out[0] = _mm512_reduce_add_ps(s0); out[1] = _mm512_reduce_add_ps(s1);
-  out[2] = _mm512_reduce_add_ps(s2); out[3] = _mm512_reduce_add_ps(s3);
-  for (; k < K; k++) {
-    out[0] += a[k] * bf16_to_f32(w0[k]); out[1] += a[k] * bf16_to_f32(w1[k]);
-    out[2] += a[k] * bf16_to_f32(w2[k]); out[3] += a[k] * bf16_to_f32(w3[k]);
+  for (; k + 32 <= K; k += 32)
+    for (int i = 0; i < 16; i++) {
+      xd[k + i] = x[k + 2 * i];
+      xd[k + 16 + i] = x[k + 2 * i + 1];
+    }
+  for (; k < K; k++) xd[k] = x[k];
+}
+
+/**
+ * out[q] = x . widen(w_q) for 4 bf16 weight rows, float32 arithmetic. Each 64-byte load of a row gives two float32
+ * vectors in one instruction each (even weights: shifted up 16 bits; odd: the low half masked off), multiplied with x's
+ * even and odd values (xd, deinterleave32): no cross-lane widening (vpmovzxwd), which left the bf16 stream at ~13 %
+ * less bandwidth than float32's (BENCHMARKS.md).
+ */
+__attribute__((target("avx512f,fma"))) static void gemv4_bf16w_avx512(const float* x, const float* xd, const unsigned short* w0,
+                                                                     long ldw, int K, float out[4]) {
+  const __m512i high = _mm512_set1_epi32((int)0xFFFF0000u);
+  for (int r = 0; r < 4; r++) {
+    const unsigned short* w = w0 + r * ldw;
+    __m512 e0 = _mm512_setzero_ps(), o0 = e0, e1 = e0, o1 = e0;
+    int k = 0;
+    for (; k + 64 <= K; k += 64) {
+      const __m512i v0 = _mm512_loadu_si512((const void*)(w + k)), v1 = _mm512_loadu_si512((const void*)(w + k + 32));
+      e0 = _mm512_fmadd_ps(_mm512_loadu_ps(xd + k), _mm512_castsi512_ps(_mm512_slli_epi32(v0, 16)), e0);
+      o0 = _mm512_fmadd_ps(_mm512_loadu_ps(xd + k + 16), _mm512_castsi512_ps(_mm512_and_si512(v0, high)), o0);
+      e1 = _mm512_fmadd_ps(_mm512_loadu_ps(xd + k + 32), _mm512_castsi512_ps(_mm512_slli_epi32(v1, 16)), e1);
+      o1 = _mm512_fmadd_ps(_mm512_loadu_ps(xd + k + 48), _mm512_castsi512_ps(_mm512_and_si512(v1, high)), o1);
+    }
+    for (; k + 32 <= K; k += 32) {
+      const __m512i v0 = _mm512_loadu_si512((const void*)(w + k));
+      e0 = _mm512_fmadd_ps(_mm512_loadu_ps(xd + k), _mm512_castsi512_ps(_mm512_slli_epi32(v0, 16)), e0);
+      o0 = _mm512_fmadd_ps(_mm512_loadu_ps(xd + k + 16), _mm512_castsi512_ps(_mm512_and_si512(v0, high)), o0);
+    }
+    out[r] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(e0, o0), _mm512_add_ps(e1, o1)));
+    for (; k < K; k++) out[r] += x[k] * bf16_to_f32(w[k]);
   }
 }
 #endif
@@ -431,13 +433,15 @@ void matmul_bf16_weights(float* out, const float* A, const unsigned short* W, co
 #if defined(__x86_64__)
   if (avx512 && M <= 4) {
     // decoding: each weight is used by at most 4 rows, so it is widened where it is used
+    std::vector<float> xd((size_t)M * K);
+    for (int i = 0; i < M; i++) deinterleave32(xd.data() + (size_t)i * K, A + (long)i * K, K);
 #pragma omp parallel for schedule(static) if ((long)N * K >= (1L << 16))
     for (int g = 0; g < groups; g++) {
       const int j0 = g * 4, rows = std::min(4, N - j0);
       for (int i = 0; i < M; i++) {
         const float* a = A + (long)i * K;
         float s[4] = {0.f, 0.f, 0.f, 0.f};
-        if (rows == 4) gemv4_bf16w_avx512(a, W + (long)j0 * K, K, K, s);
+        if (rows == 4) gemv4_bf16w_avx512(a, xd.data() + (size_t)i * K, W + (long)j0 * K, K, K, s);
         else
           for (int q = 0; q < rows; q++)
             for (int k = 0; k < K; k++) s[q] += a[k] * bf16_to_f32(W[(long)(j0 + q) * K + k]);

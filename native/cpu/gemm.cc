@@ -23,7 +23,7 @@ struct Plan {
   MicroKernel kernel;
   Packer packA, packB;
   StripPacker packAStrip;  // optional: A panels from lines contiguous across, a strip at once
-  // the same from bf16 storage (the bf16 plan only)
+  // the same from bf16 storage (the bf16 plan; the AVX-512 float32 plan packs bf16 weights as B, widened)
   Packer16 packA16 = nullptr, packB16 = nullptr;
   StripPacker16 packAStrip16 = nullptr;
 };
@@ -52,95 +52,6 @@ float* scratch(int which, size_t n) {
 float* thread_scratch(int which, size_t n) {
   thread_local Scratch s;
   return s.get(which, n);
-}
-
-// Small M (token-by-token generation): dot products straight from the operands; packing would cost more than it saves.
-// The common case (A rows and B columns contiguous in k) runs an AVX-512 kernel: four output columns at a time, so
-// each load of A serves four weight rows, with independent accumulators; it is bound by memory bandwidth.
-#if defined(__x86_64__)
-__attribute__((target("avx512f,fma"))) static void gemv4_avx512(const float* a, const float* b0, long ldb, int K,
-                                                                float out[4]) {
-  // row by row: the four rows are adjacent in memory, so a thread's rows are one sequential stream for the hardware
-  // prefetcher, as in the bf16 version (which gained ~1.3x from it; float32 measured the same either way, already at
-  // the memory's bandwidth)
-  for (int r = 0; r < 4; r++) {
-    const float* b = b0 + r * ldb;
-    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    int k = 0;
-    for (; k + 64 <= K; k += 64) {
-      s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + k), _mm512_loadu_ps(b + k), s0);
-      s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + k + 16), _mm512_loadu_ps(b + k + 16), s1);
-      s2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + k + 32), _mm512_loadu_ps(b + k + 32), s2);
-      s3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + k + 48), _mm512_loadu_ps(b + k + 48), s3);
-    }
-    for (; k + 16 <= K; k += 16) s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + k), _mm512_loadu_ps(b + k), s0);
-    out[r] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
-    for (; k < K; k++) out[r] += a[k] * b[k];
-  }
-}
-#endif
-
-// bf16 -> fp32 is exact: the bf16 bits are the float's upper half
-static inline float bf16_to_f32(unsigned short h) {
-  unsigned int u = (unsigned int)h << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-
-#if defined(__x86_64__)
-/** widens n bf16 values to fp32 (n a multiple of 16 for the vector part) */
-__attribute__((target("avx512f"))) static void widen_bf16_avx512(const unsigned short* src, float* dst, int n) {
-  int k = 0;
-  for (; k + 16 <= n; k += 16) {
-    const __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)(src + k)));
-    _mm512_storeu_ps(dst + k, _mm512_castsi512_ps(_mm512_slli_epi32(w, 16)));
-  }
-  for (; k < n; k++) dst[k] = bf16_to_f32(src[k]);
-}
-#endif
-
-void gemm_small_m(int M, int N, int K, const float* A, long rsa, long csa, const float* B, long rsb, long csb,
-                  float* C, long ldc, bool accumulate, const float* bias) {
-#if defined(__x86_64__)
-  static const bool avx512 = __builtin_cpu_supports("avx512f");
-  if (avx512 && csa == 1 && rsb == 1) {
-    const int N4 = N / 4 * 4;
-#pragma omp parallel for schedule(static) if ((long)M * N * K >= (1L << 16))
-    for (int j = 0; j < N4; j += 4) {
-      for (int i = 0; i < M; i++) {
-        float s[4];
-        gemv4_avx512(A + i * rsa, B + j * csb, csb, K, s);
-        for (int q = 0; q < 4; q++) {
-          float* c = C + i * ldc + j + q;
-          *c = (accumulate ? *c : bias ? bias[j + q] : 0.f) + s[q];
-        }
-      }
-    }
-    for (int j = N4; j < N; j++)
-      for (int i = 0; i < M; i++) {
-        float s = 0.f;
-        for (int k = 0; k < K; k++) s += A[i * rsa + k] * B[j * csb + k];
-        C[i * ldc + j] = (accumulate ? C[i * ldc + j] : bias ? bias[j] : 0.f) + s;
-      }
-    return;
-  }
-#endif
-#pragma omp parallel for schedule(static) if ((long)M * N * K >= (1L << 16))
-  for (int j = 0; j < N; j++) {
-    for (int i = 0; i < M; i++) {
-      const float* a = A + i * rsa;
-      const float* b = B + j * csb;
-      float s = 0.f;
-      if (csa == 1 && rsb == 1) {
-#pragma omp simd reduction(+ : s)
-        for (int k = 0; k < K; k++) s += a[k] * b[k];
-      } else {
-        for (int k = 0; k < K; k++) s += a[k * csa] * b[k * rsb];
-      }
-      C[i * ldc + j] = (accumulate ? C[i * ldc + j] : bias ? bias[j] : 0.f) + s;
-    }
-  }
 }
 
 /** [lo, hi) of n items for member `t` of a team of `T` (static schedule) */
@@ -312,7 +223,8 @@ Plan make_plan(bool bf16) {
   // KC = 768 covers GPT-2's C in one block: each C tile is loaded and stored once per K=C product (measured best
   // of KC 128..1024 on Zen 5; the B micro-panel then lives in L2, which keeps up with the FMAs)
   if (__builtin_cpu_supports("avx512f"))
-    return {6, 64, 1024, 384, 3072, 1, kernel_avx512_6x64, pack_a6_avx512, pack_panel_avx512, pack_a6_strip_avx512};
+    return {6, 64, 1024, 384, 3072, 1, kernel_avx512_6x64, pack_a6_avx512, pack_panel_avx512, pack_a6_strip_avx512,
+            nullptr, pack_panel16_avx512, nullptr};
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
     return {6, 16, 256, 192, 2048, 1, kernel_avx2_6x16, pack_panel, pack_panel, nullptr};
 #endif
@@ -356,6 +268,9 @@ void gemm_any(bool bf16, int M, int N, int K, Src A, long rsa, long csa, Src B, 
               bool accumulate, const float* bias) {
   if (bf16 && M > 4 && plan_bf16().kpack == 2) return run(plan_bf16(), M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, bias);
   if (!A.h && !B.h && !C.h) return sgemm(M, N, K, A.f, rsa, csa, B.f, rsb, csb, C.f, ldc, accumulate, bias);
+  // bf16 weights over more rows than a GEMV serves (a prompt's prefill): float32 products, the weights widened as
+  // they are packed
+  if (!A.h && B.h && !C.h && M > 4 && plan_fp32().packB16) return run(plan_fp32(), M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, bias);
   // bf16 storage without the bf16 product (a few rows; a CPU without AVX512-BF16): float32 copies of the operands
   if (M <= 0 || N <= 0) return;
   std::vector<float> a, b, c;
@@ -376,104 +291,3 @@ const char* gemm_isa() {
 
 bool cpu_has_bf16() { return plan_bf16().kpack == 2; }
 
-#if defined(__x86_64__)
-/**
- * x arranged for gemv4_bf16w_avx512: in each block of 32, the 16 values at even offsets, then the 16 at odd ones (a
- * 64-byte load of 32 bf16 weights holds weight 2i in the low half of lane i and weight 2i+1 in the high half)
- */
-static void deinterleave32(float* xd, const float* x, int K) {
-  int k = 0;
-  for (; k + 32 <= K; k += 32)
-    for (int i = 0; i < 16; i++) {
-      xd[k + i] = x[k + 2 * i];
-      xd[k + 16 + i] = x[k + 2 * i + 1];
-    }
-  for (; k < K; k++) xd[k] = x[k];
-}
-
-/**
- * out[q] = x . widen(w_q) for 4 bf16 weight rows, float32 arithmetic. Row by row: the rows are adjacent, so a thread's
- * share is one sequential stream (four rows interleaved with a software prefetch streamed ~13 % slower than float32,
- * BENCHMARKS.md). Each 64-byte load gives two float32 vectors in one instruction each (even weights shifted up 16
- * bits, odd ones with the low half masked off), multiplied with x's even and odd values (xd, deinterleave32).
- */
-__attribute__((target("avx512f,fma"))) static void gemv4_bf16w_avx512(const float* x, const float* xd, const unsigned short* w0,
-                                                                     long ldw, int K, float out[4]) {
-  const __m512i high = _mm512_set1_epi32((int)0xFFFF0000u);
-  for (int r = 0; r < 4; r++) {
-    const unsigned short* w = w0 + r * ldw;
-    __m512 e0 = _mm512_setzero_ps(), o0 = e0, e1 = e0, o1 = e0;
-    int k = 0;
-    for (; k + 64 <= K; k += 64) {
-      const __m512i v0 = _mm512_loadu_si512((const void*)(w + k)), v1 = _mm512_loadu_si512((const void*)(w + k + 32));
-      e0 = _mm512_fmadd_ps(_mm512_loadu_ps(xd + k), _mm512_castsi512_ps(_mm512_slli_epi32(v0, 16)), e0);
-      o0 = _mm512_fmadd_ps(_mm512_loadu_ps(xd + k + 16), _mm512_castsi512_ps(_mm512_and_si512(v0, high)), o0);
-      e1 = _mm512_fmadd_ps(_mm512_loadu_ps(xd + k + 32), _mm512_castsi512_ps(_mm512_slli_epi32(v1, 16)), e1);
-      o1 = _mm512_fmadd_ps(_mm512_loadu_ps(xd + k + 48), _mm512_castsi512_ps(_mm512_and_si512(v1, high)), o1);
-    }
-    for (; k + 32 <= K; k += 32) {
-      const __m512i v0 = _mm512_loadu_si512((const void*)(w + k));
-      e0 = _mm512_fmadd_ps(_mm512_loadu_ps(xd + k), _mm512_castsi512_ps(_mm512_slli_epi32(v0, 16)), e0);
-      o0 = _mm512_fmadd_ps(_mm512_loadu_ps(xd + k + 16), _mm512_castsi512_ps(_mm512_and_si512(v0, high)), o0);
-    }
-    out[r] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(e0, o0), _mm512_add_ps(e1, o1)));
-    for (; k < K; k++) out[r] += x[k] * bf16_to_f32(w[k]);
-  }
-}
-#endif
-
-void matmul_bf16_weights(float* out, const float* A, const unsigned short* W, const float* bias, int M, int K, int N) {
-#if defined(__x86_64__)
-  static const bool avx512 = __builtin_cpu_supports("avx512f");
-#else
-  static const bool avx512 = false;
-#endif
-  const int groups = (N + 3) / 4;
-#if defined(__x86_64__)
-  if (avx512 && M <= 4) {
-    // decoding: each weight is used by at most 4 rows, so it is widened where it is used
-    std::vector<float> xd((size_t)M * K);
-    for (int i = 0; i < M; i++) deinterleave32(xd.data() + (size_t)i * K, A + (long)i * K, K);
-#pragma omp parallel for schedule(static) if ((long)N * K >= (1L << 16))
-    for (int g = 0; g < groups; g++) {
-      const int j0 = g * 4, rows = std::min(4, N - j0);
-      for (int i = 0; i < M; i++) {
-        const float* a = A + (long)i * K;
-        float s[4] = {0.f, 0.f, 0.f, 0.f};
-        if (rows == 4) gemv4_bf16w_avx512(a, xd.data() + (size_t)i * K, W + (long)j0 * K, K, K, s);
-        else
-          for (int q = 0; q < rows; q++)
-            for (int k = 0; k < K; k++) s[q] += a[k] * bf16_to_f32(W[(long)(j0 + q) * K + k]);
-        for (int q = 0; q < rows; q++) out[(long)i * N + j0 + q] = (bias ? bias[j0 + q] : 0.f) + s[q];
-      }
-    }
-    return;
-  }
-#endif
-  // decoding (M = 1) is bound by reading the weights: every thread takes its share of the groups
-#pragma omp parallel if ((long)N * K >= (1L << 16))
-  {
-    std::vector<float> wide((size_t)4 * K);
-#pragma omp for schedule(static)
-    for (int g = 0; g < groups; g++) {
-      const int j0 = g * 4, rows = std::min(4, N - j0);
-      for (int q = 0; q < rows; q++) {
-#if defined(__x86_64__)
-        if (avx512) { widen_bf16_avx512(W + (long)(j0 + q) * K, wide.data() + (size_t)q * K, K); continue; }
-#endif
-        for (int k = 0; k < K; k++) wide[(size_t)q * K + k] = bf16_to_f32(W[(long)(j0 + q) * K + k]);
-      }
-      for (int i = 0; i < M; i++) {
-        const float* a = A + (long)i * K;
-        float s[4] = {0.f, 0.f, 0.f, 0.f};
-#if defined(__x86_64__)
-        if (avx512 && rows == 4) gemv4_avx512(a, wide.data(), K, K, s);
-        else
-#endif
-          for (int q = 0; q < rows; q++)
-            for (int k = 0; k < K; k++) s[q] += a[k] * wide[(size_t)q * K + k];
-        for (int q = 0; q < rows; q++) out[(long)i * N + j0 + q] = (bias ? bias[j0 + q] : 0.f) + s[q];
-      }
-    }
-  }
-}

@@ -20,6 +20,10 @@ void sgemm_bf16(int M, int N, int K, const float* A, long rsa, long csa, const f
 // multiplied with every row of A, so the weights are read once whatever M is. fp32 arithmetic throughout.
 void matmul_bf16_weights(float* out, const float* A, const unsigned short* W, const float* bias, int M, int K, int N);
 
+// sgemm for M <= 4 (gemv.cc): dot products straight from the operands
+void gemm_small_m(int M, int N, int K, const float* A, long rsa, long csa, const float* B, long rsb, long csb,
+                  float* C, long ldc, bool accumulate, const float* bias);
+
 // Which micro-kernel the dispatcher picked: "avx512", "avx2" or "generic".
 const char* gemm_isa();
 bool cpu_has_bf16();

@@ -90,5 +90,33 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline void pack_a6_strip16
     }
   }
 }
+
+// The float32 plan's B panel from bf16 weights (inference on bf16 weights over several rows: a prompt's prefill):
+// pack_panel's layout, each value widened exactly. Lines contiguous in k (the weight rows of inp W^T) go 16 x 16
+// through the register transpose; other strides one by one.
+inline void pack_panel16(float* out, const uint16_t* src, long kStride, long lineStride, int kc, int width, int W) {
+  for (int k = 0; k < kc; k++)
+    for (int w = 0; w < W; w++) out[(long)k * W + w] = w < width ? widen_bf16(src[w * lineStride + k * kStride]) : 0.f;
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl"))) inline void pack_panel16_avx512(float* out, const uint16_t* src,
+                                                                                    long kStride, long lineStride,
+                                                                                    int kc, int width, int W) {
+  if (kStride != 1 || W % 16 != 0) return pack_panel16(out, src, kStride, lineStride, kc, width, W);
+  const int k16 = kc / 16 * 16;
+  for (int w0 = 0; w0 < W; w0 += 16) {
+    const int lines = std::min(16, std::max(0, width - w0));
+    for (int k = 0; k < k16; k += 16) {
+      __m512 r[16];
+      for (int i = 0; i < 16; i++)
+        r[i] = i < lines ? _mm512_castsi512_ps(_mm512_slli_epi32(GPT2_LOAD16((__mmask16)0xFFFF, src + (long)(w0 + i) * lineStride + k), 16))
+                         : _mm512_setzero_ps();
+      transpose16(r);
+      for (int i = 0; i < 16; i++) _mm512_storeu_ps(out + (long)(k + i) * W + w0, r[i]);
+    }
+    for (int k = k16; k < kc; k++)
+      for (int i = 0; i < 16; i++) out[(long)k * W + w0 + i] = i < lines ? widen_bf16(src[(long)(w0 + i) * lineStride + k]) : 0.f;
+  }
+}
 #undef GPT2_LOAD16
 #endif

@@ -36,7 +36,7 @@ for (const [name, make, skip] of [
   test(`bf16 weights on ${name}: write rounds, read widens, matmulForward equals float32 on the widened weights`, { skip }, () => {
     const be = make() as unknown as HostBackend, ref = new JsBackend() as unknown as HostBackend;
     const rng = new Rng(7), rand = (n: number) => Float32Array.from({ length: n }, () => rng.normal());
-    for (const [N, C, OC] of [[1, 768, 2304], [1, 37, 5], [3, 64, 130], [5, 48, 7], [17, 100, 66]]) {
+    for (const [N, C, OC] of [[1, 768, 2304], [1, 37, 5], [3, 64, 130], [5, 48, 7], [17, 100, 66], [40, 768, 520]]) {
       const w = rand(OC * C), inp = rand(N * C), bias = rand(OC);
       const h = be.alloc(OC * C, "bf16");
       assert.ok(isBf16(h));

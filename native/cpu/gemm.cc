@@ -115,8 +115,12 @@ void blocked(const Plan& p, int M, int N, int K, int KC, int MC, int NC, Src A, 
           const float* b = Bp + (size_t)sj * NR * kcp;
           const float* bj = bias && !acc ? bias + j0 : nullptr;
           if (C.h) {
-            // bf16 storage: one K block (run() sees to it), the tile rounded on its way out
-            p.kernel(kcp, a, b, tile, NR, false, bj);
+            // bf16 storage: one K block (run() sees to it), the tile rounded on its way out. The kernel loads a whole
+            // NR-wide bias: a partial tile adds its nr values here instead (reading past a short bias could fault)
+            p.kernel(kcp, a, b, tile, NR, false, nr == NR ? bj : nullptr);
+            if (bj && nr < NR)
+              for (int r = 0; r < mr; r++)
+                for (int q = 0; q < nr; q++) tile[r * NR + q] += bj[q];
             for (int r = 0; r < mr; r++) narrow_row(C.h + (long)(i0 + r) * ldc + j0, tile + r * NR, nr);
             continue;
           }
@@ -217,14 +221,15 @@ Plan make_plan(bool bf16) {
   __builtin_cpu_init();
   // bf16: KC = 768 values (384 pairs: a 96 KB B micro-panel in L2); against 256, 512 and 1024 in same-run A/Bs it was
   // the fastest forward (~600 vs ~530 GFLOP/s at KC 256) and dinp, dW the same
-  if (bf16 && __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw"))
+  const bool bwvl = __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+  if (bf16 && __builtin_cpu_supports("avx512bf16") && bwvl)
     return {6, 64, 768, 384, 3072, 2, kernel_bf16_6x64, pack_bf16_pairs_avx512, pack_bf16_pairs_avx512, pack_a6_strip_bf16_avx512,
             pack_pairs16_avx512, pack_pairs16_avx512, pack_a6_strip16_avx512};
   // KC = 768 covers GPT-2's C in one block: each C tile is loaded and stored once per K=C product (measured best
   // of KC 128..1024 on Zen 5; the B micro-panel then lives in L2, which keeps up with the FMAs)
   if (__builtin_cpu_supports("avx512f"))
     return {6, 64, 1024, 384, 3072, 1, kernel_avx512_6x64, pack_a6_avx512, pack_panel_avx512, pack_a6_strip_avx512,
-            nullptr, pack_panel16_avx512, nullptr};
+            nullptr, bwvl ? pack_panel16_avx512 : nullptr, nullptr};
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
     return {6, 16, 256, 192, 2048, 1, kernel_avx2_6x16, pack_panel, pack_panel, nullptr};
 #endif

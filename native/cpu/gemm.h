@@ -16,8 +16,8 @@ void sgemm_bf16(int M, int N, int K, const float* A, long rsa, long csa, const f
                 float* C, long ldc, bool accumulate, const float* bias = nullptr);
 
 // out (M x N) = A (M x K, fp32, rows of stride K) @ W^T + bias, where W (N x K) is stored as bf16 (the upper 16 bits
-// of a float32): inference on half the weight bytes. Each group of weight rows is widened to fp32 once and then
-// multiplied with every row of A, so the weights are read once whatever M is. fp32 arithmetic throughout.
+// of a float32): inference on half the weight bytes, float32 arithmetic. M <= 4 (decoding): GEMVs that widen each
+// weight where it is used (gemv.cc); more rows (a prefill): the blocked GEMM, widening the weights as it packs them.
 void matmul_bf16_weights(float* out, const float* A, const unsigned short* W, const float* bias, int M, int K, int N);
 
 // sgemm for M <= 4 (gemv.cc): dot products straight from the operands

@@ -51,7 +51,8 @@ export interface Backend {
    * The dtype a model stores its activations in on this backend (default "f32"). "bf16" (the native backend under
    * --dtype bf16): every kernel then takes bf16 tensors wherever an activation goes (any argument but the
    * parameters, their gradients, the optimizer state and the saved statistics), reads them as float32, computes in
-   * float32 and rounds what it writes to bf16; gradients of activations and every accumulation stay float32.
+   * float32 and rounds what it writes to bf16. Gradients of activations and every accumulation stay float32, except
+   * the classifier's dlogits, written over the bf16 logits (as llm.c does; the bf16 product rounds them anyway).
    */
   readonly activationDtype?: "f32" | "bf16";
 

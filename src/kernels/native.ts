@@ -73,6 +73,8 @@ export class NativeBackend extends JsBackend implements Backend {
     super();
     if (dtype === "bf16") native.requireBf16();
     this.bf16 = dtype === "bf16";
+    // bf16 activations feed the bf16 product; under float32 products every matmul would widen them first
+    if (activations === "bf16" && !this.bf16) throw new RangeError("bf16 activations need the bf16 matmuls (dtype bf16)");
     this.activationDtype = activations ?? (this.bf16 ? "bf16" : "f32");
     this.nThreads = Math.max(1, Math.floor(threads));
     void this.addon;
@@ -104,9 +106,10 @@ export class NativeBackend extends JsBackend implements Backend {
   }
 
   override matmulForward(out: Tensor, inp: Tensor, weight: Tensor, bias: Tensor | null, N: number, C: number, OC: number): void {
-    // bf16 weights on a float32 backend, float32 activations: inference (float32 arithmetic, the weights widened where
-    // they are used); on a bf16 backend: the bf16 product, packing them as they are; else float32 copies
-    if (isBf16(weight) && !this.bf16 && !isBf16(out) && !isBf16(inp)) this.addon.matmulForwardBf16Weights(f(out), f(inp), weight, fn(bias), N, C, OC);
+    // bf16 weights with float32 activations: inference (float32 arithmetic; GEMVs that widen each weight where it is
+    // used, or the GEMM widening them as it packs); with bf16 activations: the addon's matmul (the bf16 product on a
+    // bf16 backend, packing the weights as they are)
+    if (isBf16(weight) && !isBf16(out) && !isBf16(inp)) this.addon.matmulForwardBf16Weights(f(out), f(inp), weight, fn(bias), N, C, OC);
     else this.addon.matmulForward(f(out), f(inp), f(weight), fn(bias), N, C, OC, this.bf16);
   }
   override matmulBackward(dinp: Tensor | null, dweight: Tensor, dbias: Tensor | null, dout: Tensor, inp: Tensor, weight: Tensor,

@@ -28,12 +28,15 @@ export interface BackendOptions {
 
 let warned = false;
 
-/** the native backend's activation storage: BackendOptions.activations, else GPT2_ACTIVATIONS, else its dtype's */
+/**
+ * The native backend's activation storage: BackendOptions.activations, else GPT2_ACTIVATIONS under dtype bf16 (a
+ * float32 backend stores float32 activations whatever the variable says), else its dtype's.
+ */
 function activationsFrom(opts: BackendOptions): "f32" | "bf16" | undefined {
-  const v = opts.activations ?? env("GPT2_ACTIVATIONS");
-  if (v === undefined) return undefined;
+  if (opts.activations) return opts.activations;
+  const v = env("GPT2_ACTIVATIONS");
+  if (v === undefined || opts.dtype !== "bf16") return undefined;
   if (v !== "f32" && v !== "bf16") throw new RangeError(`GPT2_ACTIVATIONS must be f32 or bf16, got "${v}"`);
-  if (v === "bf16" && opts.dtype !== "bf16") throw new RangeError("bf16 activations (GPT2_ACTIVATIONS=bf16) need --dtype bf16");
   return v;
 }
 

@@ -12,11 +12,12 @@ export const CLASSIFIER_CHUNK = 256;
 export type RecomputeLevel = 0 | 1 | 2;
 
 /**
- * The activation buffers, one table for the allocation (GPT2.allocate) and the memory plan (GPT2.activationFloats,
+ * The activation buffers, one table for the allocation (GPT2.allocate) and the memory plan (GPT2.activationBytes,
  * the estimator, the check before a run starts). `layers`: per layer (L copies), or one buffer every layer reuses
  * (scratch, or what the recompute level `-r` recomputes in backward instead of keeping). `f32`: stored in float32
  * whatever the activation dtype (statistics, losses, and the gradients, which accumulate); the others take the
- * activation dtype (bf16 under --dtype bf16 on a backend whose activationDtype says so). Shapes count values.
+ * activation dtype (bf16 under --dtype bf16 on a backend whose activationDtype says so), the logits too, and with them
+ * the dlogits written over them. Shapes count values.
  */
 const ACTIVATIONS = {
   encoded: { shape: (d: ActDims) => [d.BT, d.C], layers: () => 1, doc: "token + position embeddings" },

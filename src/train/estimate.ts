@@ -65,8 +65,10 @@ export function memoryPlan(c: GPT2Config, B: number, T: number, devices: number,
   const shard = zero1 ? devices : 1;
   const adamw = (n * 8) / shard;
   const master = zero1 && gpu ? (n * 4) / shard + n * 2 : paramBytes;
-  // a GPU run as llm.c's stores activations in bf16; the CPU's as ours under --dtype fp32
-  const act = GPT2.activationBytes(c, B, T, recompute, undefined, gpu ? "bf16" : "f32");
+  // a GPU run as llm.c's keeps every activation and activation gradient in bf16: 2 bytes each; the CPU's as ours
+  // under --dtype fp32
+  const f32 = GPT2.activationBytes(c, B, T, recompute);
+  const act = gpu ? f32 / 2 : f32;
   const plan = { params_gib: master / GiB, grads_gib: gradBytes / GiB, adamw_gib: adamw / GiB, activations_gib: act / GiB, total_gib: 0 };
   plan.total_gib = plan.params_gib + plan.grads_gib + plan.adamw_gib + plan.activations_gib;
   return plan;

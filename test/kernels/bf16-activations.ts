@@ -5,6 +5,7 @@
 // its float32 rounding and, where that moves a value across a bf16 rounding boundary, one bf16 step (2^-8 relative).
 import assert from "node:assert/strict";
 import type { Backend, Tensor } from "../../src/kernels/backend.js";
+import { fromBf16, toBf16 } from "../../src/kernels/bf16.js";
 import { JsBackend } from "../../src/kernels/js/backend.js";
 import { Rng } from "../../src/util/rng.js";
 
@@ -43,6 +44,27 @@ export async function runBf16Activations(backend: Backend, opts: { matmulTol: nu
     assert.ok(e <= tol, `${what}: error ${e.toExponential(2)} > ${tol}`);
   };
   const STEP = 8e-3; // two bf16 steps of the largest value
+
+  // rounding: float32 to bf16 as PyTorch rounds (nearest, ties to even; NaN stays NaN), bit for bit, through copy() and
+  // through a kernel's output (a + 0 is a), on values that include exact ties, denormals, infinities and NaN
+  {
+    const n = 1 << 16, u = new Uint32Array(n);
+    for (let i = 0; i < n; i++) u[i] = (rng.int(1 << 16) << 16) | (i % 4 === 0 ? 0x8000 : rng.int(1 << 16));
+    u.set([0x7f800000, 0xff800000, 0x7fc00001, 0x00000001, 0x007fffff, 0x3f808000, 0x3f818000, 0x7f7fffff]);
+    const x = new Float32Array(u.buffer), want = Float32Array.from(x, (v) => fromBf16(toBf16(v)));
+    const src = backend.alloc(n), zero = backend.alloc(n), viaCopy = backend.alloc(n, "bf16"), viaKernel = backend.alloc(n, "bf16");
+    backend.write(src, x);
+    backend.copy(viaCopy, src);
+    backend.residualForward(viaKernel, src, zero, n);
+    for (const [what, t] of [["copy", viaCopy], ["residualForward", viaKernel]] as const) {
+      const got = await backend.readAsync(t);
+      for (let i = 0; i < n; i++) {
+        if (!(got[i] === want[i] || (Number.isNaN(got[i]) && Number.isNaN(want[i])))) {
+          assert.fail(`${what}: ${x[i]} (0x${u[i].toString(16)}) rounds to ${got[i]}, expected ${want[i]}`);
+        }
+      }
+    }
+  }
 
   // matmuls: the small-M fallback, odd shapes, the column-sliced and deep GEMM paths, K over one block (800) and
   // over the one-block limit of a bf16 output (2100)
@@ -102,6 +124,9 @@ export async function runBf16Activations(backend: Backend, opts: { matmulTol: nu
     const dg = both(rand(N * C), "f32"), dh = zeros(N * C, "f32");
     ref.geluBackward(dh[0], h[0], dg[0], N * C); backend.geluBackward(dh[1], h[1], dg[1], N * C);
     await check(dh, 1e-5, "geluBackward");
+    const dgh = both(rand(N * C), "bf16"), dhh = zeros(N * C, "bf16");
+    ref.geluBackward(dhh[0], h[0], dgh[0], N * C); backend.geluBackward(dhh[1], h[1], dgh[1], N * C);
+    await check(dhh, STEP, "geluBackward (all bf16)");
     const r = zeros(N * C, "bf16");
     ref.residualForward(r[0], h[0], dg[0], N * C); backend.residualForward(r[1], h[1], dg[1], N * C);
     await check(r, STEP, "residualForward");
@@ -109,6 +134,9 @@ export async function runBf16Activations(backend: Backend, opts: { matmulTol: nu
     const wte = both(rand(V * C), "bf16"), wpe = both(rand(T * C), "f32"), enc = zeros(N * C, "bf16");
     ref.encoderForward(enc[0], ids, wte[0], wpe[0], B, T, C); backend.encoderForward(enc[1], ids, wte[1], wpe[1], B, T, C);
     await check(enc, STEP, "encoderForward");
+    const dwte = zeros(V * C, "f32"), dwpe = zeros(T * C, "f32");
+    ref.encoderBackward(dwte[0], dwpe[0], enc[0], ids, B, T, C); backend.encoderBackward(dwte[1], dwpe[1], enc[1], ids, B, T, C);
+    await check(dwte, 1e-5, "encoderBackward dwte (bf16 dout)"); await check(dwpe, 1e-5, "encoderBackward dwpe (bf16 dout)");
   }
   // the classifier: bf16 logits, dlogits written over them
   for (const [N, V, Vp] of [[1, 3, 8], [9, 100, 128], [5, 1000, 1024]]) {

@@ -4,6 +4,8 @@ import { test } from "node:test";
 import type { Backend } from "../../src/kernels/backend.js";
 import { CudaBackend, probeCuda } from "../../src/kernels/cuda.js";
 import { loadNativeAddon, NativeBackend } from "../../src/kernels/native.js";
+import { JsBackend } from "../../src/kernels/js/backend.js";
+import { HostF32 } from "../../src/kernels/host.js";
 import { createWebGPUBackend } from "../../src/kernels/webgpu/node.js";
 import assert from "node:assert/strict";
 import { assertSettingsPerBackend, runConformance, type HostBackend } from "./suite.js";
@@ -46,6 +48,28 @@ for (const [name, make, matmulTol, skip] of [
 ] as const) {
   test(`bf16 activations: ${name}, every kernel against the reference`, { skip: skip || undefined }, () => runBf16Activations(make(), { matmulTol }));
 }
+
+test("native bf16: a bf16 output of any width reads its bias up to its last value, no further", { skip: noBf16 || undefined }, () => {
+  // the bias ends where a WebAssembly memory ends: the next byte is unmapped, so a read past it faults
+  const be = new NativeBackend(addon!, 2, "bf16"), ref = new JsBackend();
+  for (const OC of [7, 65, 129]) {
+    const N = 13, C = 32;
+    const x = Float32Array.from({ length: N * C }, (_, i) => Math.sin(i)), w = Float32Array.from({ length: OC * C }, (_, i) => Math.cos(i));
+    const mem = new WebAssembly.Memory({ initial: 1 });
+    const bias = new HostF32(mem.buffer, mem.buffer.byteLength - OC * 4, OC);
+    bias.set(Float32Array.from({ length: OC }, (_, i) => i / OC));
+    const inp = be.alloc(N * C, "bf16"), weight = be.alloc(OC * C), out = be.alloc(N * OC, "bf16");
+    be.write(inp, x);
+    be.write(weight, w);
+    be.matmulForward(out, inp, weight, bias, N, C, OC);
+    const want = ref.alloc(N * OC), rinp = ref.alloc(N * C, "bf16"), rw = ref.alloc(OC * C);
+    ref.write(rinp, x);
+    ref.write(rw, w);
+    ref.matmulForward(want, rinp, rw, bias, N, C, OC);
+    const got = be.read(out), exp = ref.read(want);
+    for (let i = 0; i < got.length; i++) assert.ok(Math.abs(got[i] - exp[i]) <= 2e-2 * (1 + Math.abs(exp[i])), `OC ${OC} [${i}]: ${got[i]} vs ${exp[i]}`);
+  }
+});
 
 test("native: settings are per backend (an fp32 backend on 1 thread beside a bf16 one on 2 change nothing in each other)", {
   skip: !addon ? error : addon.cpuFeatures().includes("bf16=none") ? "CPU has no AVX512-BF16" : undefined,

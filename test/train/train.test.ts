@@ -40,9 +40,6 @@ test("learning-rate schedules: warmup, cosine and linear to the final fraction, 
 });
 
 const noBf16 = noNative ?? (native.addon!.cpuFeatures().includes("bf16=none") ? "CPU has no AVX512-BF16" : undefined);
-/** the fp32 run's losses, step by step, for the bf16 run to follow */
-let fp32Losses: Map<number, number> | null = null;
-
 for (const dtype of ["fp32", "bf16"] as const) test(`resume is exact (${dtype}): 8 steps in one go = 4 steps, kill -9 after step 5, resume from step 4 (bit-identical losses and checkpoint)`, { skip: dtype === "bf16" ? noBf16 : noNative }, async () => {
   const data = await shakespeareShards();
   const args = (out: string) => ["train", "--dtype", dtype, "-i", data.train, "-e", "tiny", "-b", "4", "-t", "64", "-x", "8", "-l", "1e-3",
@@ -53,10 +50,14 @@ for (const dtype of ["fp32", "bf16"] as const) test(`resume is exact (${dtype}):
   // --dtype bf16 on the native backend stores activations in bf16: the header says so, the memory plan has them in
   // half the bytes, and the losses follow fp32's
   const planned = (out: string) => Number(/\+ activations ([\d.]+) MiB/.exec(out)![1]);
+  let fp32Losses: Map<number, number> | null = null;
   if (dtype === "bf16") {
     assert.match(r.stdout, /dtype bf16 \(activations stored in bf16\)/);
-    const fp32 = spawnSync(process.execPath, [CLI, ...args(tmpDir()).map((a) => (a === "bf16" ? "fp32" : a))], { encoding: "utf8" });
+    const fp32Dir = tmpDir();
+    const fp32 = spawnSync(process.execPath, [CLI, ...args(fp32Dir).map((a) => (a === "bf16" ? "fp32" : a))], { encoding: "utf8" });
+    assert.equal(fp32.status, 0, fp32.stderr);
     assert.ok(planned(r.stdout) < 0.6 * planned(fp32.stdout), `activations ${planned(r.stdout)} vs ${planned(fp32.stdout)} MiB`);
+    fp32Losses = trainLosses(fp32Dir);
   }
   const interrupted = tmpDir();
   // SIGKILL right after step 5 (the test hook kills the process itself): the step-4 checkpoint exists, step 8's not
@@ -70,8 +71,7 @@ for (const dtype of ["fp32", "bf16"] as const) test(`resume is exact (${dtype}):
   assert.deepEqual([...resumed.stdout.matchAll(/^step (\d+)\/8 \|/gm)].map((m) => Number(m[1])), [5, 6, 7, 8]);
   const a = trainLosses(full), b = trainLosses(interrupted);
   assert.equal(a.size, 8);
-  if (dtype === "fp32") fp32Losses = a;
-  else if (fp32Losses) for (let s = 1; s <= 8; s++) assert.ok(Math.abs(a.get(s)! / fp32Losses.get(s)! - 1) < 5e-3, `step ${s}: bf16 ${a.get(s)} vs fp32 ${fp32Losses.get(s)}`);
+  if (fp32Losses) for (let s = 1; s <= 8; s++) assert.ok(Math.abs(a.get(s)! / fp32Losses.get(s)! - 1) < 5e-3, `step ${s}: bf16 ${a.get(s)} vs fp32 ${fp32Losses.get(s)}`);
   for (let s = 1; s <= 8; s++) assert.equal(b.get(s), a.get(s), `step ${s}`);
   // the final checkpoints are the same file but for the output folder and -y named in their header
   const fa = fs.readFileSync(path.join(full, "checkpoint_00000008.gpt2ts"));

@@ -6,12 +6,14 @@ import { fromBf16Array, isBf16, toBf16Array } from "../bf16.js";
 import { HostBf16, HostF32 } from "../host.js";
 
 type F32 = Float32Array;
-/** a float32 tensor's array (parameters, their gradients, optimizer state, statistics) */
-const f = (t: Tensor): F32 => t as unknown as F32;
+/** a float32 tensor's array (parameters, their gradients, optimizer state, statistics): never bf16 storage */
+const f = (t: Tensor): F32 => {
+  if (isBf16(t)) throw new TypeError("a float32 tensor was expected here, not bf16 storage");
+  return t as unknown as F32;
+};
 const fn = (t: Tensor | null): F32 | null => (t === null ? null : f(t));
 /** the float32 values of an activation of either storage: itself, or a widened copy (bf16 values are exact floats) */
 const r = (t: Tensor): F32 => (isBf16(t) ? fromBf16Array(t) : f(t));
-const rn = (t: Tensor | null): F32 | null => (t === null ? null : r(t));
 
 /**
  * Where a kernel writes an activation of either storage: a float32 one in place; a bf16 one through a float32 copy

@@ -256,7 +256,7 @@ KERNEL(MatmulForwardBf16Weights) {
   int N = a.integer(4), C = a.integer(5), OC = a.integer(6);
   float *out = a.f32(0, (long)N * OC), *inp = a.f32(1, (long)N * C), *b = a.f32(3, OC, true);
   unsigned short* w = a.u16(2, (long)OC * C);
-  if (!a.failed) matmul_bf16_weights(out, inp, w, b, N, C, OC);
+  if (!a.failed) matmul_forward_bf16_weights(out, inp, w, b, N, C, OC);
   return undefined(env);
 }
 // Backend.copy: dst = src (same length), converted to dst's storage (float32 -> bf16 rounds to nearest even)

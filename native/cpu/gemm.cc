@@ -12,6 +12,7 @@
 
 #include "gemm_kernels.h"
 #include "gemm_packers16.h"
+#include "gemv.h"
 #include "threads.h"
 
 namespace {
@@ -295,4 +296,6 @@ const char* gemm_isa() {
 }
 
 bool cpu_has_bf16() { return plan_bf16().kpack == 2; }
+
+bool gemm_packs_bf16_weights() { return plan_fp32().packB16 != nullptr; }
 

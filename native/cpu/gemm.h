@@ -15,14 +15,8 @@ void sgemm(int M, int N, int K, const float* A, long rsa, long csa, const float*
 void sgemm_bf16(int M, int N, int K, const float* A, long rsa, long csa, const float* B, long rsb, long csb,
                 float* C, long ldc, bool accumulate, const float* bias = nullptr);
 
-// out (M x N) = A (M x K, fp32, rows of stride K) @ W^T + bias, where W (N x K) is stored as bf16 (the upper 16 bits
-// of a float32): inference on half the weight bytes, float32 arithmetic. M <= 4 (decoding): GEMVs that widen each
-// weight where it is used (gemv.cc); more rows (a prefill): the blocked GEMM, widening the weights as it packs them.
-void matmul_bf16_weights(float* out, const float* A, const unsigned short* W, const float* bias, int M, int K, int N);
-
-// sgemm for M <= 4 (gemv.cc): dot products straight from the operands
-void gemm_small_m(int M, int N, int K, const float* A, long rsa, long csa, const float* B, long rsb, long csb,
-                  float* C, long ldc, bool accumulate, const float* bias);
+// whether gemm_any's float32 products pack bf16 weights (B) as they are, widening them (AVX-512 with BW and VL)
+bool gemm_packs_bf16_weights();
 
 // Which micro-kernel the dispatcher picked: "avx512", "avx2" or "generic".
 const char* gemm_isa();

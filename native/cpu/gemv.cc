@@ -6,7 +6,7 @@
 #include <cstring>
 #include <vector>
 
-#include "gemm.h"
+#include "gemv.h"
 #include "threads.h"
 
 #if defined(__x86_64__)
@@ -154,10 +154,6 @@ void matmul_bf16_weights(float* out, const float* A, const unsigned short* W, co
 #else
   static const bool avx512 = false;
 #endif
-  // more rows (a prompt's prefill): the blocked GEMM, widening the weights as it packs them (measured at M = 16 on the
-  // lm_head: 18.7 ms through the GEMVs below, against 14.5 for float32 weights)
-  if (avx512 && M > 4)
-    return gemm_any(false, M, N, K, Src{A, nullptr}, K, 1, Src{nullptr, W}, 1, K, Ten{out, nullptr}, N, false, bias);
   const int groups = (N + 3) / 4;
 #if defined(__x86_64__)
   if (avx512 && M <= 4) {

@@ -10,6 +10,7 @@
 
 #include "fast_exp.h"
 #include "gemm.h"
+#include "gemv.h"
 #include "threads.h"
 
 #if defined(__x86_64__) && !defined(__clang__)
@@ -134,6 +135,12 @@ void layernorm_backward(Ten dinp, float* dweight, float* dbias, Ten dout, Ten in
 // ---------------------------------------------------------------- matmul (weight is (OC, C) as nn.Linear)
 void matmul_forward(Ten out, Ten inp, Ten weight, const float* bias, int N, int C, int OC, bool bf16) {
   gemm_any(bf16, N, OC, C, src_of(inp), C, 1, src_of(weight), 1, C, out, OC, false, bias);
+}
+
+void matmul_forward_bf16_weights(float* out, const float* inp, const uint16_t* weight, const float* bias, int N, int C, int OC) {
+  if (N > 4 && gemm_packs_bf16_weights())
+    return gemm_any(false, N, OC, C, Src{inp, nullptr}, C, 1, Src{nullptr, weight}, 1, C, f32_ten(out), OC, false, bias);
+  matmul_bf16_weights(out, inp, weight, bias, N, C, OC);
 }
 
 void matmul_backward(Ten dinp, float* dweight, float* dbias, Ten dout, Ten inp, Ten weight, int N, int C, int OC, bool bf16) {

@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "storage.h"
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
@@ -114,14 +116,6 @@ __attribute__((target("avx512f"))) inline void pack_a6_avx512(float* out, const 
 }
 #endif
 
-// fp32 -> bf16, round to nearest even (NaN kept quiet)
-inline uint16_t to_bf16(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  if ((u & 0x7fffffff) > 0x7f800000) return (uint16_t)((u >> 16) | 0x40);
-  u += 0x7fff + ((u >> 16) & 1);
-  return (uint16_t)(u >> 16);
-}
 
 // bf16 pairs along k for vdpbf16ps: 32-bit word (k/2)*W + w holds [bf16 v(k), bf16 v(k+1)] of line w.
 inline void pack_bf16_pairs(float* outf, const float* src, long kStride, long lineStride, int kc, int width, int W) {
@@ -133,14 +127,14 @@ inline void pack_bf16_pairs(float* outf, const float* src, long kStride, long li
       const int k = 2 * q;
       const float v0 = w < width ? s[k * kStride] : 0.f;
       const float v1 = w < width && k + 1 < kc ? s[(k + 1) * kStride] : 0.f;
-      out[2 * ((long)q * W + w)] = to_bf16(v0);
-      out[2 * ((long)q * W + w) + 1] = to_bf16(v1);
+      out[2 * ((long)q * W + w)] = round_bf16(v0);
+      out[2 * ((long)q * W + w) + 1] = round_bf16(v1);
     }
   }
 }
 
 #if defined(__x86_64__)
-// to_bf16 on 16 lanes (same bits: round to nearest even, NaN kept quiet); the bf16 sits in each lane's low half
+// round_bf16 (storage.h) on 16 lanes (same bits: round to nearest even, NaN kept quiet); the bf16 sits in each lane's low half
 __attribute__((target("avx512f"))) inline __m512i to_bf16x16(__m512 x) {
   const __m512i u = _mm512_castps_si512(x);
   const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));

@@ -173,21 +173,39 @@ CLONES static void gelu_forward_range(float* out, const float* inp, long i0, lon
   }
 }
 
-// Element-wise work over [0, n) with bf16 arguments: chunks of STAGE values staged through float32 buffers.
+// Element-wise work over [0, N): float32 arguments in place; with a bf16 one, chunks of STAGE values staged through
+// float32 buffers. `range` is a (target_clones) kernel over [i0, i1) of its arrays.
 constexpr long STAGE = 2048;
 
-void gelu_forward(Ten out, Ten inp, long N) {
-  if (!out.h && !inp.h) return parallel_range(N, [=](long i0, long i1) { gelu_forward_range(out.f, inp.f, i0, i1); });
+template <class F>
+static void elementwise1(Ten out, Ten a, long N, F range) {
+  if (!out.h && !a.h) return parallel_range(N, [=](long i0, long i1) { range(out.f, a.f, i0, i1); });
   parallel_range(N, [=](long i0, long i1) {
     for (long c = i0; c < i1; c += STAGE) {
       const long n = std::min(STAGE, i1 - c);
-      const float* x = load(inp, c, n, 0);
+      const float* x = load(a, c, n, 0);
       float* o = dest(out, c, n, 1);
-      gelu_forward_range(o, x, 0, n);
+      range(o, x, 0, n);
       store(out, c, n, o);
     }
   });
 }
+
+template <class F>
+static void elementwise2(Ten out, Ten a, Ten b, long N, F range) {
+  if (!out.h && !a.h && !b.h) return parallel_range(N, [=](long i0, long i1) { range(out.f, a.f, b.f, i0, i1); });
+  parallel_range(N, [=](long i0, long i1) {
+    for (long c = i0; c < i1; c += STAGE) {
+      const long n = std::min(STAGE, i1 - c);
+      const float *x = load(a, c, n, 0), *y = load(b, c, n, 1);
+      float* o = dest(out, c, n, 2);
+      range(o, x, y, 0, n);
+      store(out, c, n, o);
+    }
+  });
+}
+
+void gelu_forward(Ten out, Ten inp, long N) { elementwise1(out, inp, N, gelu_forward_range); }
 
 CLONES static void gelu_backward_range(float* dinp, const float* inp, const float* dout, long i0, long i1) {
   for (long i = i0; i < i1; i++) {
@@ -199,36 +217,13 @@ CLONES static void gelu_backward_range(float* dinp, const float* inp, const floa
   }
 }
 
-void gelu_backward(Ten dinp, Ten inp, Ten dout, long N) {
-  if (!dinp.h && !inp.h && !dout.h)
-    return parallel_range(N, [=](long i0, long i1) { gelu_backward_range(dinp.f, inp.f, dout.f, i0, i1); });
-  parallel_range(N, [=](long i0, long i1) {
-    for (long c = i0; c < i1; c += STAGE) {
-      const long n = std::min(STAGE, i1 - c);
-      const float *x = load(inp, c, n, 0), *d = load(dout, c, n, 1);
-      float* o = dest(dinp, c, n, 2);
-      gelu_backward_range(o, x, d, 0, n);
-      store(dinp, c, n, o);
-    }
-  });
-}
+void gelu_backward(Ten dinp, Ten inp, Ten dout, long N) { elementwise2(dinp, inp, dout, N, gelu_backward_range); }
 
 CLONES static void residual_range(float* out, const float* a, const float* b, long i0, long i1) {
   for (long i = i0; i < i1; i++) out[i] = a[i] + b[i];
 }
 
-void residual_forward(Ten out, Ten a, Ten b, long N) {
-  if (!out.h && !a.h && !b.h) return parallel_range(N, [=](long i0, long i1) { residual_range(out.f, a.f, b.f, i0, i1); });
-  parallel_range(N, [=](long i0, long i1) {
-    for (long c = i0; c < i1; c += STAGE) {
-      const long n = std::min(STAGE, i1 - c);
-      const float *x = load(a, c, n, 0), *y = load(b, c, n, 1);
-      float* o = dest(out, c, n, 2);
-      residual_range(o, x, y, 0, n);
-      store(out, c, n, o);
-    }
-  });
-}
+void residual_forward(Ten out, Ten a, Ten b, long N) { elementwise2(out, a, b, N, residual_range); }
 
 // ---------------------------------------------------------------- fused softmax + cross-entropy
 CLONES static void cross_entropy_rows(float* losses, Ten dlog, Ten logits, const int* targets, long n0, long n1, int V,

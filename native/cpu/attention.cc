@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "fast_exp.h"
+#include "attention_bf16.h"
 #include "attention_kernels.h"
 #include "layers.h"
 #include "threads.h"
@@ -155,14 +156,14 @@ CLONES static void grad_rows(float* P, float* dS, int nq, int nk, int diag, floa
 
 static void softmax_block(float* S, int nq, int nk, int diag, float scale, float* m, float* l, float* O, int hs) {
 #if defined(__x86_64__)
-  if (kAvx512) return softmax_rows_avx512(S, nq, nk, diag, scale, m, l, O, hs);
+  if (kAvx512) return softmax_rows_avx512(S, nk, nq, nk, diag, scale, m, l, O, hs);
 #endif
   softmax_rows(S, nq, nk, diag, scale, m, l, O, hs);
 }
 
 static void grad_block(float* P, float* dS, int nq, int nk, int diag, float scale, const float* lse, const float* D) {
 #if defined(__x86_64__)
-  if (kAvx512) return grad_rows_avx512(P, dS, nq, nk, diag, scale, lse, D);
+  if (kAvx512) return grad_rows_avx512(P, dS, nk, nq, nk, diag, scale, lse, D);
 #endif
   grad_rows(P, dS, nq, nk, diag, scale, lse, D);
 }
@@ -215,8 +216,9 @@ static void head_out(Ten t, long off, long stride, const float* src, int T, int 
   }
 }
 
-void attention_forward(Ten out, float* lse, Ten qkv, int B, int T, int C, int NH) {
+void attention_forward(Ten out, float* lse, Ten qkv, int B, int T, int C, int NH, bool bf16) {
   const int hs = C / NH;
+  if (bf16 && attention_bf16_ok(hs)) return attention_forward_bf16(out, lse, qkv, B, T, C, NH);
   const long C3 = 3L * C;
   const bool staged = out.h || qkv.h;
 #pragma omp parallel
@@ -291,8 +293,9 @@ CLONES static void attn_head_backward(float* dq, float* dk, float* dv, const flo
     for (int d = 0; d < hs; d++) dq[t * stride + d] = dQh[(long)t * hs + d];
 }
 
-void attention_backward(Ten dqkv, Ten dout, Ten qkv, Ten out, const float* lse, int B, int T, int C, int NH) {
+void attention_backward(Ten dqkv, Ten dout, Ten qkv, Ten out, const float* lse, int B, int T, int C, int NH, bool bf16) {
   const int hs = C / NH;
+  if (bf16 && attention_bf16_ok(hs)) return attention_backward_bf16(dqkv, dout, qkv, out, lse, B, T, C, NH);
   const long C3 = 3L * C;
   const bool staged = dqkv.h || dout.h || qkv.h || out.h;
 #pragma omp parallel

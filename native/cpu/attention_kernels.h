@@ -89,11 +89,12 @@ inline __mmask16 lanes_below(int valid, int j0) {
   return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
 }
 
-__attribute__((target("avx512f,fma"))) inline void softmax_rows_avx512(float* S, int nq, int nk, int diag, float scale,
-              float* m, float* l, float* O, int hs) {
+// rows of S are `ld` floats apart (nk, or a whole block's 64 in attention_bf16.cc)
+__attribute__((target("avx512f,fma"))) inline void softmax_rows_avx512(float* S, long ld, int nq, int nk, int diag,
+              float scale, float* m, float* l, float* O, int hs) {
   const __m512 a = _mm512_set1_ps(scale * kLog2e);
   for (int i = 0; i < nq; i++) {
-    float* row = S + i * nk;
+    float* row = S + i * ld;
     const int valid = std::min(nk, diag + i + 1);
     __m512 vmax, vsum, b;
     float mx;
@@ -137,14 +138,14 @@ __attribute__((target("avx512f,fma"))) inline void softmax_rows_avx512(float* S,
   }
 }
 
-__attribute__((target("avx512f,fma"))) inline void grad_rows_avx512(float* P, float* dS, int nq, int nk, int diag,
-              float scale, const float* lse, const float* D) {
+__attribute__((target("avx512f,fma"))) inline void grad_rows_avx512(float* P, float* dS, long ld, int nq, int nk,
+              int diag, float scale, const float* lse, const float* D) {
   const __m512 a = _mm512_set1_ps(scale * kLog2e), sc = _mm512_set1_ps(scale);
   for (int i = 0; i < nq; i++) {
     const int valid = std::min(nk, diag + i + 1);
     const __m512 b = _mm512_set1_ps(lse[i] * kLog2e), Di = _mm512_set1_ps(D[i]);
-    float* p = P + i * nk;
-    float* ds = dS + i * nk;
+    float* p = P + i * ld;
+    float* ds = dS + i * ld;
     for (int j = 0; j < nk; j += 16) {
       const __mmask16 in = lanes_below(nk, j);
       const __m512 pj = _mm512_maskz_mov_ps(lanes_below(valid, j),

@@ -281,7 +281,8 @@ KERNEL(AttentionForward) {
   int B = a.integer(3), T = a.integer(4), C = a.integer(5), NH = a.integer(6);
   Ten out = a.ten(0, (long)B * T * C), qkv = a.ten(2, (long)B * T * 3 * C);
   float* lse = a.f32(1, (long)B * NH * T);
-  if (!a.failed) attention_forward(out, lse, qkv, B, T, C, NH);
+  bool bf16 = a.boolean(7);
+  if (!a.failed) attention_forward(out, lse, qkv, B, T, C, NH, bf16);
   return undefined(env);
 }
 KERNEL(AttentionBackward) {
@@ -290,7 +291,8 @@ KERNEL(AttentionBackward) {
   long BTC = (long)B * T * C;
   Ten dqkv = a.ten(0, 3 * BTC), dout = a.ten(1, BTC), qkv = a.ten(2, 3 * BTC), out = a.ten(3, BTC);
   float* lse = a.f32(4, (long)B * NH * T);
-  if (!a.failed) attention_backward(dqkv, dout, qkv, out, lse, B, T, C, NH);
+  bool bf16 = a.boolean(9);
+  if (!a.failed) attention_backward(dqkv, dout, qkv, out, lse, B, T, C, NH, bf16);
   return undefined(env);
 }
 KERNEL(AttentionCached) {

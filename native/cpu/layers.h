@@ -21,8 +21,9 @@ void matmul_forward(Ten out, Ten inp, Ten weight, const float* bias, int N, int 
 void matmul_forward_bf16_weights(float* out, const float* inp, const uint16_t* weight, const float* bias, int N, int C, int OC);
 void matmul_backward(Ten dinp, float* dweight, float* dbias, Ten dout, Ten inp, Ten weight, int N, int C, int OC, bool bf16);
 
-void attention_forward(Ten out, float* lse, Ten qkv, int B, int T, int C, int NH);
-void attention_backward(Ten dqkv, Ten dout, Ten qkv, Ten out, const float* lse, int B, int T, int C, int NH);
+// bf16: a bf16 backend's call, whose block products take bf16 operands where the CPU can (attention_bf16.h)
+void attention_forward(Ten out, float* lse, Ten qkv, int B, int T, int C, int NH, bool bf16);
+void attention_backward(Ten dqkv, Ten dout, Ten qkv, Ten out, const float* lse, int B, int T, int C, int NH, bool bf16);
 void attention_cached(float* out, float* kcache, float* vcache, const float* qkv, int B, int Tq, int pos, int maxT,
                       int C, int NH);
 

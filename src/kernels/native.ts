@@ -26,6 +26,9 @@ export interface NativeAddon {
   /** Backend.copy: dst = src converted to dst's storage (Float32Array or Uint16Array of bf16), n values */
   copyTensor(dst: F32 | Uint16Array, src: F32 | Uint16Array, n: number): void;
   matmulBackward(dinp: F32 | null, dweight: F32, dbias: F32 | null, dout: F32, inp: F32, weight: F32, N: number, C: number, OC: number, bf16: boolean): void;
+  /** bf16: the block products take bf16 operands (P and dS rounded as FlashAttention rounds them) where the CPU can */
+  attentionForward(out: F32, lse: F32, qkv: F32, B: number, T: number, C: number, NH: number, bf16: boolean): void;
+  attentionBackward(dqkv: F32, dout: F32, qkv: F32, out: F32, lse: F32, B: number, T: number, C: number, NH: number, bf16: boolean): void;
   /** the Backend kernels native code implements (native/kernels.def): each exported under its `cpu` name (the CUDA
    * bindings under `cuda`), its arguments as `args` says */
   kernelList: KernelList;
@@ -78,7 +81,7 @@ export class NativeBackend extends JsBackend implements Backend {
     this.activationDtype = activations ?? (this.bf16 ? "bf16" : "f32");
     this.nThreads = Math.max(1, Math.floor(threads));
     void this.addon;
-    // every listed kernel but the matmuls (written below: they take this backend's precision) is a call with the
+    // every listed kernel but the matmuls and attention (written below: they take this backend's precision) is a call with the
     // same arguments
     const fns = native as unknown as Record<string, (...a: unknown[]) => unknown>;
     forwardKernels(this, native.kernelList, (k) => k.cpu, fns, (k) => { void this.addon; return fns[k.cpu]; }, (t) => t);
@@ -111,6 +114,14 @@ export class NativeBackend extends JsBackend implements Backend {
     // bf16 backend, packing the weights as they are)
     if (isBf16(weight) && !isBf16(out) && !isBf16(inp)) this.addon.matmulForwardBf16Weights(f(out), f(inp), weight, fn(bias), N, C, OC);
     else this.addon.matmulForward(f(out), f(inp), f(weight), fn(bias), N, C, OC, this.bf16);
+  }
+  // attention multiplies in this backend's precision too: bf16 block products on a bf16 backend
+  override attentionForward(out: Tensor, lse: Tensor, qkv: Tensor, B: number, T: number, C: number, NH: number): void {
+    this.addon.attentionForward(f(out), f(lse), f(qkv), B, T, C, NH, this.bf16);
+  }
+  override attentionBackward(dqkv: Tensor, dout: Tensor, qkv: Tensor, out: Tensor, lse: Tensor, B: number, T: number,
+    C: number, NH: number): void {
+    this.addon.attentionBackward(f(dqkv), f(dout), f(qkv), f(out), f(lse), B, T, C, NH, this.bf16);
   }
   override matmulBackward(dinp: Tensor | null, dweight: Tensor, dbias: Tensor | null, dout: Tensor, inp: Tensor, weight: Tensor,
     N: number, C: number, OC: number): void {

@@ -41,12 +41,13 @@ for (const c of candidates) {
 // on 2 threads and 1; and bf16 tensors on the float32 native backend (its float32 products from bf16 values: the
 // path of a few rows, and of a CPU without AVX512-BF16), where the matmuls differ from the reference by rounding only
 const noBf16 = !addon ? error : addon.cpuFeatures().includes("bf16=none") ? "CPU has no AVX512-BF16" : false;
-for (const [name, make, matmulTol, skip] of [
-  ["native bf16, 2 threads", () => new NativeBackend(addon!, 2, "bf16"), 2e-2, noBf16],
-  ["native bf16, 1 thread", () => new NativeBackend(addon!, 1, "bf16"), 2e-2, noBf16],
-  ["bf16 tensors on native fp32", () => new NativeBackend(addon!, 2), 8e-3, addon ? false : error],
+for (const [name, make, matmulTol, bf16Attention, skip] of [
+  ["native bf16, 2 threads", () => new NativeBackend(addon!, 2, "bf16"), 2e-2, true, noBf16],
+  ["native bf16, 1 thread", () => new NativeBackend(addon!, 1, "bf16"), 2e-2, true, noBf16],
+  ["bf16 tensors on native fp32", () => new NativeBackend(addon!, 2), 8e-3, false, addon ? false : error],
 ] as const) {
-  test(`bf16 activations: ${name}, every kernel against the reference`, { skip: skip || undefined }, () => runBf16Activations(make(), { matmulTol }));
+  test(`bf16 activations: ${name}, every kernel against the reference`, { skip: skip || undefined },
+    () => runBf16Activations(make(), { matmulTol, bf16Attention }));
 }
 
 test("native bf16: a bf16 output of any width reads its bias up to its last value, no further", { skip: noBf16 || undefined }, () => {

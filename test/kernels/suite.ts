@@ -76,7 +76,8 @@ const copy = (a: Float32Array) => a.slice();
 /** Attention (forward, backward) within bf16 tolerances: what a backend storing Q, K, V and the scores in bf16 meets. */
 async function attentionBf16(be: HostBackend): Promise<void> {
   const r = new Rng(77), randn = (n: number) => Float32Array.from({ length: n }, () => r.normal());
-  for (const [B, T, C, NH] of [[2, 33, 64, 2], [1, 70, 96, 4]]) {
+  // 64-wide heads over whole and partial 64-key blocks: the native backend's bf16 block products (attention_bf16.cc)
+  for (const [B, T, C, NH] of [[2, 33, 64, 2], [1, 70, 96, 4], [2, 130, 128, 2], [1, 64, 64, 1]]) {
     const N = B * T, qkv = randn(N * 3 * C), da = randn(N * C);
     const [a1, l1, a2, l2] = [new Float32Array(N * C), new Float32Array(B * NH * T), new Float32Array(N * C), new Float32Array(B * NH * T)];
     ref.attentionForward(a1, l1, qkv, B, T, C, NH);

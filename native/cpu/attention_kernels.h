@@ -9,9 +9,12 @@
 #include <algorithm>
 #include <cmath>
 
+#include "fast_exp.h"      // exp2_avx512
 #include "gemm_kernels.h"  // transpose16
 
 namespace attn {
+
+using ::exp2_avx512;
 
 constexpr float kLog2e = 1.4426950408889634f;
 
@@ -65,22 +68,6 @@ __attribute__((target("avx512f"))) inline void transpose_tiles_avx512(float* dst
       transpose16(t);
       for (int i = 0; i < 16; i++) _mm512_storeu_ps(dst + (c0 + i) * ld + r0, t[i]);
     }
-}
-
-// 2^t: t = n + f with |f| <= 1/2, 2^f by a degree-6 polynomial (fitted on Chebyshev nodes: 1.1e-7 relative error in
-// float), times 2^n by vscalefps, which also handles underflow; t below -150 gives 0.
-__attribute__((target("avx512f,fma"))) inline __m512 exp2_avx512(__m512 t) {
-  t = _mm512_max_ps(t, _mm512_set1_ps(-150.f));
-  const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  const __m512 f = _mm512_sub_ps(t, n);
-  __m512 p = _mm512_set1_ps(1.5469732e-4f);
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3400433e-3f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6180253e-3f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5503272e-2f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022651e-1f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314718e-1f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.f));
-  return _mm512_scalef_ps(p, n);
 }
 
 // lanes j0 .. j0 + 15 that are below `valid`

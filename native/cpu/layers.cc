@@ -11,12 +11,17 @@
 #include "fast_exp.h"
 #include "gemm.h"
 #include "gemv.h"
+#include "layers_avx512.h"
 #include "threads.h"
 
 #if defined(__x86_64__) && !defined(__clang__)
 #define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define CLONES
+#endif
+
+#if defined(__x86_64__)
+static const bool kAvx512 = __builtin_cpu_supports("avx512f");
 #endif
 
 // Splits [0, n) into one contiguous range per thread; f is a (target_clones) function over a range, so the
@@ -67,25 +72,52 @@ void encoder_backward(float* dwte, float* dwpe, Ten dout, const int* inp, int B,
 }
 
 // ---------------------------------------------------------------- layernorm
+// The row bodies are target_clones functions (the OpenMP loops around them are not cloned themselves): compiled for
+// baseline x86-64 only, a d12 step's LayerNorms ran at SSE2's width.
+CLONES static void layernorm_row(float* o, float* mean, float* rstd, const float* x, const float* weight,
+                                 const float* bias, int C) {
+  float m = 0.f;
+#pragma omp simd reduction(+ : m)
+  for (int i = 0; i < C; i++) m += x[i];
+  m /= C;
+  float v = 0.f;
+#pragma omp simd reduction(+ : v)
+  for (int i = 0; i < C; i++) v += (x[i] - m) * (x[i] - m);
+  v /= C;
+  const float s = 1.f / std::sqrt(v + 1e-5f);
+#pragma omp simd
+  for (int i = 0; i < C; i++) o[i] = (x[i] - m) * s * weight[i] + bias[i];
+  *mean = m;
+  *rstd = s;
+}
+
 void layernorm_forward(Ten out, float* mean, float* rstd, Ten inp, const float* weight, const float* bias, int N, int C) {
 #pragma omp parallel for schedule(static) if ((long)N * C >= SERIAL_WORK)
   for (int n = 0; n < N; n++) {
     const float* x = load(inp, (long)n * C, C, 0);
-    float m = 0.f;
-#pragma omp simd reduction(+ : m)
-    for (int i = 0; i < C; i++) m += x[i];
-    m /= C;
-    float v = 0.f;
-#pragma omp simd reduction(+ : v)
-    for (int i = 0; i < C; i++) v += (x[i] - m) * (x[i] - m);
-    v /= C;
-    const float s = 1.f / std::sqrt(v + 1e-5f);
     float* o = dest(out, (long)n * C, C, 1);
-#pragma omp simd
-    for (int i = 0; i < C; i++) o[i] = (x[i] - m) * s * weight[i] + bias[i];
+    layernorm_row(o, mean + n, rstd + n, x, weight, bias, C);
     store(out, (long)n * C, C, o);
-    mean[n] = m;
-    rstd[n] = s;
+  }
+}
+
+CLONES static void layernorm_backward_row(float* di, float* dw, float* db, const float* x, const float* d,
+                                          const float* weight, float m, float s, int C) {
+  float a = 0.f, b = 0.f;
+#pragma omp simd reduction(+ : a, b)
+  for (int i = 0; i < C; i++) {
+    const float dn = weight[i] * d[i];
+    a += dn;
+    b += dn * (x[i] - m) * s;
+  }
+  a /= C;
+  b /= C;
+#pragma omp simd
+  for (int i = 0; i < C; i++) {
+    const float norm = (x[i] - m) * s;
+    db[i] += d[i];
+    dw[i] += norm * d[i];
+    di[i] += (weight[i] * d[i] - a - norm * b) * s;
   }
 }
 
@@ -102,24 +134,8 @@ void layernorm_backward(Ten dinp, float* dweight, float* dbias, Ten dout, Ten in
     for (int n = 0; n < N; n++) {
       const float* x = load(inp, (long)n * C, C, 0);
       const float* d = load(dout, (long)n * C, C, 1);
-      const float m = mean[n], s = rstd[n];
-      float a = 0.f, b = 0.f;
-#pragma omp simd reduction(+ : a, b)
-      for (int i = 0; i < C; i++) {
-        const float dn = weight[i] * d[i];
-        a += dn;
-        b += dn * (x[i] - m) * s;
-      }
-      a /= C;
-      b /= C;
       float* di = dest_acc(dinp, (long)n * C, C, 2);
-#pragma omp simd
-      for (int i = 0; i < C; i++) {
-        const float norm = (x[i] - m) * s;
-        db[i] += d[i];
-        dw[i] += norm * d[i];
-        di[i] += (weight[i] * d[i] - a - norm * b) * s;
-      }
+      layernorm_backward_row(di, dw, db, x, d, weight, mean[n], rstd[n], C);
       store(dinp, (long)n * C, C, di);
     }
   }
@@ -205,7 +221,16 @@ static void elementwise2(Ten out, Ten a, Ten b, long N, F range) {
   });
 }
 
-void gelu_forward(Ten out, Ten inp, long N) { elementwise1(out, inp, N, gelu_forward_range); }
+// the AVX-512 body where the CPU has it (layers_avx512.h: a d12 step's 12 forward calls 14.8 -> 9.7 ms, backward
+// 14.8 -> 9.5 ms, on bf16 activations)
+static void gelu_forward_any(float* out, const float* inp, long i0, long i1) {
+#if defined(__x86_64__)
+  if (kAvx512) return avx512::gelu_forward(out + i0, inp + i0, i1 - i0);
+#endif
+  gelu_forward_range(out, inp, i0, i1);
+}
+
+void gelu_forward(Ten out, Ten inp, long N) { elementwise1(out, inp, N, gelu_forward_any); }
 
 CLONES static void gelu_backward_range(float* dinp, const float* inp, const float* dout, long i0, long i1) {
   for (long i = i0; i < i1; i++) {
@@ -217,7 +242,14 @@ CLONES static void gelu_backward_range(float* dinp, const float* inp, const floa
   }
 }
 
-void gelu_backward(Ten dinp, Ten inp, Ten dout, long N) { elementwise2(dinp, inp, dout, N, gelu_backward_range); }
+static void gelu_backward_any(float* dinp, const float* inp, const float* dout, long i0, long i1) {
+#if defined(__x86_64__)
+  if (kAvx512) return avx512::gelu_backward(dinp + i0, inp + i0, dout + i0, i1 - i0);
+#endif
+  gelu_backward_range(dinp, inp, dout, i0, i1);
+}
+
+void gelu_backward(Ten dinp, Ten inp, Ten dout, long N) { elementwise2(dinp, inp, dout, N, gelu_backward_any); }
 
 CLONES static void residual_range(float* out, const float* a, const float* b, long i0, long i1) {
   for (long i = i0; i < i1; i++) out[i] = a[i] + b[i];
@@ -233,6 +265,16 @@ CLONES static void cross_entropy_rows(float* losses, Ten dlog, Ten logits, const
     const float* x = load(logits, (long)n * Vp, Vp, 0);
     float* d = dlog.none() ? nullptr : dest(dlog, (long)n * Vp, Vp, 1);
     const int target = targets[n];
+#if defined(__x86_64__)
+    if (kAvx512 && target >= 0) {  // layers_avx512.h: the loops below, vectorized by hand
+      losses[n] = avx512::cross_entropy_row(d, x, V, target, grad_scale);
+      if (d) {
+        for (int i = V; i < Vp; i++) d[i] = 0.f;
+        store(dlog, (long)n * Vp, Vp, d);
+      }
+      continue;
+    }
+#endif
     float mx = -INFINITY;
     for (int i = 0; i < V; i++) mx = x[i] > mx ? x[i] : mx;
     float sum = 0.f;

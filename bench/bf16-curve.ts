@@ -1,6 +1,7 @@
 // fp32 against bf16 on the same run: the loss curves of `tiny` on Tiny Shakespeare, step by step: float32; --dtype
 // bf16 (bf16 matmuls, activations stored in bf16); and --dtype bf16 with GPT2_ACTIVATIONS=f32 (bf16 matmuls on float32
-// activations, what --dtype bf16 was before activations were stored in bf16).
+// activations, what --dtype bf16 was before activations were stored in bf16). Two heads of 64 (GPT-2's head width), so
+// a bf16 backend's attention runs its bf16 block products as it does in every GPT-2 size.
 // Run: node dist/bench/bf16-curve.js [--steps 300]
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
@@ -23,7 +24,7 @@ gpt2({}, "prepare", "tinyshakespeare", "--input", path.resolve(root, "../shared/
 const runs = { fp32: ["fp32", {}], bf16: ["bf16", {}], "bf16-f32act": ["bf16", { GPT2_ACTIVATIONS: "f32" }] } as const;
 const losses: Record<string, number[]> = {};
 for (const [name, [dtype, extra]] of Object.entries(runs)) {
-  gpt2(extra, "train", "-i", path.join(dir, "data/tinyshakespeare_train_*.bin"), "-e", "tiny", "-b", "16", "-t", "128", "-x", steps,
+  gpt2(extra, "train", "-i", path.join(dir, "data/tinyshakespeare_train_*.bin"), "-e", "tiny", "--n-head", "2", "-b", "16", "-t", "128", "-x", steps,
     "-l", "3e-3", "-u", "20", "-q", "0.1", "-c", "0.1", "-v", "0", "-s", "0", "-r", "0", "--dtype", dtype, "-o", path.join(dir, name));
   losses[name] = fs.readFileSync(path.join(dir, name, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l))
     .filter((m) => m.train_loss !== undefined).map((m) => m.train_loss);

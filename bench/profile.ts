@@ -5,7 +5,7 @@ import type { Backend } from "../src/kernels/backend.js";
 import { createBackend } from "../src/kernels/select.js";
 import { makeConfig } from "../src/model/config.js";
 import { GPT2 } from "../src/model/gpt2.js";
-import { AdamW, ADAMW_DEFAULTS, clipGradNorm } from "../src/train/adamw.js";
+import { AdamW, ADAMW_DEFAULTS, clipFactor, gradNorm } from "../src/train/adamw.js";
 import { Rng } from "../src/util/rng.js";
 
 const { values } = parseArgs({ options: { model: { type: "string" }, batch: { type: "string" }, seq: { type: "string" }, dtype: { type: "string" }, recompute: { type: "string" } } });
@@ -36,8 +36,7 @@ for (let s = 0; s < 3; s++) {
   const t0 = performance.now();
   model.zeroGrad();
   model.forwardBackward(inputs, targets, B, T);
-  clipGradNorm(model, 1);
-  opt.update(1e-4);
+  opt.update(1e-4, clipFactor(gradNorm(model), 1));
   if (s > 0) wall += performance.now() - t0;
 }
 const sum = [...totals.values()].reduce((a, b) => a + b, 0);

@@ -21,7 +21,7 @@ export { Rng } from "./util/rng.js";
 export { DataLoader, type LoaderPosition } from "./data/loader.js";
 export type { Batch } from "./data/source.js";
 export { prepare, type PrepareOptions } from "./data/prepare.js";
-export { AdamW, clipGradNorm, clipGradNormAsync } from "./train/adamw.js";
+export { AdamW, clipFactor, clipGradNorm, clipGradNormAsync, gradNorm, gradNormAsync } from "./train/adamw.js";
 export { DEFAULTS as TRAIN_DEFAULTS, mergeConfig, type TrainConfig } from "./train/config.js";
 export { train, type TrainHooks } from "./train/loop.js";
 export { latestCheckpoint, listCheckpoints } from "./io/rundir.js";

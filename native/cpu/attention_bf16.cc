@@ -185,16 +185,21 @@ BF16_TARGET void head_backward(Ten dqkv, Ten dout, Ten qkv, Ten out, long qo, lo
   uint16_t *Pt = s.Pt.data(), *dSb = s.dSb.data(), *dSt = s.dSt.data();
   uint32_t *Kt = s.kt.data(), *Vt = s.vt.data(), *Kp = s.kp.data(), *Qp = s.qp.data(), *dOp = s.dop.data();
   float *S = s.S.data(), *dP = s.dP.data(), *dK = s.dK.data(), *dV = s.dV.data(), *dQ = s.dQ.data(), *D = s.D.data();
-  for (int t = 0; t < T; t++) {  // D_t = dO_t . O_t, from the float32 values
-    const float *g = load(dout, oo + t * ostride, BLK, 0), *y = load(out, oo + t * ostride, BLK, 1);
-    float acc = 0.f;
-    for (int d = 0; d < BLK; d++) acc += g[d] * y[d];
-    D[t] = acc;
-  }
   rows_bf16(Q, qkv, qo, stride, T, Tp);
   rows_bf16(K, qkv, qo + C, stride, T, Tp);
   rows_bf16(V, qkv, qo + 2 * C, stride, T, Tp);
   rows_bf16(dO, dout, oo, ostride, T, Tp);
+  // D_t = dO_t . O_t from the bf16 dO the products see (as FlashAttention-2 computes it from its bf16 dO): sum_j P_tj
+  // dP_tj is then D_t up to P's rounding, so a row's dS sums to ~0 as it does exactly; from the float32 dO the
+  // mismatch shifted a row's dS alike (the gradient's largest error against float32 attention 3.5e-3 -> 2.5e-3).
+  float g[BLK];
+  for (int t = 0; t < T; t++) {
+    widen_row(g, dO + (long)t * BLK, BLK);
+    const float* y = load(out, oo + t * ostride, BLK, 1);
+    float acc = 0.f;
+    for (int d = 0; d < BLK; d++) acc += g[d] * y[d];
+    D[t] = acc;
+  }
   pack_rows(Qp, Q, Tp);
   pack_rows(dOp, dO, Tp);
   std::memset(dQ, 0, sizeof(float) * Tp * BLK);

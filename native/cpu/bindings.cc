@@ -346,7 +346,8 @@ KERNEL(AdamW) {
   float *p = a.f32(0, n), *g = a.f32(1, n), *m = a.f32(2, n), *v = a.f32(3, n);
   float lr = (float)a.num(5), b1 = (float)a.num(6), b2 = (float)a.num(7), eps = (float)a.num(8), wd = (float)a.num(9);
   int t = a.integer(10);
-  if (!a.failed) adamw(p, g, m, v, n, lr, b1, b2, eps, wd, t);
+  float gs = (float)a.num(11);
+  if (!a.failed) adamw(p, g, m, v, n, lr, b1, b2, eps, wd, t, gs);
   return undefined(env);
 }
 KERNEL(SumSquares) {

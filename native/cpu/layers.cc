@@ -305,9 +305,9 @@ void cross_entropy(float* losses, Ten dlogits, Ten logits, const int* targets, i
 
 // ---------------------------------------------------------------- optimizer
 CLONES static void adamw_range(float* params, const float* grads, float* m, float* v, long i0, long i1, float lr,
-                               float beta1, float beta2, float eps, float decay, float c1, float c2) {
+                               float beta1, float beta2, float eps, float decay, float c1, float c2, float gs) {
   for (long i = i0; i < i1; i++) {
-    const float g = grads[i];
+    const float g = grads[i] * gs;
     const float mi = beta1 * m[i] + (1.f - beta1) * g;
     const float vi = beta2 * v[i] + (1.f - beta2) * g * g;
     m[i] = mi;
@@ -317,11 +317,11 @@ CLONES static void adamw_range(float* params, const float* grads, float* m, floa
 }
 
 void adamw(float* params, const float* grads, float* m, float* v, long n, float lr, float beta1, float beta2, float eps,
-           float weight_decay, int t) {
+           float weight_decay, int t, float grad_scale) {
   // bias corrections in double, as torch computes them in Python floats
   const float c1 = (float)(1.0 - std::pow((double)beta1, t)), c2 = (float)(1.0 - std::pow((double)beta2, t));
   const float decay = 1.f - lr * weight_decay;
-  parallel_range(n, [=](long i0, long i1) { adamw_range(params, grads, m, v, i0, i1, lr, beta1, beta2, eps, decay, c1, c2); });
+  parallel_range(n, [=](long i0, long i1) { adamw_range(params, grads, m, v, i0, i1, lr, beta1, beta2, eps, decay, c1, c2, grad_scale); });
 }
 
 // Per-thread partial sums added in thread order: the same bits on every run with the same thread count (an OpenMP

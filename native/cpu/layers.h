@@ -36,7 +36,7 @@ void cross_entropy(float* losses, Ten dlogits, Ten logits, const int* targets, i
                    const float* weights);
 
 void adamw(float* params, const float* grads, float* m, float* v, long n, float lr, float beta1, float beta2,
-           float eps, float weight_decay, int t);
+           float eps, float weight_decay, int t, float grad_scale);
 // x may be an activation (the guard's check for non-finite values)
 double sum_squares(Ten x, long n);
 // dst = src, converted to dst's storage

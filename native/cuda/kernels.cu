@@ -419,12 +419,13 @@ extern "C" __global__ void cross_entropy(float* losses, float* dlogits, const fl
 
 // ---------------------------------------------------------------- optimizer
 
-// AdamW as torch.optim.AdamW: decoupled decay; bc1 = 1 - beta1^t, bc2 = 1 - beta2^t
+// AdamW as torch.optim.AdamW: decoupled decay; bc1 = 1 - beta1^t, bc2 = 1 - beta2^t; each gradient times gs (the
+// clipping factor: no pass of its own over the gradients)
 extern "C" __global__ void adamw_kernel(float* params, const float* grads, float* m, float* v, long n, float lr,
-                                        float beta1, float beta2, float eps, float wd, float bc1, float bc2) {
+                                        float beta1, float beta2, float eps, float wd, float bc1, float bc2, float gs) {
   long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= n) return;
-  float g = grads[i];
+  float g = grads[i] * gs;
   float mi = beta1 * m[i] + (1.0f - beta1) * g;
   float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
   m[i] = mi;

@@ -204,9 +204,10 @@ EXPORT(CuAdamW) {
   long n = a.lng(4);
   float lr = (float)a.num(5), b1 = (float)a.num(6), b2 = (float)a.num(7), eps = (float)a.num(8), wd = (float)a.num(9);
   int t = a.integer(10);
+  float gs = (float)a.num(11);
   float bc1 = (float)(1.0 - std::pow((double)b1, t)), bc2 = (float)(1.0 - std::pow((double)b2, t));
   launch("adamw_kernel", {blocks(n, 256)}, {256}, 0, a.ptr(0), a.ptr(1), a.ptr(2), a.ptr(3), n, lr, b1, b2, eps, wd,
-         bc1, bc2);
+         bc1, bc2, gs);
   return undefined_value(env);
 }
 EXPORT(CuSumSquares) {

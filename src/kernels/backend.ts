@@ -132,9 +132,12 @@ export interface Backend {
   crossEntropy(losses: Tensor, dlogits: Tensor | null, logits: Tensor, targets: Int32Array, N: number, V: number,
     Vp: number, gradScale: number, rowWeights?: Float32Array | null): void;
 
-  /** AdamW as torch.optim.AdamW (decoupled decay); t is the 1-based step for bias correction */
+  /**
+   * AdamW as torch.optim.AdamW (decoupled decay); t is the 1-based step for bias correction. Each gradient is first
+   * multiplied by gradScale (gradient clipping's factor, as llm.c passes it: no separate pass over the gradients).
+   */
   adamw(params: Tensor, grads: Tensor, m: Tensor, v: Tensor, n: number, lr: number, beta1: number, beta2: number,
-    eps: number, weightDecay: number, t: number): void;
+    eps: number, weightDecay: number, t: number, gradScale: number): void;
   /** sum of squares of t[0..n) in double precision */
   sumSquares(t: Tensor, n: number): number;
   /** the same, resolved when the device has it (the gradient norm of every training step reads it this way) */

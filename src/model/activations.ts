@@ -4,11 +4,12 @@
 import { DTYPE_BYTES, type Tensor } from "../kernels/backend.js";
 import type { GPT2Config } from "./config.js";
 
-/** Rows per classifier chunk: logits exist for this many positions at a time (51 MB in bf16 for GPT-2's vocab, 103 MB
- * in float32), unless the backend asks for another number (Backend.classifierRows). 512 rather than 256: the lm_head
- * packs its 50304 x 768 weight once per chunk forward and reads and writes its whole gradient once per chunk backward
- * (K = the chunk's rows), so half the chunks took a d12 bf16 step at B=4, T=256 from ~713 to ~620 ms of lm_head
- * products; 1024 measured the same as 512. */
+/** Rows per classifier chunk: logits exist for this many positions at a time (103 MB in float32 for GPT-2's vocab, 51 MB
+ * in bf16), unless the backend asks for another number (Backend.classifierRows). 512 rather than 256: the lm_head
+ * packs its 50304 x 768 weight once per chunk forward and again for the chunk's dinp, and reads and writes its whole
+ * gradient once per chunk backward (K = the chunk's rows). Half the chunks took a d12 bf16 step at B=4, T=256 from
+ * ~713 to ~620 ms of lm_head products (1024 rows measured the same as 512); float32 measured the same within noise,
+ * for 47 MiB more. */
 export const CLASSIFIER_CHUNK = 512;
 
 /** Activation recompute: 0 stores everything; 1 recomputes GELU in backward; 2 also recomputes the LayerNorms. */

@@ -30,8 +30,12 @@ export class AdamW {
     this.v = model.backend.alloc(this.hi - this.lo);
   }
 
-  /** One update with learning rate lr from the model's current gradients (of parameters [lo, hi)). */
-  update(lr: number): void {
+  /**
+   * One update with learning rate lr from the model's current gradients (of parameters [lo, hi)), each multiplied by
+   * gradScale first: gradient clipping's factor (clipFactor), applied inside the update as llm.c does, so that
+   * clipping costs no pass of its own over the gradients (they are left as they were).
+   */
+  update(lr: number, gradScale = 1): void {
     const { model, cfg, lo, hi } = this;
     const be = model.backend;
     if (!model.grads) throw new Error("AdamW.update() needs gradients: run forwardBackward() first");
@@ -42,7 +46,7 @@ export class AdamW {
       if (a >= b) continue;
       const v = (buf: Tensor, base: number) => be.view(buf, a - base, b - a);
       be.adamw(v(model.params, 0), v(model.grads, 0), v(this.m, lo), v(this.v, lo), b - a, lr, cfg.beta1, cfg.beta2, cfg.eps,
-        spec.decay ? cfg.weightDecay : 0, t);
+        spec.decay ? cfg.weightDecay : 0, t, gradScale);
     }
   }
 }
@@ -54,25 +58,50 @@ function clippedGrads(model: GPT2, range?: { lo: number; hi: number }): { grads:
   return { grads: lo === 0 && n === model.grads.length ? model.grads : model.backend.view(model.grads, lo, n), n };
 }
 
-/** scales the gradients to maxNorm when their norm is above it; returns the norm */
-function clipTo(model: GPT2, grads: Tensor, n: number, norm: number, maxNorm: number): number {
-  if (maxNorm > 0 && norm > maxNorm) model.backend.scale(grads, n, maxNorm / (norm + 1e-6));
-  return norm;
-}
-
-/** clipGradNorm(), the sum of squares read back asynchronously (Backend.sumSquaresAsync): what the loop uses */
-export async function clipGradNormAsync(model: GPT2, maxNorm: number, range?: { lo: number; hi: number },
-  sumAcrossRanks: (sumSquares: number) => number = (x) => x): Promise<number> {
-  const { grads, n } = clippedGrads(model, range);
-  return clipTo(model, grads, n, Math.sqrt(sumAcrossRanks(await model.backend.sumSquaresAsync(grads, n))), maxNorm);
+/** the factor that brings gradients of norm `norm` down to maxNorm when they are above it (maxNorm > 0), else 1 */
+export function clipFactor(norm: number, maxNorm: number): number {
+  return maxNorm > 0 && norm > maxNorm ? maxNorm / (norm + 1e-6) : 1;
 }
 
 /**
- * Global L2 norm of the gradients; if it exceeds maxNorm (> 0) they are scaled down to it (torch clip_grad_norm_).
- * Under ZeRO-1 a rank holds only gradients [lo, hi): `sumAcrossRanks` adds the other ranks' sums of squares.
+ * The global L2 norm of the gradients, the sum of squares read back asynchronously (Backend.sumSquaresAsync). Under
+ * ZeRO-1 a rank holds only gradients [lo, hi): `sumAcrossRanks` adds the other ranks' sums of squares. The loop
+ * passes clipFactor(norm, maxNorm) to AdamW.update rather than scaling the gradients.
+ */
+export async function gradNormAsync(model: GPT2, range?: { lo: number; hi: number },
+  sumAcrossRanks: (sumSquares: number) => number = (x) => x): Promise<number> {
+  const { grads, n } = clippedGrads(model, range);
+  return Math.sqrt(sumAcrossRanks(await model.backend.sumSquaresAsync(grads, n)));
+}
+
+/** gradNormAsync(), read synchronously */
+export function gradNorm(model: GPT2, range?: { lo: number; hi: number }, sumAcrossRanks: (sumSquares: number) => number = (x) => x): number {
+  const { grads, n } = clippedGrads(model, range);
+  return Math.sqrt(sumAcrossRanks(model.backend.sumSquares(grads, n)));
+}
+
+/** scales the gradients in place by clipFactor(norm, maxNorm); returns the norm */
+function clipTo(model: GPT2, range: { lo: number; hi: number } | undefined, norm: number, maxNorm: number): number {
+  const s = clipFactor(norm, maxNorm);
+  if (s !== 1) {
+    const { grads, n } = clippedGrads(model, range);
+    model.backend.scale(grads, n, s);
+  }
+  return norm;
+}
+
+/** clipGradNorm(), the sum of squares read back asynchronously */
+export async function clipGradNormAsync(model: GPT2, maxNorm: number, range?: { lo: number; hi: number },
+  sumAcrossRanks: (sumSquares: number) => number = (x) => x): Promise<number> {
+  return clipTo(model, range, await gradNormAsync(model, range, sumAcrossRanks), maxNorm);
+}
+
+/**
+ * Global L2 norm of the gradients; if it exceeds maxNorm (> 0) they are scaled down to it in place (torch
+ * clip_grad_norm_). Under ZeRO-1 a rank holds only gradients [lo, hi): `sumAcrossRanks` adds the other ranks' sums of
+ * squares.
  */
 export function clipGradNorm(model: GPT2, maxNorm: number, range?: { lo: number; hi: number },
   sumAcrossRanks: (sumSquares: number) => number = (x) => x): number {
-  const { grads, n } = clippedGrads(model, range);
-  return clipTo(model, grads, n, Math.sqrt(sumAcrossRanks(model.backend.sumSquares(grads, n))), maxNorm);
+  return clipTo(model, range, gradNorm(model, range, sumAcrossRanks), maxNorm);
 }

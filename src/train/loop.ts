@@ -17,7 +17,7 @@ import { SingleComm, type Communicator } from "../parallel/comm.js";
 import { DataParallel } from "../parallel/ddp.js";
 import { makeDir } from "../util/fs.js";
 import { Rng } from "../util/rng.js";
-import { AdamW, ADAMW_DEFAULTS, clipGradNormAsync } from "./adamw.js";
+import { AdamW, ADAMW_DEFAULTS, clipFactor, gradNormAsync } from "./adamw.js";
 import { BadWeights, RunCheckpoints, type CheckpointedRun, type RunState } from "./checkpoints.js";
 import { accumulationSteps, TrainConfigError, type TrainConfig } from "./config.js";
 import { stepFlops } from "./flops.js";
@@ -387,7 +387,7 @@ class Run implements CheckpointedRun {
     // quit at once
     const stopAgreed = agreed[1] > 0;
     const metrics = metricMeans(objective, Object.fromEntries(names.map((k, i) => [k, agreed[2 + i]])), total);
-    const norm = await clipGradNormAsync(model, cfg.gradClip, dp.shard, (sq) => dp.sumOverShards(sq));
+    const norm = await gradNormAsync(model, dp.shard, (sq) => dp.sumOverShards(sq));
     const lr = learningRate(this.schedule, step) * this.lrScale;
     if (!Number.isFinite(loss) || !Number.isFinite(norm)) {
       // never let a non-finite value reach AdamW or a checkpoint
@@ -402,7 +402,7 @@ class Run implements CheckpointedRun {
       this.print(`step ${step + 1}: skipping the update, loss z ${zLoss.toFixed(1)}, norm z ${zNorm.toFixed(1)} (${limit})`);
     }
     if (!skipped) {
-      this.opt.update(lr);
+      this.opt.update(lr, clipFactor(norm, cfg.gradClip)); // clipping inside the update
       dp.gatherParams();
     }
     return { loss, norm, lr, zLoss, zNorm, skipped, ms: performance.now() - t0, tokens, trained: total, metrics, stopAgreed };

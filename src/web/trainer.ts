@@ -8,7 +8,7 @@ import { makeConfig, type GPT2Config } from "../model/config.js";
 import { generateAsync } from "../model/generate.js";
 import { GPT2 } from "../model/gpt2.js";
 import type { Tokenizer } from "../tokenizer/char.js";
-import { AdamW, ADAMW_DEFAULTS, clipGradNormAsync } from "../train/adamw.js";
+import { AdamW, ADAMW_DEFAULTS, clipFactor, gradNormAsync } from "../train/adamw.js";
 import { learningRate, type Schedule } from "../train/schedule.js";
 import { Rng } from "../util/rng.js";
 
@@ -115,9 +115,9 @@ export class TextTrainer {
       this.model.zeroGrad();
       const loss = await this.model.forwardBackwardAsync(inputs, targets, B, T);
       if (!Number.isFinite(loss)) throw new Error(`the loss is ${loss} at step ${this.step + 1}: lower the learning rate`);
-      const norm = await clipGradNormAsync(this.model, 1.0);
+      const norm = await gradNormAsync(this.model);
       const lr = learningRate(this.schedule, this.step);
-      this.opt.update(lr);
+      this.opt.update(lr, clipFactor(norm, 1.0));
       this.step++;
       const ms = performance.now() - t0;
       yield { kind: "step", step: this.step, loss, lr, norm, ms, tokensPerS: (B * T * 1000) / ms };

@@ -208,13 +208,21 @@ export async function runConformance(backend: Backend, opts: { tol: number; bf16
   for (const n of [1, 17, 1000]) {
     const p = rand(n), g = rand(n), m = rand(n, 0.1), v = rand(n, 0.1).map(Math.abs);
     const [p1, m1, v1, p2, m2, v2] = [copy(p), copy(m), copy(v), copy(p), copy(m), copy(v)];
-    ref.adamw(p1, g, m1, v1, n, 1e-3, 0.9, 0.95, 1e-8, 0.1, 3);
-    await be.adamw(p2, g, m2, v2, n, 1e-3, 0.9, 0.95, 1e-8, 0.1, 3);
+    ref.adamw(p1, g, m1, v1, n, 1e-3, 0.9, 0.95, 1e-8, 0.1, 3, 1);
+    await be.adamw(p2, g, m2, v2, n, 1e-3, 0.9, 0.95, 1e-8, 0.1, 3, 1);
     // m and v are sums of two products that can cancel: their rounding is relative to the terms, not the result
     const big = (a: Float32Array) => a.reduce((x, y) => Math.max(x, Math.abs(y)), 0);
     close(p2, p1, 1e-6, "adamw params");
     close(m2, m1, 1e-6, "adamw m", 0.9 * big(m) + 0.1 * big(g));
     close(v2, v1, 1e-6, "adamw v", 0.95 * big(v) + 0.05 * big(g) ** 2);
+    // clipping inside the update: the same as an update on gradients scaled beforehand
+    const s = 0.37, gs = g.map((x) => x * s);
+    const [p3, m3, v3, p4, m4, v4] = [copy(p), copy(m), copy(v), copy(p), copy(m), copy(v)];
+    ref.adamw(p3, gs, m3, v3, n, 1e-3, 0.9, 0.95, 1e-8, 0.1, 3, 1);
+    await be.adamw(p4, g, m4, v4, n, 1e-3, 0.9, 0.95, 1e-8, 0.1, 3, s);
+    close(p4, p3, 1e-6, "adamw params, gradients scaled in the update");
+    close(m4, m3, 1e-6, "adamw m, gradients scaled in the update", 0.9 * big(m) + 0.1 * big(gs));
+    close(v4, v3, 1e-6, "adamw v, gradients scaled in the update", 0.95 * big(v) + 0.05 * big(gs) ** 2);
     assert.ok(Math.abs(await be.sumSquaresAsync(g, n) - ref.sumSquares(g, n)) <= 1e-6 * ref.sumSquares(g, n));
     const s1 = copy(g), s2 = copy(g);
     ref.scale(s1, n, 0.3); await be.scale(s2, n, 0.3);

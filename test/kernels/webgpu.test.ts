@@ -81,8 +81,8 @@ test("webgpu on a device that binds 1 MiB at once: element-wise work over 2.4 MB
   const [p, g, m, v] = [rand(), rand(), rand().map((x) => 0.1 * x), rand().map((x) => Math.abs(0.1 * x))];
   const t = (a: Float32Array) => { const x = be.alloc(a.length); be.write(x, a); return x; };
   const [tp, tg, tm, tv] = [t(p), t(g), t(m), t(v)];
-  be.adamw(tp, tg, tm, tv, n, 1e-3, 0.9, 0.95, 1e-8, 0.1, 2);
-  ref.adamw(p, g, m, v, n, 1e-3, 0.9, 0.95, 1e-8, 0.1, 2);
+  be.adamw(tp, tg, tm, tv, n, 1e-3, 0.9, 0.95, 1e-8, 0.1, 2, 0.5);
+  ref.adamw(p, g.map((x) => x * 0.5), m, v, n, 1e-3, 0.9, 0.95, 1e-8, 0.1, 2, 1);
   const got = await be.readAsync(tp);
   for (let i = 0; i < n; i += 997) assert.ok(Math.abs(got[i] - p[i]) <= 1e-6 * (1 + Math.abs(p[i])), `adamw [${i}]`);
   assert.ok(Math.abs((await be.sumSquaresAsync(tg, n)) - ref.sumSquares(g, n)) <= 1e-6 * ref.sumSquares(g, n));

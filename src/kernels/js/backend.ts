@@ -150,8 +150,8 @@ export class JsBackend implements Backend {
     o.done();
   }
   adamw(params: Tensor, grads: Tensor, m: Tensor, v: Tensor, n: number, lr: number, beta1: number, beta2: number,
-    eps: number, weightDecay: number, t: number): void {
-    k.adamw(f(params), f(grads), f(m), f(v), n, lr, beta1, beta2, eps, weightDecay, t);
+    eps: number, weightDecay: number, t: number, gradScale: number): void {
+    k.adamw(f(params), f(grads), f(m), f(v), n, lr, beta1, beta2, eps, weightDecay, t, gradScale);
   }
   sumSquares(t: Tensor, n: number): number {
     const a = isBf16(t) ? fromBf16Array(t.subarray(0, n)) : f(t);

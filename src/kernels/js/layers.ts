@@ -250,10 +250,10 @@ export function crossEntropy(losses: F32, dlogits: F32 | null, logits: F32, targ
 
 // ---------------------------------------------------------------- optimizer
 export function adamw(params: F32, grads: F32, m: F32, v: F32, n: number, lr: number, beta1: number, beta2: number,
-  eps: number, weightDecay: number, t: number): void {
+  eps: number, weightDecay: number, t: number, gradScale: number): void {
   const c1 = 1 - Math.pow(beta1, t), c2 = 1 - Math.pow(beta2, t);
   for (let i = 0; i < n; i++) {
-    const g = grads[i];
+    const g = Math.fround(grads[i] * gradScale); // what the gradient would hold, scaled in place in float32
     const mi = beta1 * m[i] + (1 - beta1) * g;
     const vi = beta2 * v[i] + (1 - beta2) * g * g;
     m[i] = mi;

@@ -230,11 +230,11 @@ export class WebGPUBackend implements Backend {
       [V, Vp, dlogits ? 1 : 0, rowWeights ? 1 : 0, gradScale], N);
   }
   adamw(params: Tensor, grads: Tensor, m: Tensor, v: Tensor, n: number, lr: number, beta1: number, beta2: number,
-    eps: number, weightDecay: number, t: number): void {
+    eps: number, weightDecay: number, t: number, gradScale: number): void {
     const c1 = 1 - Math.pow(beta1, t), c2 = 1 - Math.pow(beta2, t);
     this.pieces(n, (from, k) => {
       const [p, g, mm, vv] = [params, grads, m, v].map((x) => this.view(x, from, k));
-      this.run("adamw", [p, g, mm, vv], [k, lr, beta1, beta2, eps, weightDecay, c1, c2], Math.ceil(k / 256));
+      this.run("adamw", [p, g, mm, vv], [k, lr, beta1, beta2, eps, weightDecay, c1, c2, gradScale], Math.ceil(k / 256));
     });
   }
   sumSquares(): number {

@@ -358,9 +358,9 @@ fn bf16_bits(x: f32) -> u32 {
 
   // ---------------------------------------------------------------- optimizer
   adamw: {
-    args: f("params", "grads", "m", "v"), params: [...u("n"), ...(["lr", "b1", "b2", "eps", "wd", "c1", "c2"].map((n) => [n, "f32"]) as [string, "f32"][])],
+    args: f("params", "grads", "m", "v"), params: [...u("n"), ...(["lr", "b1", "b2", "eps", "wd", "c1", "c2", "gs"].map((n) => [n, "f32"]) as [string, "f32"][])],
     wg: 256, body: `${EACH}
-    let g = ld_grads(i);
+    let g = ld_grads(i) * u.gs;
     let mi = u.b1 * ld_m(i) + (1.0 - u.b1) * g;
     let vi = u.b2 * ld_v(i) + (1.0 - u.b2) * g * g;
     st_m(i, mi); st_v(i, vi);

@@ -51,8 +51,20 @@ __attribute__((target("avx512f,fma"))) inline float cross_entropy_row(float* d, 
   const int V16 = V / 16 * 16;
   const __mmask16 tail = (__mmask16)((1u << (V - V16)) - 1);
   __m512 vmax = _mm512_set1_ps(-INFINITY);
-  for (int i = 0; i < V16; i += 16) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(x + i));
-  vmax = _mm512_mask_max_ps(vmax, tail, vmax, _mm512_maskz_loadu_ps(tail, x + V16));
+  __mmask16 nan = 0;  // vmaxps drops a NaN operand and the exponential clamps one away: NaN is looked for here
+  for (int i = 0; i < V16; i += 16) {
+    const __m512 v = _mm512_loadu_ps(x + i);
+    nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    vmax = _mm512_max_ps(vmax, v);
+  }
+  const __m512 vt = _mm512_maskz_loadu_ps(tail, x + V16);
+  nan |= _mm512_mask_cmp_ps_mask(tail, vt, vt, _CMP_UNORD_Q);
+  vmax = _mm512_mask_max_ps(vmax, tail, vmax, vt);
+  if (nan) {  // as the scalar loop and the reference: a NaN logit makes the row's loss and gradient NaN
+    if (d)
+      for (int j = 0; j < V; j++) d[j] = NAN;
+    return NAN;
+  }
   const float mx = _mm512_reduce_max_ps(vmax);
   const float xt = x[target];  // read before d (which may be x) is written
   const __m512 a = _mm512_set1_ps(kLog2e), b = _mm512_set1_ps(mx * kLog2e);

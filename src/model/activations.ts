@@ -8,8 +8,8 @@ import type { GPT2Config } from "./config.js";
  * in bf16), unless the backend asks for another number (Backend.classifierRows). 512 rather than 256: the lm_head
  * packs its 50304 x 768 weight once per chunk forward and again for the chunk's dinp, and reads and writes its whole
  * gradient once per chunk backward (K = the chunk's rows). Half the chunks took a d12 bf16 step at B=4, T=256 from
- * ~713 to ~620 ms of lm_head products (1024 rows measured the same as 512); float32 measured the same within noise,
- * for 47 MiB more. */
+ * ~713 to ~620 ms of lm_head products (1024 rows measured the same as 512), and a float32 one from 1178 to 1128 ms, for
+ * 47 MiB more (float32 logits). */
 export const CLASSIFIER_CHUNK = 512;
 
 /** Activation recompute: 0 stores everything; 1 recomputes GELU in backward; 2 also recomputes the LayerNorms. */

@@ -3,7 +3,7 @@ import { test } from "node:test";
 import { bytesOf } from "../../src/kernels/backend.js";
 import { JsBackend } from "../../src/kernels/js/backend.js";
 import { makeConfig } from "../../src/model/config.js";
-import { activationTable, GPT2 } from "../../src/model/gpt2.js";
+import { activationTable, CLASSIFIER_CHUNK, GPT2 } from "../../src/model/gpt2.js";
 import { countParams } from "../../src/model/layout.js";
 import { AdamW, ADAMW_DEFAULTS, clipGradNorm } from "../../src/train/adamw.js";
 import { Rng } from "../../src/util/rng.js";
@@ -74,7 +74,7 @@ test("activations: the table's plan is what allocate() takes, and -r 1 / -r 2 sa
   }
   const c = makeConfig("tiny", { nLayer: 3, vocabSize: 97 });
   const [B, T, L, C] = [2, 8, 3, c.nEmbd];
-  const plan = (r: 0 | 1 | 2, dtype: "f32" | "bf16" = "f32") => GPT2.activationBytes(c, B, T, r, 256, dtype);
+  const plan = (r: 0 | 1 | 2, dtype: "f32" | "bf16" = "f32") => GPT2.activationBytes(c, B, T, r, CLASSIFIER_CHUNK, dtype);
   for (const dtype of ["f32", "bf16"] as const) {
     for (const r of [0, 1, 2] as const) {
       const be = new Counting(dtype);
@@ -83,18 +83,18 @@ test("activations: the table's plan is what allocate() takes, and -r 1 / -r 2 sa
       model.allocate(B, T);
       assert.equal(be.bytes - before, plan(r, dtype), `-r ${r} ${dtype}`);
       assert.equal(model.activationBytes, plan(r, dtype));
-      const table = activationTable(c, B, T, r, 256, dtype);
+      const table = activationTable(c, B, T, r, CLASSIFIER_CHUNK, dtype);
       for (const e of table) assert.equal(e.bytes, e.floats * (e.dtype === "bf16" ? 2 : 4), e.name);
     }
   }
   assert.equal(plan(0) - plan(1), (L - 1) * B * T * 4 * C * 4);
   assert.equal(plan(1) - plan(2), 2 * (L - 1) * B * T * C * 4);
   // bf16: what every layer keeps, and the logits, in half the bytes; statistics and gradients stay float32
-  const bf = activationTable(c, B, T, 1, 256, "bf16");
+  const bf = activationTable(c, B, T, 1, CLASSIFIER_CHUNK, "bf16");
   const kind = (name: string) => bf.find((e) => e.name === name)!.dtype;
   for (const name of ["encoded", "ln1", "qkv", "atty", "residual2", "ln2", "fch", "fchGelu", "residual3", "lnf", "logits"]) assert.equal(kind(name), "bf16", name);
   for (const name of ["ln1Mean", "ln1Rstd", "lse", "losses", "dres", "dln", "dqkv", "dfch"]) assert.equal(kind(name), "f32", name);
   // the issue's bound, at its shape: d12, 4 x 256, -r 1 (gpt2 train's default)
-  const d12 = makeConfig("d12"), ratio = GPT2.activationBytes(d12, 4, 256, 1, 256, "bf16") / GPT2.activationBytes(d12, 4, 256, 1, 256);
+  const d12 = makeConfig("d12"), ratio = GPT2.activationBytes(d12, 4, 256, 1, CLASSIFIER_CHUNK, "bf16") / GPT2.activationBytes(d12, 4, 256, 1, CLASSIFIER_CHUNK);
   assert.ok(ratio <= 0.55, `bf16 activations take ${ratio.toFixed(3)} of float32's`);
 });

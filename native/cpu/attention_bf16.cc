@@ -242,30 +242,33 @@ BF16_TARGET void head_backward(Ten dqkv, Ten dout, Ten qkv, Ten out, long qo, lo
 
 bool attention_bf16_ok(int hs) { return hs == BLK && cpu_has_bf16(); }
 
-void attention_forward_bf16(Ten out, float* lse, Ten qkv, int B, int T, int C, int NH) {
-  const long C3 = 3L * C;
+// f(b, h, scratch) for every (batch, head) pair, one at a time per thread (dynamic: a thread slowed by the shared
+// machine takes fewer)
+template <class F>
+static void each_head(int B, int NH, int T, F f) {
 #pragma omp parallel
   {
     Scratch& s = scratch((T + BLK - 1) / BLK * BLK);
 #pragma omp for schedule(dynamic, 1) collapse(2)
     for (int b = 0; b < B; b++)
-      for (int h = 0; h < NH; h++)
-        head_forward(out, (long)b * T * C + h * BLK, C, lse + ((long)b * NH + h) * T, qkv, (long)b * T * C3 + h * BLK,
-                     C3, C, T, s);
+      for (int h = 0; h < NH; h++) f(b, h, s);
   }
+}
+
+void attention_forward_bf16(Ten out, float* lse, Ten qkv, int B, int T, int C, int NH) {
+  const long C3 = 3L * C;
+  each_head(B, NH, T, [&](int b, int h, Scratch& s) {
+    head_forward(out, (long)b * T * C + h * BLK, C, lse + ((long)b * NH + h) * T, qkv, (long)b * T * C3 + h * BLK, C3,
+                 C, T, s);
+  });
 }
 
 void attention_backward_bf16(Ten dqkv, Ten dout, Ten qkv, Ten out, const float* lse, int B, int T, int C, int NH) {
   const long C3 = 3L * C;
-#pragma omp parallel
-  {
-    Scratch& s = scratch((T + BLK - 1) / BLK * BLK);
-#pragma omp for schedule(dynamic, 1) collapse(2)
-    for (int b = 0; b < B; b++)
-      for (int h = 0; h < NH; h++)
-        head_backward(dqkv, dout, qkv, out, (long)b * T * C3 + h * BLK, (long)b * T * C + h * BLK, C3, C, C,
-                      lse + ((long)b * NH + h) * T, T, s);
-  }
+  each_head(B, NH, T, [&](int b, int h, Scratch& s) {
+    head_backward(dqkv, dout, qkv, out, (long)b * T * C3 + h * BLK, (long)b * T * C + h * BLK, C3, C, C,
+                  lse + ((long)b * NH + h) * T, T, s);
+  });
 }
 
 #else

@@ -98,7 +98,7 @@ test("native bf16: a bf16 output of any width reads its bias up to its last valu
 test("native: settings are per backend (an fp32 backend on 1 thread beside a bf16 one on 2 change nothing in each other)", {
   skip: !addon ? error : addon.cpuFeatures().includes("bf16=none") ? "CPU has no AVX512-BF16" : undefined,
 }, async () => {
-  await assertSettingsPerBackend(() => new NativeBackend(addon!, 1), () => new NativeBackend(addon!, 2, "bf16"));
+  await assertSettingsPerBackend(() => new NativeBackend(addon!, 1), () => new NativeBackend(addon!, 2, "bf16"), { bf16Attention: true });
   // each backend's kernels run on its own thread count, whichever backend ran last
   const one = new NativeBackend(addon!, 1) as unknown as HostBackend, two = new NativeBackend(addon!, 2) as unknown as HostBackend;
   const x = new Float32Array(4);

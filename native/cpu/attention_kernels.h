@@ -16,8 +16,6 @@ namespace attn {
 
 using ::exp2_avx512;
 
-constexpr float kLog2e = 1.4426950408889634f;
-
 // R rows x 64 columns of C held in 4R zmm registers (R <= 6: 24 accumulators + 4 rows of B + 1 broadcast).
 template <int R>
 __attribute__((target("avx512f,fma"))) inline void mm64_rows(float* C, long ldc, const float* A, long rsa, long csa,

@@ -25,6 +25,8 @@ inline float fast_exp(float x) {
 #if defined(__x86_64__)
 #include <immintrin.h>
 
+constexpr float kLog2e = 1.4426950408889634f;  // exp(x) = 2^(x log2 e), as exp2_avx512 takes it
+
 // 2^t: t = n + f with |f| <= 1/2, 2^f by a degree-6 polynomial (fitted on Chebyshev nodes: 1.1e-7 relative error in
 // float), times 2^n by vscalefps, which also handles underflow; t below -150 gives 0.
 __attribute__((target("avx512f,fma"))) inline __m512 exp2_avx512(__m512 t) {

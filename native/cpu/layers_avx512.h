@@ -12,7 +12,6 @@
 
 namespace avx512 {
 
-constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kGeluScale = 0.7978845608028654f;  // sqrt(2/pi)
 
 // tanh(u) = 1 - 2 / (e^{2u} + 1), so 0.5 (1 + tanh(u)) = 1 / (1 + e^{-2u}): GELU is x times that sigmoid

@@ -2,7 +2,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
-import type { Backend, Tensor } from "../src/kernels/backend.js";
+import type { Backend, DType, Tensor } from "../src/kernels/backend.js";
 import { JsBackend } from "../src/kernels/js/backend.js";
 import { HostF32 } from "../src/kernels/host.js";
 
@@ -31,7 +31,9 @@ export function readJson<T = any>(file: string): T {
 /** The reference backend with float64 storage: finite differences without float32 noise. */
 export class Float64Backend extends JsBackend implements Backend {
   override readonly name = "js-f64";
-  override alloc(n: number): Tensor { return new Float64Array(n) as unknown as Tensor; }
+  override alloc(n: number, dtype: DType = "f32"): Tensor {
+    return dtype === "i32" ? super.alloc(n, dtype) : new Float64Array(n) as unknown as Tensor; // token ids stay int32
+  }
   override read(t: Tensor, offset = 0, n = t.length - offset): Float32Array {
     return (t as unknown as Float64Array).slice(offset, offset + n) as unknown as Float32Array;
   }

@@ -99,8 +99,8 @@ CUdeviceptr grow(CUdeviceptr& p, size_t& cap, size_t bytes) {
   return p;
 }
 
-CUdeviceptr upload_ints(int slot, const int* data, size_t n) {
-  CUdeviceptr p = grow(g_gpu.ints[slot], g_gpu.intsCap[slot], n * 4);
+CUdeviceptr upload_row_weights(const float* data, size_t n) {
+  CUdeviceptr p = grow(g_gpu.rowWeights, g_gpu.rowWeightsCap, n * 4);
   check(g_cu.memcpyHtoD(p, data, n * 4), "copy to device");
   return p;
 }

@@ -20,8 +20,8 @@ struct Gpu {
   int computeType = CUBLAS_COMPUTE_32F;
   int sms = 0;
   // device buffers grown on demand: token ids, targets, attention scratch, partial sums
-  CUdeviceptr ints[3] = {0, 0, 0};  // token ids, targets, per-row weights: uploaded per call
-  size_t intsCap[3] = {0, 0, 0};
+  CUdeviceptr rowWeights = 0;  // the classifier's per-row weights: host values, uploaded per call
+  size_t rowWeightsCap = 0;
   CUdeviceptr scratch = 0;  // attention's
   size_t scratchCap = 0;
   CUdeviceptr commScratch = 0;  // NCCL's staging (its own: it runs on another stream)
@@ -64,8 +64,8 @@ inline unsigned blocks(long n, int per) { return (unsigned)((n + per - 1) / per)
 CUdeviceptr alloc_bytes(size_t bytes);
 /** a device buffer of at least `bytes`, grown (never shrunk) */
 CUdeviceptr grow(CUdeviceptr& p, size_t& cap, size_t bytes);
-/** copies host ints (token ids or targets) to device slot `slot` */
-CUdeviceptr upload_ints(int slot, const int* data, size_t n);
+/** copies the classifier's host row weights to the device (one buffer, reused by every call) */
+CUdeviceptr upload_row_weights(const float* data, size_t n);
 
 /** element types of a product: float32 everywhere (the compute type follows --dtype), or bf16 operands */
 struct GemmTypes {

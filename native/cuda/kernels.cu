@@ -390,7 +390,8 @@ extern "C" __global__ void scale_kernel(float* x, long n, float s) {
 
 // One block per row: losses[row] = logsumexp(logits[:V]) - logits[target]; with dlogits (may alias logits),
 // dlogits = (softmax - onehot) * grad_scale (* weights[row] when weights is not null) over V columns and 0 in the
-// padded ones. target < 0: loss 0, grad 0.
+// padded ones. target < 0: loss 0, grad 0. A target >= V (the model refuses those before they get here) gives a NaN
+// loss rather than a read outside the row.
 extern "C" __global__ void cross_entropy(float* losses, float* dlogits, const float* logits, const int* targets, int N,
                                          int V, int Vp, float scale, const float* weights) {
   __shared__ float red[32];
@@ -406,7 +407,7 @@ extern "C" __global__ void cross_entropy(float* losses, float* dlogits, const fl
   for (int j = threadIdx.x; j < V; j += blockDim.x) s += __expf(x[j] - m);
   s = block_sum(s, red);
   float lse = m + __logf(s);
-  if (threadIdx.x == 0) losses[row] = target < 0 ? 0.0f : lse - x[target];
+  if (threadIdx.x == 0) losses[row] = target < 0 ? 0.0f : target >= V ? __int_as_float(0x7fc00000) : lse - x[target];
   if (dlogits == 0) return;
   __syncthreads();  // every thread has read x before dlogits (which may be x) is written
   float* d = dlogits + (long)row * Vp;

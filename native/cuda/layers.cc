@@ -18,17 +18,16 @@ namespace {
 EXPORT(CuEncoderForward) {
   require_ready();
   int B = a.integer(4), T = a.integer(5), C = a.integer(6);
-  CUdeviceptr inp = upload_ints(0, a.ints(1, (size_t)B * T), (size_t)B * T);
   long n = (long)B * T * C;
-  launch("encoder_forward", {blocks(n, 256)}, {256}, 0, a.ptr(0), inp, a.ptr(2), a.ptr(3), B, T, C);
+  // inp: the device's i32 tensor of token ids
+  launch("encoder_forward", {blocks(n, 256)}, {256}, 0, a.ptr(0), a.ptr(1), a.ptr(2), a.ptr(3), B, T, C);
   return undefined_value(env);
 }
 EXPORT(CuEncoderBackward) {
   require_ready();
   int B = a.integer(4), T = a.integer(5), C = a.integer(6);
-  CUdeviceptr inp = upload_ints(0, a.ints(3, (size_t)B * T), (size_t)B * T);
   long n = (long)B * T * C;
-  launch("encoder_backward", {blocks(n, 256)}, {256}, 0, a.ptr(0), a.ptr(1), a.ptr(2), inp, B, T, C);
+  launch("encoder_backward", {blocks(n, 256)}, {256}, 0, a.ptr(0), a.ptr(1), a.ptr(2), a.ptr(3), B, T, C);
   return undefined_value(env);
 }
 EXPORT(CuLayernormForward) {
@@ -193,10 +192,9 @@ EXPORT(CuCrossEntropy) {
   require_ready();
   int N = a.integer(4), V = a.integer(5), Vp = a.integer(6);
   float gs = (float)a.num(7);
-  CUdeviceptr targets = upload_ints(1, a.ints(3, (size_t)N), (size_t)N);
-  // optional per-row gradient weights, uploaded like the targets (4-byte values in their own slot)
-  CUdeviceptr weights = a.isNull(8) ? 0 : upload_ints(2, reinterpret_cast<const int*>(a.floats(8, (size_t)N)), (size_t)N);
-  launch("cross_entropy", {(unsigned)N}, {1024}, 0, a.ptr(0), a.ptr(1), a.ptr(2), targets, N, V, Vp, gs, weights);
+  // targets: the device's i32 tensor; the optional per-row gradient weights are host values, uploaded here
+  CUdeviceptr weights = a.isNull(8) ? 0 : upload_row_weights(a.floats(8, (size_t)N), (size_t)N);
+  launch("cross_entropy", {(unsigned)N}, {1024}, 0, a.ptr(0), a.ptr(1), a.ptr(2), a.ptr(3), N, V, Vp, gs, weights);
   return undefined_value(env);
 }
 EXPORT(CuAdamW) {

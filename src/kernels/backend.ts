@@ -1,7 +1,7 @@
 // The kernel interface: the one seam between the model ("what") and a backend ("how").
 //
 // A backend owns its buffers. Model code only holds opaque Tensor handles, makes views of them, and moves data in
-// and out through read/write. CPU backends use Float32Array storage; a GPU backend will use device memory with the
+// and out through read/write. CPU backends keep host typed arrays (./host.ts), the GPU backends device memory, with the
 // same interface, so no model or training code changes.
 //
 // Conventions (llm.c): arguments are outputs, saved statistics, inputs, weights, dims. Shapes in comments use
@@ -58,17 +58,18 @@ export interface Backend {
 
   // ---- memory
   /**
-   * A zero-filled buffer of n values: float32 (the default), or bf16 where the backend stores it (half the bytes).
-   * bf16 tensors serve as matmul weights for inference (matmulForward's `weight`) on every backend that has them, and
-   * as activations where `activationDtype` says so; a backend without bf16 storage throws. int32 is a dtype for
-   * token ids; no backend allocates it yet.
+   * A zero-filled buffer of n values: float32 (the default), bf16 where the backend stores it (half the bytes), or
+   * int32 (token ids: the encoder's inputs and the classifier's targets, written once per forward and read by every
+   * kernel that needs them where they are, on the device). bf16 tensors serve as matmul weights for inference
+   * (matmulForward's `weight`) on every backend that has them, and as activations where `activationDtype` says so; a
+   * backend without bf16 storage throws.
    */
-  alloc(n: number, dtype?: "f32" | "bf16"): Tensor;
+  alloc(n: number, dtype?: DType): Tensor;
   /** a view of length n starting at offset (no copy), of t's dtype */
   view(t: Tensor, offset: number, n: number): Tensor;
-  /** copies host data into t at offset */
-  write(t: Tensor, src: Float32Array, offset?: number): void;
-  /** copies n floats of t from offset into a new host array */
+  /** copies host data into t at offset: float32 values into an f32 or bf16 tensor (rounded), int32 into an i32 one */
+  write(t: Tensor, src: Float32Array | Int32Array, offset?: number): void;
+  /** copies n floats of t (f32 or bf16) from offset into a new host array */
   read(t: Tensor, offset?: number, n?: number): Float32Array;
   /**
    * The same, resolved once the data are on the host: the read the training loop, evaluation and generation use, so
@@ -76,17 +77,18 @@ export interface Backend {
    * can go on with queued work meanwhile. Host backends resolve at once.
    */
   readAsync(t: Tensor, offset?: number, n?: number): Promise<Float32Array>;
+  /** t[..] = value (an f32 or bf16 tensor) */
   fill(t: Tensor, value: number): void;
   /**
-   * dst = src (same length) on the device, converted to dst's dtype (float32 to bf16 rounds to nearest even): how
+   * dst = src (same length, f32 or bf16) on the device, converted to dst's dtype (float32 to bf16 rounds to nearest even): how
    * bf16 inference weights are made without a read to the host.
    */
   copy(dst: Tensor, src: Tensor): void;
 
   // ---- layers: forward and backward side by side
-  /** out (N,C) = wte[inp] + wpe[t] for inp (B,T) */
-  encoderForward(out: Tensor, inp: Int32Array, wte: Tensor, wpe: Tensor, B: number, T: number, C: number): void;
-  encoderBackward(dwte: Tensor, dwpe: Tensor, dout: Tensor, inp: Int32Array, B: number, T: number, C: number): void;
+  /** out (N,C) = wte[inp] + wpe[t] for inp (B,T), an i32 tensor of token ids */
+  encoderForward(out: Tensor, inp: Tensor, wte: Tensor, wpe: Tensor, B: number, T: number, C: number): void;
+  encoderBackward(dwte: Tensor, dwpe: Tensor, dout: Tensor, inp: Tensor, B: number, T: number, C: number): void;
 
   /** out (N,C), mean/rstd (N) */
   layernormForward(out: Tensor, mean: Tensor, rstd: Tensor, inp: Tensor, weight: Tensor, bias: Tensor, N: number, C: number): void;
@@ -124,12 +126,13 @@ export interface Backend {
   residualForward(out: Tensor, a: Tensor, b: Tensor, N: number): void;
 
   /**
-   * Fused classifier: losses (N) = -log softmax(logits[:V])[target] over the first V of Vp columns.
+   * Fused classifier: losses (N) = -log softmax(logits[:V])[target] over the first V of Vp columns; targets (N) is an
+   * i32 tensor, each id < V (the model checks them: a kernel need not).
    * If dlogits is given (it may alias logits) it receives (softmax - onehot) * gradScale, zeros in padded columns,
    * each row times rowWeights[n] when given (per-token weights: preference and policy-gradient objectives).
    * Rows with target < 0 get loss 0 and zero gradient.
    */
-  crossEntropy(losses: Tensor, dlogits: Tensor | null, logits: Tensor, targets: Int32Array, N: number, V: number,
+  crossEntropy(losses: Tensor, dlogits: Tensor | null, logits: Tensor, targets: Tensor, N: number, V: number,
     Vp: number, gradScale: number, rowWeights?: Float32Array | null): void;
 
   /**

@@ -8,7 +8,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
-import { byteSize, bytesOf, type Backend, type Tensor } from "./backend.js";
+import { byteSize, bytesOf, type Backend, type DType, type Tensor } from "./backend.js";
 import { gpuSpec } from "./gpus.js";
 import { forwardKernels, type KernelList, type KernelMethods } from "./forward.js";
 import { loadNativeAddon } from "./native.js";
@@ -51,10 +51,10 @@ export class CudaUnavailableError extends Error {
   override name = "CudaUnavailableError";
 }
 
-/** A float32 buffer in GPU memory, or a view of one (which keeps its allocation alive). */
+/** A float32 (or int32: token ids) buffer in GPU memory, or a view of one (which keeps its allocation alive). */
 export class CudaTensor implements Tensor {
-  readonly dtype = "f32";
-  constructor(readonly ptr: Ptr, readonly length: number, readonly root: CudaTensor | null = null) {}
+  constructor(readonly ptr: Ptr, readonly length: number, readonly root: CudaTensor | null = null,
+    readonly dtype: "f32" | "i32" = "f32") {}
 }
 
 /** the device address of value `i` of t */
@@ -64,7 +64,6 @@ const ptr = (t: Tensor): Ptr => {
   if (!(t instanceof CudaTensor)) throw new TypeError("the CUDA backend was given a tensor it does not own");
   return t.ptr;
 };
-const ptrOrNull = (t: Tensor | null): Ptr | null => (t === null ? null : ptr(t));
 
 /** The kernels' source, shipped in the package beside the native sources. */
 export function cudaKernelSource(): string {
@@ -151,24 +150,26 @@ export class CudaBackend implements Backend {
     return { free, total };
   }
 
-  alloc(n: number, dtype: "f32" | "bf16" = "f32"): Tensor {
+  alloc(n: number, dtype: DType = "f32"): Tensor {
     if (!Number.isInteger(n) || n < 0) throw new RangeError(`alloc: bad length ${n}`);
-    if (dtype !== "f32") throw new CudaUnavailableError("bf16 storage is not on the CUDA backend yet: its --dtype bf16 multiplies float32 weights in bf16 instead");
+    if (dtype === "bf16") throw new CudaUnavailableError("bf16 storage is not on the CUDA backend yet: its --dtype bf16 multiplies float32 weights in bf16 instead");
     const p = this.cu.cudaMalloc(bytesOf(n, dtype));
-    const t = new CudaTensor(p, n);
+    const t = new CudaTensor(p, n, null, dtype);
     this.freer.register(t, p);
     return t;
   }
   view(t: Tensor, offset: number, n: number): Tensor {
     if (offset < 0 || n < 0 || offset + n > t.length) throw new RangeError(`view [${offset}, ${offset + n}) out of a buffer of ${t.length}`);
     const c = t as unknown as CudaTensor;
-    return new CudaTensor(addr(t, offset), n, c.root ?? c);
+    return new CudaTensor(addr(t, offset), n, c.root ?? c, c.dtype);
   }
-  write(t: Tensor, src: Float32Array, offset = 0): void {
-    if (offset < 0 || offset + src.length > t.length) throw new RangeError(`write of ${src.length} floats at ${offset} into a buffer of ${t.length}`);
+  write(t: Tensor, src: Float32Array | Int32Array, offset = 0): void {
+    if ((t.dtype === "i32") !== (src instanceof Int32Array)) throw new TypeError(`write: ${src instanceof Int32Array ? "int32" : "float32"} values into an ${t.dtype} tensor`);
+    if (offset < 0 || offset + src.length > t.length) throw new RangeError(`write of ${src.length} values at ${offset} into a buffer of ${t.length}`);
     if (src.length) this.cu.cudaWrite(addr(t, offset), src);
   }
   read(t: Tensor, offset = 0, n = t.length - offset): Float32Array {
+    if (t.dtype !== "f32") throw new TypeError(`read: float32 tensors only (an ${t.dtype} one was given)`);
     if (offset < 0 || n < 0 || offset + n > t.length) throw new RangeError(`read [${offset}, ${offset + n}) of a buffer of ${t.length}`);
     const out = new Float32Array(n);
     if (n) this.cu.cudaRead(addr(t, offset), out);
@@ -178,20 +179,18 @@ export class CudaBackend implements Backend {
   readAsync(t: Tensor, offset = 0, n = t.length - offset): Promise<Float32Array> {
     try { return Promise.resolve(this.read(t, offset, n)); } catch (e) { return Promise.reject(e); }
   }
-  fill(t: Tensor, value: number): void { if (t.length) this.cu.cudaFill(ptr(t), t.length, value); }
+  fill(t: Tensor, value: number): void {
+    if (t.dtype !== "f32") throw new TypeError(`fill: float32 tensors only (an ${t.dtype} one was given)`);
+    if (t.length) this.cu.cudaFill(ptr(t), t.length, value);
+  }
   copy(dst: Tensor, src: Tensor): void {
     if (dst.length !== src.length) throw new RangeError(`copy of ${src.length} values into ${dst.length}`);
+    if (dst.dtype !== src.dtype) throw new TypeError(`copy of ${src.dtype} values into an ${dst.dtype} tensor`);
     if (dst.length) this.cu.cudaCopy(ptr(dst), ptr(src), byteSize(dst));
   }
   /** waits for all launched work (timing) */
   synchronize(): void { this.cu.cudaSync(); }
 
-  /** a target outside the vocabulary would index past a logits row on the device: refused here */
-  crossEntropy(losses: Tensor, dlogits: Tensor | null, logits: Tensor, targets: Int32Array, N: number, V: number,
-    Vp: number, gradScale: number, rowWeights: Float32Array | null = null): void {
-    for (let i = 0; i < N; i++) if (targets[i] >= V) throw new RangeError(`target id ${targets[i]} out of range (vocabulary ${V})`);
-    (this.k as unknown as Record<string, (...a: unknown[]) => void>).cuCrossEntropy(ptr(losses), ptrOrNull(dlogits), ptr(logits), targets, N, V, Vp, gradScale, rowWeights);
-  }
   /** cuSumSquares synchronizes: resolved at once */
   sumSquaresAsync(t: Tensor, n: number): Promise<number> {
     try { return Promise.resolve(this.sumSquares(t, n)); } catch (e) { return Promise.reject(e); }

@@ -12,3 +12,8 @@ export class HostF32 extends Float32Array implements Tensor {
 export class HostBf16 extends Uint16Array implements Tensor {
   get dtype(): "bf16" { return "bf16"; }
 }
+
+/** int32 host storage: token ids */
+export class HostI32 extends Int32Array implements Tensor {
+  get dtype(): "i32" { return "i32"; }
+}

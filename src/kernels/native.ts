@@ -10,8 +10,8 @@ import { isBf16 } from "./bf16.js";
 import { forwardKernels, type KernelList } from "./forward.js";
 
 type F32 = Float32Array;
-// the addon takes a tensor's typed array: a Float32Array, or a Uint16Array of bf16 values where a kernel's argument
-// may be an activation (native/cpu/storage.h); the cast is for TypeScript only
+// the addon takes a tensor's typed array: a Float32Array, a Uint16Array of bf16 values where a kernel's argument may
+// be an activation (native/cpu/storage.h), or an Int32Array of token ids; the cast is for TypeScript only
 const f = (t: Tensor): F32 => t as unknown as F32;
 const fn = (t: Tensor | null): F32 | null => (t === null ? null : f(t));
 
@@ -105,6 +105,7 @@ export class NativeBackend extends JsBackend implements Backend {
   /** on all threads, vectorized (making the bf16 weights of a d12 in JavaScript took ~0.4 s) */
   override copy(dst: Tensor, src: Tensor): void {
     if (dst.length !== src.length) throw new RangeError(`copy of ${src.length} values into ${dst.length}`);
+    if (dst instanceof Int32Array || src instanceof Int32Array) return super.copy(dst, src); // token ids: as they are
     this.addon.copyTensor(f(dst), f(src), dst.length);
   }
 

@@ -19,6 +19,7 @@ export class KVCache {
   private readonly stats: Tensor; // (2*B*Tq) mean and rstd, unused after the call
   private readonly last: Tensor; // (B,C) final LayerNorm of each stream's last token
   private readonly logits: Tensor; // (B,Vp)
+  private readonly tokens: Tensor; // (B,Tq) i32: the new tokens' ids
   /** tokens held in the cache */
   pos = 0;
 
@@ -38,6 +39,7 @@ export class KVCache {
     this.stats = be.alloc(2 * BT);
     this.last = be.alloc(B * C);
     this.logits = be.alloc(B * Vp);
+    this.tokens = be.alloc(BT, "i32");
   }
 
   reset(): void { this.pos = 0; }
@@ -69,10 +71,11 @@ export class KVCache {
     const v = (t: Tensor, n: number, off = 0) => be.view(t, off, n);
     const x = v(this.x, N * C), ln = v(this.ln, N * C), qkv = v(this.qkv, N * 3 * C), atty = v(this.atty, N * C);
     const proj = v(this.proj, N * C), fch = v(this.fch, N * 4 * C), fchGelu = v(this.fchGelu, N * 4 * C);
-    const mean = v(this.stats, N), rstd = v(this.stats, N, N);
+    const mean = v(this.stats, N), rstd = v(this.stats, N, N), ids = v(this.tokens, N);
 
     // token + position embeddings: wpe rows pos.. are selected by encoding against a shifted wpe view
-    be.encoderForward(x, tokens, p.wte, be.view(p.wpe, pos * C, Tq * C), B, Tq, C);
+    be.write(ids, tokens.subarray(0, N));
+    be.encoderForward(x, ids, p.wte, be.view(p.wpe, pos * C, Tq * C), B, Tq, C);
     const layerSize = B * NH * maxT * (C / NH);
     // the same block as training's forward, attending against the cache; one residual stream updated in place
     const io = { input: x, ln1: ln, ln1Mean: mean, ln1Rstd: rstd, qkv, atty, attproj: proj, res2: x, ln2: ln, ln2Mean: mean, ln2Rstd: rstd, fch, fchGelu, fcproj: proj, res3: x };

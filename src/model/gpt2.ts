@@ -1,7 +1,7 @@
 // GPT-2: the model as a sequence of kernel calls, forward and backward (llm.c's train_gpt2.c, in TypeScript).
 // Parameters, gradients and activations are flat backend buffers allocated once; tensors are views.
 
-import { bytesOf, type Backend, type Tensor } from "../kernels/backend.js";
+import { bytesOf, type Backend, type DType, type Tensor } from "../kernels/backend.js";
 import type { Rng } from "../util/rng.js";
 import { describeConfig, type GPT2Config } from "./config.js";
 import { paramLayout, type ParamLayout } from "./layout.js";
@@ -18,7 +18,7 @@ export class ShapeError extends Error {
 }
 
 /** Allocates n values, or fails with one line saying what for and how much (not an allocator's RangeError). */
-function allocOrExplain(backend: Backend, n: number, what: string, dtype: "f32" | "bf16" = "f32"): Tensor {
+function allocOrExplain(backend: Backend, n: number, what: string, dtype: DType = "f32"): Tensor {
   try {
     return backend.alloc(n, dtype);
   } catch (e) {
@@ -62,7 +62,6 @@ export class GPT2 {
   grads: Tensor | null = null;
   g: Views | null = null;
   private acts: Activations | null = null;
-  private lastInputs: Int32Array | null = null;
   private lastBT: [number, number] = [0, 0];
   private hasDlogits = false;
   /** rows of the last forward that had a target, when not all did (the classifier ran over these only) */
@@ -257,6 +256,12 @@ export class GPT2 {
     for (let i = 0; i < BT; i++) {
       if (inputs[i] < 0 || inputs[i] >= V) throw new RangeError(`token id ${inputs[i]} at position ${i} is outside the vocabulary [0, ${V})`);
     }
+    // a negative target means "no target here"; one past the vocabulary would index outside a row of logits
+    if (targets) {
+      for (let i = 0; i < BT; i++) {
+        if (targets[i] >= V) throw new RangeError(`target id ${targets[i]} at position ${i} is outside the vocabulary [0, ${V})`);
+      }
+    }
   }
 
   /**
@@ -304,7 +309,9 @@ export class GPT2 {
     this.trainedRows = M < BT ? Int32Array.from(rows) : null;
     const scale = M ? lossScale / M : 0;
     const x = this.trainedRows ? this.gatherRows(lnf, this.trainedRows) : lnf;
-    const t = this.trainedRows ? Int32Array.from(rows, (i) => targets[i]) : targets;
+    // the targets of those rows, as the device's i32 tensor
+    const t = v(a.targets, M);
+    be.write(t, this.trainedRows ? Int32Array.from(rows, (i) => targets[i]) : targets.subarray(0, BT));
     const w = tokenWeights ? Float32Array.from(rows, (i) => tokenWeights[i]) : null;
     const dx = this.trainedRows ? v(a.datty, M * C) : v(a.dln, BT * C);
     // fused classifier, chunk by chunk: logits -> loss (-> dlogits in place -> dlnf and dwte right away)
@@ -313,11 +320,11 @@ export class GPT2 {
       const logits = v(a.logits, n * Vp), xr = be.view(x, r0 * C, n * C);
       be.matmulForward(logits, xr, this.headWeight, null, n, C, Vp);
       this.debugCheck?.("lm_head logits (forward)", logits, n * Vp);
-      be.crossEntropy(be.view(a.losses, r0, n), grad ? logits : null, logits, t.subarray(r0, r0 + n), n, V, Vp, scale, w?.subarray(r0, r0 + n));
+      be.crossEntropy(be.view(a.losses, r0, n), grad ? logits : null, logits, be.view(t, r0, n), n, V, Vp, scale, w?.subarray(r0, r0 + n));
       // the lm_head weight is wte (tied): its gradient lands in dwte; dlnf goes to dln, where backward() starts
       if (grad) be.matmulBackward(be.view(dx, r0 * C, n * C), this.g!.wte, null, logits, xr, p.wte, n, C, Vp);
     }
-    if (grad && this.trainedRows) this.scatterRows(dx, this.trainedRows);
+    if (grad && this.trainedRows) this.scatterRows(dx, M);
     this.hasDlogits = grad;
     return M;
   }
@@ -359,27 +366,35 @@ export class GPT2 {
     const x = be.view(a.fcproj, 0, M * C), dx = be.view(a.datty, 0, M * C), dout = be.view(a.losses, 0, M);
     be.write(dout, dscores);
     be.matmulBackward(dx, be.view(this.g!.wte, col * C, C), null, dout, x, be.view(this.p.wte, col * C, C), M, C, 1);
-    this.scatterRows(dx, rows);
+    be.write(be.view(a.rows, 0, M), rows); // as gatherRows wrote them: a forward since may have replaced them
+    this.scatterRows(dx, M);
     this.scored = null;
     this.hasDlogits = true;
     this.backward();
   }
 
-  /** (M,C) rows of lnf, gathered into the fcproj scratch: the encoder is an embedding lookup, lnf its table */
+  /**
+   * (M,C) rows of lnf, gathered into the fcproj scratch: the encoder is an embedding lookup, lnf its table. The row
+   * indices go to acts.rows, where scatterRows finds them.
+   */
   private gatherRows(lnf: Tensor, rows: Int32Array): Tensor {
     const { nEmbd: C } = this.config, be = this.backend, a = this.acts!, M = rows.length;
     const x = be.view(a.fcproj, 0, M * C);
-    if (M > 0) be.encoderForward(x, rows, lnf, a.zeroRow, M, 1, C); // a zero position row: a plain gather
+    if (M > 0) {
+      const ids = be.view(a.rows, 0, M);
+      be.write(ids, rows);
+      be.encoderForward(x, ids, lnf, a.zeroRow, M, 1, C); // a zero position row: a plain gather
+    }
     return x;
   }
 
-  /** dln = 0, then rows of it += dx: the gather's backward (rows without a gradient get zero) */
-  private scatterRows(dx: Tensor, rows: Int32Array): void {
+  /** dln = 0, then rows acts.rows[0..M) of it += dx: the gather's backward (rows without a gradient get zero) */
+  private scatterRows(dx: Tensor, M: number): void {
     const { nEmbd: C } = this.config, be = this.backend, a = this.acts!;
     const [B, T] = this.lastBT;
     be.fill(be.view(a.dln, 0, B * T * C), 0);
     be.fill(a.rowScratch, 0);
-    if (rows.length > 0) be.encoderBackward(be.view(a.dln, 0, B * T * C), a.rowScratch, dx, rows, rows.length, 1, C);
+    if (M > 0) be.encoderBackward(be.view(a.dln, 0, B * T * C), a.rowScratch, dx, be.view(a.rows, 0, M), M, 1, C);
   }
 
   /** Encoder, blocks and the final LayerNorm over inputs (B,T): the (B,T,C) hidden states. */
@@ -391,7 +406,9 @@ export class GPT2 {
     const be = this.backend, a = this.acts!, p = this.p, BT = B * T;
     const v = (t: Tensor, n: number) => be.view(t, 0, n);
 
-    be.encoderForward(v(a.encoded, BT * C), inputs, p.wte, p.wpe, B, T, C);
+    const tokens = v(a.tokens, BT); // (B,T) ids, on the device for the encoder and its backward
+    be.write(tokens, inputs.subarray(0, BT));
+    be.encoderForward(v(a.encoded, BT * C), tokens, p.wte, p.wpe, B, T, C);
     let residual = v(a.encoded, BT * C);
     for (let l = 0; l < L; l++) {
       const ln1 = this.at(a.ln1, l, BT * C, this.recompute >= 2), qkv = this.at(a.qkv, l, BT * 3 * C), atty = this.at(a.atty, l, BT * C);
@@ -407,7 +424,6 @@ export class GPT2 {
     const lnf = v(a.lnf, BT * C);
     be.layernormForward(lnf, v(a.lnfMean, BT), v(a.lnfRstd, BT), residual, p.lnfw, p.lnfb, BT, C);
     this.debugCheck?.("ln_f output (forward)", lnf, BT * C);
-    this.lastInputs = inputs;
     this.lastBT = [B, T];
     this.hasDlogits = false;
     this.trainedRows = null;
@@ -503,7 +519,7 @@ export class GPT2 {
   onLayerBackward: ((layer: number) => void) | null = null;
 
   private backward(): void {
-    if (!this.hasDlogits || !this.lastInputs) throw new Error("backward() needs a forward pass with targets and grad first");
+    if (!this.hasDlogits) throw new Error("backward() needs a forward pass with targets and grad first");
     const { nLayer: L, nEmbd: C, nHead: NH } = this.config;
     const be = this.backend, a = this.acts!, p = this.p, g = this.g!;
     const [B, T] = this.lastBT, BT = B * T;
@@ -549,7 +565,7 @@ export class GPT2 {
       chk?.(`${at} residual gradient after ln_1 (backward)`, dres, BT * C);
       this.onLayerBackward?.(l);
     }
-    be.encoderBackward(g.wte, g.wpe, dres, this.lastInputs, B, T, C);
+    be.encoderBackward(g.wte, g.wpe, dres, v(a.tokens, BT), B, T, C);
     this.hasDlogits = false;
   }
 }

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import type { Backend, Tensor } from "../../src/kernels/backend.js";
 import { fromBf16, toBf16 } from "../../src/kernels/bf16.js";
 import { JsBackend } from "../../src/kernels/js/backend.js";
+import { HostI32 } from "../../src/kernels/host.js";
 import { Rng } from "../../src/util/rng.js";
 
 type D = "f32" | "bf16";
@@ -132,7 +133,7 @@ export async function runBf16Activations(backend: Backend, opts: { matmulTol: nu
     const r = zeros(N * C, "bf16");
     ref.residualForward(r[0], h[0], dg[0], N * C); backend.residualForward(r[1], h[1], dg[1], N * C);
     await check(r, STEP, "residualForward");
-    const V = 11, ids = Int32Array.from({ length: N }, () => rng.int(V));
+    const V = 11, ids = new HostI32(Int32Array.from({ length: N }, () => rng.int(V)));
     const wte = both(rand(V * C), "bf16"), wpe = both(rand(T * C), "f32"), enc = zeros(N * C, "bf16");
     ref.encoderForward(enc[0], ids, wte[0], wpe[0], B, T, C); backend.encoderForward(enc[1], ids, wte[1], wpe[1], B, T, C);
     await check(enc, STEP, "encoderForward");
@@ -142,7 +143,7 @@ export async function runBf16Activations(backend: Backend, opts: { matmulTol: nu
   }
   // the classifier: bf16 logits, dlogits written over them
   for (const [N, V, Vp] of [[1, 3, 8], [9, 100, 128], [5, 1000, 1024]]) {
-    const logits = rand(N * Vp, 3), targets = Int32Array.from({ length: N }, (_, i) => (i === 1 ? -1 : rng.int(V)));
+    const logits = rand(N * Vp, 3), targets = new HostI32(Int32Array.from({ length: N }, (_, i) => (i === 1 ? -1 : rng.int(V))));
     const lg = both(logits, "bf16"), losses = zeros(N, "f32");
     ref.crossEntropy(losses[0], lg[0], lg[0], targets, N, V, Vp, 0.25);
     backend.crossEntropy(losses[1], lg[1], lg[1], targets, N, V, Vp, 0.25);

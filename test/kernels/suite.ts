@@ -5,8 +5,11 @@ import type { Backend, Tensor } from "../../src/kernels/backend.js";
 import { JsBackend } from "../../src/kernels/js/backend.js";
 import { Rng } from "../../src/util/rng.js";
 
-/** a Tensor argument of a host backend may be a plain Float32Array (its memory is the tensor's): how this suite calls kernels */
-type HostArg<A> = A extends Tensor ? Tensor | Float32Array : A;
+/**
+ * a Tensor argument of a host backend may be a plain Float32Array, or an Int32Array for token ids (its memory is the
+ * tensor's): how this suite calls kernels
+ */
+type HostArg<A> = A extends Tensor ? Tensor | Float32Array | Int32Array : A;
 export type HostBackend = {
   [K in keyof Backend]: Backend[K] extends (...a: infer P) => infer R ? (...a: { [I in keyof P]: HostArg<P[I]> }) => R : Backend[K];
 };
@@ -22,7 +25,7 @@ const ref = new JsBackend() as unknown as HostBackend;
 export function onHost(be: Backend): HostBackend {
   if (be.alloc(1) instanceof Float32Array) return be as unknown as HostBackend;
   const memory = new Set(["alloc", "view", "write", "read", "fill", "name", "threads"]);
-  // host arrays by the interface's definition (like the Int32Array ids): not moved to the device
+  // host arrays by the interface's definition (the classifier's row weights): not moved to the device
   const hostArgs: Record<string, number[]> = { crossEntropy: [8] };
   return new Proxy(be as unknown as HostBackend, {
     get(target, prop, receiver) {
@@ -32,6 +35,12 @@ export function onHost(be: Backend): HostBackend {
       return (...args: unknown[]) => {
         const moved = new Map<Float32Array, Tensor>();
         const dev = args.map((a, i) => {
+          if (a instanceof Int32Array) {
+            // token ids: an i32 tensor of the device's, read by the kernel (never written back)
+            const ids = target.alloc(a.length, "i32");
+            target.write(ids, a);
+            return ids;
+          }
           if (!(a instanceof Float32Array) || hostArgs[String(prop)]?.includes(i)) return a;
           let t = moved.get(a);
           if (!t) {
@@ -187,6 +196,15 @@ export async function runConformance(backend: Backend, opts: { tol: number; bf16
     const [dte1, dpe1, dte2, dpe2] = [new Float32Array(V * C), new Float32Array(T * C), new Float32Array(V * C), new Float32Array(T * C)];
     ref.encoderBackward(dte1, dpe1, dout, tokens, B, T, C); await be.encoderBackward(dte2, dpe2, dout, tokens, B, T, C);
     close(dte2, dte1, 1e-6, "encoderBackward dwte"); close(dpe2, dpe1, 1e-6, "encoderBackward dwpe");
+    // the ids as the model passes them: a view, at an offset, of a larger i32 tensor of the backend's own
+    const idsAll = be.alloc(N + 3, "i32");
+    assert.equal(idsAll.dtype, "i32");
+    be.write(idsAll, tokens, 3);
+    const e3 = new Float32Array(N * C);
+    await be.encoderForward(e3, be.view(idsAll, 3, N), wte, wpe, B, T, C);
+    close(e3, e1, 0, "encoderForward (ids from a view of an i32 tensor)");
+    assert.throws(() => be.write(idsAll, new Float32Array(2)), TypeError, "float32 values into an i32 tensor");
+    assert.throws(() => be.write(be.alloc(2), Int32Array.of(1, 2)), TypeError, "int32 values into a float32 tensor");
   }
   // cross-entropy (padded vocab, ignored targets, aliasing dlogits over logits)
   for (const [N, V, Vp] of [[1, 3, 8], [9, 100, 128], [5, 1000, 1024]]) {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { bytesOf } from "../../src/kernels/backend.js";
+import { bytesOf, type DType } from "../../src/kernels/backend.js";
 import { JsBackend } from "../../src/kernels/js/backend.js";
 import { makeConfig } from "../../src/model/config.js";
 import { activationTable, CLASSIFIER_CHUNK, GPT2 } from "../../src/model/gpt2.js";
@@ -70,7 +70,7 @@ test("activations: the table's plan is what allocate() takes, and -r 1 / -r 2 sa
   /** counts the bytes allocated through it, by the dtype asked for */
   class Counting extends JsBackend {
     bytes = 0;
-    override alloc(n: number, dtype: "f32" | "bf16" = "f32") { this.bytes += bytesOf(n, dtype); return super.alloc(n, dtype); }
+    override alloc(n: number, dtype: DType = "f32") { this.bytes += bytesOf(n, dtype); return super.alloc(n, dtype); }
   }
   const c = makeConfig("tiny", { nLayer: 3, vocabSize: 97 });
   const [B, T, L, C] = [2, 8, 3, c.nEmbd];
@@ -94,7 +94,19 @@ test("activations: the table's plan is what allocate() takes, and -r 1 / -r 2 sa
   const kind = (name: string) => bf.find((e) => e.name === name)!.dtype;
   for (const name of ["encoded", "ln1", "qkv", "atty", "residual2", "ln2", "fch", "fchGelu", "residual3", "lnf", "logits"]) assert.equal(kind(name), "bf16", name);
   for (const name of ["ln1Mean", "ln1Rstd", "lse", "losses", "dres", "dln", "dqkv", "dfch"]) assert.equal(kind(name), "f32", name);
+  // token ids live beside them on the device, as int32
+  for (const name of ["tokens", "targets", "rows"]) assert.equal(kind(name), "i32", name);
   // the issue's bound, at its shape: d12, 4 x 256, -r 1 (gpt2 train's default)
   const d12 = makeConfig("d12"), ratio = GPT2.activationBytes(d12, 4, 256, 1, CLASSIFIER_CHUNK, "bf16") / GPT2.activationBytes(d12, 4, 256, 1, CLASSIFIER_CHUNK);
   assert.ok(ratio <= 0.55, `bf16 activations take ${ratio.toFixed(3)} of float32's`);
+});
+
+test("token ids outside the vocabulary are refused in one line, inputs and targets alike (a padded row is not a token)", () => {
+  const c = makeConfig("tiny", { nLayer: 1, vocabSize: 97 }); // padded to 128 rows
+  const model = new GPT2(c, new JsBackend());
+  model.initWeights(new Rng(1));
+  const ok = Int32Array.from([1, 2, 3, 4]), ignored = Int32Array.from([1, -1, 3, -1]);
+  assert.ok(Number.isFinite(model.forward(ok, ignored, 1, 4)), "negative targets are ignored rows");
+  assert.throws(() => model.forward(Int32Array.from([1, 97, 3, 4]), ok, 1, 4), /token id 97 at position 1 is outside the vocabulary \[0, 97\)/);
+  assert.throws(() => model.forward(ok, Int32Array.from([1, 2, 100, 4]), 1, 4), /target id 100 at position 2 is outside the vocabulary \[0, 97\)/);
 });

@@ -1,15 +1,20 @@
 // The pure-TypeScript reference backend: host Float32Array storage, single-threaded.
 
-import type { Backend, Tensor } from "../backend.js";
+import type { Backend, DType, Tensor } from "../backend.js";
 import * as k from "./layers.js";
 import { fromBf16Array, isBf16, toBf16Array } from "../bf16.js";
-import { HostBf16, HostF32 } from "../host.js";
+import { HostBf16, HostF32, HostI32 } from "../host.js";
 
 type F32 = Float32Array;
 /** a float32 tensor's array (parameters, their gradients, optimizer state, statistics): never bf16 storage */
 const f = (t: Tensor): F32 => {
-  if (isBf16(t)) throw new TypeError("a float32 tensor was expected here, not bf16 storage");
+  if (isBf16(t) || t instanceof Int32Array) throw new TypeError(`a float32 tensor was expected here, not ${t.dtype} storage`);
   return t as unknown as F32;
+};
+/** an i32 tensor's array (token ids) */
+const ints = (t: Tensor): Int32Array => {
+  if (!(t instanceof Int32Array)) throw new TypeError(`an i32 tensor of token ids was expected here, not ${t.dtype}`);
+  return t;
 };
 const fn = (t: Tensor | null): F32 | null => (t === null ? null : f(t));
 /** the float32 values of an activation of either storage: itself, or a widened copy (bf16 values are exact floats) */
@@ -46,17 +51,21 @@ export class JsBackend implements Backend {
   /** per-query score row for attention, grown to the longest sequence seen */
   private scores = new Float64Array(1024);
 
-  alloc(n: number, dtype: "f32" | "bf16" = "f32"): Tensor {
-    if ((dtype as string) !== "f32" && dtype !== "bf16") throw new TypeError(`alloc: no ${dtype} storage on the ${this.name} backend`);
-    return dtype === "bf16" ? new HostBf16(n) : new HostF32(n);
+  alloc(n: number, dtype: DType = "f32"): Tensor {
+    if (dtype === "bf16") return new HostBf16(n);
+    if (dtype === "i32") return new HostI32(n);
+    if (dtype !== "f32") throw new TypeError(`alloc: no ${dtype as string} storage on the ${this.name} backend`);
+    return new HostF32(n);
   }
   view(t: Tensor, offset: number, n: number): Tensor {
     if (offset < 0 || offset + n > t.length) throw new RangeError(`view [${offset}, ${offset + n}) out of a buffer of ${t.length}`);
-    return (t as unknown as Float32Array | Uint16Array).subarray(offset, offset + n) as unknown as Tensor;
+    return (t as unknown as Float32Array | Uint16Array | Int32Array).subarray(offset, offset + n) as unknown as Tensor;
   }
-  write(t: Tensor, src: Float32Array, offset = 0): void {
-    if (isBf16(t)) toBf16Array(src, t.subarray(offset, offset + src.length));
-    else f(t).set(src, offset);
+  write(t: Tensor, src: Float32Array | Int32Array, offset = 0): void {
+    if ((t instanceof Int32Array) !== (src instanceof Int32Array)) throw new TypeError(`write: ${src instanceof Int32Array ? "int32" : "float32"} values into an ${t.dtype} tensor`);
+    if (offset < 0 || offset + src.length > t.length) throw new RangeError(`write of ${src.length} values at ${offset} into a buffer of ${t.length}`);
+    if (isBf16(t)) toBf16Array(src as Float32Array, t.subarray(offset, offset + src.length));
+    else (t as unknown as Float32Array | Int32Array).set(src, offset);
   }
   read(t: Tensor, offset = 0, n = t.length - offset): Float32Array {
     // a plain Float32Array: host data, not a tensor of this backend
@@ -67,6 +76,7 @@ export class JsBackend implements Backend {
   }
   copy(dst: Tensor, src: Tensor): void {
     if (dst.length !== src.length) throw new RangeError(`copy of ${src.length} values into ${dst.length}`);
+    if (dst instanceof Int32Array && src instanceof Int32Array) { dst.set(src); return; }
     if (isBf16(src) && isBf16(dst)) dst.set(src);
     else if (isBf16(src)) fromBf16Array(src, f(dst));
     else if (isBf16(dst)) toBf16Array(f(src), dst);
@@ -82,13 +92,13 @@ export class JsBackend implements Backend {
     return this.scores;
   }
 
-  encoderForward(out: Tensor, inp: Int32Array, wte: Tensor, wpe: Tensor, B: number, T: number, C: number): void {
+  encoderForward(out: Tensor, inp: Tensor, wte: Tensor, wpe: Tensor, B: number, T: number, C: number): void {
     const o = new Outputs();
-    k.encoderForward(o.w(out), inp, r(wte), r(wpe), B, T, C);
+    k.encoderForward(o.w(out), ints(inp), r(wte), r(wpe), B, T, C);
     o.done();
   }
-  encoderBackward(dwte: Tensor, dwpe: Tensor, dout: Tensor, inp: Int32Array, B: number, T: number, C: number): void {
-    k.encoderBackward(f(dwte), f(dwpe), r(dout), inp, B, T, C);
+  encoderBackward(dwte: Tensor, dwpe: Tensor, dout: Tensor, inp: Tensor, B: number, T: number, C: number): void {
+    k.encoderBackward(f(dwte), f(dwpe), r(dout), ints(inp), B, T, C);
   }
   layernormForward(out: Tensor, mean: Tensor, rstd: Tensor, inp: Tensor, weight: Tensor, bias: Tensor, N: number, C: number): void {
     const o = new Outputs();
@@ -143,10 +153,10 @@ export class JsBackend implements Backend {
     k.residualForward(o.w(out), r(a), r(b), N);
     o.done();
   }
-  crossEntropy(losses: Tensor, dlogits: Tensor | null, logits: Tensor, targets: Int32Array, N: number, V: number,
+  crossEntropy(losses: Tensor, dlogits: Tensor | null, logits: Tensor, targets: Tensor, N: number, V: number,
     Vp: number, gradScale: number, rowWeights: Float32Array | null = null): void {
     const o = new Outputs();
-    k.crossEntropy(f(losses), o.wn(dlogits), r(logits), targets, N, V, Vp, gradScale, rowWeights);
+    k.crossEntropy(f(losses), o.wn(dlogits), r(logits), ints(targets), N, V, Vp, gradScale, rowWeights);
     o.done();
   }
   adamw(params: Tensor, grads: Tensor, m: Tensor, v: Tensor, n: number, lr: number, beta1: number, beta2: number,

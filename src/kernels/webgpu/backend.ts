@@ -6,7 +6,7 @@
 // This file uses only the WebGPU API (no Node modules), so the browser build shares it; ./node.ts finds a device in
 // Node.
 
-import type { Backend, Tensor } from "../backend.js";
+import { DTYPE_BYTES, type Backend, type DType, type Tensor } from "../backend.js";
 import { fromBf16Array } from "../bf16.js";
 import { KERNELS, type KernelName, type KernelSpec } from "./kernels.js";
 import { layoutPass, shader, uniformBlock } from "./pass.js";
@@ -18,15 +18,15 @@ const MAP_READ = 1, COMPUTE = 4;
 const SLOTS = 512, SLOT = 256;
 
 /**
- * A buffer on the device, or a view of one: float32, or bf16 (two values to a 32-bit word, the even one in the low
- * half; inference weights, read in float32 by the kernels). offset and length count values.
+ * A buffer on the device, or a view of one: float32, bf16 (two values to a 32-bit word, the even one in the low
+ * half; inference weights, read in float32 by the kernels), or int32 (token ids). offset and length count values.
  */
 export class WebGPUTensor implements Tensor {
-  constructor(readonly buffer: GPUBuffer, readonly offset: number, readonly length: number, readonly dtype: "f32" | "bf16" = "f32") {}
-  get bytesPerValue(): number { return this.dtype === "bf16" ? 2 : 4; }
+  constructor(readonly buffer: GPUBuffer, readonly offset: number, readonly length: number, readonly dtype: DType = "f32") {}
+  get bytesPerValue(): number { return DTYPE_BYTES[this.dtype]; }
 }
 
-type Arg = WebGPUTensor | Int32Array | Float32Array;
+type Arg = WebGPUTensor | Float32Array;
 
 const tensor = (t: Tensor): WebGPUTensor => {
   if (!(t instanceof WebGPUTensor)) throw new TypeError("the WebGPU backend was given a tensor it does not own");
@@ -55,7 +55,7 @@ export class WebGPUBackend implements Backend {
   /** the error scopes of submitted batches, still to be heard from (a read waits for them) */
   private scopes: Promise<void>[] = [];
   private readonly pipelines = new Map<string, { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }>();
-  /** host arrays (token ids, targets, row weights) go through these, one per argument position and type */
+  /** host arrays (the classifier's row weights, a bf16 write's float32 values) go through these, one per argument position */
   private readonly staging = new Map<string, GPUBuffer>();
   private scratch: GPUBuffer | null = null;
   private error: string | null = null;
@@ -81,10 +81,10 @@ export class WebGPUBackend implements Backend {
   freeBytes(): number { return Infinity; }
 
   // ---------------------------------------------------------------- memory
-  alloc(n: number, dtype: "f32" | "bf16" = "f32"): Tensor {
-    const bytes = Math.max(4, n * (dtype === "bf16" ? 2 : 4));
+  alloc(n: number, dtype: DType = "f32"): Tensor {
+    const bytes = Math.max(4, n * DTYPE_BYTES[dtype]);
     if (bytes > this.gpu.limits.maxBufferSize) {
-      throw new RangeError(`a buffer of ${n} floats (${(bytes / 2 ** 20).toFixed(0)} MiB) exceeds this WebGPU device's largest buffer (${(this.gpu.limits.maxBufferSize / 2 ** 20).toFixed(0)} MiB)`);
+      throw new RangeError(`a buffer of ${n} ${dtype} values (${(bytes / 2 ** 20).toFixed(0)} MiB) exceeds this WebGPU device's largest buffer (${(this.gpu.limits.maxBufferSize / 2 ** 20).toFixed(0)} MiB)`);
     }
     return new WebGPUTensor(this.gpu.createBuffer({ size: Math.ceil(bytes / 16) * 16, usage: USAGE.STORAGE | USAGE.COPY_SRC | USAGE.COPY_DST }), 0, n, dtype);
   }
@@ -93,17 +93,18 @@ export class WebGPUBackend implements Backend {
     if (offset < 0 || offset + n > w.length) throw new RangeError(`view [${offset}, ${offset + n}) out of a buffer of ${w.length}`);
     return new WebGPUTensor(w.buffer, w.offset + offset, n, w.dtype);
   }
-  write(t: Tensor, src: Float32Array, offset = 0): void {
+  write(t: Tensor, src: Float32Array | Int32Array, offset = 0): void {
     const w = tensor(t);
+    if ((w.dtype === "i32") !== (src instanceof Int32Array)) throw new TypeError(`write: ${src instanceof Int32Array ? "int32" : "float32"} values into an ${w.dtype} tensor`);
     if (offset < 0 || offset + src.length > w.length) throw new RangeError(`write of ${src.length} at ${offset} out of a buffer of ${w.length}`);
     // the queue runs a write at once, ahead of passes still being recorded: those go first
     this.flush();
     if (src.length === 0) return;
-    if (w.dtype === "f32") { this.gpu.queue.writeBuffer(w.buffer, (w.offset + offset) * 4, src.buffer, src.byteOffset, src.byteLength); return; }
+    if (w.dtype !== "bf16") { this.gpu.queue.writeBuffer(w.buffer, (w.offset + offset) * 4, src.buffer, src.byteOffset, src.byteLength); return; }
     // bf16: rounded on the device from the float32 values (an odd count keeps the value after them)
     if ((w.offset + offset) % 2 !== 0) throw new RangeError(`a bf16 write must start at an even value (at ${w.offset + offset})`);
     this.pieces(src.length, (from, count) => {
-      this.run("toBf16", [this.view(w, offset + from, count), src.subarray(from, from + count)], [Math.ceil(count / 2), count], Math.ceil(count / 512));
+      this.run("toBf16", [this.view(w, offset + from, count), (src as Float32Array).subarray(from, from + count)], [Math.ceil(count / 2), count], Math.ceil(count / 512));
     });
   }
   read(): Float32Array {
@@ -111,6 +112,7 @@ export class WebGPUBackend implements Backend {
   }
   async readAsync(t: Tensor, offset = 0, n = t.length - offset): Promise<Float32Array> {
     const w = tensor(t);
+    if (w.dtype === "i32") throw new TypeError("read: float32 or bf16 tensors only (an i32 one was given)");
     if (offset < 0 || offset + n > w.length) throw new RangeError(`read [${offset}, ${offset + n}) out of a buffer of ${w.length}`);
     this.flush();
     this.check();
@@ -147,7 +149,7 @@ export class WebGPUBackend implements Backend {
   copy(dst: Tensor, src: Tensor): void {
     const d = tensor(dst), s = tensor(src);
     if (d.length !== s.length) throw new RangeError(`copy of ${s.length} values into ${d.length}`);
-    if (s.dtype !== "f32") throw new TypeError("copy from bf16 storage is not supported");
+    if (s.dtype !== "f32" || d.dtype === "i32") throw new TypeError(`copy of ${s.dtype} values into ${d.dtype} storage is not supported`);
     if (d.length === 0) return;
     if (d.dtype === "bf16" && d.offset % 2 !== 0) throw new RangeError("a bf16 copy must start at an even value");
     this.pieces(d.length, (from, n) => {
@@ -158,13 +160,13 @@ export class WebGPUBackend implements Backend {
   }
 
   // ---------------------------------------------------------------- layers
-  encoderForward(out: Tensor, inp: Int32Array, wte: Tensor, wpe: Tensor, B: number, T: number, C: number): void {
+  encoderForward(out: Tensor, inp: Tensor, wte: Tensor, wpe: Tensor, B: number, T: number, C: number): void {
     const n = B * T * C;
-    this.run("encoderForward", [out, inp.subarray(0, B * T), wte, wpe], [n, T, C], Math.ceil(n / 256));
+    this.run("encoderForward", [out, this.view(inp, 0, B * T), wte, wpe], [n, T, C], Math.ceil(n / 256));
   }
-  encoderBackward(dwte: Tensor, dwpe: Tensor, dout: Tensor, inp: Int32Array, B: number, T: number, C: number): void {
+  encoderBackward(dwte: Tensor, dwpe: Tensor, dout: Tensor, inp: Tensor, B: number, T: number, C: number): void {
     this.run("encoderBackwardPos", [dwpe, dout], [T * C, B, T, C], Math.ceil((T * C) / 256));
-    this.run("encoderBackwardTok", [dwte, dout, inp.subarray(0, B * T)], [C, B * T, C], Math.ceil(C / 256));
+    this.run("encoderBackwardTok", [dwte, dout, this.view(inp, 0, B * T)], [C, B * T, C], Math.ceil(C / 256));
   }
   layernormForward(out: Tensor, mean: Tensor, rstd: Tensor, inp: Tensor, weight: Tensor, bias: Tensor, N: number, C: number): void {
     this.run("layernormForward", [out, mean, rstd, inp, weight, bias], [C], N);
@@ -223,10 +225,10 @@ export class WebGPUBackend implements Backend {
   residualForward(out: Tensor, a: Tensor, b: Tensor, N: number): void {
     this.run("residualForward", [out, a, b], [N], Math.ceil(N / 256));
   }
-  crossEntropy(losses: Tensor, dlogits: Tensor | null, logits: Tensor, targets: Int32Array, N: number, V: number,
+  crossEntropy(losses: Tensor, dlogits: Tensor | null, logits: Tensor, targets: Tensor, N: number, V: number,
     Vp: number, gradScale: number, rowWeights: Float32Array | null = null): void {
     if (N === 0) return;
-    this.run("crossEntropy", [losses, dlogits ?? logits, logits, targets.subarray(0, N), rowWeights ? rowWeights.subarray(0, N) : new Float32Array(1)],
+    this.run("crossEntropy", [losses, dlogits ?? logits, logits, this.view(targets, 0, N), rowWeights ? rowWeights.subarray(0, N) : new Float32Array(1)],
       [V, Vp, dlogits ? 1 : 0, rowWeights ? 1 : 0, gradScale], N);
   }
   adamw(params: Tensor, grads: Tensor, m: Tensor, v: Tensor, n: number, lr: number, beta1: number, beta2: number,
@@ -303,7 +305,7 @@ export class WebGPUBackend implements Backend {
     return new WebGPUTensor(this.scratch, 0, n);
   }
   /** a host array as a device tensor (copied now; the queue orders the copy before the pass that reads it) */
-  private upload(a: Int32Array | Float32Array, key: string): WebGPUTensor {
+  private upload(a: Float32Array, key: string): WebGPUTensor {
     let buf = this.staging.get(key);
     const bytes = Math.max(16, Math.ceil(a.byteLength / 16) * 16);
     // a recorded pass may still read this buffer's previous contents (the caller marks it used once its pass is
@@ -322,14 +324,14 @@ export class WebGPUBackend implements Backend {
    * One compute pass of kernel `name` over `groups` workgroups, recorded into the current batch: its bindings and
    * uniform block laid out by ./pass.ts, its pipeline made once per layout.
    */
-  private run(name: KernelName, args: (Tensor | Int32Array | Float32Array)[], params: number[], groups: number, hs = 0): void {
+  private run(name: KernelName, args: (Tensor | Float32Array)[], params: number[], groups: number, hs = 0): void {
     if (groups === 0) return;
     if (this.slot === SLOTS) this.flush();
     const spec: KernelSpec = KERNELS[name];
     const keys: string[] = [];
     const tensors = args.map((a, i) => {
-      if (!(a instanceof Int32Array || a instanceof Float32Array)) return tensor(a as Arg as Tensor);
-      const key = `${a instanceof Int32Array ? "i32" : "f32"}${i}`;
+      if (!(a instanceof Float32Array)) return tensor(a as Arg as Tensor);
+      const key = `f32${i}`;
       keys.push(key);
       return this.upload(a, key);
     });

@@ -9,7 +9,7 @@ export interface PassTensor {
   /** in values */
   readonly offset: number;
   readonly length: number;
-  readonly dtype: "f32" | "bf16";
+  readonly dtype: "f32" | "bf16" | "i32";
   readonly bytesPerValue: number;
 }
 
@@ -35,6 +35,8 @@ export function layoutPass(name: string, spec: KernelSpec, tensors: PassTensor[]
       return "u32";
     }
     if (declared === "u32") throw new TypeError(`${name}: argument ${spec.args[i][0]} must be a bf16 tensor`);
+    // token ids are i32 tensors, and nothing else is
+    if ((declared === "i32") !== (t.dtype === "i32")) throw new TypeError(`${name}: argument ${spec.args[i][0]} must be ${declared === "i32" ? "an i32" : "a float32"} tensor, not ${t.dtype}`);
     return declared;
   });
   const slots: Slot[] = [];

@@ -6,7 +6,9 @@ import type { Rng } from "../util/rng.js";
 import { describeConfig, type GPT2Config } from "./config.js";
 import { paramLayout, type ParamLayout } from "./layout.js";
 import { activationBytes, activationTable, CLASSIFIER_CHUNK, type ActName, type Activations, type RecomputeLevel } from "./activations.js";
+import { blockBackward, blockForward, type BlockIO, type BlockWeights } from "./block.js";
 export { activationTable, CLASSIFIER_CHUNK, type ActivationEntry, type RecomputeLevel } from "./activations.js";
+export type { BlockIO } from "./block.js";
 
 export type ParamName = "wte" | "wpe" | "ln1w" | "ln1b" | "qkvw" | "qkvb" | "attprojw" | "attprojb" | "ln2w" | "ln2b" |
   "fcw" | "fcb" | "fcprojw" | "fcprojb" | "lnfw" | "lnfb";
@@ -33,24 +35,6 @@ function meanLoss(losses: Float32Array, M: number): number {
   let sum = 0;
   for (let i = 0; i < M; i++) sum += losses[i];
   return M ? sum / M : NaN;
-}
-
-/** The buffers of one transformer block's forward over N rows (GPT2.blockForward). */
-export interface BlockIO {
-  /** (N,C) the residual stream coming in */
-  input: Tensor;
-  ln1: Tensor; ln1Mean: Tensor; ln1Rstd: Tensor;
-  /** (N,3C) */
-  qkv: Tensor;
-  atty: Tensor; attproj: Tensor;
-  /** (N,C) input + attention */
-  res2: Tensor;
-  ln2: Tensor; ln2Mean: Tensor; ln2Rstd: Tensor;
-  /** (N,4C) */
-  fch: Tensor; fchGelu: Tensor;
-  fcproj: Tensor;
-  /** (N,C) res2 + MLP: the block's output */
-  res3: Tensor;
 }
 
 export class GPT2 {
@@ -233,7 +217,7 @@ export class GPT2 {
     return this.backend.view(t, shared ? 0 : l * n, n);
   }
 
-  private layerParams(l: number, p: Views = this.p) {
+  private layerParams(l: number, p: Views = this.p): BlockWeights {
     const { nEmbd: C } = this.config;
     const be = this.backend;
     // the matmul weights forwards multiply with: the bf16 copies in inference on bf16 weights
@@ -411,15 +395,9 @@ export class GPT2 {
     be.encoderForward(v(a.encoded, BT * C), tokens, p.wte, p.wpe, B, T, C);
     let residual = v(a.encoded, BT * C);
     for (let l = 0; l < L; l++) {
-      const ln1 = this.at(a.ln1, l, BT * C, this.recompute >= 2), qkv = this.at(a.qkv, l, BT * 3 * C), atty = this.at(a.atty, l, BT * C);
-      const lse = this.at(a.lse, l, B * NH * T), res2 = this.at(a.residual2, l, BT * C), ln2 = this.at(a.ln2, l, BT * C, this.recompute >= 2);
-      const fch = this.at(a.fch, l, BT * 4 * C), fchGelu = this.at(a.fchGelu, l, BT * 4 * C, this.recompute >= 1), res3 = this.at(a.residual3, l, BT * C);
-      this.blockForward(l, {
-        input: residual, ln1, ln1Mean: this.at(a.ln1Mean, l, BT), ln1Rstd: this.at(a.ln1Rstd, l, BT), qkv, atty,
-        attproj: v(a.attproj, BT * C), res2, ln2, ln2Mean: this.at(a.ln2Mean, l, BT), ln2Rstd: this.at(a.ln2Rstd, l, BT),
-        fch, fchGelu, fcproj: v(a.fcproj, BT * C), res3,
-      }, BT, (q, out) => be.attentionForward(out, lse, q, B, T, C, NH));
-      residual = res3;
+      const { io, lse } = this.layerActs(l, B, T, residual);
+      this.blockForward(l, io, BT, (q, out) => be.attentionForward(out, lse, q, B, T, C, NH));
+      residual = io.res3;
     }
     const lnf = v(a.lnf, BT * C);
     be.layernormForward(lnf, v(a.lnfMean, BT), v(a.lnfRstd, BT), residual, p.lnfw, p.lnfb, BT, C);
@@ -431,31 +409,28 @@ export class GPT2 {
   }
 
   /**
-   * One transformer block, forward (pre-LayerNorm attention, then the MLP, each added to the residual stream), over
-   * N rows: the one routine of training, evaluation and cached generation. `attend` fills io.atty from io.qkv (causal
-   * attention over the batch, or against a KV cache). Buffers may alias where the caller keeps nothing (the cache
-   * updates one residual stream in place: input = res2 = res3).
+   * Layer l's transformer block forward over N rows (./block.ts): the one routine of training, evaluation and cached
+   * generation, with this model's weights (the bf16 copies in inference on bf16 weights) and diagnosis hook.
    */
   blockForward(l: number, io: BlockIO, N: number, attend: (qkv: Tensor, atty: Tensor) => void): void {
-    const C = this.config.nEmbd, be = this.backend, w = this.layerParams(l), chk = this.debugCheck, at = `layer ${l}`;
-    be.layernormForward(io.ln1, io.ln1Mean, io.ln1Rstd, io.input, w.ln1w, w.ln1b, N, C);
-    chk?.(`${at} ln_1 output (forward)`, io.ln1, N * C);
-    be.matmulForward(io.qkv, io.ln1, w.qkvw, w.qkvb, N, C, 3 * C);
-    chk?.(`${at} attn.c_attn output qkv (forward)`, io.qkv, N * 3 * C);
-    attend(io.qkv, io.atty);
-    chk?.(`${at} attention output (forward)`, io.atty, N * C);
-    be.matmulForward(io.attproj, io.atty, w.attprojw, w.attprojb, N, C, C);
-    chk?.(`${at} attn.c_proj output (forward)`, io.attproj, N * C);
-    be.residualForward(io.res2, io.input, io.attproj, N * C);
-    be.layernormForward(io.ln2, io.ln2Mean, io.ln2Rstd, io.res2, w.ln2w, w.ln2b, N, C);
-    chk?.(`${at} ln_2 output (forward)`, io.ln2, N * C);
-    be.matmulForward(io.fch, io.ln2, w.fcw, w.fcb, N, C, 4 * C);
-    chk?.(`${at} mlp.c_fc output (forward)`, io.fch, N * 4 * C);
-    be.geluForward(io.fchGelu, io.fch, N * 4 * C);
-    be.matmulForward(io.fcproj, io.fchGelu, w.fcprojw, w.fcprojb, N, 4 * C, C);
-    chk?.(`${at} mlp.c_proj output (forward)`, io.fcproj, N * C);
-    be.residualForward(io.res3, io.res2, io.fcproj, N * C);
-    chk?.(`${at} residual stream (forward)`, io.res3, N * C);
+    blockForward(this.backend, this.config.nEmbd, this.layerParams(l), io, N, attend, this.debugCheck, `layer ${l}`);
+  }
+
+  /**
+   * Layer l's buffers in the training activations for (B,T), its block's input being `input`: views of the per-layer
+   * slices, or of the one buffer all layers share where the recompute level keeps nothing (scratch for the others).
+   */
+  private layerActs(l: number, B: number, T: number, input: Tensor): { io: BlockIO; lse: Tensor } {
+    const { nEmbd: C, nHead: NH } = this.config, a = this.acts!, BT = B * T, r = this.recompute;
+    const v = (t: Tensor, n: number) => this.backend.view(t, 0, n);
+    const io: BlockIO = {
+      input, ln1: this.at(a.ln1, l, BT * C, r >= 2), ln1Mean: this.at(a.ln1Mean, l, BT), ln1Rstd: this.at(a.ln1Rstd, l, BT),
+      qkv: this.at(a.qkv, l, BT * 3 * C), atty: this.at(a.atty, l, BT * C), attproj: v(a.attproj, BT * C),
+      res2: this.at(a.residual2, l, BT * C), ln2: this.at(a.ln2, l, BT * C, r >= 2), ln2Mean: this.at(a.ln2Mean, l, BT),
+      ln2Rstd: this.at(a.ln2Rstd, l, BT), fch: this.at(a.fch, l, BT * 4 * C), fchGelu: this.at(a.fchGelu, l, BT * 4 * C, r >= 1),
+      fcproj: v(a.fcproj, BT * C), res3: this.at(a.residual3, l, BT * C),
+    };
+    return { io, lse: this.at(a.lse, l, B * NH * T) };
   }
 
   /** Logits (B,T,Vp) of the last forward without targets, copied to the host. */
@@ -524,48 +499,24 @@ export class GPT2 {
     const be = this.backend, a = this.acts!, p = this.p, g = this.g!;
     const [B, T] = this.lastBT, BT = B * T;
     const v = (t: Tensor, n: number) => be.view(t, 0, n);
-    const dres = v(a.dres, BT * C), dln = v(a.dln, BT * C), datty = v(a.datty, BT * C), dqkv = v(a.dqkv, BT * 3 * C);
-    const dfch = v(a.dfch, BT * 4 * C), dfchGelu = v(a.dfchGelu, BT * 4 * C);
+    const d = {
+      dres: v(a.dres, BT * C), dln: v(a.dln, BT * C), datty: v(a.datty, BT * C), dqkv: v(a.dqkv, BT * 3 * C),
+      dfch: v(a.dfch, BT * 4 * C), dfchGelu: v(a.dfchGelu, BT * 4 * C),
+    };
 
     // the classifier's backward ran inside forward (fused, chunked): dln holds d(ln_f output)
-    be.fill(dres, 0);
+    be.fill(d.dres, 0);
     const lastRes = this.at(a.residual3, L - 1, BT * C);
-    be.layernormBackward(dres, g.lnfw, g.lnfb, dln, lastRes, p.lnfw, v(a.lnfMean, BT), v(a.lnfRstd, BT), BT, C);
+    be.layernormBackward(d.dres, g.lnfw, g.lnfb, d.dln, lastRes, p.lnfw, v(a.lnfMean, BT), v(a.lnfRstd, BT), BT, C);
     this.onLayerBackward?.(L);
 
     for (let l = L - 1; l >= 0; l--) {
-      const w = this.layerParams(l), dw = this.layerParams(l, g);
-      const residual = l === 0 ? v(a.encoded, BT * C) : this.at(a.residual3, l - 1, BT * C);
-      const ln1 = this.at(a.ln1, l, BT * C, this.recompute >= 2), qkv = this.at(a.qkv, l, BT * 3 * C), atty = this.at(a.atty, l, BT * C);
-      const lse = this.at(a.lse, l, B * NH * T), res2 = this.at(a.residual2, l, BT * C), ln2 = this.at(a.ln2, l, BT * C, this.recompute >= 2);
-      const fch = this.at(a.fch, l, BT * 4 * C), fchGelu = this.at(a.fchGelu, l, BT * 4 * C, this.recompute >= 1);
-      const ln1Mean = this.at(a.ln1Mean, l, BT), ln1Rstd = this.at(a.ln1Rstd, l, BT);
-      const ln2Mean = this.at(a.ln2Mean, l, BT), ln2Rstd = this.at(a.ln2Rstd, l, BT);
-      // recompute what was not stored, from what was
-      if (this.recompute >= 1) be.geluForward(fchGelu, fch, BT * 4 * C);
-      if (this.recompute >= 2) be.layernormForward(ln2, ln2Mean, ln2Rstd, res2, w.ln2w, w.ln2b, BT, C);
-
-      // MLP: dres is d(residual3), which flows unchanged to residual2
-      const chk = this.debugCheck, at = `layer ${l}`;
-      be.matmulBackward(dfchGelu, dw.fcprojw, dw.fcprojb, dres, fchGelu, w.fcprojw, BT, 4 * C, C);
-      chk?.(`${at} mlp.c_proj input gradient (backward)`, dfchGelu, BT * 4 * C);
-      be.geluBackward(dfch, fch, dfchGelu, BT * 4 * C);
-      be.matmulBackward(dln, dw.fcw, dw.fcb, dfch, ln2, w.fcw, BT, C, 4 * C);
-      chk?.(`${at} mlp.c_fc input gradient (backward)`, dln, BT * C);
-      be.layernormBackward(dres, dw.ln2w, dw.ln2b, dln, res2, w.ln2w, ln2Mean, ln2Rstd, BT, C);
-      chk?.(`${at} residual gradient after ln_2 (backward)`, dres, BT * C);
-      // attention: dres is now d(residual2), which flows unchanged to the layer input
-      if (this.recompute >= 2) be.layernormForward(ln1, ln1Mean, ln1Rstd, residual, w.ln1w, w.ln1b, BT, C);
-      be.matmulBackward(datty, dw.attprojw, dw.attprojb, dres, atty, w.attprojw, BT, C, C);
-      chk?.(`${at} attention output gradient (backward)`, datty, BT * C);
-      be.attentionBackward(dqkv, datty, qkv, atty, lse, B, T, C, NH);
-      chk?.(`${at} qkv gradient (backward)`, dqkv, BT * 3 * C);
-      be.matmulBackward(dln, dw.qkvw, dw.qkvb, dqkv, ln1, w.qkvw, BT, C, 3 * C);
-      be.layernormBackward(dres, dw.ln1w, dw.ln1b, dln, residual, w.ln1w, ln1Mean, ln1Rstd, BT, C);
-      chk?.(`${at} residual gradient after ln_1 (backward)`, dres, BT * C);
+      const { io, lse } = this.layerActs(l, B, T, l === 0 ? v(a.encoded, BT * C) : this.at(a.residual3, l - 1, BT * C));
+      blockBackward(be, C, this.layerParams(l), this.layerParams(l, g), io, d, BT, this.recompute,
+        (dqkv, datty) => be.attentionBackward(dqkv, datty, io.qkv, io.atty, lse, B, T, C, NH), this.debugCheck, `layer ${l}`);
       this.onLayerBackward?.(l);
     }
-    be.encoderBackward(g.wte, g.wpe, dres, v(a.tokens, BT), B, T, C);
+    be.encoderBackward(g.wte, g.wpe, d.dres, v(a.tokens, BT), B, T, C);
     this.hasDlogits = false;
   }
 }

@@ -5,8 +5,10 @@ import { bytesOf, type Backend, type DType, type Tensor } from "../kernels/backe
 import type { Rng } from "../util/rng.js";
 import { describeConfig, type GPT2Config } from "./config.js";
 import { paramLayout, type ParamLayout } from "./layout.js";
+import { firstNonFinite, initParams } from "./params.js";
 import { activationBytes, activationTable, CLASSIFIER_CHUNK, type ActName, type Activations, type RecomputeLevel } from "./activations.js";
 import { blockBackward, blockForward, type BlockIO, type BlockWeights } from "./block.js";
+import { classifier } from "./classifier.js";
 export { activationTable, CLASSIFIER_CHUNK, type ActivationEntry, type RecomputeLevel } from "./activations.js";
 export type { BlockIO } from "./block.js";
 
@@ -87,22 +89,7 @@ export class GPT2 {
   }
 
   /** GPT-2 init: N(0, 0.02); residual projections 0.02/sqrt(2L); biases 0; LayerNorm weights 1; padded vocab rows 0. */
-  initWeights(rng: Rng): void {
-    const { nLayer: L, nEmbd: C, vocabSize: V } = this.config;
-    const residualStd = 0.02 / Math.sqrt(2 * L);
-    // tensor by tensor through a small host chunk: no second full copy of the parameters
-    const chunk = new Float32Array(1 << 20);
-    for (const t of this.layout.tensors) {
-      const isLnWeight = t.name.startsWith("ln") && t.name.endsWith("w");
-      const std = t.name === "attprojw" || t.name === "fcprojw" ? residualStd : 0.02;
-      const random = t.decay ? (t.name === "wte" ? V * C : t.size) : 0;
-      for (let off = 0; off < t.size; off += chunk.length) {
-        const n = Math.min(chunk.length, t.size - off), part = chunk.subarray(0, n);
-        for (let i = 0; i < n; i++) part[i] = isLnWeight ? 1 : off + i < random ? rng.normal() * std : 0;
-        this.backend.write(this.params, part, t.offset + off);
-      }
-    }
-  }
+  initWeights(rng: Rng): void { initParams(this.backend, this.layout, this.params, this.config, rng); }
 
   /**
    * Makes rows [vocabSize, V) of the padded vocabulary real tokens (the chat tokens live there): the model can then
@@ -150,19 +137,8 @@ export class GPT2 {
    * The first tensor of `buf` (the parameters, or the gradients) holding a NaN or an infinity, as "wte" or "qkvw of
    * layer 3"; null when all values are finite.
    */
-  async firstNonFinite(buf: Tensor = this.params): Promise<string | null> {
-    const be = this.backend, L = this.config.nLayer;
-    const finite = async (t: Tensor, n: number) => Number.isFinite(await be.sumSquaresAsync(t, n));
-    if (await finite(buf, this.layout.total)) return null;
-    for (const spec of this.layout.tensors) {
-      const perLayer = spec.shape.length > 1 && spec.shape[0] === L && spec.name !== "wte" && spec.name !== "wpe" ? spec.size / L : 0;
-      if (perLayer) {
-        for (let l = 0; l < L; l++) {
-          if (!(await finite(be.view(buf, spec.offset + l * perLayer, perLayer), perLayer))) return `${spec.name} of layer ${l}`;
-        }
-      } else if (!(await finite(be.view(buf, spec.offset, spec.size), spec.size))) return spec.name;
-    }
-    return "a value outside every tensor";
+  firstNonFinite(buf: Tensor = this.params): Promise<string | null> {
+    return firstNonFinite(this.backend, this.layout, this.config.nLayer, buf);
   }
 
   /** Allocates gradients (once) and zeroes them: the one place gradients are zeroed. */
@@ -297,17 +273,12 @@ export class GPT2 {
     const t = v(a.targets, M);
     be.write(t, this.trainedRows ? Int32Array.from(rows, (i) => targets[i]) : targets.subarray(0, BT));
     const w = tokenWeights ? Float32Array.from(rows, (i) => tokenWeights[i]) : null;
+    // d(lnf) goes to dln, where backward() starts (through the gathered rows' scratch when only some rows ran)
     const dx = this.trainedRows ? v(a.datty, M * C) : v(a.dln, BT * C);
-    // fused classifier, chunk by chunk: logits -> loss (-> dlogits in place -> dlnf and dwte right away)
-    for (let r0 = 0; r0 < M; r0 += this.classifierRows) {
-      const n = Math.min(this.classifierRows, M - r0);
-      const logits = v(a.logits, n * Vp), xr = be.view(x, r0 * C, n * C);
-      be.matmulForward(logits, xr, this.headWeight, null, n, C, Vp);
-      this.debugCheck?.("lm_head logits (forward)", logits, n * Vp);
-      be.crossEntropy(be.view(a.losses, r0, n), grad ? logits : null, logits, be.view(t, r0, n), n, V, Vp, scale, w?.subarray(r0, r0 + n));
-      // the lm_head weight is wte (tied): its gradient lands in dwte; dlnf goes to dln, where backward() starts
-      if (grad) be.matmulBackward(be.view(dx, r0 * C, n * C), this.g!.wte, null, logits, xr, p.wte, n, C, Vp);
-    }
+    classifier(be, {
+      x, targets: t, losses: a.losses, logits: a.logits, dx: grad ? dx : null, head: this.headWeight, wte: p.wte,
+      dwte: grad ? this.g!.wte : null,
+    }, M, C, V, Vp, this.classifierRows, scale, w, this.debugCheck);
     if (grad && this.trainedRows) this.scatterRows(dx, M);
     this.hasDlogits = grad;
     return M;

@@ -1,8 +1,6 @@
 // Shared CLI plumbing: strict flag parsing, backend selection from flags/env, one-line errors.
 
 import { randomInt } from "node:crypto";
-import * as fs from "node:fs";
-import * as path from "node:path";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import type { Backend } from "../kernels/backend.js";
 import { resolveModel, type HubOptions } from "../io/hub.js";

@@ -114,7 +114,7 @@ export async function evaluateHellaswag(model: GPT2, examples: HellaExample[], e
     }));
     await model.forwardAsync(inputs, targets, rows, T);
     const losses = await model.readLossesAsync();
-    group.forEach((g, gi) => {
+    group.forEach((_, gi) => {
       const ex = examples[e0 + gi];
       const sums: [number, number][] = [];
       for (let k = 0; k < 4; k++) {

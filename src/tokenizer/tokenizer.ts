@@ -6,7 +6,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { FormatError } from "../util/errors.js";
 import { decode, encode, EOT_TOKEN, StreamDecoder, VOCAB_SIZE } from "./bpe.js";
-import { CharTokenizer, charTokenizerFromSpec, type Tokenizer } from "./char.js";
+import { charTokenizerFromSpec, type Tokenizer } from "./char.js";
 
 export { CharTokenizer, charTokenizerFromSpec, type CharTokenizerSpec, type Tokenizer } from "./char.js";
 

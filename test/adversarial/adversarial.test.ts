@@ -44,11 +44,6 @@ function shard(dir: string, docs = 300): string {
   return file;
 }
 
-/** the error a call throws, or fails the test when it does not throw */
-function thrown(f: () => unknown): Error {
-  try { f(); } catch (e) { return e as Error; }
-  assert.fail("expected an error");
-}
 async function rejected(f: () => Promise<unknown>): Promise<Error> {
   try { await f(); } catch (e) { return e as Error; }
   assert.fail("expected an error");

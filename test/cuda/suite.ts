@@ -5,7 +5,6 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { Backend } from "../../src/kernels/backend.js";
-import { CudaBackend } from "../../src/kernels/cuda.js";
 import { loadNativeAddon, NativeBackend } from "../../src/kernels/native.js";
 import { makeConfig } from "../../src/model/config.js";
 import { KVCache, generate } from "../../src/model/generate.js";

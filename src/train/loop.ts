@@ -4,18 +4,14 @@
 // data position, RNG, LR factor) is in the checkpoint, so resume is exact. Pretraining and SFT differ only in their
 // task (task.ts): the data they read and the tokens the loss counts.
 
-import * as path from "node:path";
 import type { Batch, BatchSource } from "../data/source.js";
 import { hellaswagFile, readHellaswag, type HellaExample } from "../eval/hellaswag.js";
 import { removeStaleTemporaries } from "../io/files.js";
 import type { Backend } from "../kernels/backend.js";
-import { describeConfig } from "../model/config.js";
 import { KVCache } from "../model/generate.js";
 import type { GPT2 } from "../model/gpt2.js";
-import { countParams } from "../model/layout.js";
 import { SingleComm, type Communicator } from "../parallel/comm.js";
 import { DataParallel } from "../parallel/ddp.js";
-import { makeDir } from "../util/fs.js";
 import { Rng } from "../util/rng.js";
 import { AdamW, ADAMW_DEFAULTS, clipFactor, gradNormAsync } from "./adamw.js";
 import { BadWeights, RunCheckpoints, type CheckpointedRun, type RunState } from "./checkpoints.js";
@@ -27,8 +23,9 @@ import { OutlierDetector } from "./outliers.js";
 import { hellaswagScore, samplesAt, sampleText, validatesAt, validation } from "./periodic.js";
 import { latestCheckpoint } from "../io/rundir.js";
 import { learningRate, type Schedule } from "./schedule.js";
-import { availableMemory, checkRanksAgree, describePlan, initModel, memoryPlan, presetShape, sampleCacheLength } from "./setup.js";
+import { describePlan, initModel, memoryPlan, openRun, sampleCacheLength } from "./setup.js";
 import { REWARD_ROW } from "./preference.js";
+import { headerLines, stepLine } from "./report.js";
 import { languageModeling, metricMeans, metricNames, pretraining, type SamplePrompt, type TrainTask } from "./task.js";
 
 export interface TrainHooks {
@@ -57,13 +54,6 @@ export interface TrainSummary {
 }
 
 export { AllRanksError, availableMemory, initModel, memoryPlan } from "./setup.js";
-
-function fmtTime(s: number): string {
-  if (!Number.isFinite(s)) return "?";
-  if (s < 60) return `${s.toFixed(0)}s`;
-  if (s < 3600) return `${Math.floor(s / 60)}m${String(Math.floor(s % 60)).padStart(2, "0")}s`;
-  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
-}
 
 export async function train(cfg: TrainConfig, backend: Backend, hooks: TrainHooks, comm: Communicator = new SingleComm(),
   task: TrainTask = pretraining()): Promise<TrainSummary> {
@@ -149,33 +139,7 @@ class Run implements CheckpointedRun {
   static async setUp(cfg: TrainConfig, backend: Backend, hooks: TrainHooks, comm: Communicator, task: TrainTask): Promise<Run> {
     const lead = comm.rank === 0, N = comm.size;
     const print = lead ? hooks.print : () => {};
-    // rows of a micro-batch: B, or 2B for preference pairs (a chosen and a rejected answer each)
-    const B = task.rowsPerBatch?.(cfg.batchSize, cfg) ?? cfg.batchSize, T = cfg.seqLen;
-    accumulationSteps(cfg, N); // a -d that does not divide fails before anything else
-    if (cfg.resume && !cfg.outDir) throw new TrainConfigError("-y 1 needs -o DIR, where the checkpoints are");
-    if (cfg.outDir) makeDir(cfg.outDir);
-    const resumeFrom = cfg.resume ? latestCheckpoint(cfg.outDir) : null;
-    checkRanksAgree(comm, cfg, resumeFrom);
-    const earlier = !cfg.resume && cfg.outDir ? latestCheckpoint(cfg.outDir) : null;
-    if (earlier) {
-      // its checkpoints stay beside this run's, and "the newest" (-y 1, --model DIR) is the one of the higher step
-      print(`note: ${cfg.outDir} holds an earlier run's checkpoints (up to ${path.basename(earlier)}); this run starts at step 0 ` +
-        `and writes beside them (-y 1 resumes instead; a new -o keeps runs apart)`);
-    }
-    // open the data first: a missing or malformed file fails before any big allocation
-    const { train: loader, val } = task.open(cfg, comm.rank, N);
-    await task.init?.();
-
-    // the memory plan, checked against free memory before the model exists
-    const shape = presetShape(cfg, task.tokenizer?.vocabSize);
-    if (shape) {
-      const plan = memoryPlan(shape, { ...cfg, batchSize: B }, N, backend, task.samplePrompt().ids.length);
-      const avail = hooks.availableBytes ?? backend.freeBytes?.() ?? availableMemory();
-      if (plan.total > avail) {
-        throw new TrainConfigError(`the run needs ${describePlan(plan)}, but only ${(avail / 2 ** 20).toFixed(0)} MiB are free; ` +
-          `lower -b, use -r 1 or 2, or a smaller model`);
-      }
-    }
+    const { loader, val, resumeFrom, B, T } = await openRun(cfg, backend, comm, task, print, hooks.availableBytes);
 
     // the model: from -e (a preset or a checkpoint); a resumed run's checkpoint is shape-checked against it
     const { model, fromScratch } = await initModel(cfg, backend, task.tokenizer);
@@ -223,27 +187,13 @@ class Run implements CheckpointedRun {
   }
 
   private printHeader(adapted: string | null): void {
-    const { cfg, model, backend, comm, N, print } = this;
+    const { cfg, model, backend, comm, N } = this;
     const rows = this.task.rowsPerBatch?.(cfg.batchSize, cfg) ?? cfg.batchSize;
     const plan = (zero: number) => describePlan(memoryPlan(model.config, { ...cfg, zero, batchSize: rows }, N, backend, this.prompt.ids.length));
-    print(`model: ${describeConfig(model.config)}, ${(countParams(model.config) / 1e6).toFixed(2)}M parameters ` +
-      `(${this.fromScratch ? `from scratch, preset ${cfg.init}` : `from ${cfg.init}`})`);
-    if (adapted) print(adapted);
-    const acts = backend.activationDtype === "bf16" ? " (activations stored in bf16)" : cfg.dtype === "bf16" ? " (float32 activations)" : "";
-    print(`backend: ${backend.name}, ${backend.device ?? `${backend.threads} threads`}, dtype ${cfg.dtype}${acts}, recompute ${cfg.recompute}`);
-    if (N > 1 || comm.kind !== "single") {
-      print(`data parallel: ${comm.description}; ZeRO-${this.dp.zero}${this.dp.zero ? " (AdamW state sharded)" : " (every rank holds all AdamW state)"}; ` +
-        `memory per rank with -z 0: ${plan(0)}; with -z 1: ${plan(1)}`);
-    }
-    print(`memory${N > 1 ? " per rank" : ""}${backend.device ? " on the device" : ""}: ${plan(cfg.zero)}, allocated once before step 0`);
-    const kind = this.task.kind, rowsOf = { pretraining: "", sft: "rows", rm: "preference pairs", dpo: "preference pairs", rl: "prompts" }[kind];
-    const perStep = cfg.batchSize * this.accum * N;
-    print(`batch: B=${cfg.batchSize}${rowsOf ? ` ${rowsOf}` : ""} T=${cfg.seqLen}${rowsOf ? " (at most: a batch is as long as its longest row)" : ""}${N > 1 ? ` x ${N} ranks` : ""}, ` +
-      `${rowsOf ? `${perStep} ${rowsOf}${kind === "rl" ? ` x ${cfg.group} answers` : ""}` : `total ${cfg.batchSize * cfg.seqLen * this.accum * N} tokens`} per step = ` +
-      `${this.accum} accumulation step${this.accum > 1 ? "s" : ""}; ${this.loader.describe()}; ${this.maxSteps} steps`);
-    if (this.val && rowsOf) print(`validation: ${this.val.describe()}`);
-    print(`optimizer: AdamW lr ${this.lr0} (${cfg.schedule}, warmup ${this.warmup}, final x${cfg.finalLrFrac}), wd ${cfg.weightDecay}, clip ${cfg.gradClip}` +
-      `${cfg.lr > 0 && cfg.warmup >= 0 ? "" : this.fromScratch ? "" : " (fine-tuning defaults)"}; data ${cfg.shuffle ? "shuffled every epoch" : "in order"}`);
+    for (const line of headerLines({
+      cfg, model: model.config, backend, comm, task: this.task, fromScratch: this.fromScratch, zero: this.dp.zero, accum: this.accum,
+      maxSteps: this.maxSteps, lr0: this.lr0, warmup: this.warmup, data: this.loader.describe(), valData: this.val?.describe() ?? null, plan,
+    }, adapted)) this.print(line);
   }
 
   /** status.json for the dashboard (rank 0, runs with -o) */
@@ -422,13 +372,10 @@ class Run implements CheckpointedRun {
     const eta = ((maxSteps - step) * this.emaMs) / 1000;
     this.stepNow = step;
     this.status("running");
-    const z = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : "-");
     const sft = this.task.kind === "sft";
-    const formats = this.task.objective?.metrics ?? [];
-    const extra = formats.map((m) => ` | ${m.format(r.metrics[m.name])}`).join("");
-    this.print(`step ${String(step).padStart(String(maxSteps).length)}/${maxSteps} | loss ${r.loss.toFixed(6)}${extra} | lr ${r.lr.toExponential(2)} | ` +
-      `norm ${r.norm.toFixed(4)} | z ${z(r.zLoss)}/${z(r.zNorm)} | ${r.ms.toFixed(0)} ms | ${tps.toFixed(0)} tok/s${sft ? ` (${r.trained} trained)` : ""} | ` +
-      `MFU ${Number.isFinite(mfu) ? (100 * mfu).toFixed(1) + "%" : "n/a"}${N > 1 ? ` | comm wait ${commMs.toFixed(0)} ms` : ""} | ETA ${fmtTime(eta)}`);
+    const metrics = (this.task.objective?.metrics ?? []).map((m) => ` | ${m.format(r.metrics[m.name])}`).join("");
+    this.print(stepLine({ step, maxSteps, loss: r.loss, lr: r.lr, norm: r.norm, zLoss: r.zLoss, zNorm: r.zNorm, ms: r.ms, tokensPerS: tps,
+      mfu, etaS: eta, metrics, trained: sft ? r.trained : null, ranks: N, commMs }));
     this.emit({ step, train_loss: r.loss, ...r.metrics, lr: r.lr, norm: r.norm, z_loss: Number.isFinite(r.zLoss) ? r.zLoss : null, z_norm: Number.isFinite(r.zNorm) ? r.zNorm : null,
       skipped: r.skipped, ms: r.ms, ...(N > 1 ? { comm_wait_ms: commMs } : {}), tokens_per_s: tps, mfu: Number.isFinite(mfu) ? mfu : null,
       ...(sft ? { trained_tokens: r.trained } : {}), epoch: this.loader.epoch, elapsed_s: (performance.now() - trainStart) / 1000 });

@@ -3,6 +3,10 @@
 
 import * as fs from "node:fs";
 import * as os from "node:os";
+import * as path from "node:path";
+import type { BatchSource } from "../data/source.js";
+import { latestCheckpoint } from "../io/rundir.js";
+import { makeDir } from "../util/fs.js";
 import { loadModel, modelTokenizer } from "../io/load.js";
 import { gpt2Tokenizer, type Tokenizer } from "../tokenizer/tokenizer.js";
 import type { Backend } from "../kernels/backend.js";
@@ -11,7 +15,8 @@ import { CLASSIFIER_CHUNK, GPT2 } from "../model/gpt2.js";
 import { paramLayout } from "../model/layout.js";
 import type { Communicator } from "../parallel/comm.js";
 import { Rng } from "../util/rng.js";
-import { TrainConfigError, type TrainConfig } from "./config.js";
+import { accumulationSteps, TrainConfigError, type TrainConfig } from "./config.js";
+import type { TrainTask } from "./task.js";
 
 /** An error every rank raised at the same point (so one of them reporting it is enough). */
 export class AllRanksError extends Error {
@@ -96,3 +101,38 @@ export function checkRanksAgree(comm: Communicator, cfg: TrainConfig, resumeFrom
   }
 }
 
+
+/**
+ * A run's set-up before its model exists: the run folder, the checkpoint to resume from, the data (a missing or
+ * malformed file fails before any big allocation), and the memory plan checked against what is free. B is the rows
+ * of a micro-batch: -b, or 2B for preference pairs (a chosen and a rejected answer each).
+ */
+export async function openRun(cfg: TrainConfig, backend: Backend, comm: Communicator, task: TrainTask, print: (line: string) => void,
+  availableBytes?: number): Promise<{ loader: BatchSource; val: BatchSource | null; resumeFrom: string | null; B: number; T: number }> {
+  const N = comm.size;
+  const B = task.rowsPerBatch?.(cfg.batchSize, cfg) ?? cfg.batchSize, T = cfg.seqLen;
+  accumulationSteps(cfg, N); // a -d that does not divide fails before anything else
+  if (cfg.resume && !cfg.outDir) throw new TrainConfigError("-y 1 needs -o DIR, where the checkpoints are");
+  if (cfg.outDir) makeDir(cfg.outDir);
+  const resumeFrom = cfg.resume ? latestCheckpoint(cfg.outDir) : null;
+  checkRanksAgree(comm, cfg, resumeFrom);
+  const earlier = !cfg.resume && cfg.outDir ? latestCheckpoint(cfg.outDir) : null;
+  if (earlier) {
+    // its checkpoints stay beside this run's, and "the newest" (-y 1, --model DIR) is the one of the higher step
+    print(`note: ${cfg.outDir} holds an earlier run's checkpoints (up to ${path.basename(earlier)}); this run starts at step 0 ` +
+      `and writes beside them (-y 1 resumes instead; a new -o keeps runs apart)`);
+  }
+  const { train: loader, val } = task.open(cfg, comm.rank, N);
+  await task.init?.();
+
+  const shape = presetShape(cfg, task.tokenizer?.vocabSize);
+  if (shape) {
+    const plan = memoryPlan(shape, { ...cfg, batchSize: B }, N, backend, task.samplePrompt().ids.length);
+    const avail = availableBytes ?? backend.freeBytes?.() ?? availableMemory();
+    if (plan.total > avail) {
+      throw new TrainConfigError(`the run needs ${describePlan(plan)}, but only ${(avail / 2 ** 20).toFixed(0)} MiB are free; ` +
+        `lower -b, use -r 1 or 2, or a smaller model`);
+    }
+  }
+  return { loader, val, resumeFrom, B, T };
+}

@@ -3,17 +3,13 @@
 // of a hang: blocking collectives (MPI's tuned algorithms, 2x faster than the non-blocking ones for large buffers
 // here) run under a watchdog thread that ends the process with a one-line message when the deadline passes (the
 // launcher then ends the other ranks); non-blocking all-reduces (overlapped with backward) are polled against it.
-//
-// Two ABIs are handled: Open MPI (handles are addresses of global objects: dlsym("ompi_mpi_comm_world") ...) and
-// MPICH and its derivatives (handles are fixed integers). Handles travel as uintptr_t: on x86-64 and arm64 an int
-// argument is passed in the low half of the same register, so one set of function types serves both.
+// Loading the library, for either ABI (Open MPI's, MPICH's), is library.cc's.
 
-#include <dlfcn.h>
-#include <malloc.h>
 #include <node_api.h>
 
 #include "../common/napi_util.h"
 #include "../common/watchdog.h"
+#include "library.h"
 
 #include <chrono>
 #include <cstdio>
@@ -26,48 +22,9 @@
 
 namespace {
 
-using Handle = uintptr_t;
-typedef int (*InitFn)(int*, char***);
-typedef int (*InitializedFn)(int*);
-typedef int (*CommIntFn)(Handle, int*);
-typedef int (*IallreduceFn)(const void*, void*, int, Handle, Handle, Handle, void*);
-typedef int (*TestFn)(void*, int*, void*);
-typedef int (*AllreduceFn)(const void*, void*, int, Handle, Handle, Handle);
-typedef int (*ReduceScatterFn)(const void*, void*, const int*, Handle, Handle, Handle);
-typedef int (*AllgathervFn)(const void*, int, Handle, void*, const int*, const int*, Handle, Handle);
-typedef int (*BcastFn)(void*, int, Handle, int, Handle);
-typedef int (*BarrierFn)(Handle);
-typedef int (*AbortFn)(Handle, int);
-typedef int (*FinalizeFn)();
-typedef int (*ErrorStringFn)(int, char*, int*);
-
-struct Mpi {
-  void* lib = nullptr;
-  std::string libName;
-  bool openmpi = false;
-  InitFn init = nullptr;
-  InitializedFn initialized = nullptr;
-  CommIntFn commRank = nullptr, commSize = nullptr;
-  IallreduceFn iallreduce = nullptr;
-  TestFn test = nullptr;
-  AllreduceFn allreduce = nullptr;
-  ReduceScatterFn reduceScatter = nullptr;
-  AllgathervFn allgatherv = nullptr;
-  BcastFn bcast = nullptr;
-  BarrierFn barrier = nullptr;
-  AbortFn abort = nullptr;
-  FinalizeFn finalize = nullptr;
-  ErrorStringFn errorString = nullptr;
-  Handle commWorld = 0, tFloat = 0, tDouble = 0, tByte = 0, opSum = 0;
-  void* inPlace = nullptr;
-  void* statusIgnore = nullptr;
-  int rank = 0, size = 1;
-  bool ready = false;
-};
-
-Mpi g_mpi;
-
-
+using mpi::g_mpi;
+using mpi::Handle;
+using mpi::mpiError;
 
 /** outstanding non-blocking operations; a request id indexes here */
 struct Request {
@@ -78,21 +35,6 @@ struct Request {
 std::vector<Request> g_requests;
 
 void throwError(napi_env env, const std::string& msg) { napi_throw_error(env, nullptr, msg.c_str()); }
-
-std::string mpiError(int code) {
-  if (!g_mpi.errorString) return "MPI error " + std::to_string(code);
-  char buf[1024];
-  int len = 0;
-  g_mpi.errorString(code, buf, &len);
-  return std::string(buf, len > 0 ? len : 0);
-}
-
-template <typename F>
-bool sym(F& fn, const char* name, std::string& missing) {
-  fn = reinterpret_cast<F>(dlsym(g_mpi.lib, name));
-  if (!fn) missing += std::string(missing.empty() ? "" : ", ") + name;
-  return fn != nullptr;
-}
 
 // mpiInit(libPath?: string) -> { rank, size, lib, abi }
 napi_value MpiInit(napi_env env, napi_callback_info info) {
@@ -112,81 +54,11 @@ napi_value MpiInit(napi_env env, napi_callback_info info) {
       }
     }
     if (names.empty()) names = {"libmpi.so.40", "libmpi.so.12", "libmpi.so"};
-    std::string tried;
-    for (const auto& n : names) {
-      // RTLD_GLOBAL: Open MPI's own plugins resolve libmpi's symbols through the global namespace
-      g_mpi.lib = dlopen(n.c_str(), RTLD_NOW | RTLD_GLOBAL);
-      if (g_mpi.lib) {
-        g_mpi.libName = n;
-        break;
-      }
-      const char* err = dlerror();
-      tried += (tried.empty() ? "" : "; ") + std::string(err ? err : n.c_str());
-    }
-    if (!g_mpi.lib) {
-      throwError(env, "libmpi could not be loaded (" + tried + "); install Open MPI (e.g. apt-get install openmpi-bin) " +
-                          "or set GPT2_LIBMPI to the library's path");
+    std::string error = mpi::load_mpi(names);
+    if (!error.empty()) {
+      throwError(env, error);
       return nullptr;
     }
-    std::string missing;
-    sym(g_mpi.init, "MPI_Init", missing);
-    sym(g_mpi.initialized, "MPI_Initialized", missing);
-    sym(g_mpi.commRank, "MPI_Comm_rank", missing);
-    sym(g_mpi.commSize, "MPI_Comm_size", missing);
-    sym(g_mpi.iallreduce, "MPI_Iallreduce", missing);
-    sym(g_mpi.test, "MPI_Test", missing);
-    sym(g_mpi.allreduce, "MPI_Allreduce", missing);
-    sym(g_mpi.reduceScatter, "MPI_Reduce_scatter", missing);
-    sym(g_mpi.allgatherv, "MPI_Allgatherv", missing);
-    sym(g_mpi.bcast, "MPI_Bcast", missing);
-    sym(g_mpi.barrier, "MPI_Barrier", missing);
-    sym(g_mpi.abort, "MPI_Abort", missing);
-    sym(g_mpi.finalize, "MPI_Finalize", missing);
-    sym(g_mpi.errorString, "MPI_Error_string", missing);
-    if (!missing.empty()) {
-      throwError(env, g_mpi.libName + " lacks " + missing + " (MPI 3.0 or newer is needed)");
-      return nullptr;
-    }
-    void* world = dlsym(g_mpi.lib, "ompi_mpi_comm_world");
-    if (world) {  // Open MPI
-      g_mpi.openmpi = true;
-      g_mpi.commWorld = reinterpret_cast<Handle>(world);
-      g_mpi.tFloat = reinterpret_cast<Handle>(dlsym(g_mpi.lib, "ompi_mpi_float"));
-      g_mpi.tDouble = reinterpret_cast<Handle>(dlsym(g_mpi.lib, "ompi_mpi_double"));
-      g_mpi.tByte = reinterpret_cast<Handle>(dlsym(g_mpi.lib, "ompi_mpi_byte"));
-      g_mpi.opSum = reinterpret_cast<Handle>(dlsym(g_mpi.lib, "ompi_mpi_op_sum"));
-      g_mpi.inPlace = reinterpret_cast<void*>(1);
-      g_mpi.statusIgnore = nullptr;
-      if (!g_mpi.tFloat || !g_mpi.tDouble || !g_mpi.tByte || !g_mpi.opSum) {
-        throwError(env, g_mpi.libName + ": Open MPI's predefined handles (ompi_mpi_float, ...) are missing");
-        return nullptr;
-      }
-    } else {  // the MPICH ABI (MPICH, Intel MPI, MVAPICH, Cray MPICH)
-      g_mpi.commWorld = 0x44000000;
-      g_mpi.tFloat = 0x4c00040a;
-      g_mpi.tDouble = 0x4c00080b;
-      g_mpi.tByte = 0x4c00010d;
-      g_mpi.opSum = 0x58000003;
-      g_mpi.inPlace = reinterpret_cast<void*>(-1);
-      g_mpi.statusIgnore = reinterpret_cast<void*>(1);
-    }
-    // MPI's collectives allocate (and free) temporary buffers the size of the message; above glibc's mmap
-    // threshold (32 MiB at most) every call maps fresh pages and faults them in again, which made a 64 MiB
-    // all-reduce 20x slower than a 16 MiB one here. Keep such buffers in the heap for reuse instead.
-    mallopt(M_MMAP_THRESHOLD, 1 << 30);
-    mallopt(M_TRIM_THRESHOLD, 1 << 30);
-    int already = 0;
-    g_mpi.initialized(&already);
-    if (!already) {
-      int rc = g_mpi.init(nullptr, nullptr);
-      if (rc != 0) {
-        throwError(env, "MPI_Init failed: " + mpiError(rc));
-        return nullptr;
-      }
-    }
-    g_mpi.commRank(g_mpi.commWorld, &g_mpi.rank);
-    g_mpi.commSize(g_mpi.commWorld, &g_mpi.size);
-    g_mpi.ready = true;
   }
   napi_value r;
   napi_create_object(env, &r);

@@ -5,7 +5,8 @@ model shape, data and schedule as our curve (tiny with 2 heads of 64, B=16, T=12
 cosine to 0.1x, weight decay 0.1, clip 1.0), over the same 20-step windows. And the same for float32 on 1 vs 2
 threads (how far a change of summation order alone moves a trajectory), and bf16 on 1 vs 2 threads.
 
-  /usr/bin/python3 bench/bf16-curve-torch.py --data DIR_WITH_SHARDS [--steps 300]
+  /usr/bin/python3 bench/bf16-curve-torch.py --data DIR_WITH_SHARDS [--steps 300] [--pairs dtype,threads]
+(~1.2 s a step on 2 Zen 4 cores: the two runs of --pairs dtype take ~13 minutes, all four ~40.)
 (`gpt2 prepare tinyshakespeare --input ../shared/data/tinyshakespeare.txt --out DIR` makes the shards.)
 """
 import argparse
@@ -80,17 +81,22 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", required=True)
     ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--pairs", default="dtype,threads", help="which comparisons: dtype (fp32 vs bf16), threads (1 vs 2 threads)")
     args = ap.parse_args()
     tokens = load_tokens(os.path.join(args.data, "*_train_*.bin"))
     print(f"torch {torch.__version__}, {len(tokens)} training tokens, {args.steps} steps", flush=True)
+    pairs = args.pairs.split(",")
+    wanted = [("fp32 2T", "fp32", 2), ("bf16 2T", "bf16", 2)] + ([("fp32 1T", "fp32", 1), ("bf16 1T", "bf16", 1)] if "threads" in pairs else [])
     runs = {}
-    for name, dtype, threads in (("fp32 2T", "fp32", 2), ("bf16 2T", "bf16", 2), ("fp32 1T", "fp32", 1), ("bf16 1T", "bf16", 1)):
+    for name, dtype, threads in wanted:
         runs[name] = run(tokens, args.steps, dtype, threads)
         print(f"{name}: first {runs[name][0]:.4f}, step 100 {runs[name][min(99, args.steps - 1)]:.4f}, last {runs[name][-1]:.4f}", flush=True)
-    compare("fp32 2T vs bf16 2T", runs["fp32 2T"], runs["bf16 2T"])
-    compare("fp32 1T vs bf16 1T", runs["fp32 1T"], runs["bf16 1T"])
-    compare("fp32 2T vs fp32 1T", runs["fp32 2T"], runs["fp32 1T"])
-    compare("bf16 2T vs bf16 1T", runs["bf16 2T"], runs["bf16 1T"])
+    if "dtype" in pairs:
+        compare("fp32 2T vs bf16 2T", runs["fp32 2T"], runs["bf16 2T"])
+    if "threads" in pairs:
+        compare("fp32 1T vs bf16 1T", runs["fp32 1T"], runs["bf16 1T"])
+        compare("fp32 2T vs fp32 1T", runs["fp32 2T"], runs["fp32 1T"])
+        compare("bf16 2T vs bf16 1T", runs["bf16 2T"], runs["bf16 1T"])
 
 
 if __name__ == "__main__":

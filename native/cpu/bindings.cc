@@ -2,6 +2,7 @@
 // kernel. Registered by ../addon.cc with the MPI, CUDA and NCCL bindings.
 
 #include <node_api.h>
+#include <sys/mman.h>
 
 #include <chrono>
 #include <cstdint>
@@ -124,6 +125,32 @@ KERNEL(SetThreads) {
   return undefined(env);
 }
 KERNEL(GetThreads) { return (void)info, number(env, g_threads()); }
+// adviseHugePages(typedArray): asks the kernel for 2 MiB pages under the array's whole 2 MiB pages
+// (madvise(MADV_HUGEPAGE), for systems whose transparent huge pages are "madvise"). The kernels stream weights and
+// activations of hundreds of MB: 4 KiB pages cost a TLB miss every 4 KiB, and the hardware prefetchers stop at each
+// page's end. Advice only: where the kernel refuses, nothing changes.
+KERNEL(AdviseHugePages) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  void* data = nullptr;
+  size_t bytes = 0;
+  bool is = false;
+  if (argc >= 1) napi_is_typedarray(env, argv[0], &is);
+  if (is) {
+    napi_typedarray_type type;
+    size_t len = 0;
+    napi_value buffer;
+    size_t offset = 0;
+    napi_get_typedarray_info(env, argv[0], &type, &len, &data, &buffer, &offset);
+    napi_get_arraybuffer_info(env, buffer, &data, &bytes);
+  }
+  const uintptr_t huge = 2u << 20, lo = ((uintptr_t)data + huge - 1) & ~(huge - 1), hi = ((uintptr_t)data + bytes) & ~(huge - 1);
+  bool advised = is && hi > lo && madvise((void*)lo, hi - lo, MADV_HUGEPAGE) == 0;
+  napi_value r;
+  napi_get_boolean(env, advised, &r);
+  return r;
+}
 KERNEL(RequireBf16) {
   (void)info;
   if (!cpu_has_bf16()) {
@@ -369,7 +396,7 @@ KERNEL(Scale) {
 
 void register_cpu(napi_env env, napi_value exports) {
   export_functions(env, exports, {
-      {"setThreads", SetThreads}, {"getThreads", GetThreads}, {"requireBf16", RequireBf16},
+      {"setThreads", SetThreads}, {"getThreads", GetThreads}, {"requireBf16", RequireBf16}, {"adviseHugePages", AdviseHugePages},
       {"cpuFeatures", CpuFeatures}, {"measurePeakGflops", MeasurePeakGflops},
       {"matmulForwardBf16Weights", MatmulForwardBf16Weights}, {"copyTensor", CopyTensor},
   // the Backend kernels, from the one list

@@ -4,7 +4,7 @@
 import { createRequire } from "node:module";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
-import type { Backend, Tensor } from "./backend.js";
+import { bytesOf, type Backend, type DType, type Tensor } from "./backend.js";
 import { JsBackend } from "./js/backend.js";
 import { isBf16 } from "./bf16.js";
 import { forwardKernels, type KernelList } from "./forward.js";
@@ -32,6 +32,8 @@ export interface NativeAddon {
   /** the Backend kernels native code implements (native/kernels.def): each exported under its `cpu` name (the CUDA
    * bindings under `cuda`), its arguments as `args` says */
   kernelList: KernelList;
+  /** madvise(MADV_HUGEPAGE) over the array's whole 2 MiB pages; false where the kernel refused (advice only) */
+  adviseHugePages(a: ArrayBufferView): boolean;
   /** throws when the CPU cannot multiply in bf16 (no AVX512-BF16) */
   requireBf16(): void;
 }
@@ -101,6 +103,17 @@ export class NativeBackend extends JsBackend implements Backend {
   }
 
   override get threads(): number { return this.nThreads; }
+
+  /**
+   * Buffers of 8 MiB or more ask for 2 MiB pages (adviseHugePages, where transparent huge pages are "madvise"), before
+   * they are first written: the kernels stream weights and activations, which on 4 KiB pages take a TLB miss every
+   * 4 KiB and lose the hardware prefetch at every page's end.
+   */
+  override alloc(n: number, dtype: DType = "f32"): Tensor {
+    const t = super.alloc(n, dtype);
+    if (bytesOf(n, dtype) >= 8 << 20) this.native.adviseHugePages(t as unknown as F32);
+    return t;
+  }
 
   /** on all threads, vectorized (making the bf16 weights of a d12 in JavaScript took ~0.4 s) */
   override copy(dst: Tensor, src: Tensor): void {

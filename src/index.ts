@@ -5,7 +5,7 @@ export { paramLayout, countParams, type ParamLayout, type TensorSpec } from "./m
 export { activationTable, GPT2, ShapeError, type ActivationEntry, type BlockIO, type RecomputeLevel } from "./model/gpt2.js";
 export { KVCache, generate, generateAsync, sampleToken, type GenerateOptions, type SampleOptions } from "./model/generate.js";
 export { byteSize, bytesOf, DTYPE_BYTES, type Backend, type DType, type Tensor } from "./kernels/backend.js";
-export { HostBf16, HostF32 } from "./kernels/host.js";
+export { HostBf16, HostF32, HostI32 } from "./kernels/host.js";
 export { JsBackend } from "./kernels/js/backend.js";
 export { BACKENDS, createBackend, openBackend, type BackendName } from "./kernels/select.js";
 export { WebGPUBackend, WebGPUTensor } from "./kernels/webgpu/backend.js";

@@ -19,7 +19,7 @@ struct Gpu {
   cublasHandle_t blas = nullptr;
   int computeType = CUBLAS_COMPUTE_32F;
   int sms = 0;
-  // device buffers grown on demand: token ids, targets, attention scratch, partial sums
+  // device buffers grown on demand: the classifier's row weights, attention scratch, partial sums
   CUdeviceptr rowWeights = 0;  // the classifier's per-row weights: host values, uploaded per call
   size_t rowWeightsCap = 0;
   CUdeviceptr scratch = 0;  // attention's

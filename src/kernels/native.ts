@@ -86,7 +86,8 @@ export class NativeBackend extends JsBackend implements Backend {
     // every listed kernel but the matmuls and attention (written below: they take this backend's precision) is a call with the
     // same arguments
     const fns = native as unknown as Record<string, (...a: unknown[]) => unknown>;
-    forwardKernels(this, native.kernelList, (k) => k.cpu, fns, (k) => { void this.addon; return fns[k.cpu]; }, (t) => t);
+    forwardKernels(this, native.kernelList, (k) => k.cpu, fns, (k) => { void this.addon; return fns[k.cpu]; }, (t) => t,
+      ["adviseHugePages", "copyTensor", "matmulForwardBf16Weights"]);
   }
 
   /**

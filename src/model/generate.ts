@@ -64,6 +64,7 @@ export class KVCache {
     const { nLayer: L, nEmbd: C, nHead: NH, paddedVocabSize: Vp, vocabSize: V } = this.model.config;
     const { B, maxT, pos } = this;
     if (pos + Tq > maxT) throw new RangeError(`KV cache holds ${maxT} tokens; ${pos} + ${Tq} do not fit`);
+    if (tokens.length < B * Tq) throw new RangeError(`tokens hold ${tokens.length} ids, expected B*Tq = ${B * Tq}`);
     for (let i = 0; i < B * Tq; i++) {
       if (tokens[i] < 0 || tokens[i] >= V) throw new RangeError(`token id ${tokens[i]} is outside the vocabulary [0, ${V})`);
     }

@@ -321,7 +321,6 @@ export class GPT2 {
     const x = be.view(a.fcproj, 0, M * C), dx = be.view(a.datty, 0, M * C), dout = be.view(a.losses, 0, M);
     be.write(dout, dscores);
     be.matmulBackward(dx, be.view(this.g!.wte, col * C, C), null, dout, x, be.view(this.p.wte, col * C, C), M, C, 1);
-    be.write(be.view(a.rows, 0, M), rows); // as gatherRows wrote them: a forward since may have replaced them
     this.scatterRows(dx, M);
     this.scored = null;
     this.hasDlogits = true;
@@ -376,6 +375,7 @@ export class GPT2 {
     this.lastBT = [B, T];
     this.hasDlogits = false;
     this.trainedRows = null;
+    this.scored = null; // a scores(..., grad) before this forward cannot be completed any more: its activations are gone
     return lnf;
   }
 

@@ -122,7 +122,7 @@ test("one kernel list (native/kernels.def): every Backend kernel, exported by th
     assert.equal(typeof exports[entry.cpu], "function", `CPU export ${entry.cpu}`);
     assert.equal(typeof exports[entry.cuda], "function", `CUDA export ${entry.cuda}`);
     const kinds = entry.args.split(" ");
-    assert.ok(kinds.every((k) => ["t", "t?", "h"].includes(k)), `${name}: ${entry.args}`);
+    assert.ok(kinds.every((k) => ["t", "t?", "i", "h"].includes(k)), `${name}: ${entry.args}`);
     // the reference's arity (a trailing default argument not counted) against the list's
     const arity = (JsBackend.prototype as unknown as Record<string, (...a: unknown[]) => unknown>)[name].length;
     assert.ok(kinds.length === arity || kinds.length === arity + 1, `${name}: ${kinds.length} arguments listed, the reference takes ${arity}`);

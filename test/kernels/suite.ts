@@ -3,11 +3,12 @@
 import assert from "node:assert/strict";
 import type { Backend, Tensor } from "../../src/kernels/backend.js";
 import { JsBackend } from "../../src/kernels/js/backend.js";
+import { HostI32 } from "../../src/kernels/host.js";
 import { Rng } from "../../src/util/rng.js";
 
 /**
- * a Tensor argument of a host backend may be a plain Float32Array, or an Int32Array for token ids (its memory is the
- * tensor's): how this suite calls kernels
+ * a Tensor argument of a host backend may be a plain Float32Array, or a HostI32 (an Int32Array) for token ids (its
+ * memory is the tensor's): how this suite calls kernels; a device backend gets them copied into tensors of its own
  */
 type HostArg<A> = A extends Tensor ? Tensor | Float32Array | Int32Array : A;
 export type HostBackend = {
@@ -189,7 +190,7 @@ export async function runConformance(backend: Backend, opts: { tol: number; bf16
     ref.residualForward(g1, x, dout, N * C); await be.residualForward(g2, x, dout, N * C);
     close(g2, g1, 0, "residualForward");
     // encoder
-    const V = 11, tokens = Int32Array.from({ length: N }, () => rng.int(V));
+    const V = 11, tokens = new HostI32(Int32Array.from({ length: N }, () => rng.int(V)));
     const wte = rand(V * C), wpe = rand(T * C), e1 = new Float32Array(N * C), e2 = new Float32Array(N * C);
     ref.encoderForward(e1, tokens, wte, wpe, B, T, C); await be.encoderForward(e2, tokens, wte, wpe, B, T, C);
     close(e2, e1, 0, "encoderForward");
@@ -205,10 +206,12 @@ export async function runConformance(backend: Backend, opts: { tol: number; bf16
     close(e3, e1, 0, "encoderForward (ids from a view of an i32 tensor)");
     assert.throws(() => be.write(idsAll, new Float32Array(2)), TypeError, "float32 values into an i32 tensor");
     assert.throws(() => be.write(be.alloc(2), Int32Array.of(1, 2)), TypeError, "int32 values into a float32 tensor");
+    // float32 values where token ids go: refused before any kernel reads their bytes as ids
+    assert.throws(() => be.encoderForward(e3, be.alloc(N), wte, wpe, B, T, C), TypeError, "a float32 tensor as token ids");
   }
   // cross-entropy (padded vocab, ignored targets, aliasing dlogits over logits)
   for (const [N, V, Vp] of [[1, 3, 8], [9, 100, 128], [5, 1000, 1024]]) {
-    const logits = rand(N * Vp, 3), targets = Int32Array.from({ length: N }, (_, i) => (i === 1 ? -1 : rng.int(V)));
+    const logits = rand(N * Vp, 3), targets = new HostI32(Int32Array.from({ length: N }, (_, i) => (i === 1 ? -1 : rng.int(V))));
     const [ls1, ls2] = [new Float32Array(N), new Float32Array(N)];
     const d1 = new Float32Array(N * Vp), d2 = copy(logits);
     ref.crossEntropy(ls1, d1, logits, targets, N, V, Vp, 0.25);

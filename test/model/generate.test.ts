@@ -64,3 +64,12 @@ test("generation is reproducible with a seed and stops at <|endoftext|>", () => 
   const c = generate(model, [10, 20], 1, new Rng(9), { maxNewTokens: 5, temperature: 0 });
   assert.deepEqual(c, [[]]);
 });
+
+test("the KV cache refuses fewer token ids than B x Tq (it would run on the last step's ids)", () => {
+  const model = new GPT2(makeConfig("tiny", { nLayer: 1, vocabSize: 97, blockSize: 8 }), new JsBackend());
+  model.initWeights(new Rng(1));
+  const cache = new KVCache(model, 1, 8);
+  cache.step(Int32Array.of(5, 6), 2);
+  cache.reset();
+  assert.throws(() => cache.step(Int32Array.of(5), 2), /tokens hold 1 ids, expected B\*Tq = 2/);
+});

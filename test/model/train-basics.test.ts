@@ -110,3 +110,15 @@ test("token ids outside the vocabulary are refused in one line, inputs and targe
   assert.throws(() => model.forward(Int32Array.from([1, 97, 3, 4]), ok, 1, 4), /token id 97 at position 1 is outside the vocabulary \[0, 97\)/);
   assert.throws(() => model.forward(ok, Int32Array.from([1, 2, 100, 4]), 1, 4), /target id 100 at position 2 is outside the vocabulary \[0, 97\)/);
 });
+
+test("backwardScores after another forward is refused: that forward replaced the scored activations", () => {
+  const model = new GPT2(makeConfig("tiny", { nLayer: 1, vocabSize: 97 }), new JsBackend());
+  model.initWeights(new Rng(1));
+  model.zeroGrad();
+  const inputs = Int32Array.from([1, 2, 3, 4]), rows = Int32Array.of(3);
+  model.scores(inputs, 1, 4, rows, 100, true);
+  model.backwardScores(Float32Array.of(1)); // the scores' own backward
+  model.scores(inputs, 1, 4, rows, 100, true);
+  model.forward(inputs, null, 1, 4);
+  assert.throws(() => model.backwardScores(Float32Array.of(1)), /needs scores\(\.\.\., grad = true\) first/);
+});

@@ -8,12 +8,12 @@ import { HostBf16, HostF32, HostI32 } from "../host.js";
 type F32 = Float32Array;
 /** a float32 tensor's array (parameters, their gradients, optimizer state, statistics): never bf16 storage */
 const f = (t: Tensor): F32 => {
-  if (isBf16(t) || t instanceof Int32Array) throw new TypeError(`a float32 tensor was expected here, not ${t.dtype} storage`);
+  if (isBf16(t) || t instanceof Int32Array) throw new TypeError(`a float32 tensor was expected here, not ${isBf16(t) ? "bf16" : "int32"} storage`);
   return t as unknown as F32;
 };
 /** an i32 tensor's array (token ids) */
 const ints = (t: Tensor): Int32Array => {
-  if (!(t instanceof Int32Array)) throw new TypeError(`an i32 tensor of token ids was expected here, not ${t.dtype}`);
+  if (!(t instanceof Int32Array)) throw new TypeError(`an i32 tensor of token ids was expected here, not ${isBf16(t) ? "bf16" : "float32"} storage`);
   return t;
 };
 const fn = (t: Tensor | null): F32 | null => (t === null ? null : f(t));

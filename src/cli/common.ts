@@ -53,7 +53,7 @@ export function formatHelp(h: CommandHelp): string {
 export const BACKEND_OPTIONS = {
   backend: { type: "string", arg: "js|native|cuda|webgpu", help: "the kernels (env GPT2_BACKEND)", shown: "cuda when a GPU is found, else native when built, else js" },
   threads: { type: "string", arg: "N", help: "CPU threads (env GPT2_THREADS)", shown: "all cores" },
-  dtype: { type: "string", arg: "fp32|bf16", help: "the precision (bf16: bf16 matmul inputs with fp32 accumulation; on the native backend activations stored in bf16 too)", shown: "fp32" },
+  dtype: { type: "string", arg: "fp32|bf16", help: "the precision (bf16: bf16 matmul inputs with fp32 accumulation and activations stored in bf16 on the native backend; bf16 products on cuda; bf16 activations with fp32 products on webgpu)", shown: "fp32" },
 } as const satisfies Record<string, Flag>;
 
 /** the backend flags of the commands that generate (sample, chat, serve): --dtype is the weights' storage there */

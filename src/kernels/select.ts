@@ -64,7 +64,7 @@ export function createBackend(opts: BackendOptions = {}): Backend {
 /** createBackend(), and the WebGPU backend, whose device is found asynchronously (in Node through the npm `webgpu`). */
 export async function openBackend(opts: BackendOptions = {}): Promise<Backend> {
   if (opts.name !== "webgpu") return createBackend(opts);
-  if (opts.dtype === "bf16") throw new RangeError("--dtype bf16 is not available on the webgpu backend yet (float32 only)");
+  // --dtype bf16 on WebGPU: activations stored in bf16, products in float32 (WGSL has no bf16 arithmetic)
   const { createWebGPUBackend } = await import("./webgpu/node.js");
-  return createWebGPUBackend();
+  return createWebGPUBackend({ activations: opts.dtype === "bf16" ? activationsFrom(opts) ?? "bf16" : "f32" });
 }

@@ -7,7 +7,6 @@ import assert from "node:assert/strict";
 import type { Backend, Tensor } from "../../src/kernels/backend.js";
 import { fromBf16, toBf16 } from "../../src/kernels/bf16.js";
 import { JsBackend } from "../../src/kernels/js/backend.js";
-import { HostI32 } from "../../src/kernels/host.js";
 import { Rng } from "../../src/util/rng.js";
 
 type D = "f32" | "bf16";
@@ -41,6 +40,13 @@ export async function runBf16Activations(backend: Backend, opts: { matmulTol: nu
     return [x, y];
   };
   const zeros = (n: number, dtype: D) => both(new Float32Array(n), dtype);
+  // token ids, as i32 tensors of each side
+  const idsOn = (a: Int32Array): [Tensor, Tensor] => {
+    const x = ref.alloc(a.length, "i32"), y = backend.alloc(a.length, "i32");
+    ref.write(x, a);
+    backend.write(y, a);
+    return [x, y];
+  };
   const check = async (pair: [Tensor, Tensor], tol: number, what: string, floor?: number) => {
     const want = ref.read(pair[0]), got = await backend.readAsync(pair[1]);
     const e = relErr(got, want, floor);
@@ -133,20 +139,20 @@ export async function runBf16Activations(backend: Backend, opts: { matmulTol: nu
     const r = zeros(N * C, "bf16");
     ref.residualForward(r[0], h[0], dg[0], N * C); backend.residualForward(r[1], h[1], dg[1], N * C);
     await check(r, STEP, "residualForward");
-    const V = 11, ids = new HostI32(Int32Array.from({ length: N }, () => rng.int(V)));
+    const V = 11, ids = idsOn(Int32Array.from({ length: N }, () => rng.int(V)));
     const wte = both(rand(V * C), "bf16"), wpe = both(rand(T * C), "f32"), enc = zeros(N * C, "bf16");
-    ref.encoderForward(enc[0], ids, wte[0], wpe[0], B, T, C); backend.encoderForward(enc[1], ids, wte[1], wpe[1], B, T, C);
+    ref.encoderForward(enc[0], ids[0], wte[0], wpe[0], B, T, C); backend.encoderForward(enc[1], ids[1], wte[1], wpe[1], B, T, C);
     await check(enc, STEP, "encoderForward");
     const dwte = zeros(V * C, "f32"), dwpe = zeros(T * C, "f32");
-    ref.encoderBackward(dwte[0], dwpe[0], enc[0], ids, B, T, C); backend.encoderBackward(dwte[1], dwpe[1], enc[1], ids, B, T, C);
+    ref.encoderBackward(dwte[0], dwpe[0], enc[0], ids[0], B, T, C); backend.encoderBackward(dwte[1], dwpe[1], enc[1], ids[1], B, T, C);
     await check(dwte, 1e-5, "encoderBackward dwte (bf16 dout)"); await check(dwpe, 1e-5, "encoderBackward dwpe (bf16 dout)");
   }
   // the classifier: bf16 logits, dlogits written over them
   for (const [N, V, Vp] of [[1, 3, 8], [9, 100, 128], [5, 1000, 1024]]) {
-    const logits = rand(N * Vp, 3), targets = new HostI32(Int32Array.from({ length: N }, (_, i) => (i === 1 ? -1 : rng.int(V))));
+    const logits = rand(N * Vp, 3), targets = idsOn(Int32Array.from({ length: N }, (_, i) => (i === 1 ? -1 : rng.int(V))));
     const lg = both(logits, "bf16"), losses = zeros(N, "f32");
-    ref.crossEntropy(losses[0], lg[0], lg[0], targets, N, V, Vp, 0.25);
-    backend.crossEntropy(losses[1], lg[1], lg[1], targets, N, V, Vp, 0.25);
+    ref.crossEntropy(losses[0], lg[0], lg[0], targets[0], N, V, Vp, 0.25);
+    backend.crossEntropy(losses[1], lg[1], lg[1], targets[1], N, V, Vp, 0.25);
     await check(losses, 1e-5, "crossEntropy loss"); await check(lg, STEP, "crossEntropy dlogits over bf16 logits");
   }
 }

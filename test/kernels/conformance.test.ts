@@ -39,12 +39,14 @@ for (const c of candidates) {
 
 // bf16 activations (--dtype bf16 training): the bf16 GEMM packing bf16 operands as they are and rounding its output,
 // on 2 threads and 1; and bf16 tensors on the float32 native backend (its float32 products from bf16 values: the
-// path of a few rows, and of a CPU without AVX512-BF16), where the matmuls differ from the reference by rounding only
+// path of a few rows, and of a CPU without AVX512-BF16), where the matmuls differ from the reference by rounding only;
+// and WebGPU's (--dtype bf16 there: bf16 storage, written through atomic word halves, float32 products)
 const noBf16 = !addon ? error : addon.cpuFeatures().includes("bf16=none") ? "CPU has no AVX512-BF16" : false;
 for (const [name, make, matmulTol, bf16Attention, skip] of [
   ["native bf16, 2 threads", () => new NativeBackend(addon!, 2, "bf16"), 2e-2, true, noBf16],
   ["native bf16, 1 thread", () => new NativeBackend(addon!, 1, "bf16"), 2e-2, true, noBf16],
   ["bf16 tensors on native fp32", () => new NativeBackend(addon!, 2), 8e-3, false, addon ? false : error],
+  ...webgpus.map(([adapter, be]) => [`webgpu on ${adapter}`, () => be as Backend, 8e-3, false, be instanceof Error ? be.message : false] as const),
 ] as const) {
   test(`bf16 activations: ${name}, every kernel against the reference`, { skip: skip || undefined },
     () => runBf16Activations(make(), { matmulTol, bf16Attention }));

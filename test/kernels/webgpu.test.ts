@@ -101,3 +101,43 @@ test("webgpu on a device that binds 1 MiB at once: element-wise work over 2.4 MB
   assert.throws(() => be.matmulForward(out, be.alloc(2), big, null, 2, 1, 300_000), /one tensor of \d+ MiB is more than this WebGPU device binds at once \(1 MiB\): a smaller model, or a GPU adapter/);
   be.destroy();
 });
+
+test("webgpu --dtype bf16: activations stored in bf16 train as the reference's bf16 storage does, and gpt2 train says so", { skip: probe || undefined }, async () => {
+  const { JsBackend } = await import("../../src/kernels/js/backend.js");
+  const { makeConfig } = await import("../../src/model/config.js");
+  const { GPT2 } = await import("../../src/model/gpt2.js");
+  const { AdamW, ADAMW_DEFAULTS, clipFactor, gradNormAsync } = await import("../../src/train/adamw.js");
+  const { Rng } = await import("../../src/util/rng.js");
+  // the same model, data and steps on WebGPU's bf16 storage and on the reference's (float32 products, bf16 storage,
+  // every value rounded once on its way out): they differ by float32 summation order, and where that moves a value
+  // across a bf16 rounding boundary, by a bf16 step of it
+  const run = async (be: import("../../src/kernels/backend.js").Backend) => {
+    const model = new GPT2(makeConfig("tiny", { nLayer: 2, nHead: 2, nEmbd: 64, vocabSize: 300, blockSize: 32 }), be, 1);
+    model.initWeights(new Rng(5));
+    const opt = new AdamW(model, { ...ADAMW_DEFAULTS });
+    const r = new Rng(6), inputs = Int32Array.from({ length: 64 }, () => r.int(300)), targets = Int32Array.from({ length: 64 }, () => r.int(300));
+    const out: number[] = [];
+    for (let s = 0; s < 4; s++) {
+      model.zeroGrad();
+      out.push(await model.forwardBackwardAsync(inputs, targets, 2, 32));
+      opt.update(3e-3, clipFactor(await gradNormAsync(model), 1));
+    }
+    assert.equal(model.activationBytes, GPT2.activationBytes(model.config, 2, 32, 1, model.classifierRows, "bf16"), "bf16 activations allocated");
+    return out;
+  };
+  const gpu = await createWebGPUBackend({ activations: "bf16" });
+  assert.equal(gpu.activationDtype, "bf16");
+  const [g, want] = [await run(gpu), await run(new JsBackend("bf16"))];
+  gpu.destroy();
+  assert.ok(g[3] < g[0] - 0.5, `the loss falls: ${g}`);
+  for (let i = 0; i < 4; i++) assert.ok(Math.abs(g[i] - want[i]) < 2e-3 * want[i], `step ${i + 1}: webgpu ${g[i]} vs reference ${want[i]}`);
+
+  const dir = tmpDir(), data = shard(dir);
+  const flags = (dtype: string) => ["train", "-i", data, "-e", "tiny", "--n-layer", "2", "--n-embd", "64", "--n-head", "2",
+    "-b", "2", "-t", "32", "-x", "3", "-l", "1e-3", "-v", "0", "-s", "0", "--backend", "webgpu", "--dtype", dtype];
+  const [half, full] = [gpt2(flags("bf16")), gpt2(flags("fp32"))];
+  assert.equal(half.status, 0, half.stderr);
+  assert.match(half.stdout, /backend: webgpu, .*dtype bf16 \(activations stored in bf16\)/);
+  const [h, f] = [losses(half.stdout), losses(full.stdout)];
+  for (let i = 0; i < 3; i++) assert.ok(Math.abs(h[i] - f[i]) < 1e-2 * f[i], `step ${i + 1}: bf16 storage ${h[i]} vs float32 ${f[i]}`);
+});

@@ -63,8 +63,14 @@ export class WebGPUBackend implements Backend {
   /** `device`: a GPUDevice from an adapter (./node.ts in Node, navigator.gpu in a browser); `label` names it */
   /** the most bytes one binding may span: the device's limit, or less when asked (a test of a small device) */
   readonly maxBinding: number;
+  /**
+   * "bf16" (--dtype bf16): a model stores its activations in bf16 here, half the memory and the traffic; the kernels
+   * read them as float32, compute in float32 and round what they write (./pass.ts), as the reference does
+   */
+  readonly activationDtype: "f32" | "bf16";
 
-  constructor(readonly gpu: GPUDevice, readonly device: string, opts: { maxBindingBytes?: number } = {}) {
+  constructor(readonly gpu: GPUDevice, readonly device: string, opts: { maxBindingBytes?: number; activations?: "f32" | "bf16" } = {}) {
+    this.activationDtype = opts.activations ?? "f32";
     this.align = gpu.limits.minStorageBufferOffsetAlignment;
     this.maxBinding = Math.min(gpu.limits.maxStorageBufferBindingSize, opts.maxBindingBytes ?? Infinity);
     this.classifierRows = Math.max(64, Math.min(1024, Math.floor(this.maxBinding / (50304 * 4) / 64) * 64));

@@ -57,7 +57,7 @@ async function requestAdapter(dawn: Dawn, kind: string): Promise<GPUAdapter | nu
 }
 
 /** Opens the first WebGPU adapter found (or the kind asked for) and returns a backend on it. */
-export async function createWebGPUBackend(opts: { adapter?: WebGPUAdapterKind; maxBindingBytes?: number } = {}): Promise<WebGPUBackend> {
+export async function createWebGPUBackend(opts: { adapter?: WebGPUAdapterKind; maxBindingBytes?: number; activations?: "f32" | "bf16" } = {}): Promise<WebGPUBackend> {
   const dawn = await loadDawn();
   const tried: string[] = [];
   for (const kind of adapterOrder(opts.adapter)) {
@@ -76,7 +76,7 @@ export async function createWebGPUBackend(opts: { adapter?: WebGPUAdapterKind; m
     });
     const info = adapter.info;
     const what = [...new Set([info.vendor, info.device, info.description].filter(Boolean))].join(", ") || "a WebGPU adapter";
-    return new WebGPUBackend(device, `${what} (${kind === "default" ? "Dawn" : `Dawn, ${kind}`})`, { maxBindingBytes: opts.maxBindingBytes });
+    return new WebGPUBackend(device, `${what} (${kind === "default" ? "Dawn" : `Dawn, ${kind}`})`, { maxBindingBytes: opts.maxBindingBytes, activations: opts.activations });
   }
   throw new WebGPUUnavailableError(`no WebGPU adapter found (tried Dawn's ${tried.join(" and ")} backends; on a machine without a GPU, Mesa's EGL and GLES libraries give a CPU adapter)`);
 }

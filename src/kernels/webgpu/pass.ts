@@ -94,8 +94,19 @@ export function uniformBlock(spec: KernelSpec, groups: number, params: number[],
   return data;
 }
 
-/** The WGSL of a kernel for one assignment of its arguments to bindings. */
+/** whether the kernel's body writes argument `name` */
+const writes = (spec: KernelSpec, name: string): boolean => spec.body.includes(`st_${name}(`);
+
+/**
+ * The WGSL of a kernel for one assignment of its arguments to bindings.
+ *
+ * A bf16 tensor the kernel writes (an activation stored in bf16) is bound as atomic words: its two values share a
+ * 32-bit word, which two invocations may write at once, so a store clears its own half and sets it with atomicAnd /
+ * atomicOr (neither touches the other half); its loads are atomicLoad. Values are rounded to nearest even, as
+ * `toBf16` and the CPU round. Tensors only read stay plain words (inference weights).
+ */
 export function shader(spec: KernelSpec, slotOf: number[], slotTypes: ArgType[], access: Access[], hs: number): string {
+  const atomic = slotTypes.map((_, s) => spec.args.some(([n], i) => slotOf[i] === s && access[i] === "bf16" && writes(spec, n)));
   const fields = [
     "total: u32",
     ...spec.params.map(([n, t]) => `${n}: ${t}`),
@@ -105,13 +116,21 @@ export function shader(spec: KernelSpec, slotOf: number[], slotTypes: ArgType[],
     hs ? `const HS: u32 = ${hs}u;` : "",
     `struct U { ${fields.join(", ")} }`,
     "@group(0) @binding(0) var<uniform> u: U;",
-    ...slotTypes.map((t, i) => `@group(0) @binding(${i + 1}) var<storage, read_write> b${i}: array<${t}>;`),
-    ...spec.args.map(([n, t], i) => access[i] === "bf16"
+    ...slotTypes.map((t, i) => `@group(0) @binding(${i + 1}) var<storage, read_write> b${i}: array<${atomic[i] ? "atomic<u32>" : t}>;`),
+    atomic.some((a) => a) ? BF16_STORE : "",
+    ...spec.args.map(([n, t], i) => {
+      if (access[i] !== "bf16") {
+        return `fn ld_${n}(i: u32) -> ${t} { return b${slotOf[i]}[u.o_${n} + i]; }\n` +
+          `fn st_${n}(i: u32, x: ${t}) { b${slotOf[i]}[u.o_${n} + i] = x; }`;
+      }
       // value j of a bf16 tensor: the low half of word j/2 when j is even, the high half when odd
-      ? `fn ld_${n}(i: u32) -> f32 { let j = u.o_${n} + i; let w = b${slotOf[i]}[j >> 1u]; ` +
-        `return bitcast<f32>(select(w << 16u, w & 0xffff0000u, (j & 1u) == 1u)); }`
-      : `fn ld_${n}(i: u32) -> ${t} { return b${slotOf[i]}[u.o_${n} + i]; }\n` +
-        `fn st_${n}(i: u32, x: ${t}) { b${slotOf[i]}[u.o_${n} + i] = x; }`),
+      const b = `b${slotOf[i]}`, word = atomic[slotOf[i]] ? `atomicLoad(&${b}[j >> 1u])` : `${b}[j >> 1u]`;
+      return `fn ld_${n}(i: u32) -> f32 { let j = u.o_${n} + i; let w = ${word}; ` +
+        `return bitcast<f32>(select(w << 16u, w & 0xffff0000u, (j & 1u) == 1u)); }` +
+        (atomic[slotOf[i]] ? `\nfn st_${n}(i: u32, x: f32) { let j = u.o_${n} + i; let h = bf16_of(x); ` +
+          `if ((j & 1u) == 1u) { atomicAnd(&${b}[j >> 1u], 0x0000ffffu); atomicOr(&${b}[j >> 1u], h << 16u); } ` +
+          `else { atomicAnd(&${b}[j >> 1u], 0xffff0000u); atomicOr(&${b}[j >> 1u], h); } }` : "");
+    }),
     spec.decls ?? "",
     `@compute @workgroup_size(${spec.wg})`,
     "fn main(@builtin(workgroup_id) w: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>, @builtin(local_invocation_index) lid: u32) {",
@@ -122,3 +141,11 @@ export function shader(spec: KernelSpec, slotOf: number[], slotTypes: ArgType[],
   ];
   return lines.join("\n");
 }
+
+/** float32 to bf16 bits, nearest even (NaN stays a quiet NaN): the stores of bf16 activations */
+const BF16_STORE = /* wgsl */ `
+fn bf16_of(x: f32) -> u32 {
+  let b = bitcast<u32>(x);
+  if ((b & 0x7f800000u) == 0x7f800000u && (b & 0x7fffffu) != 0u) { return (b >> 16u) | 0x40u; }
+  return ((b + 0x7fffu + ((b >> 16u) & 1u)) >> 16u) & 0xffffu;
+}`;

@@ -50,10 +50,10 @@ const ACTIVATIONS = {
   losses: { shape: (d: ActDims) => [d.BT], layers: () => 1, dtype: "f32", doc: "per-position losses" },
   dres: { shape: (d: ActDims) => [d.BT, d.C], layers: () => 1, dtype: "f32", doc: "backward: gradient of the residual stream" },
   dln: { shape: (d: ActDims) => [d.BT, d.C], layers: () => 1, dtype: "f32", doc: "backward scratch" },
-  datty: { shape: (d: ActDims) => [d.BT, d.C], layers: () => 1, dtype: "f32", doc: "backward scratch" },
-  dqkv: { shape: (d: ActDims) => [d.BT, 3 * d.C], layers: () => 1, dtype: "f32", doc: "backward scratch" },
-  dfch: { shape: (d: ActDims) => [d.BT, 4 * d.C], layers: () => 1, dtype: "f32", doc: "backward scratch" },
-  dfchGelu: { shape: (d: ActDims) => [d.BT, 4 * d.C], layers: () => 1, dtype: "f32", doc: "backward scratch" },
+  dblock: {
+    shape: (d: ActDims) => [d.BT, 4 * d.C], layers: () => 1, dtype: "f32",
+    doc: "backward scratch of a block, used twice: d(GELU output), then d(fch) over it (GELU's backward in place); then d(atty) in its first BT x C values and d(qkv) in the 3 BT x C after",
+  },
   zeroRow: { shape: (d: ActDims) => [d.C], layers: () => 1, dtype: "f32", doc: "zeros: the position table when the encoder gathers rows" },
   rowScratch: { shape: (d: ActDims) => [d.C], layers: () => 1, dtype: "f32", doc: "where the gather's backward puts its (unused) position gradient" },
 } as const;

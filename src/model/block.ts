@@ -23,7 +23,10 @@ export interface BlockIO {
   res3: Tensor;
 }
 
-/** The gradient buffers of a block's backward over N rows (float32) */
+/**
+ * The gradient buffers of a block's backward over N rows (float32). dfch may be dfchGelu (GELU's backward runs in
+ * place), and datty and dqkv may lie in that buffer too: the MLP's are dead when attention's backward starts.
+ */
 export interface BlockGrads {
   /** (N,C) d(block output) coming in, d(block input) going out */
   dres: Tensor;

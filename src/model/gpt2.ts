@@ -274,7 +274,7 @@ export class GPT2 {
     be.write(t, this.trainedRows ? Int32Array.from(rows, (i) => targets[i]) : targets.subarray(0, BT));
     const w = tokenWeights ? Float32Array.from(rows, (i) => tokenWeights[i]) : null;
     // d(lnf) goes to dln, where backward() starts (through the gathered rows' scratch when only some rows ran)
-    const dx = this.trainedRows ? v(a.datty, M * C) : v(a.dln, BT * C);
+    const dx = this.trainedRows ? v(a.dblock, M * C) : v(a.dln, BT * C);
     classifier(be, {
       x, targets: t, losses: a.losses, logits: a.logits, dx: grad ? dx : null, head: this.headWeight, wte: p.wte,
       dwte: grad ? this.g!.wte : null,
@@ -318,7 +318,7 @@ export class GPT2 {
     const { rows, col } = this.scored;
     const { nEmbd: C } = this.config;
     const be = this.backend, a = this.acts!, M = rows.length;
-    const x = be.view(a.fcproj, 0, M * C), dx = be.view(a.datty, 0, M * C), dout = be.view(a.losses, 0, M);
+    const x = be.view(a.fcproj, 0, M * C), dx = be.view(a.dblock, 0, M * C), dout = be.view(a.losses, 0, M);
     be.write(dout, dscores);
     be.matmulBackward(dx, be.view(this.g!.wte, col * C, C), null, dout, x, be.view(this.p.wte, col * C, C), M, C, 1);
     this.scatterRows(dx, M);
@@ -471,8 +471,9 @@ export class GPT2 {
     const [B, T] = this.lastBT, BT = B * T;
     const v = (t: Tensor, n: number) => be.view(t, 0, n);
     const d = {
-      dres: v(a.dres, BT * C), dln: v(a.dln, BT * C), datty: v(a.datty, BT * C), dqkv: v(a.dqkv, BT * 3 * C),
-      dfch: v(a.dfch, BT * 4 * C), dfchGelu: v(a.dfchGelu, BT * 4 * C),
+      dres: v(a.dres, BT * C), dln: v(a.dln, BT * C),
+      // one scratch for the MLP's gradients and then attention's (as llm.c reuses its buffers): see the table
+      dfchGelu: v(a.dblock, BT * 4 * C), dfch: v(a.dblock, BT * 4 * C), datty: v(a.dblock, BT * C), dqkv: be.view(a.dblock, BT * C, BT * 3 * C),
     };
 
     // the classifier's backward ran inside forward (fused, chunked): dln holds d(ln_f output)

@@ -93,7 +93,7 @@ test("activations: the table's plan is what allocate() takes, and -r 1 / -r 2 sa
   const bf = activationTable(c, B, T, 1, CLASSIFIER_CHUNK, "bf16");
   const kind = (name: string) => bf.find((e) => e.name === name)!.dtype;
   for (const name of ["encoded", "ln1", "qkv", "atty", "residual2", "ln2", "fch", "fchGelu", "residual3", "lnf", "logits"]) assert.equal(kind(name), "bf16", name);
-  for (const name of ["ln1Mean", "ln1Rstd", "lse", "losses", "dres", "dln", "dqkv", "dfch"]) assert.equal(kind(name), "f32", name);
+  for (const name of ["ln1Mean", "ln1Rstd", "lse", "losses", "dres", "dln", "dblock"]) assert.equal(kind(name), "f32", name);
   // token ids live beside them on the device, as int32
   for (const name of ["tokens", "targets", "rows"]) assert.equal(kind(name), "i32", name);
   // the issue's bound, at its shape: d12, 4 x 256, -r 1 (gpt2 train's default)

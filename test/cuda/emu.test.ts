@@ -86,3 +86,15 @@ test("emulated NCCL, one rank: every collective leaves device and host buffers a
 
 test("emulated NCCL with one rank (-pi fs -pn 1) trains the same steps as the single-process CUDA path, -z 0 and -z 1", { skip }, () =>
   suite.ncclOneRankMatchesSingle());
+
+test("emulated CUDA: a target id past the vocabulary gives a NaN loss, not a read outside its row (the model refuses such ids first)", { skip }, async () => {
+  const be = new CudaBackend("fp32");
+  const N = 2, V = 5, Vp = 8;
+  const logits = be.alloc(N * Vp), losses = be.alloc(N), targets = be.alloc(N, "i32");
+  be.write(logits, Float32Array.from({ length: N * Vp }, (_, i) => Math.sin(i)));
+  be.write(targets, Int32Array.of(1, 100000));
+  be.crossEntropy(losses, null, logits, targets, N, V, Vp, 1);
+  const l = await be.readAsync(losses);
+  assert.ok(Number.isFinite(l[0]), `row 0: ${l[0]}`);
+  assert.ok(Number.isNaN(l[1]), `row 1 (target 100000 of 5): ${l[1]}`);
+});

@@ -125,30 +125,22 @@ KERNEL(SetThreads) {
   return undefined(env);
 }
 KERNEL(GetThreads) { return (void)info, number(env, g_threads()); }
-// adviseHugePages(typedArray): asks the kernel for 2 MiB pages under the array's whole 2 MiB pages
-// (madvise(MADV_HUGEPAGE), for systems whose transparent huge pages are "madvise"). The kernels stream weights and
-// activations of hundreds of MB: 4 KiB pages cost a TLB miss every 4 KiB, and the hardware prefetchers stop at each
-// page's end. Advice only: where the kernel refuses, nothing changes.
+// adviseHugePages(typedArray): madvise(MADV_HUGEPAGE) over the array's whole 2 MiB pages (THP in "madvise" mode).
+// The kernels stream weights and activations: 4 KiB pages cost a TLB miss each and end the hardware prefetch. Advice
+// only: where the kernel refuses, nothing changes.
 KERNEL(AdviseHugePages) {
   size_t argc = 1;
-  napi_value argv[1];
+  napi_value argv[1], r;
   napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-  void* data = nullptr;
-  size_t bytes = 0;
   bool is = false;
   if (argc >= 1) napi_is_typedarray(env, argv[0], &is);
-  if (is) {
-    napi_typedarray_type type;
-    size_t len = 0;
-    napi_value buffer;
-    size_t offset = 0;
-    napi_get_typedarray_info(env, argv[0], &type, &len, &data, &buffer, &offset);
-    napi_get_arraybuffer_info(env, buffer, &data, &bytes);
-  }
-  const uintptr_t huge = 2u << 20, lo = ((uintptr_t)data + huge - 1) & ~(huge - 1), hi = ((uintptr_t)data + bytes) & ~(huge - 1);
-  bool advised = is && hi > lo && madvise((void*)lo, hi - lo, MADV_HUGEPAGE) == 0;
-  napi_value r;
-  napi_get_boolean(env, advised, &r);
+  napi_typedarray_type type = napi_int8_array;
+  size_t len = 0;
+  void* data = nullptr;
+  if (is) napi_get_typedarray_info(env, argv[0], &type, &len, &data, nullptr, nullptr);
+  const uintptr_t huge = 2u << 20, end = (uintptr_t)data + len * (type == napi_uint16_array ? 2 : 4);
+  const uintptr_t lo = ((uintptr_t)data + huge - 1) & ~(huge - 1), hi = end & ~(huge - 1);
+  napi_get_boolean(env, is && hi > lo && madvise((void*)lo, hi - lo, MADV_HUGEPAGE) == 0, &r);
   return r;
 }
 KERNEL(RequireBf16) {

@@ -53,7 +53,6 @@ export interface TrainSummary {
   checkpoint: string | null;
 }
 
-export { AllRanksError, availableMemory, initModel, memoryPlan } from "./setup.js";
 
 export async function train(cfg: TrainConfig, backend: Backend, hooks: TrainHooks, comm: Communicator = new SingleComm(),
   task: TrainTask = pretraining()): Promise<TrainSummary> {

@@ -27,6 +27,10 @@ struct Gpu {
   CUdeviceptr commScratch = 0;  // NCCL's staging (its own: it runs on another stream)
   size_t commScratchCap = 0;
   CUdeviceptr partial = 0;
+  CUdeviceptr columnParts = 0;  // the column sums' partial rows (bias and LayerNorm backward)
+  size_t columnPartsCap = 0;
+  CUdeviceptr buckets = 0;  // the embedding backward's rows grouped by token
+  size_t bucketsCap = 0;
 };
 extern Gpu g_gpu;
 

@@ -58,16 +58,30 @@ extern "C" __global__ void encoder_forward(float* out, const int* inp, const flo
   out[i] = wte[(long)inp[row] * C + c] + wpe[(long)t * C + c];
 }
 
-// dwte[inp] += dout, dwpe[t] += dout (atomics: a token may repeat)
-extern "C" __global__ void encoder_backward(float* dwte, float* dwpe, const float* dout, const int* inp, int B, int T,
-                                            int C) {
+// The backward passes below sum in an order fixed by the shapes alone, never with float atomics (whose order is the
+// GPU's scheduling): two runs of a batch give the same gradients, bit for bit.
+
+// dwpe[t] += sum over b of dout[b, t]: one thread per (t, c)
+extern "C" __global__ void encoder_backward_wpe(float* dwpe, const float* dout, int B, int T, int C) {
   long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
-  if (i >= (long)B * T * C) return;
-  long row = i / C;
-  int c = (int)(i % C), t = (int)(row % T);
-  float d = dout[i];
-  atomicAdd(&dwte[(long)inp[row] * C + c], d);
-  atomicAdd(&dwpe[(long)t * C + c], d);
+  if (i >= (long)T * C) return;
+  float s = 0.0f;
+  for (int b = 0; b < B; b++) s += dout[(long)b * T * C + i];
+  dwpe[i] += s;
+}
+
+// dwte[token] += the rows of dout that hold it. The host groups the rows by token (native/cuda/layers.cc): bucket k
+// is buckets[3k .. 3k+2] = (token, first, count) over `rows`, rows in ascending order. Block (k, c-chunk): one
+// thread per channel adds its bucket's rows in that order.
+extern "C" __global__ void encoder_backward_wte(float* dwte, const float* dout, const int* rows, const int* buckets,
+                                                int C) {
+  int c = blockIdx.y * blockDim.x + threadIdx.x;
+  if (c >= C) return;
+  const int* bucket = buckets + 3 * (long)blockIdx.x;
+  const int* r = rows + bucket[1];
+  float s = 0.0f;
+  for (int i = 0; i < bucket[2]; i++) s += dout[(long)r[i] * C + c];
+  dwte[(long)bucket[0] * C + c] += s;
 }
 
 // ---------------------------------------------------------------- layernorm
@@ -95,15 +109,16 @@ extern "C" __global__ void layernorm_forward(float* out, float* mean, float* rst
   }
 }
 
-// One warp per row, rows strided over the grid; dweight/dbias summed in shared memory (2*C floats) per block,
-// then added to the global gradients once per block.
-extern "C" __global__ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout,
-                                              const float* inp, const float* weight, const float* mean,
-                                              const float* rstd, int N, int C) {
-  DYNAMIC_SHARED(acc);  // [0, C) dbias, [C, 2C) dweight
-  for (int c = threadIdx.x; c < 2 * C; c += blockDim.x) acc[c] = 0.0f;
-  __syncthreads();
+// One warp per row, rows strided over the grid. Each warp sums its rows' dbias and dweight terms in its own 2*C floats
+// of shared memory, the block adds its warps' sums in warp order into part[blockIdx.x] ([0, C) dbias, [C, 2C)
+// dweight), and column_sums_finish adds the blocks' in block order: no float atomics.
+extern "C" __global__ void layernorm_backward(float* dinp, float* part, const float* dout, const float* inp,
+                                              const float* weight, const float* mean, const float* rstd, int N,
+                                              int C) {
+  DYNAMIC_SHARED(acc);  // warps x 2C
   const int warps = blockDim.x / WARP, lane = threadIdx.x % WARP;
+  float* mine = acc + (long)(threadIdx.x / WARP) * 2 * C;
+  for (int c = lane; c < 2 * C; c += WARP) mine[c] = 0.0f;  // each lane owns its columns: no barrier needed
   for (int row = blockIdx.x * warps + threadIdx.x / WARP; row < N; row += gridDim.x * warps) {
     const float* dy = dout + (long)row * C;
     const float* x = inp + (long)row * C;
@@ -119,16 +134,26 @@ extern "C" __global__ void layernorm_backward(float* dinp, float* dweight, float
     sdnx = warp_sum(sdnx) / C;
     for (int c = lane; c < C; c += WARP) {
       float xhat = (x[c] - m) * r, dn = weight[c] * dy[c];
-      atomicAdd(&acc[c], dy[c]);
-      atomicAdd(&acc[C + c], xhat * dy[c]);
+      mine[c] += dy[c];
+      mine[C + c] += xhat * dy[c];
       dx[c] += (dn - sdn - xhat * sdnx) * r;
     }
   }
   __syncthreads();
-  for (int c = threadIdx.x; c < C; c += blockDim.x) {
-    atomicAdd(&dbias[c], acc[c]);
-    atomicAdd(&dweight[c], acc[C + c]);
+  for (int c = threadIdx.x; c < 2 * C; c += blockDim.x) {
+    float s = 0.0f;
+    for (int w = 0; w < warps; w++) s += acc[(long)w * 2 * C + c];
+    part[(long)blockIdx.x * 2 * C + c] = s;
   }
+}
+
+// dst[c] += sum over p of part[p * stride + c], p in order: the second pass of the column sums above and below
+extern "C" __global__ void column_sums_finish(float* dst, const float* part, int parts, int stride, int n) {
+  int c = blockIdx.x * blockDim.x + threadIdx.x;
+  if (c >= n) return;
+  float s = 0.0f;
+  for (int p = 0; p < parts; p++) s += part[(long)p * stride + c];
+  dst[c] += s;
 }
 
 // ---------------------------------------------------------------- matmul helpers (the products are cuBLAS's)
@@ -139,18 +164,20 @@ extern "C" __global__ void add_bias(float* out, const float* bias, int N, int OC
   if (i < (long)N * OC) out[i] += bias[i % OC];
 }
 
-// dbias (OC) += column sums of dout (N,OC). Block (32, 8): 32 columns, 8 row lanes; grid.y splits the rows.
-extern "C" __global__ void bias_backward(float* dbias, const float* dout, int N, int OC) {
-  __shared__ float part[8][33];
+// part[blockIdx.y] (OC) = column sums of dout (N,OC) over the rows blockIdx.y*8 + threadIdx.y, stepping
+// gridDim.y*8. Block (32, 8): 32 columns, 8 row lanes added in lane order; column_sums_finish then adds the gridDim.y
+// partial rows into dbias.
+extern "C" __global__ void bias_backward(float* part, const float* dout, int N, int OC) {
+  __shared__ float lanes[8][33];
   int col = blockIdx.x * 32 + threadIdx.x;
   float s = 0.0f;
   if (col < OC)
     for (int r = blockIdx.y * 8 + threadIdx.y; r < N; r += gridDim.y * 8) s += dout[(long)r * OC + col];
-  part[threadIdx.y][threadIdx.x] = s;
+  lanes[threadIdx.y][threadIdx.x] = s;
   __syncthreads();
   if (threadIdx.y == 0 && col < OC) {
-    for (int k = 1; k < 8; k++) s += part[k][threadIdx.x];
-    atomicAdd(&dbias[col], s);
+    for (int k = 1; k < 8; k++) s += lanes[k][threadIdx.x];
+    part[(long)blockIdx.y * OC + col] = s;
   }
 }
 

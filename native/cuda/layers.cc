@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <vector>
 
 #include "../common/napi_util.h"
 #include "cuda_napi.h"
@@ -23,11 +24,44 @@ EXPORT(CuEncoderForward) {
   launch("encoder_forward", {blocks(n, 256)}, {256}, 0, a.ptr(0), a.ptr(1), a.ptr(2), a.ptr(3), B, T, C);
   return undefined_value(env);
 }
+/**
+ * The token ids come back to the host, which groups the rows by token (a counting sort: rows stay in ascending order
+ * within a token) and uploads the groups, so that each (token, channel) of dwte is one thread's in-order sum, as llm.c
+ * groups them on its CPU copy of the batch. The copy waits for the backward pass so far; the gradient norm that
+ * follows waits for it anyway.
+ */
 EXPORT(CuEncoderBackward) {
   require_ready();
-  int B = a.integer(4), T = a.integer(5), C = a.integer(6);
-  long n = (long)B * T * C;
-  launch("encoder_backward", {blocks(n, 256)}, {256}, 0, a.ptr(0), a.ptr(1), a.ptr(2), a.ptr(3), B, T, C);
+  CUdeviceptr dwte = a.ptr(0), dwpe = a.ptr(1), dout = a.ptr(2), inp = a.ptr(3);
+  int B = a.integer(4), T = a.integer(5), C = a.integer(6), N = B * T;
+  launch("encoder_backward_wpe", {blocks((long)T * C, 256)}, {256}, 0, dwpe, dout, B, T, C);
+  if (N == 0) return undefined_value(env);
+  std::vector<int> ids(N);
+  check(g_cu.memcpyDtoH(ids.data(), inp, (size_t)N * 4), "copy to host");
+  int top = 0;
+  for (int id : ids) {
+    if (id < 0) throw CudaError("encoder backward: a negative token id (" + std::to_string(id) + ")");
+    top = std::max(top, id);
+  }
+  std::vector<int> start(top + 2, 0);
+  for (int id : ids) start[id + 1]++;
+  std::vector<int> buckets;  // (token, first, count), largest first: the longest sums start first
+  for (int id = 0; id <= top; id++)
+    if (start[id + 1]) buckets.insert(buckets.end(), {id, start[id], start[id + 1]});
+  for (int id = 0; id <= top; id++) start[id + 1] += start[id];
+  int nb = (int)buckets.size() / 3;
+  for (int k = 0; k < nb; k++) buckets[3 * k + 1] = start[buckets[3 * k]];
+  std::vector<int> order(N + 3 * nb);  // the rows by token, then the buckets
+  for (int row = 0; row < N; row++) order[start[ids[row]]++] = row;
+  std::vector<int> byCount(nb);
+  for (int k = 0; k < nb; k++) byCount[k] = k;
+  std::stable_sort(byCount.begin(), byCount.end(), [&](int x, int y) { return buckets[3 * x + 2] > buckets[3 * y + 2]; });
+  for (int k = 0; k < nb; k++)
+    for (int j = 0; j < 3; j++) order[N + 3 * k + j] = buckets[3 * byCount[k] + j];
+  CUdeviceptr rows = grow(g_gpu.buckets, g_gpu.bucketsCap, order.size() * 4);
+  check(g_cu.memcpyHtoD(rows, order.data(), order.size() * 4), "copy to device");
+  launch("encoder_backward_wte", {(unsigned)nb, blocks(C, 256)}, {256}, 0, dwte, dout, rows,
+         rows + (CUdeviceptr)N * 4, C);
   return undefined_value(env);
 }
 EXPORT(CuLayernormForward) {
@@ -37,14 +71,24 @@ EXPORT(CuLayernormForward) {
          C);
   return undefined_value(env);
 }
+/** dst (n) += the `parts` partial rows of the column sums (row p at part + p*stride), added in order */
+void column_sums_finish(CUdeviceptr dst, CUdeviceptr part, unsigned parts, int stride, int n) {
+  launch("column_sums_finish", {blocks(n, 256)}, {256}, 0, dst, part, (int)parts, stride, n);
+}
+
 EXPORT(CuLayernormBackward) {
   require_ready();
+  CUdeviceptr dinp = a.ptr(0), dweight = a.ptr(1), dbias = a.ptr(2);
   int N = a.integer(8), C = a.integer(9);
-  unsigned shmem = 2u * C * 4u;
+  // 4 warps of 2*C floats each: 51 KB at C = 1600 (d48), within every GPU's opt-in shared memory since sm_70
+  const unsigned warps = 4, shmem = warps * 2u * C * 4u;
   if (shmem > 48 * 1024) check(g_cu.funcSetAttribute(fn("layernorm_backward"), CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, (int)shmem), "layernorm_backward shared memory");
-  unsigned grid = std::min<unsigned>(blocks(N, 8), (unsigned)g_gpu.sms * 4);
-  launch("layernorm_backward", {grid}, {256}, shmem, a.ptr(0), a.ptr(1), a.ptr(2), a.ptr(3), a.ptr(4), a.ptr(5),
-         a.ptr(6), a.ptr(7), N, C);
+  unsigned grid = std::min<unsigned>(blocks(N, warps), (unsigned)g_gpu.sms * 4);
+  CUdeviceptr part = grow(g_gpu.columnParts, g_gpu.columnPartsCap, (size_t)grid * 2 * C * 4);
+  launch("layernorm_backward", {grid}, {warps * 32}, shmem, dinp, part, a.ptr(3), a.ptr(4), a.ptr(5), a.ptr(6),
+         a.ptr(7), N, C);
+  column_sums_finish(dbias, part, grid, 2 * C, C);
+  column_sums_finish(dweight, part + (CUdeviceptr)C * 4, grid, 2 * C, C);
   return undefined_value(env);
 }
 // out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias
@@ -65,7 +109,9 @@ EXPORT(CuMatmulBackward) {
   gemm(false, true, C, OC, N, 1.0f, inp, C, dout, OC, 1.0f, dweight, C);
   if (dbias) {
     unsigned gy = std::min<unsigned>(blocks(N, 8), 64);
-    launch("bias_backward", {blocks(OC, 32), gy}, {32, 8}, 0, dbias, dout, N, OC);
+    CUdeviceptr part = grow(g_gpu.columnParts, g_gpu.columnPartsCap, (size_t)gy * OC * 4);
+    launch("bias_backward", {blocks(OC, 32), gy}, {32, 8}, 0, part, dout, N, OC);
+    column_sums_finish(dbias, part, gy, OC, OC);
   }
   return undefined_value(env);
 }

@@ -18,6 +18,7 @@
 #include <ucontext.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <exception>
 #include <chrono>
@@ -34,7 +35,6 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
-#include <thread>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -169,8 +169,6 @@ T __shfl_xor_sync(unsigned, T v, int offset) {
   std::memcpy(&r, &other, sizeof(T));
   return r;
 }
-inline float atomicAdd(float* p, float v) { return std::atomic_ref<float>(*p).fetch_add(v); }
-inline double atomicAdd(double* p, double v) { return std::atomic_ref<double>(*p).fetch_add(v); }
 inline float __expf(float x) { return std::exp(x); }
 inline float __logf(float x) { return std::log(x); }
 inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
@@ -210,8 +208,9 @@ std::map<std::string, Kernel>& kernels() {
   static std::map<std::string, Kernel> k = {
 #define SEQ(name) {#name, {#name, invoker(&name), false}}
 #define THR(name) {#name, {#name, invoker(&name), true}}
-      SEQ(encoder_forward),  SEQ(encoder_backward),  THR(layernorm_forward),     THR(layernorm_backward),
-      SEQ(add_bias),         THR(bias_backward),     SEQ(qkv_split),             SEQ(qkv_split_bf16),
+      SEQ(encoder_forward),  SEQ(encoder_backward_wpe), SEQ(encoder_backward_wte), THR(layernorm_forward),
+      THR(layernorm_backward), SEQ(column_sums_finish), SEQ(add_bias),   THR(bias_backward),
+      SEQ(qkv_split),        SEQ(qkv_split_bf16),
       SEQ(qkv_merge),        SEQ(heads_merge),       SEQ(heads_split),           SEQ(heads_split_bf16),
       THR(causal_softmax),   THR(causal_softmax_bf16), SEQ(causal_probs),        SEQ(causal_probs_bf16),
       THR(softmax_backward), THR(softmax_backward_bf16), SEQ(kv_store),          THR(attention_cached),
@@ -285,10 +284,16 @@ void run_grid(const Kernel& k, void** params) {
   for (unsigned z = 0; z < gDim.z; z++)
     for (unsigned y = 0; y < gDim.y; y++)
       for (unsigned x = 0; x < gDim.x; x++) grid.push_back({x, y, z});
+  // GPT2_EMU_ORDER=reverse runs the blocks, and the threads within each, last first: a kernel whose result depends
+  // on the order its threads add in (float atomics) gives other bits then, as it may on a GPU
+  const char* order = std::getenv("GPT2_EMU_ORDER");
+  const bool reverse = order && std::string(order) == "reverse";
+  if (reverse) std::reverse(grid.begin(), grid.end());
+  auto nth = [&](int i) { return reverse ? n - 1 - i : i; };
   g_block.current = -1;
   if (!k.threaded) {
     for (Dim3 b : grid)
-      for (int t = 0; t < n; t++) bIdx = b, tIdx = thread_idx(t), k.invoke(params);
+      for (int i = 0; i < n; i++) bIdx = b, tIdx = thread_idx(nth(i)), k.invoke(params);
     return;
   }
   constexpr size_t kStack = 64 * 1024;
@@ -309,7 +314,8 @@ void run_grid(const Kernel& k, void** params) {
     }
     for (;;) {
       bool ran = false;
-      for (int t = 0; t < n; t++) {
+      for (int i = 0; i < n; i++) {
+        const int t = nth(i);
         if (g_block.fibers[t].state != State::Runnable) continue;
         g_block.current = t;
         tIdx = g_block.fibers[t].idx;

@@ -33,6 +33,14 @@ test("emulated CUDA: 20 training steps give the CPU's losses (fp32 within 1e-4, 
   suite.assertLossesClose(suite.trainSteps(new CudaBackend("bf16"), 20), cpu, 2e-2, "bf16");
 });
 
+test("emulated CUDA: the gradients do not depend on the order the GPU runs blocks and threads in (no float atomics)", { skip }, () => {
+  try {
+    suite.gradientsRepeat(new CudaBackend("fp32"), () => { process.env.GPT2_EMU_ORDER = "reverse"; });
+  } finally {
+    delete process.env.GPT2_EMU_ORDER;
+  }
+});
+
 test("emulated CUDA: greedy generation with the KV cache gives the CPU's tokens", { skip }, () => suite.greedyMatchesCpu(new CudaBackend("fp32")));
 
 test("emulated CUDA: gpt2 train --backend cuda, checkpoint resumed on the CPU, same samples and eval loss on both", { skip }, () =>

@@ -25,6 +25,9 @@ test("GPU: every kernel against the reference (fp32; bf16 matmuls)", { skip }, a
 test("GPU: settings are per backend (cuBLAS's precision follows the backend whose kernel runs)", { skip }, () =>
   assertSettingsPerBackend(() => new CudaBackend("fp32"), () => new CudaBackend("bf16")));
 
+test("GPU: one batch's gradients twice, bit for bit the same (deterministic reductions)", { skip }, () =>
+  suite.gradientsRepeat(new CudaBackend("fp32"), () => {}));
+
 test("GPU: greedy generation with the KV cache gives the CPU's tokens", { skip }, () => suite.greedyMatchesCpu(new CudaBackend("fp32")));
 
 test("GPU: gpt2 train --backend cuda, checkpoint resumed on the CPU, same samples and eval loss on both", { skip }, () =>

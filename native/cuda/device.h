@@ -31,6 +31,11 @@ struct Gpu {
   size_t columnPartsCap = 0;
   CUdeviceptr buckets = 0;  // the embedding backward's rows grouped by token
   size_t bucketsCap = 0;
+  // bf16 copies of a product's float32 operands, when the other operand is bf16 (a weight, an activation or gradient)
+  CUdeviceptr castW = 0, castX = 0, castY = 0;
+  size_t castWCap = 0, castXCap = 0, castYCap = 0;
+  CUdeviceptr epilogue = 0;  // float32 products of a bf16 output with a bias, rounded once after the bias is added
+  size_t epilogueCap = 0;
 };
 extern Gpu g_gpu;
 
@@ -48,6 +53,15 @@ struct Timed {
   explicit Timed(const char* what);
   ~Timed();
 };
+
+/** An activation argument, as kernels.cu's Act: a device address and whether it holds bf16 (else float32). */
+struct Act {
+  CUdeviceptr p;
+  int bf16;
+};
+inline size_t elem_bytes(const Act& t) { return t.bf16 ? 2 : 4; }
+/** t from its element i on */
+inline Act at(const Act& t, long i) { return {t.p + (CUdeviceptr)(i * (long)elem_bytes(t)), t.bf16}; }
 
 struct Dim {
   unsigned x, y = 1, z = 1;

@@ -1,7 +1,8 @@
 // CUDA kernels of the GPU backend, compiled at run time by NVRTC (native/cuda/cuda.cc) for the GPU in use and
 // cached. No headers: the source stands alone so that any NVRTC of CUDA 11.2 or newer compiles it.
 //
-// Storage is float32 (the Backend interface's Tensor); matrix products run in cuBLAS, these kernels do the rest.
+// Parameters, their gradients and AdamW's state are float32; activations are float32, or bf16 under --dtype bf16
+// (each such argument is an Act, its storage said per call). Matrix products run in cuBLAS, these kernels do the rest.
 // Shapes as in src/kernels/backend.ts: N = B*T rows, C channels, NH heads of hs = C/NH, V real and Vp padded
 // vocabulary columns. Parameter gradients accumulate (+=); activation gradients are overwritten, except
 // layernorm_backward's dinp, which accumulates into the residual stream's gradient.
@@ -46,63 +47,100 @@ __device__ float block_reduce(float v, float* shared32, float identity) {
 __device__ float block_sum(float v, float* shared32) { return block_reduce<Sum>(v, shared32, 0.0f); }
 __device__ float block_max(float v, float* shared32) { return block_reduce<Max>(v, shared32, NEG_INF); }
 
+// ---------------------------------------------------------------- storage
+// bf16 is the upper half of a float32, rounded to nearest even (as PyTorch rounds); NaN stays NaN.
+struct bf16 {
+  unsigned short bits;
+};
+__device__ __forceinline__ float to_float(float x) { return x; }
+__device__ __forceinline__ float to_float(bf16 x) { return __int_as_float((unsigned)x.bits << 16); }
+__device__ __forceinline__ void store(float* p, float x) { *p = x; }
+__device__ __forceinline__ void store(bf16* p, float x) {
+  unsigned u = __float_as_uint(x);
+  if ((u & 0x7fffffffu) > 0x7f800000u) u |= 0x400000u;  // NaN: quiet, so that rounding cannot make it infinite
+  else u += 0x7fffu + ((u >> 16) & 1u);
+  p->bits = (unsigned short)(u >> 16);
+}
+
+// An activation (or a gradient, or a table a kernel may meet in either storage): float32, or bf16 under --dtype bf16,
+// said per tensor by the host (native/cuda/layers.cc). Every thread takes the same branch.
+struct Act {
+  void* p;
+  int bf16;
+};
+__device__ __forceinline__ float ld(Act a, long i) {
+  return a.bf16 ? to_float(((const bf16*)a.p)[i]) : ((const float*)a.p)[i];
+}
+__device__ __forceinline__ void st(Act a, long i, float v) {
+  if (a.bf16) store((bf16*)a.p + i, v);
+  else ((float*)a.p)[i] = v;
+}
+
+// dst = src, converted to dst's storage (Backend.copy; a float32 operand of a bf16 product)
+extern "C" __global__ void convert(Act dst, Act src, long n) {
+  long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) st(dst, i, ld(src, i));
+}
+// dst = v
+extern "C" __global__ void fill_value(Act dst, long n, float v) {
+  long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) st(dst, i, v);
+}
+
 // ---------------------------------------------------------------- encoder
 
 // out (N,C) = wte[inp] + wpe[t]
-extern "C" __global__ void encoder_forward(float* out, const int* inp, const float* wte, const float* wpe, int B, int T,
-                                           int C) {
+extern "C" __global__ void encoder_forward(Act out, const int* inp, Act wte, Act wpe, int B, int T, int C) {
   long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= (long)B * T * C) return;
   long row = i / C;
   int c = (int)(i % C), t = (int)(row % T);
-  out[i] = wte[(long)inp[row] * C + c] + wpe[(long)t * C + c];
+  st(out, i, ld(wte, (long)inp[row] * C + c) + ld(wpe, (long)t * C + c));
 }
 
 // The backward passes below sum in an order fixed by the shapes alone, never with float atomics (whose order is the
 // GPU's scheduling): two runs of a batch give the same gradients, bit for bit.
 
 // dwpe[t] += sum over b of dout[b, t]: one thread per (t, c)
-extern "C" __global__ void encoder_backward_wpe(float* dwpe, const float* dout, int B, int T, int C) {
+extern "C" __global__ void encoder_backward_wpe(float* dwpe, Act dout, int B, int T, int C) {
   long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= (long)T * C) return;
   float s = 0.0f;
-  for (int b = 0; b < B; b++) s += dout[(long)b * T * C + i];
+  for (int b = 0; b < B; b++) s += ld(dout, (long)b * T * C + i);
   dwpe[i] += s;
 }
 
 // dwte[token] += the rows of dout that hold it. The host groups the rows by token (native/cuda/layers.cc): bucket k
 // is buckets[3k .. 3k+2] = (token, first, count) over `rows`, rows in ascending order. Block (k, c-chunk): one
 // thread per channel adds its bucket's rows in that order.
-extern "C" __global__ void encoder_backward_wte(float* dwte, const float* dout, const int* rows, const int* buckets,
-                                                int C) {
+extern "C" __global__ void encoder_backward_wte(float* dwte, Act dout, const int* rows, const int* buckets, int C) {
   int c = blockIdx.y * blockDim.x + threadIdx.x;
   if (c >= C) return;
   const int* bucket = buckets + 3 * (long)blockIdx.x;
   const int* r = rows + bucket[1];
   float s = 0.0f;
-  for (int i = 0; i < bucket[2]; i++) s += dout[(long)r[i] * C + c];
+  for (int i = 0; i < bucket[2]; i++) s += ld(dout, (long)r[i] * C + c);
   dwte[(long)bucket[0] * C + c] += s;
 }
 
 // ---------------------------------------------------------------- layernorm
 
 // one warp per row
-extern "C" __global__ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp,
-                                             const float* weight, const float* bias, int N, int C) {
+extern "C" __global__ void layernorm_forward(Act out, float* mean, float* rstd, Act inp, const float* weight,
+                                             const float* bias, int N, int C) {
   int row = blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP, lane = threadIdx.x % WARP;
   if (row >= N) return;
-  const float* x = inp + (long)row * C;
+  const long x = (long)row * C;
   float s = 0.0f;
-  for (int c = lane; c < C; c += WARP) s += x[c];
+  for (int c = lane; c < C; c += WARP) s += ld(inp, x + c);
   float m = warp_sum(s) / C;
   float v = 0.0f;
   for (int c = lane; c < C; c += WARP) {
-    float d = x[c] - m;
+    float d = ld(inp, x + c) - m;
     v += d * d;
   }
   float r = rsqrtf(warp_sum(v) / C + 1e-5f);
-  float* o = out + (long)row * C;
-  for (int c = lane; c < C; c += WARP) o[c] = (x[c] - m) * r * weight[c] + bias[c];
+  for (int c = lane; c < C; c += WARP) st(out, x + c, (ld(inp, x + c) - m) * r * weight[c] + bias[c]);
   if (lane == 0) {
     mean[row] = m;
     rstd[row] = r;
@@ -112,31 +150,28 @@ extern "C" __global__ void layernorm_forward(float* out, float* mean, float* rst
 // One warp per row, rows strided over the grid. Each warp sums its rows' dbias and dweight terms in its own 2*C floats
 // of shared memory, the block adds its warps' sums in warp order into part[blockIdx.x] ([0, C) dbias, [C, 2C)
 // dweight), and column_sums_finish adds the blocks' in block order: no float atomics.
-extern "C" __global__ void layernorm_backward(float* dinp, float* part, const float* dout, const float* inp,
-                                              const float* weight, const float* mean, const float* rstd, int N,
-                                              int C) {
+extern "C" __global__ void layernorm_backward(Act dinp, float* part, Act dout, Act inp, const float* weight,
+                                              const float* mean, const float* rstd, int N, int C) {
   DYNAMIC_SHARED(acc);  // warps x 2C
   const int warps = blockDim.x / WARP, lane = threadIdx.x % WARP;
   float* mine = acc + (long)(threadIdx.x / WARP) * 2 * C;
   for (int c = lane; c < 2 * C; c += WARP) mine[c] = 0.0f;  // each lane owns its columns: no barrier needed
   for (int row = blockIdx.x * warps + threadIdx.x / WARP; row < N; row += gridDim.x * warps) {
-    const float* dy = dout + (long)row * C;
-    const float* x = inp + (long)row * C;
-    float* dx = dinp + (long)row * C;
+    const long at = (long)row * C;
     float m = mean[row], r = rstd[row];
     float sdn = 0.0f, sdnx = 0.0f;
     for (int c = lane; c < C; c += WARP) {
-      float xhat = (x[c] - m) * r, dn = weight[c] * dy[c];
+      float xhat = (ld(inp, at + c) - m) * r, dn = weight[c] * ld(dout, at + c);
       sdn += dn;
       sdnx += dn * xhat;
     }
     sdn = warp_sum(sdn) / C;
     sdnx = warp_sum(sdnx) / C;
     for (int c = lane; c < C; c += WARP) {
-      float xhat = (x[c] - m) * r, dn = weight[c] * dy[c];
-      mine[c] += dy[c];
-      mine[C + c] += xhat * dy[c];
-      dx[c] += (dn - sdn - xhat * sdnx) * r;
+      float dy = ld(dout, at + c), xhat = (ld(inp, at + c) - m) * r, dn = weight[c] * dy;
+      mine[c] += dy;
+      mine[C + c] += xhat * dy;
+      st(dinp, at + c, ld(dinp, at + c) + (dn - sdn - xhat * sdnx) * r);
     }
   }
   __syncthreads();
@@ -158,21 +193,22 @@ extern "C" __global__ void column_sums_finish(float* dst, const float* part, int
 
 // ---------------------------------------------------------------- matmul helpers (the products are cuBLAS's)
 
-// out (N,OC) += bias (broadcast over rows)
-extern "C" __global__ void add_bias(float* out, const float* bias, int N, int OC) {
+// out (N,OC) = y + bias (broadcast over rows; none when null): y is the product in float32 (out itself when out is
+// float32), rounded once into a bf16 out
+extern "C" __global__ void matmul_epilogue(Act out, const float* y, const float* bias, int N, int OC) {
   long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
-  if (i < (long)N * OC) out[i] += bias[i % OC];
+  if (i < (long)N * OC) st(out, i, y[i] + (bias ? bias[i % OC] : 0.0f));
 }
 
 // part[blockIdx.y] (OC) = column sums of dout (N,OC) over the rows blockIdx.y*8 + threadIdx.y, stepping
 // gridDim.y*8. Block (32, 8): 32 columns, 8 row lanes added in lane order; column_sums_finish then adds the gridDim.y
 // partial rows into dbias.
-extern "C" __global__ void bias_backward(float* part, const float* dout, int N, int OC) {
+extern "C" __global__ void bias_backward(float* part, Act dout, int N, int OC) {
   __shared__ float lanes[8][33];
   int col = blockIdx.x * 32 + threadIdx.x;
   float s = 0.0f;
   if (col < OC)
-    for (int r = blockIdx.y * 8 + threadIdx.y; r < N; r += gridDim.y * 8) s += dout[(long)r * OC + col];
+    for (int r = blockIdx.y * 8 + threadIdx.y; r < N; r += gridDim.y * 8) s += ld(dout, (long)r * OC + col);
   lanes[threadIdx.y][threadIdx.x] = s;
   __syncthreads();
   if (threadIdx.y == 0 && col < OC) {
@@ -201,72 +237,58 @@ __device__ __forceinline__ HeadIndex head_index(long i, int T, int NH, int hs) {
   return x;
 }
 
-// Storage of Q, K, V and of the T x T scores: float, or bf16 under --dtype bf16 (half the memory traffic, and cuBLAS's
-// products run on bf16 tensor cores natively). bf16 is the upper half of a float, rounded to nearest even.
-struct bf16 {
-  unsigned short bits;
-};
-__device__ __forceinline__ float to_float(float x) { return x; }
-__device__ __forceinline__ float to_float(bf16 x) { return __int_as_float((unsigned)x.bits << 16); }
-__device__ __forceinline__ void store(float* p, float x) { *p = x; }
-__device__ __forceinline__ void store(bf16* p, float x) {
-  unsigned u = __float_as_uint(x);
-  u += 0x7fffu + ((u >> 16) & 1u);
-  p->bits = (unsigned short)(u >> 16);
-}
-
 // qkv (B,T,3C) -> q, k, v (B,NH,T,hs)
 template <typename W>
-__device__ void qkv_split_impl(W* q, W* k, W* v, const float* qkv, int B, int T, int NH, int hs) {
+__device__ void qkv_split_impl(W* q, W* k, W* v, Act qkv, int B, int T, int NH, int hs) {
   long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= (long)B * NH * T * hs) return;
   HeadIndex at = head_index(i, T, NH, hs);
   int C = NH * hs;
-  const float* src = qkv + ((long)at.b * T + at.t) * 3 * C + at.h * hs + at.d;
-  store(q + i, src[0]);
-  store(k + i, src[C]);
-  store(v + i, src[2 * C]);
+  const long src = ((long)at.b * T + at.t) * 3 * C + at.h * hs + at.d;
+  store(q + i, ld(qkv, src));
+  store(k + i, ld(qkv, src + C));
+  store(v + i, ld(qkv, src + 2 * C));
 }
-extern "C" __global__ void qkv_split(float* q, float* k, float* v, const float* qkv, int B, int T, int NH, int hs) {
+extern "C" __global__ void qkv_split(float* q, float* k, float* v, Act qkv, int B, int T, int NH, int hs) {
   qkv_split_impl(q, k, v, qkv, B, T, NH, hs);
 }
-extern "C" __global__ void qkv_split_bf16(bf16* q, bf16* k, bf16* v, const float* qkv, int B, int T, int NH, int hs) {
+extern "C" __global__ void qkv_split_bf16(bf16* q, bf16* k, bf16* v, Act qkv, int B, int T, int NH, int hs) {
   qkv_split_impl(q, k, v, qkv, B, T, NH, hs);
 }
 
 // dq, dk, dv (B,NH,T,hs) -> dqkv (B,T,3C)
-extern "C" __global__ void qkv_merge(float* dqkv, const float* dq, const float* dk, const float* dv, int B, int T,
-                                     int NH, int hs) {
+extern "C" __global__ void qkv_merge(Act dqkv, const float* dq, const float* dk, const float* dv, int B, int T, int NH,
+                                     int hs) {
   long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= (long)B * NH * T * hs) return;
   HeadIndex at = head_index(i, T, NH, hs);
   int C = NH * hs;
-  float* dst = dqkv + ((long)at.b * T + at.t) * 3 * C + at.h * hs + at.d;
-  dst[0] = dq[i];
-  dst[C] = dk[i];
-  dst[2 * C] = dv[i];
+  const long dst = ((long)at.b * T + at.t) * 3 * C + at.h * hs + at.d;
+  st(dqkv, dst, dq[i]);
+  st(dqkv, dst + C, dk[i]);
+  st(dqkv, dst + 2 * C, dv[i]);
 }
 
 // y (B,T,C) <- x (B,NH,T,hs)
-extern "C" __global__ void heads_merge(float* y, const float* x, int B, int T, int NH, int hs) {
+extern "C" __global__ void heads_merge(Act y, const float* x, int B, int T, int NH, int hs) {
   long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= (long)B * NH * T * hs) return;
   HeadIndex at = head_index(i, T, NH, hs);
-  y[((long)at.b * T + at.t) * NH * hs + at.h * hs + at.d] = x[i];
+  st(y, ((long)at.b * T + at.t) * NH * hs + at.h * hs + at.d, x[i]);
 }
 
 // y (B,NH,T,hs) <- x (B,T,C)
 template <typename W>
-__device__ void heads_split_impl(W* y, const float* x, int B, int T, int NH, int hs) {
+__device__ void heads_split_impl(W* y, Act x, int B, int T, int NH, int hs) {
   long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= (long)B * NH * T * hs) return;
   HeadIndex at = head_index(i, T, NH, hs);
-  store(y + i, x[((long)at.b * T + at.t) * NH * hs + at.h * hs + at.d]);
+  store(y + i, ld(x, ((long)at.b * T + at.t) * NH * hs + at.h * hs + at.d));
 }
-extern "C" __global__ void heads_split(float* y, const float* x, int B, int T, int NH, int hs) {
+extern "C" __global__ void heads_split(float* y, Act x, int B, int T, int NH, int hs) {
   heads_split_impl(y, x, B, T, NH, hs);
 }
-extern "C" __global__ void heads_split_bf16(bf16* y, const float* x, int B, int T, int NH, int hs) {
+extern "C" __global__ void heads_split_bf16(bf16* y, Act x, int B, int T, int NH, int hs) {
   heads_split_impl(y, x, B, T, NH, hs);
 }
 
@@ -328,8 +350,8 @@ extern "C" __global__ void softmax_backward_bf16(bf16* dP, const bf16* P, int ro
 }
 
 // Stores the new tokens' K and V (qkv (B,Tq,3C) at positions pos..) into the caches (B,NH,maxT,hs).
-extern "C" __global__ void kv_store(float* kcache, float* vcache, const float* qkv, int B, int Tq, int pos, int maxT,
-                                    int NH, int hs) {
+extern "C" __global__ void kv_store(float* kcache, float* vcache, Act qkv, int B, int Tq, int pos, int maxT, int NH,
+                                    int hs) {
   long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= (long)B * Tq * NH * hs) return;
   int d = (int)(i % hs);
@@ -338,27 +360,27 @@ extern "C" __global__ void kv_store(float* kcache, float* vcache, const float* q
   r /= NH;
   int t = (int)(r % Tq), b = (int)(r / Tq);
   int C = NH * hs;
-  const float* src = qkv + ((long)b * Tq + t) * 3 * C + h * hs + d;
+  const long src = ((long)b * Tq + t) * 3 * C + h * hs + d;
   long dst = (((long)b * NH + h) * maxT + pos + t) * hs + d;
-  kcache[dst] = src[C];
-  vcache[dst] = src[2 * C];
+  kcache[dst] = ld(qkv, src + C);
+  vcache[dst] = ld(qkv, src + 2 * C);
 }
 
 // One block per (b, t, h) query: scores over positions 0..pos+t in shared memory (maxT floats), softmax, sum of V.
-extern "C" __global__ void attention_cached(float* out, const float* kcache, const float* vcache, const float* qkv,
-                                            int B, int Tq, int pos, int maxT, int NH, int hs) {
+extern "C" __global__ void attention_cached(Act out, const float* kcache, const float* vcache, Act qkv, int B, int Tq,
+                                            int pos, int maxT, int NH, int hs) {
   DYNAMIC_SHARED(sh);  // [0, maxT) scores, [maxT, maxT + 32) reduction scratch
   float* red = sh + maxT;
   int h = blockIdx.x % NH, t = (blockIdx.x / NH) % Tq, b = blockIdx.x / (NH * Tq);
   int C = NH * hs, n = pos + t + 1;
-  const float* q = qkv + ((long)b * Tq + t) * 3 * C + h * hs;
+  const long q = ((long)b * Tq + t) * 3 * C + h * hs;
   const float* K = kcache + ((long)b * NH + h) * maxT * hs;
   const float* Vc = vcache + ((long)b * NH + h) * maxT * hs;
   float scale = rsqrtf((float)hs);
   float m = NEG_INF;
   for (int j = threadIdx.x; j < n; j += blockDim.x) {
     float s = 0.0f;
-    for (int d = 0; d < hs; d++) s += q[d] * K[(long)j * hs + d];
+    for (int d = 0; d < hs; d++) s += ld(qkv, q + d) * K[(long)j * hs + d];
     s *= scale;
     sh[j] = s;
     m = fmaxf(m, s);
@@ -373,11 +395,11 @@ extern "C" __global__ void attention_cached(float* out, const float* kcache, con
   sum = block_sum(sum, red);
   __syncthreads();
   float inv = 1.0f / sum;
-  float* o = out + ((long)b * Tq + t) * C + h * hs;
+  const long o = ((long)b * Tq + t) * C + h * hs;
   for (int d = threadIdx.x; d < hs; d += blockDim.x) {
     float acc = 0.0f;
     for (int j = 0; j < n; j++) acc += sh[j] * Vc[(long)j * hs + d];
-    o[d] = acc * inv;
+    st(out, o + d, acc * inv);
   }
 }
 
@@ -385,27 +407,27 @@ extern "C" __global__ void attention_cached(float* out, const float* kcache, con
 
 #define GELU_SCALE 0.7978845608028654f  // sqrt(2/pi)
 
-extern "C" __global__ void gelu_forward(float* out, const float* inp, long n) {
+extern "C" __global__ void gelu_forward(Act out, Act inp, long n) {
   long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= n) return;
-  float x = inp[i];
-  out[i] = 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + 0.044715f * x * x * x)));
+  float x = ld(inp, i);
+  st(out, i, 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + 0.044715f * x * x * x))));
 }
 
-extern "C" __global__ void gelu_backward(float* dinp, const float* inp, const float* dout, long n) {
+extern "C" __global__ void gelu_backward(Act dinp, Act inp, Act dout, long n) {
   long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= n) return;
-  float x = inp[i];
+  float x = ld(inp, i);
   float u = GELU_SCALE * (x + 0.044715f * x * x * x);
   float th = tanhf(u);
   float sech2 = 1.0f - th * th;
   float grad = 0.5f * (1.0f + th) + 0.5f * x * sech2 * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
-  dinp[i] = grad * dout[i];
+  st(dinp, i, grad * ld(dout, i));
 }
 
-extern "C" __global__ void residual_forward(float* out, const float* a, const float* b, long n) {
+extern "C" __global__ void residual_forward(Act out, Act a, Act b, long n) {
   long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
-  if (i < n) out[i] = a[i] + b[i];
+  if (i < n) st(out, i, ld(a, i) + ld(b, i));
 }
 
 extern "C" __global__ void scale_kernel(float* x, long n, float s) {
@@ -419,29 +441,28 @@ extern "C" __global__ void scale_kernel(float* x, long n, float s) {
 // dlogits = (softmax - onehot) * grad_scale (* weights[row] when weights is not null) over V columns and 0 in the
 // padded ones. target < 0: loss 0, grad 0. A target >= V (the model refuses those before they get here) gives a NaN
 // loss rather than a read outside the row.
-extern "C" __global__ void cross_entropy(float* losses, float* dlogits, const float* logits, const int* targets, int N,
-                                         int V, int Vp, float scale, const float* weights) {
+extern "C" __global__ void cross_entropy(float* losses, Act dlogits, Act logits, const int* targets, int N, int V,
+                                         int Vp, float scale, const float* weights) {
   __shared__ float red[32];
   int row = blockIdx.x;
   if (row >= N) return;
-  const float* x = logits + (long)row * Vp;
+  const long x = (long)row * Vp;
   int target = targets[row];
   const float grad_scale = weights ? scale * weights[row] : scale;
   float m = NEG_INF;
-  for (int j = threadIdx.x; j < V; j += blockDim.x) m = fmaxf(m, x[j]);
+  for (int j = threadIdx.x; j < V; j += blockDim.x) m = fmaxf(m, ld(logits, x + j));
   m = block_max(m, red);
   float s = 0.0f;
-  for (int j = threadIdx.x; j < V; j += blockDim.x) s += __expf(x[j] - m);
+  for (int j = threadIdx.x; j < V; j += blockDim.x) s += __expf(ld(logits, x + j) - m);
   s = block_sum(s, red);
   float lse = m + __logf(s);
-  if (threadIdx.x == 0) losses[row] = target < 0 ? 0.0f : target >= V ? __int_as_float(0x7fc00000) : lse - x[target];
-  if (dlogits == 0) return;
+  if (threadIdx.x == 0) losses[row] = target < 0 ? 0.0f : target >= V ? __int_as_float(0x7fc00000) : lse - ld(logits, x + target);
+  if (dlogits.p == 0) return;
   __syncthreads();  // every thread has read x before dlogits (which may be x) is written
-  float* d = dlogits + (long)row * Vp;
   for (int j = threadIdx.x; j < Vp; j += blockDim.x) {
     float g = 0.0f;
-    if (target >= 0 && j < V) g = (__expf(x[j] - lse) - (j == target ? 1.0f : 0.0f)) * grad_scale;
-    d[j] = g;
+    if (target >= 0 && j < V) g = (__expf(ld(logits, x + j) - lse) - (j == target ? 1.0f : 0.0f)) * grad_scale;
+    st(dlogits, x + j, g);
   }
 }
 

@@ -16,12 +16,64 @@ using namespace gpt2cuda;
 
 namespace {
 
+constexpr size_t arg_count(const char* kinds) {
+  size_t n = 1;
+  for (; *kinds; kinds++) n += *kinds == ' ';
+  return n;
+}
+// kXArgs: how many arguments kernel X declares in the list; the forwarder (src/kernels/forward.ts) passes one more
+#define GPT2_KERNEL(js, cpp, args) constexpr size_t k##cpp##Args = arg_count(args);
+#include "../kernels.def"
+#undef GPT2_KERNEL
+
+/**
+ * A kernel binding's tensors. After the listed arguments comes one more host value: bit i set when tensor argument i
+ * is bf16. Activations (Act) may be either; parameters, their gradients, statistics and AdamW's state are float32.
+ */
+struct Tensors {
+  Args& a;
+  unsigned mask;
+  Tensors(Args& args, size_t declared) : a(args), mask((unsigned)args.num(declared)) {}
+  Act act(size_t i) { return {a.ptr(i), (int)((mask >> i) & 1u)}; }
+  CUdeviceptr f32(size_t i) {
+    if ((mask >> i) & 1u) throw CudaError("argument " + std::to_string(i) + " must be a float32 tensor, not bf16");
+    return a.ptr(i);
+  }
+};
+
+/** bytes of the bf16 copies and float32 products a matmul makes at a time (GPT2_CUDA_CHUNK_BYTES lowers it, for tests) */
+long chunk_bytes() {
+  const char* env = std::getenv("GPT2_CUDA_CHUNK_BYTES");
+  return env ? std::max(1l, std::atol(env)) : 64l << 20;
+}
+
+/** t as bf16 for a product with a bf16 operand: t when it is bf16, else its n values rounded into `slot` */
+Act as_bf16(const Act& t, long n, CUdeviceptr& slot, size_t& cap) {
+  if (t.bf16 || !t.p) return t;
+  Act r{grow(slot, cap, (size_t)n * 2), 1};
+  launch("convert", {blocks(n, 256)}, {256}, 0, r, t, n);
+  return r;
+}
+
+/**
+ * Row-major C (m x n) = alpha op(A) op(B) + beta C on operands of one storage: both float32 (cuBLAS's compute type
+ * follows --dtype), or both bf16 (fp32 accumulation); C float32, or bf16 when the operands are.
+ */
+void product(bool ta, bool tb, int m, int n, int k, float alpha, const Act& A, int lda, const Act& B, int ldb, float beta,
+             const Act& C, int ldc) {
+  if (A.bf16 != B.bf16 || (C.bf16 && !A.bf16)) throw CudaError("product: operands of mixed storage");
+  GemmTypes ty;
+  if (A.bf16) ty = {CUDA_R_16BF, C.bf16 ? CUDA_R_16BF : CUDA_R_32F};
+  gemm(ta, tb, m, n, k, alpha, A.p, lda, B.p, ldb, beta, C.p, ldc, 1, 0, 0, 0, ty);
+}
+
 EXPORT(CuEncoderForward) {
   require_ready();
+  Tensors t(a, kEncoderForwardArgs);
   int B = a.integer(4), T = a.integer(5), C = a.integer(6);
   long n = (long)B * T * C;
   // inp: the device's i32 tensor of token ids
-  launch("encoder_forward", {blocks(n, 256)}, {256}, 0, a.ptr(0), a.ptr(1), a.ptr(2), a.ptr(3), B, T, C);
+  launch("encoder_forward", {blocks(n, 256)}, {256}, 0, t.act(0), a.ptr(1), t.act(2), t.act(3), B, T, C);
   return undefined_value(env);
 }
 /**
@@ -32,7 +84,9 @@ EXPORT(CuEncoderForward) {
  */
 EXPORT(CuEncoderBackward) {
   require_ready();
-  CUdeviceptr dwte = a.ptr(0), dwpe = a.ptr(1), dout = a.ptr(2), inp = a.ptr(3);
+  Tensors t(a, kEncoderBackwardArgs);
+  CUdeviceptr dwte = t.f32(0), dwpe = t.f32(1), inp = a.ptr(3);
+  Act dout = t.act(2);
   int B = a.integer(4), T = a.integer(5), C = a.integer(6), N = B * T;
   launch("encoder_backward_wpe", {blocks((long)T * C, 256)}, {256}, 0, dwpe, dout, B, T, C);
   if (N == 0) return undefined_value(env);
@@ -66,8 +120,9 @@ EXPORT(CuEncoderBackward) {
 }
 EXPORT(CuLayernormForward) {
   require_ready();
+  Tensors t(a, kLayernormForwardArgs);
   int N = a.integer(6), C = a.integer(7);
-  launch("layernorm_forward", {blocks(N, 8)}, {256}, 0, a.ptr(0), a.ptr(1), a.ptr(2), a.ptr(3), a.ptr(4), a.ptr(5), N,
+  launch("layernorm_forward", {blocks(N, 8)}, {256}, 0, t.act(0), t.f32(1), t.f32(2), t.act(3), t.f32(4), t.f32(5), N,
          C);
   return undefined_value(env);
 }
@@ -78,35 +133,64 @@ void column_sums_finish(CUdeviceptr dst, CUdeviceptr part, unsigned parts, int s
 
 EXPORT(CuLayernormBackward) {
   require_ready();
-  CUdeviceptr dinp = a.ptr(0), dweight = a.ptr(1), dbias = a.ptr(2);
+  Tensors t(a, kLayernormBackwardArgs);
+  CUdeviceptr dweight = t.f32(1), dbias = t.f32(2);
   int N = a.integer(8), C = a.integer(9);
   // 4 warps of 2*C floats each: 51 KB at C = 1600 (d48), within every GPU's opt-in shared memory since sm_70
   const unsigned warps = 4, shmem = warps * 2u * C * 4u;
   if (shmem > 48 * 1024) check(g_cu.funcSetAttribute(fn("layernorm_backward"), CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, (int)shmem), "layernorm_backward shared memory");
   unsigned grid = std::min<unsigned>(blocks(N, warps), (unsigned)g_gpu.sms * 4);
   CUdeviceptr part = grow(g_gpu.columnParts, g_gpu.columnPartsCap, (size_t)grid * 2 * C * 4);
-  launch("layernorm_backward", {grid}, {warps * 32}, shmem, dinp, part, a.ptr(3), a.ptr(4), a.ptr(5), a.ptr(6),
-         a.ptr(7), N, C);
+  launch("layernorm_backward", {grid}, {warps * 32}, shmem, t.act(0), part, t.act(3), t.act(4), t.f32(5), t.f32(6),
+         t.f32(7), N, C);
   column_sums_finish(dbias, part, grid, 2 * C, C);
   column_sums_finish(dweight, part + (CUdeviceptr)C * 4, grid, 2 * C, C);
   return undefined_value(env);
 }
-// out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias
+// out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias. With a bf16 operand, the other is rounded to bf16 too (as cuBLAS's
+// bf16 compute type rounds float32 inputs); a bf16 out with a bias gets the float32 product, a chunk of rows at a
+// time, and the bias before its one rounding.
 EXPORT(CuMatmulForward) {
   require_ready();
-  CUdeviceptr out = a.ptr(0), inp = a.ptr(1), weight = a.ptr(2), bias = a.ptr(3);
+  Tensors t(a, kMatmulForwardArgs);
+  Act out = t.act(0), inp = t.act(1), weight = t.act(2);
+  CUdeviceptr bias = t.f32(3);
   int N = a.integer(4), C = a.integer(5), OC = a.integer(6);
-  gemm(true, false, OC, N, C, 1.0f, weight, C, inp, C, 0.0f, out, OC);
-  if (bias) launch("add_bias", {blocks((long)N * OC, 256)}, {256}, 0, out, bias, N, OC);
+  const bool bf = inp.bf16 || weight.bf16 || out.bf16, viaF32 = out.bf16 && bias;
+  if (bf) weight = as_bf16(weight, (long)OC * C, g_gpu.castW, g_gpu.castWCap);
+  // a chunk of rows at a time when copies are made: 64 MiB of bf16 inputs and float32 products at most
+  const int rows = bf ? (int)std::clamp(chunk_bytes() / 4 / std::max(C, OC), 1l, (long)N) : N;
+  Act y{viaF32 ? grow(g_gpu.epilogue, g_gpu.epilogueCap, (size_t)std::min(rows, N) * OC * 4) : 0, 0};
+  for (int r0 = 0; r0 < N; r0 += rows) {
+    int n = std::min(rows, N - r0);
+    Act x = at(inp, (long)r0 * C), o = at(out, (long)r0 * OC);
+    if (bf) x = as_bf16(x, (long)n * C, g_gpu.castX, g_gpu.castXCap);
+    product(true, false, OC, n, C, 1.0f, weight, C, x, C, 0.0f, viaF32 ? y : o, OC);
+    if (bias) launch("matmul_epilogue", {blocks((long)n * OC, 256)}, {256}, 0, o, viaF32 ? y.p : o.p, bias, n, OC);
+  }
   return undefined_value(env);
 }
-// dinp = dout @ weight; dweight += dout^T @ inp; dbias += column sums of dout
+// dinp = dout @ weight; dweight += dout^T @ inp; dbias += column sums of dout. With a bf16 operand the others are
+// rounded to bf16 too, a chunk of rows at a time (64 MiB of bf16 copies at most), dweight summing the chunks.
 EXPORT(CuMatmulBackward) {
   require_ready();
-  CUdeviceptr dinp = a.ptr(0), dweight = a.ptr(1), dbias = a.ptr(2), dout = a.ptr(3), inp = a.ptr(4), weight = a.ptr(5);
+  Tensors t(a, kMatmulBackwardArgs);
+  Act dinp = t.act(0), dout = t.act(3), inp = t.act(4), weight = t.act(5);
+  CUdeviceptr dweight = t.f32(1), dbias = t.f32(2);
   int N = a.integer(6), C = a.integer(7), OC = a.integer(8);
-  if (dinp) gemm(false, false, C, N, OC, 1.0f, weight, C, dout, OC, 0.0f, dinp, C);
-  gemm(false, true, C, OC, N, 1.0f, inp, C, dout, OC, 1.0f, dweight, C);
+  const bool bf = dinp.bf16 || dout.bf16 || inp.bf16 || weight.bf16;
+  if (bf) weight = as_bf16(weight, (long)OC * C, g_gpu.castW, g_gpu.castWCap);
+  const int rows = bf ? (int)std::clamp(chunk_bytes() / 2 / std::max(C, OC), 1l, (long)N) : N;
+  for (int r0 = 0; r0 < N; r0 += rows) {
+    int n = std::min(rows, N - r0);
+    Act d = at(dout, (long)r0 * OC), x = at(inp, (long)r0 * C);
+    if (bf) {
+      d = as_bf16(d, (long)n * OC, g_gpu.castX, g_gpu.castXCap);
+      x = as_bf16(x, (long)n * C, g_gpu.castY, g_gpu.castYCap);
+    }
+    if (dinp.p) product(false, false, C, n, OC, 1.0f, weight, C, d, OC, 0.0f, at(dinp, (long)r0 * C), C);
+    product(false, true, C, OC, n, 1.0f, x, C, d, OC, 1.0f, Act{dweight, 0}, C);
+  }
   if (dbias) {
     unsigned gy = std::min<unsigned>(blocks(N, 8), 64);
     CUdeviceptr part = grow(g_gpu.columnParts, g_gpu.columnPartsCap, (size_t)gy * OC * 4);
@@ -152,17 +236,19 @@ AttnScratch attn_scratch(int B, int T, int NH, int hs, bool backward) {
 }
 
 /** batch rows b0 .. b0+Bc: Q, K, V head-major into the scratch, then the scores S = Q K^T / sqrt(hs) */
-void attn_scores(const AttnScratch& s, CUdeviceptr qkv, int b0, int Bc, int T, int NH, int hs) {
+void attn_scores(const AttnScratch& s, const Act& qkv, int b0, int Bc, int T, int NH, int hs) {
   int C = NH * hs, batch = Bc * NH;
   long long sh = (long long)T * hs, ss = (long long)T * T;
   launch(s.kernel("qkv_split", "qkv_split_bf16"), {blocks((long)batch * T * hs, 256)}, {256}, 0, s.q, s.k, s.v,
-         qkv + (CUdeviceptr)b0 * T * 3 * C * 4, Bc, T, NH, hs);
+         at(qkv, (long)b0 * T * 3 * C), Bc, T, NH, hs);
   gemm(true, false, T, T, hs, 1.0f / std::sqrt((float)hs), s.k, hs, s.q, hs, 0.0f, s.S, T, batch, sh, sh, ss, s.toW());
 }
 
 EXPORT(CuAttentionForward) {
   require_ready();
-  CUdeviceptr out = a.ptr(0), lse = a.ptr(1), qkv = a.ptr(2);
+  Tensors t(a, kAttentionForwardArgs);
+  Act out = t.act(0), qkv = t.act(2);
+  CUdeviceptr lse = t.f32(1);
   int B = a.integer(3), T = a.integer(4), C = a.integer(5), NH = a.integer(6), hs = C / NH;
   AttnScratch s = attn_scratch(B, T, NH, hs, false);
   long long sh = (long long)T * hs, ss = (long long)T * T;
@@ -173,14 +259,16 @@ EXPORT(CuAttentionForward) {
     launch(s.kernel("causal_softmax", "causal_softmax_bf16"), {blocks(rows, 8)}, {256}, 0, s.S,
            lse + (CUdeviceptr)b0 * NH * T * 4, rows, T);
     gemm(false, false, hs, T, T, 1.0f, s.v, hs, s.S, T, 0.0f, s.y, hs, batch, sh, ss, sh, s.toF32());  // y = P v
-    launch("heads_merge", {blocks(n, 256)}, {256}, 0, out + (CUdeviceptr)b0 * T * C * 4, s.y, Bc, T, NH, hs);
+    launch("heads_merge", {blocks(n, 256)}, {256}, 0, at(out, (long)b0 * T * C), s.y, Bc, T, NH, hs);
   }
   return undefined_value(env);
 }
 
 EXPORT(CuAttentionBackward) {
   require_ready();
-  CUdeviceptr dqkv = a.ptr(0), dout = a.ptr(1), qkv = a.ptr(2), lse = a.ptr(4);
+  Tensors t(a, kAttentionBackwardArgs);
+  Act dqkv = t.act(0), dout = t.act(1), qkv = t.act(2);
+  CUdeviceptr lse = t.f32(4);
   int B = a.integer(5), T = a.integer(6), C = a.integer(7), NH = a.integer(8), hs = C / NH;
   AttnScratch s = attn_scratch(B, T, NH, hs, true);
   float scale = 1.0f / std::sqrt((float)hs);
@@ -189,8 +277,8 @@ EXPORT(CuAttentionBackward) {
     int Bc = std::min(s.Bc, B - b0), batch = Bc * NH, rows = batch * T;
     long n = (long)batch * T * hs;
     attn_scores(s, qkv, b0, Bc, T, NH, hs);  // S again
-    launch(s.kernel("heads_split", "heads_split_bf16"), {blocks(n, 256)}, {256}, 0, s.dy,
-           dout + (CUdeviceptr)b0 * T * C * 4, Bc, T, NH, hs);
+    launch(s.kernel("heads_split", "heads_split_bf16"), {blocks(n, 256)}, {256}, 0, s.dy, at(dout, (long)b0 * T * C),
+           Bc, T, NH, hs);
     launch(s.kernel("causal_probs", "causal_probs_bf16"), {blocks((long)rows * T, 256)}, {256}, 0, s.S,
            lse + (CUdeviceptr)b0 * NH * T * 4, rows, T);
     gemm(false, true, hs, T, T, 1.0f, s.dy, hs, s.S, T, 0.0f, s.dv, hs, batch, sh, ss, sh, s.toF32());  // dv = P^T dy
@@ -198,15 +286,16 @@ EXPORT(CuAttentionBackward) {
     launch(s.kernel("softmax_backward", "softmax_backward_bf16"), {blocks(rows, 8)}, {256}, 0, s.dP, s.S, rows, T);
     gemm(false, false, hs, T, T, scale, s.k, hs, s.dP, T, 0.0f, s.dq, hs, batch, sh, ss, sh, s.toF32());  // dq = scale dS k
     gemm(false, true, hs, T, T, scale, s.q, hs, s.dP, T, 0.0f, s.dk, hs, batch, sh, ss, sh, s.toF32());   // dk = scale dS^T q
-    launch("qkv_merge", {blocks(n, 256)}, {256}, 0, dqkv + (CUdeviceptr)b0 * T * 3 * C * 4, s.dq, s.dk, s.dv, Bc, T,
-           NH, hs);
+    launch("qkv_merge", {blocks(n, 256)}, {256}, 0, at(dqkv, (long)b0 * T * 3 * C), s.dq, s.dk, s.dv, Bc, T, NH, hs);
   }
   return undefined_value(env);
 }
 
 EXPORT(CuAttentionCached) {
   require_ready();
-  CUdeviceptr out = a.ptr(0), kc = a.ptr(1), vc = a.ptr(2), qkv = a.ptr(3);
+  Tensors t(a, kAttentionCachedArgs);
+  Act out = t.act(0), qkv = t.act(3);
+  CUdeviceptr kc = t.f32(1), vc = t.f32(2);
   int B = a.integer(4), Tq = a.integer(5), pos = a.integer(6), maxT = a.integer(7), C = a.integer(8), NH = a.integer(9);
   int hs = C / NH;
   launch("kv_store", {blocks((long)B * Tq * C, 256)}, {256}, 0, kc, vc, qkv, B, Tq, pos, maxT, NH, hs);
@@ -218,47 +307,53 @@ EXPORT(CuAttentionCached) {
 
 EXPORT(CuGeluForward) {
   require_ready();
+  Tensors t(a, kGeluForwardArgs);
   long n = a.lng(2);
-  launch("gelu_forward", {blocks(n, 256)}, {256}, 0, a.ptr(0), a.ptr(1), n);
+  launch("gelu_forward", {blocks(n, 256)}, {256}, 0, t.act(0), t.act(1), n);
   return undefined_value(env);
 }
 EXPORT(CuGeluBackward) {
   require_ready();
+  Tensors t(a, kGeluBackwardArgs);
   long n = a.lng(3);
-  launch("gelu_backward", {blocks(n, 256)}, {256}, 0, a.ptr(0), a.ptr(1), a.ptr(2), n);
+  launch("gelu_backward", {blocks(n, 256)}, {256}, 0, t.act(0), t.act(1), t.act(2), n);
   return undefined_value(env);
 }
 EXPORT(CuResidualForward) {
   require_ready();
+  Tensors t(a, kResidualForwardArgs);
   long n = a.lng(3);
-  launch("residual_forward", {blocks(n, 256)}, {256}, 0, a.ptr(0), a.ptr(1), a.ptr(2), n);
+  launch("residual_forward", {blocks(n, 256)}, {256}, 0, t.act(0), t.act(1), t.act(2), n);
   return undefined_value(env);
 }
 EXPORT(CuCrossEntropy) {
   require_ready();
+  Tensors t(a, kCrossEntropyArgs);
   int N = a.integer(4), V = a.integer(5), Vp = a.integer(6);
   float gs = (float)a.num(7);
   // targets: the device's i32 tensor; the optional per-row gradient weights are host values, uploaded here
   CUdeviceptr weights = a.isNull(8) ? 0 : upload_row_weights(a.floats(8, (size_t)N), (size_t)N);
-  launch("cross_entropy", {(unsigned)N}, {1024}, 0, a.ptr(0), a.ptr(1), a.ptr(2), a.ptr(3), N, V, Vp, gs, weights);
+  launch("cross_entropy", {(unsigned)N}, {1024}, 0, t.f32(0), t.act(1), t.act(2), a.ptr(3), N, V, Vp, gs, weights);
   return undefined_value(env);
 }
 EXPORT(CuAdamW) {
   require_ready();
   long n = a.lng(4);
+  Tensors ts(a, kAdamWArgs);
   float lr = (float)a.num(5), b1 = (float)a.num(6), b2 = (float)a.num(7), eps = (float)a.num(8), wd = (float)a.num(9);
   int t = a.integer(10);
   float gs = (float)a.num(11);
   float bc1 = (float)(1.0 - std::pow((double)b1, t)), bc2 = (float)(1.0 - std::pow((double)b2, t));
-  launch("adamw_kernel", {blocks(n, 256)}, {256}, 0, a.ptr(0), a.ptr(1), a.ptr(2), a.ptr(3), n, lr, b1, b2, eps, wd,
+  launch("adamw_kernel", {blocks(n, 256)}, {256}, 0, ts.f32(0), ts.f32(1), ts.f32(2), ts.f32(3), n, lr, b1, b2, eps, wd,
          bc1, bc2, gs);
   return undefined_value(env);
 }
 EXPORT(CuSumSquares) {
   require_ready();
+  Tensors t(a, kSumSquaresArgs);
   long n = a.lng(1);
   unsigned grid = std::max(1u, std::min<unsigned>(kPartials, blocks(n, 256)));
-  launch("sum_squares", {grid}, {256}, 0, g_gpu.partial, a.ptr(0), n);
+  launch("sum_squares", {grid}, {256}, 0, g_gpu.partial, t.f32(0), n);
   double part[kPartials];
   check(g_cu.memcpyDtoH(part, g_gpu.partial, grid * sizeof(double)), "copy to host");
   double s = 0;
@@ -267,14 +362,31 @@ EXPORT(CuSumSquares) {
 }
 EXPORT(CuScale) {
   require_ready();
+  Tensors t(a, kScaleArgs);
   long n = a.lng(1);
-  launch("scale_kernel", {blocks(n, 256)}, {256}, 0, a.ptr(0), n, (float)a.num(2));
+  launch("scale_kernel", {blocks(n, 256)}, {256}, 0, t.f32(0), n, (float)a.num(2));
+  return undefined_value(env);
+}
+
+/** cudaConvert(dst, dstBf16, src, srcBf16, n): dst = src, converted to dst's storage (Backend.copy across dtypes) */
+EXPORT(CudaConvert) {
+  require_ready();
+  long n = a.lng(4);
+  if (n > 0) launch("convert", {blocks(n, 256)}, {256}, 0, Act{a.ptr(0), (int)a.num(1)}, Act{a.ptr(2), (int)a.num(3)}, n);
+  return undefined_value(env);
+}
+/** cudaFillValue(ptr, bf16, n, value): n values of either storage set to value */
+EXPORT(CudaFillValue) {
+  require_ready();
+  long n = a.lng(2);
+  if (n > 0) launch("fill_value", {blocks(n, 256)}, {256}, 0, Act{a.ptr(0), (int)a.num(1)}, n, (float)a.num(3));
   return undefined_value(env);
 }
 
 }  // namespace
 
 void register_cuda_layers(napi_env env, napi_value exports) {
+  export_functions(env, exports, {{"cudaConvert", CudaConvert}, {"cudaFillValue", CudaFillValue}});
   // the Backend kernels, from the one list: CuName exported as cuName
   export_functions(env, exports, {
 #define GPT2_KERNEL(js, cpp, args) {"cu" #cpp, Cu##cpp},

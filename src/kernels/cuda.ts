@@ -9,6 +9,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { byteSize, bytesOf, type Backend, type DType, type Tensor } from "./backend.js";
+import { fromBf16Array, toBf16Array } from "./bf16.js";
 import { gpuSpec } from "./gpus.js";
 import { forwardKernels, type KernelList, type KernelMethods } from "./forward.js";
 import { loadNativeAddon } from "./native.js";
@@ -29,6 +30,10 @@ export interface CudaAddon {
   cudaRead(ptr: Ptr, dst: ArrayBufferView): void;
   cudaCopy(dst: Ptr, src: Ptr, bytes: number): void;
   cudaFill(ptr: Ptr, n: number, value: number): void;
+  /** n values of either storage (bf16: 1, float32: 0) set to value */
+  cudaFillValue(ptr: Ptr, bf16: number, n: number, value: number): void;
+  /** dst = src, converted between float32 and bf16 (each 1 when bf16) */
+  cudaConvert(dst: Ptr, dstBf16: number, src: Ptr, srcBf16: number, n: number): void;
   cudaSync(): void;
   cudaMemInfo(): [number, number];
   /** the listed kernels (native/kernels.def), each exported under its `cuda` name */
@@ -51,10 +56,10 @@ export class CudaUnavailableError extends Error {
   override name = "CudaUnavailableError";
 }
 
-/** A float32 (or int32: token ids) buffer in GPU memory, or a view of one (which keeps its allocation alive). */
+/** A float32, bf16 or int32 (token ids) buffer in GPU memory, or a view of one (which keeps its allocation alive). */
 export class CudaTensor implements Tensor {
   constructor(readonly ptr: Ptr, readonly length: number, readonly root: CudaTensor | null = null,
-    readonly dtype: "f32" | "i32" = "f32") {}
+    readonly dtype: DType = "f32") {}
 }
 
 /** the device address of value `i` of t */
@@ -117,8 +122,18 @@ export class CudaBackend implements Backend {
   }
   private readonly freer = new FinalizationRegistry<Ptr>((p) => { try { this.cu.cudaFree(p); } catch { /* process ending */ } });
 
-  /** `dtype` bf16: cuBLAS multiplies in bf16 (fp32 storage and accumulation); fp32: full fp32 products. */
-  constructor(readonly dtype: "fp32" | "bf16" = "fp32", device = 0) {
+  /**
+   * The storage of activations: bf16 under --dtype bf16 (half the memory and traffic; gradients, parameters and
+   * AdamW's state stay float32), else float32.
+   */
+  readonly activationDtype: "f32" | "bf16";
+
+  /**
+   * `dtype` bf16: activations stored in bf16 (`activations` "f32": float32) and cuBLAS's products on bf16 operands
+   * (a float32 operand beside a bf16 one is rounded to bf16, as cuBLAS's bf16 compute type rounds it), accumulating
+   * in float32; fp32: float32 storage and products.
+   */
+  constructor(readonly dtype: "fp32" | "bf16" = "fp32", device = 0, activations?: "f32" | "bf16") {
     const info = probeCuda();
     if ("error" in info) throw new CudaUnavailableError(`--backend cuda: ${info.error}`);
     this.cu = loadNativeAddon().addon as unknown as CudaAddon;
@@ -128,10 +143,14 @@ export class CudaBackend implements Backend {
       initialized = this.cu.cudaInit(cudaKernelSource(), dir, device)!;
     }
     this.precision = dtype === "bf16" ? "bf16" : "fp32";
+    // GPT2_ACTIVATIONS=f32 under --dtype bf16: float32 activations, bf16 products (src/kernels/select.ts)
+    this.activationDtype = dtype === "bf16" ? activations ?? "bf16" : "f32";
     void this.k;
-    // every listed kernel is a call with device addresses, on cuBLAS set to this backend's precision
+    // every listed kernel is a call with device addresses (and which of them hold bf16), on cuBLAS set to this
+    // backend's precision
     const fns = this.cu as unknown as Record<string, (...a: unknown[]) => unknown>;
-    forwardKernels(this, this.cu.kernelList, (k) => k.cuda, fns, (k) => { void this.k; return fns[k.cuda]; }, ptr);
+    forwardKernels(this, this.cu.kernelList, (k) => k.cuda, fns, (k) => { void this.k; return fns[k.cuda]; }, ptr,
+      ["cudaConvert", "cudaFillValue"], true);
     this.device = `${initialized.name} (sm_${initialized.major}${initialized.minor}, ${initialized.sms} SMs)`;
   }
 
@@ -152,7 +171,6 @@ export class CudaBackend implements Backend {
 
   alloc(n: number, dtype: DType = "f32"): Tensor {
     if (!Number.isInteger(n) || n < 0) throw new RangeError(`alloc: bad length ${n}`);
-    if (dtype === "bf16") throw new CudaUnavailableError("bf16 storage is not on the CUDA backend yet: its --dtype bf16 multiplies float32 weights in bf16 instead");
     const p = this.cu.cudaMalloc(bytesOf(n, dtype));
     const t = new CudaTensor(p, n, null, dtype);
     this.freer.register(t, p);
@@ -166,11 +184,16 @@ export class CudaBackend implements Backend {
   write(t: Tensor, src: Float32Array | Int32Array, offset = 0): void {
     if ((t.dtype === "i32") !== (src instanceof Int32Array)) throw new TypeError(`write: ${src instanceof Int32Array ? "int32" : "float32"} values into an ${t.dtype} tensor`);
     if (offset < 0 || offset + src.length > t.length) throw new RangeError(`write of ${src.length} values at ${offset} into a buffer of ${t.length}`);
-    if (src.length) this.cu.cudaWrite(addr(t, offset), src);
+    if (src.length) this.cu.cudaWrite(addr(t, offset), t.dtype === "bf16" ? toBf16Array(src as Float32Array) : src);
   }
   read(t: Tensor, offset = 0, n = t.length - offset): Float32Array {
-    if (t.dtype !== "f32") throw new TypeError(`read: float32 tensors only (an ${t.dtype} one was given)`);
+    if (t.dtype === "i32") throw new TypeError("read: float32 or bf16 tensors only (an i32 one was given)");
     if (offset < 0 || n < 0 || offset + n > t.length) throw new RangeError(`read [${offset}, ${offset + n}) of a buffer of ${t.length}`);
+    if (t.dtype === "bf16") {
+      const bits = new Uint16Array(n);
+      if (n) this.cu.cudaRead(addr(t, offset), bits);
+      return fromBf16Array(bits);
+    }
     const out = new Float32Array(n);
     if (n) this.cu.cudaRead(addr(t, offset), out);
     return out;
@@ -180,13 +203,17 @@ export class CudaBackend implements Backend {
     try { return Promise.resolve(this.read(t, offset, n)); } catch (e) { return Promise.reject(e); }
   }
   fill(t: Tensor, value: number): void {
-    if (t.dtype !== "f32") throw new TypeError(`fill: float32 tensors only (an ${t.dtype} one was given)`);
-    if (t.length) this.cu.cudaFill(ptr(t), t.length, value);
+    if (t.dtype === "i32") throw new TypeError("fill: float32 or bf16 tensors only (an i32 one was given)");
+    if (!t.length) return;
+    if (t.dtype === "bf16") this.cu.cudaFillValue(ptr(t), 1, t.length, value);
+    else this.cu.cudaFill(ptr(t), t.length, value);
   }
   copy(dst: Tensor, src: Tensor): void {
     if (dst.length !== src.length) throw new RangeError(`copy of ${src.length} values into ${dst.length}`);
-    if (dst.dtype !== src.dtype) throw new TypeError(`copy of ${src.dtype} values into an ${dst.dtype} tensor`);
-    if (dst.length) this.cu.cudaCopy(ptr(dst), ptr(src), byteSize(dst));
+    if (!dst.length) return;
+    if (dst.dtype === src.dtype) this.cu.cudaCopy(ptr(dst), ptr(src), byteSize(dst));
+    else if (dst.dtype !== "i32" && src.dtype !== "i32") this.cu.cudaConvert(ptr(dst), +(dst.dtype === "bf16"), ptr(src), +(src.dtype === "bf16"), dst.length);
+    else throw new TypeError(`copy of ${src.dtype} values into an ${dst.dtype} tensor`);
   }
   /** waits for all launched work (timing) */
   synchronize(): void { this.cu.cudaSync(); }

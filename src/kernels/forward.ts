@@ -20,7 +20,7 @@ export type KernelMethods = Omit<Backend, "name" | "threads" | "device" | "class
  */
 export function forwardKernels<X>(target: object, list: KernelList | undefined, exportName: (entry: KernelEntry) => string,
   exports: Record<string, unknown>, call: (entry: KernelEntry) => (...args: unknown[]) => unknown, tensor: (t: Tensor) => X,
-  required: string[] = []): void {
+  required: string[] = [], dtypeMask = false): void {
   const stale = "the native addon was built from other sources than this gpt2ts: rebuild it (npm install, or npm rebuild gpt2ts)";
   if (!list || typeof list !== "object") throw new Error(`${stale} (it has no kernel list)`);
   for (const r of required) if (typeof exports[r] !== "function") throw new Error(`${stale} (it lacks ${r})`);
@@ -32,6 +32,13 @@ export function forwardKernels<X>(target: object, list: KernelList | undefined, 
     Object.defineProperty(target, name, {
       configurable: true, writable: true,
       value(...args: unknown[]) {
+        // dtypeMask: one more argument after the listed ones, bit i set when tensor argument i is bf16 (CUDA's tensors
+        // cross as bare addresses, which do not say their storage)
+        let mask = 0;
+        if (dtypeMask) {
+          args.length = kinds.length;
+          for (let i = 0; i < kinds.length; i++) if ((args[i] as Tensor | null)?.dtype === "bf16") mask |= 1 << i;
+        }
         for (let i = 0; i < kinds.length; i++) {
           if (kinds[i] === "t") args[i] = tensor(args[i] as Tensor);
           else if (kinds[i] === "i") {
@@ -42,6 +49,7 @@ export function forwardKernels<X>(target: object, list: KernelList | undefined, 
           }
           else if (kinds[i] === "t?") args[i] = args[i] == null ? null : tensor(args[i] as Tensor);
         }
+        if (dtypeMask) args.push(mask);
         return call(entry)(...args);
       },
     });

@@ -18,7 +18,7 @@ export interface BackendOptions {
   name?: string;
   threads?: number;
   dtype?: "fp32" | "bf16";
-  /** the native backend's activation storage (default: GPT2_ACTIVATIONS, else bf16 under dtype bf16, else f32) */
+  /** the native and CUDA backends' activation storage (default: GPT2_ACTIVATIONS, else bf16 under dtype bf16, else f32) */
   activations?: "f32" | "bf16";
   /** the GPU a CUDA backend uses (default 0) */
   device?: number;
@@ -29,7 +29,7 @@ export interface BackendOptions {
 let warned = false;
 
 /**
- * The native backend's activation storage: BackendOptions.activations, else GPT2_ACTIVATIONS under dtype bf16 (a
+ * The native and CUDA backends' activation storage: BackendOptions.activations, else GPT2_ACTIVATIONS under dtype bf16 (a
  * float32 backend stores float32 activations whatever the variable says), else its dtype's.
  */
 function activationsFrom(opts: BackendOptions): "f32" | "bf16" | undefined {
@@ -48,7 +48,7 @@ export function createBackend(opts: BackendOptions = {}): Backend {
     if (opts.dtype === "bf16") throw new RangeError("--dtype bf16 needs the native backend");
     return new JsBackend();
   }
-  if (name === "cuda") return new CudaBackend(opts.dtype ?? "fp32", opts.device ?? 0);
+  if (name === "cuda") return new CudaBackend(opts.dtype ?? "fp32", opts.device ?? 0, activationsFrom(opts));
   if (name === "webgpu") throw new RangeError("the webgpu backend is opened asynchronously: use openBackend()");
   if (name !== "native") throw new RangeError(`unknown backend "${name}" (expected ${BACKENDS.join(", ")})`);
   const { addon, error } = loadNativeAddon();

@@ -8,7 +8,7 @@ import * as path from "node:path";
 export const ENV_VARS = {
   GPT2_BACKEND: "the kernels when --backend is not given: js, native, cuda or webgpu",
   GPT2_WEBGPU_ADAPTER: "the WebGPU adapter in Node: default (a GPU through Vulkan, Metal or D3D12), vulkan, or opengles (Mesa's CPU rendering); default: a GPU, else opengles",
-  GPT2_ACTIVATIONS: "f32 or bf16: how the native backend stores activations (default: bf16 under --dtype bf16, else f32; f32 with --dtype bf16 keeps bf16 matmuls on float32 activations)",
+  GPT2_ACTIVATIONS: "f32 or bf16: how the native and CUDA backends store activations (default: bf16 under --dtype bf16, else f32; f32 with --dtype bf16 keeps bf16 matmuls on float32 activations)",
   GPT2_THREADS: "CPU threads when --threads is not given (default: all cores, split between the ranks of a node)",
   GPT2_CACHE: "the cache folder: models/, datasets/, hellaswag/, cuda/ and the measured peaks (default $XDG_CACHE_HOME/gpt2ts or ~/.cache/gpt2ts)",
   GPT2_PEAK_GFLOPS: "this machine's fp32 peak in GFLOP/s for MFU, instead of the measured and cached one",

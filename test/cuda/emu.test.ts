@@ -8,6 +8,7 @@ const emu = useCudaEmulator(); // before anything loads the CUDA driver
 const skip = "skip" in emu ? emu.skip : undefined;
 const { CudaBackend } = await import("../../src/kernels/cuda.js");
 const { assertSettingsPerBackend, runConformance } = await import("../kernels/suite.js");
+const { runBf16Activations } = await import("../kernels/bf16-activations.js");
 const suite = await import("./suite.js");
 
 test("emulated CUDA: every kernel against the reference (fp32)", { skip }, () => runConformance(new CudaBackend("fp32"), { tol: 5e-5 }));
@@ -23,6 +24,18 @@ test("emulated CUDA: attention in batch chunks (as when B x NH x T^2 scores pass
 
 test("emulated CUDA: matmuls with bf16 inputs against the reference", { skip }, () =>
   runConformance(new CudaBackend("bf16"), { tol: 2e-2, bf16: true }));
+
+test("emulated CUDA --dtype bf16: activations stored in bf16, every kernel against the reference's bf16 storage", { skip }, () =>
+  runBf16Activations(new CudaBackend("bf16"), { matmulTol: 2e-2, bf16Attention: true, bf16Scores: true }));
+
+test("emulated CUDA --dtype bf16: matmuls a few rows at a time (as when their bf16 copies pass 64 MiB) against the reference", { skip }, async () => {
+  process.env.GPT2_CUDA_CHUNK_BYTES = "4096";
+  try {
+    await runBf16Activations(new CudaBackend("bf16"), { matmulTol: 2e-2, bf16Attention: true, bf16Scores: true });
+  } finally {
+    delete process.env.GPT2_CUDA_CHUNK_BYTES;
+  }
+});
 
 test("emulated CUDA: settings are per backend (cuBLAS's precision follows the backend whose kernel runs)", { skip }, () =>
   assertSettingsPerBackend(() => new CudaBackend("fp32"), () => new CudaBackend("bf16")));

@@ -5,6 +5,7 @@ import { spawnSync } from "node:child_process";
 import { test } from "node:test";
 import { CudaBackend, probeCuda } from "../../src/kernels/cuda.js";
 import { assertSettingsPerBackend, runConformance } from "../kernels/suite.js";
+import { runBf16Activations } from "../kernels/bf16-activations.js";
 import { CLI } from "../helpers.js";
 import * as suite from "./suite.js";
 
@@ -21,6 +22,9 @@ test("GPU: every kernel against the reference (fp32; bf16 matmuls)", { skip }, a
   await runConformance(new CudaBackend("fp32"), { tol: 1e-4 });
   await runConformance(new CudaBackend("bf16"), { tol: 2e-2, bf16: true });
 });
+
+test("GPU --dtype bf16: activations stored in bf16, every kernel against the reference's bf16 storage", { skip }, () =>
+  runBf16Activations(new CudaBackend("bf16"), { matmulTol: 2e-2, bf16Attention: true, bf16Scores: true }));
 
 test("GPU: settings are per backend (cuBLAS's precision follows the backend whose kernel runs)", { skip }, () =>
   assertSettingsPerBackend(() => new CudaBackend("fp32"), () => new CudaBackend("bf16")));

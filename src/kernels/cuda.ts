@@ -159,7 +159,8 @@ export class CudaBackend implements Backend {
 
   /**
    * Device memory a run may still take: what the driver reports free, less what this backend allocates later on its
-   * own (attention's score buffers, up to 2 x 1 GiB, and their head-major copies; NCCL's staging).
+   * own (attention's score buffers, up to 2 x 1 GiB, and their head-major copies; NCCL's staging; under bf16, the
+   * matmuls' bf16 copies: 64 MiB chunks and the largest weight).
    */
   freeBytes(): number { return Math.max(0, this.memoryInfo().free - 3 * 2 ** 30); }
 

@@ -56,6 +56,9 @@ test("emulated CUDA: the gradients do not depend on the order the GPU runs block
 
 test("emulated CUDA: greedy generation with the KV cache gives the CPU's tokens", { skip }, () => suite.greedyMatchesCpu(new CudaBackend("fp32")));
 
+test("emulated CUDA --dtype bf16: greedy generation on bf16 weights gives the CPU's tokens on them", { skip }, () =>
+  suite.greedyMatchesCpu(new CudaBackend("bf16"), true));
+
 test("emulated CUDA: gpt2 train --backend cuda, checkpoint resumed on the CPU, same samples and eval loss on both", { skip }, () =>
   suite.cliTrainResumeOnCpu({ ...process.env }, 1e-4));
 

@@ -34,6 +34,9 @@ test("GPU: one batch's gradients twice, bit for bit the same (deterministic redu
 
 test("GPU: greedy generation with the KV cache gives the CPU's tokens", { skip }, () => suite.greedyMatchesCpu(new CudaBackend("fp32")));
 
+test("GPU --dtype bf16: greedy generation on bf16 weights gives the CPU's tokens on them", { skip }, () =>
+  suite.greedyMatchesCpu(new CudaBackend("bf16"), true));
+
 test("GPU: gpt2 train --backend cuda, checkpoint resumed on the CPU, same samples and eval loss on both", { skip }, () =>
   suite.cliTrainResumeOnCpu({ ...process.env }, 1e-3));
 

@@ -46,13 +46,20 @@ export function assertLossesClose(got: number[], want: number[], rel: number, wh
   }
 }
 
-/** Greedy tokens with the KV cache on `be` equal the CPU's greedy tokens from the same weights. */
-export function greedyMatchesCpu(be: Backend): void {
+/**
+ * Greedy tokens with the KV cache on `be` equal the CPU's greedy tokens from the same weights; `bf16Weights`: both
+ * multiply with bf16 copies of the matmul weights (as `--dtype bf16` inference does).
+ */
+export function greedyMatchesCpu(be: Backend, bf16Weights = false): void {
   const config = makeConfig("tiny", { nLayer: 2, nHead: 2, nEmbd: 32, blockSize: 24, vocabSize: 200 });
   const cpu = new GPT2(config, cpuBackend());
   cpu.initWeights(new Rng(21));
   const gpu = new GPT2(config, be);
   gpu.backend.write(gpu.params, cpu.backend.read(cpu.params));
+  if (bf16Weights) {
+    cpu.useBf16Weights();
+    gpu.useBf16Weights();
+  }
   const prompt = [5, 17, 42, 7];
   const opts = { maxNewTokens: 12, temperature: 0 };
   const want = generate(cpu, prompt, 2, new Rng(1), opts, new KVCache(cpu, 2));

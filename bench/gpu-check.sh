@@ -5,8 +5,8 @@
 # It: unpacks Node and the package; builds and runs llm.c's CUDA trainer (.gpu/llmc/run_gpu.sh) and ours on the same
 # GPU, shape (d12 bf16, B=32, T=1024, 30 steps) and shards, and prints the ratio of tokens/s and the two losses
 # after 30 steps: the numbers first; then runs the GPU tests (test/cuda/gpu.test.ts, the GPU rows of the kernel
-# conformance, WebGPU's on Dawn's Vulkan); times each kernel of a few d12 steps (GPT2_CUDA_PROFILE); tries d48 (1.5B)
-# at B=4 with recompute 2; runs d12 again with float32 activations (what bf16 storage gained); and measures WebGPU
+# conformance, WebGPU's on Dawn's Vulkan); times each kernel of a few d12 steps (GPT2_CUDA_PROFILE); runs d12 again
+# with float32 activations (what bf16 storage gained); tries d48 (1.5B) at B=4 with recompute 2; and measures WebGPU
 # beside CUDA. $OUT (the device tool brings it back, else /tmp/gpu-out)
 # gets summary.json and logs.tar.gz. Each stage has a time limit, so one failure still leaves the others' numbers.
 set -uo pipefail
@@ -120,6 +120,13 @@ GPT2_CUDA_PROFILE=1 timeout "$(limit 45)" node dist/src/cli/main.js train --back
   -i "$SHARDS/tiny_shakespeare_train.bin" -v 0 -s 0 -n 0 > "$LOGS/profile.log" 2>&1
 grep -A12 "^GPT2_CUDA_PROFILE" "$LOGS/profile.log"
 
+stage "the same d12 with float32 activations (GPT2_ACTIVATIONS=f32: bf16 products only, as before bf16 storage), 10 steps"
+# shellcheck disable=SC2086
+GPT2_ACTIVATIONS=f32 timeout "$(limit 40)" node dist/src/cli/main.js train --backend cuda --dtype bf16 $D12 -x 10 \
+  -i "$SHARDS/tiny_shakespeare_train.bin" -v 0 -s 0 -n 0 -l 3e-4 > "$LOGS/ours-d12-f32act.log" 2>&1
+echo "exit $?" >> "$LOGS/ours-d12-f32act.log"
+grep -E "^(backend|memory|step +(1|5|10)/)|exit|rror" "$LOGS/ours-d12-f32act.log"
+
 # its 1.55 B initial weights are drawn on the host first: 80 s at 19 M normals/s on a Zen 4 core, hence 130 s
 stage "gpt2ts d48 (1.5B) bf16 ($D48), recompute 2, 4 steps"
 # shellcheck disable=SC2086
@@ -127,13 +134,6 @@ timeout "$(limit 130)" node dist/src/cli/main.js train --backend cuda --dtype bf
   -i "$SHARDS/tiny_shakespeare_train.bin" -v 0 -s 0 -n 0 > "$LOGS/ours-d48.log" 2>&1
 echo "exit $?" >> "$LOGS/ours-d48.log"
 grep -E "^(memory|step)|exit|rror" "$LOGS/ours-d48.log"
-
-stage "the same d12 with float32 activations (GPT2_ACTIVATIONS=f32: bf16 products only, as before bf16 storage), 10 steps"
-# shellcheck disable=SC2086
-GPT2_ACTIVATIONS=f32 timeout "$(limit 45)" node dist/src/cli/main.js train --backend cuda --dtype bf16 $D12 -x 10 \
-  -i "$SHARDS/tiny_shakespeare_train.bin" -v 0 -s 0 -n 0 -l 3e-4 > "$LOGS/ours-d12-f32act.log" 2>&1
-echo "exit $?" >> "$LOGS/ours-d12-f32act.log"
-grep -E "^(backend|memory|step +(1|5|10)/)|exit|rror" "$LOGS/ours-d12-f32act.log"
 
 stage "WebGPU (Dawn, Vulkan) beside CUDA: d12 fp32, B=4 T=1024, 3 steps each"
 for be in webgpu cuda; do

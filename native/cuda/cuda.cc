@@ -78,6 +78,7 @@ Timed::~Timed() {
 }
 
 CUdeviceptr alloc_bytes(size_t bytes) {
+  bytes = (bytes + 3) / 4 * 4;  // whole 32-bit words (an odd count of bf16 values), zeroed by the memset below
   CUdeviceptr p = 0;
   CUresult r = g_cu.memAlloc(&p, bytes ? bytes : 4);
   if (r != 0) {
@@ -86,7 +87,7 @@ CUdeviceptr alloc_bytes(size_t bytes) {
     throw CudaError("CUDA out of memory: " + std::to_string(bytes >> 20) + " MiB asked, " +
                     std::to_string(freeB >> 20) + " MiB free of " + std::to_string(total >> 20));
   }
-  check(g_cu.memsetD32(p, 0, (bytes + 3) / 4), "memset");
+  check(g_cu.memsetD32(p, 0, bytes / 4), "memset");
   return p;
 }
 

@@ -101,15 +101,6 @@ extern "C" __global__ void encoder_forward(Act out, const int* inp, Act wte, Act
 // The backward passes below sum in an order fixed by the shapes alone, never with float atomics (whose order is the
 // GPU's scheduling): two runs of a batch give the same gradients, bit for bit.
 
-// dwpe[t] += sum over b of dout[b, t]: one thread per (t, c)
-extern "C" __global__ void encoder_backward_wpe(float* dwpe, Act dout, int B, int T, int C) {
-  long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
-  if (i >= (long)T * C) return;
-  float s = 0.0f;
-  for (int b = 0; b < B; b++) s += ld(dout, (long)b * T * C + i);
-  dwpe[i] += s;
-}
-
 // dwte[token] += the rows of dout that hold it. The host groups the rows by token (native/cuda/layers.cc): bucket k
 // is buckets[3k .. 3k+2] = (token, first, count) over `rows`, rows in ascending order. Block (k, c-chunk): one
 // thread per channel adds its bucket's rows in that order.
@@ -155,7 +146,8 @@ extern "C" __global__ void layernorm_backward(Act dinp, float* part, Act dout, A
   DYNAMIC_SHARED(acc);  // warps x 2C
   const int warps = blockDim.x / WARP, lane = threadIdx.x % WARP;
   float* mine = acc + (long)(threadIdx.x / WARP) * 2 * C;
-  for (int c = lane; c < 2 * C; c += WARP) mine[c] = 0.0f;  // each lane owns its columns: no barrier needed
+  for (int c = lane; c < 2 * C; c += WARP) mine[c] = 0.0f;
+  __syncwarp();  // lane c % 32 adds into column c and C + c: another lane zeroed C + c when C is not a multiple of 32
   for (int row = blockIdx.x * warps + threadIdx.x / WARP; row < N; row += gridDim.x * warps) {
     const long at = (long)row * C;
     float m = mean[row], r = rstd[row];
@@ -484,11 +476,11 @@ extern "C" __global__ void adamw_kernel(float* params, const float* grads, float
 }
 
 // partial[block] = sum of x^2 over the block's grid-stride share, in double
-extern "C" __global__ void sum_squares(double* partial, const float* x, long n) {
+extern "C" __global__ void sum_squares(double* partial, Act x, long n) {
   __shared__ double red[32];
   double s = 0.0;
   for (long i = (long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
-    double v = x[i];
+    double v = ld(x, i);
     s += v * v;
   }
   s = warp_reduce<Sum>(s);

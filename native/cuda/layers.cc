@@ -47,6 +47,17 @@ long chunk_bytes() {
   return env ? std::max(1l, std::atol(env)) : 64l << 20;
 }
 
+/**
+ * Rows per chunk of a matmul whose copies take `perRow` bytes a row (none: all N at once): chunk_bytes() of them, a
+ * multiple of 64 rows (the products' tiles) when that fits
+ */
+int chunk_rows(long perRow, int N) {
+  if (perRow == 0) return std::max(N, 1);
+  long rows = chunk_bytes() / perRow;
+  if (rows >= 64) rows -= rows % 64;
+  return (int)std::clamp(rows, 1l, (long)std::max(N, 1));
+}
+
 /** t as bf16 for a product with a bf16 operand: t when it is bf16, else its n values rounded into `slot` */
 Act as_bf16(const Act& t, long n, CUdeviceptr& slot, size_t& cap) {
   if (t.bf16 || !t.p) return t;
@@ -65,6 +76,19 @@ void product(bool ta, bool tb, int m, int n, int k, float alpha, const Act& A, i
   GemmTypes ty;
   if (A.bf16) ty = {CUDA_R_16BF, C.bf16 ? CUDA_R_16BF : CUDA_R_32F};
   gemm(ta, tb, m, n, k, alpha, A.p, lda, B.p, ldb, beta, C.p, ldc, 1, 0, 0, 0, ty);
+}
+
+/** dst (n) += the `parts` partial rows of the column sums (row p at part + p*stride), added in order */
+void column_sums_finish(CUdeviceptr dst, CUdeviceptr part, unsigned parts, int stride, int n) {
+  launch("column_sums_finish", {blocks(n, 256)}, {256}, 0, dst, part, (int)parts, stride, n);
+}
+/** dst (n) += the column sums of x (rows, n): partial rows over up to 64 slices of the rows, then their sum in order */
+void column_sums(CUdeviceptr dst, const Act& x, int rows, int n) {
+  if (rows == 0 || n == 0) return;
+  unsigned gy = std::min<unsigned>(blocks(rows, 8), 64);
+  CUdeviceptr part = grow(g_gpu.columnParts, g_gpu.columnPartsCap, (size_t)gy * n * 4);
+  launch("bias_backward", {blocks(n, 32), gy}, {32, 8}, 0, part, x, rows, n);
+  column_sums_finish(dst, part, gy, n, n);
 }
 
 EXPORT(CuEncoderForward) {
@@ -88,7 +112,7 @@ EXPORT(CuEncoderBackward) {
   CUdeviceptr dwte = t.f32(0), dwpe = t.f32(1), inp = a.ptr(3);
   Act dout = t.act(2);
   int B = a.integer(4), T = a.integer(5), C = a.integer(6), N = B * T;
-  launch("encoder_backward_wpe", {blocks((long)T * C, 256)}, {256}, 0, dwpe, dout, B, T, C);
+  column_sums(dwpe, dout, B, T * C);  // dwpe[t] += sum over b of dout[b, t]
   if (N == 0) return undefined_value(env);
   std::vector<int> ids(N);
   check(g_cu.memcpyDtoH(ids.data(), inp, (size_t)N * 4), "copy to host");
@@ -126,11 +150,6 @@ EXPORT(CuLayernormForward) {
          C);
   return undefined_value(env);
 }
-/** dst (n) += the `parts` partial rows of the column sums (row p at part + p*stride), added in order */
-void column_sums_finish(CUdeviceptr dst, CUdeviceptr part, unsigned parts, int stride, int n) {
-  launch("column_sums_finish", {blocks(n, 256)}, {256}, 0, dst, part, (int)parts, stride, n);
-}
-
 EXPORT(CuLayernormBackward) {
   require_ready();
   Tensors t(a, kLayernormBackwardArgs);
@@ -156,10 +175,11 @@ EXPORT(CuMatmulForward) {
   Act out = t.act(0), inp = t.act(1), weight = t.act(2);
   CUdeviceptr bias = t.f32(3);
   int N = a.integer(4), C = a.integer(5), OC = a.integer(6);
+  if (N == 0) return undefined_value(env);
   const bool bf = inp.bf16 || weight.bf16 || out.bf16, viaF32 = out.bf16 && bias;
   if (bf) weight = as_bf16(weight, (long)OC * C, g_gpu.castW, g_gpu.castWCap);
   // a chunk of rows at a time when copies are made: 64 MiB of bf16 inputs and float32 products at most
-  const int rows = bf ? (int)std::clamp(chunk_bytes() / 4 / std::max(C, OC), 1l, (long)N) : N;
+  const int rows = chunk_rows((bf && !inp.bf16 ? 2l * C : 0) + (viaF32 ? 4l * OC : 0), N);
   Act y{viaF32 ? grow(g_gpu.epilogue, g_gpu.epilogueCap, (size_t)std::min(rows, N) * OC * 4) : 0, 0};
   for (int r0 = 0; r0 < N; r0 += rows) {
     int n = std::min(rows, N - r0);
@@ -178,9 +198,10 @@ EXPORT(CuMatmulBackward) {
   Act dinp = t.act(0), dout = t.act(3), inp = t.act(4), weight = t.act(5);
   CUdeviceptr dweight = t.f32(1), dbias = t.f32(2);
   int N = a.integer(6), C = a.integer(7), OC = a.integer(8);
+  if (N == 0) return undefined_value(env);
   const bool bf = dinp.bf16 || dout.bf16 || inp.bf16 || weight.bf16;
   if (bf) weight = as_bf16(weight, (long)OC * C, g_gpu.castW, g_gpu.castWCap);
-  const int rows = bf ? (int)std::clamp(chunk_bytes() / 2 / std::max(C, OC), 1l, (long)N) : N;
+  const int rows = chunk_rows(bf ? (dout.bf16 ? 0 : 2l * OC) + (inp.bf16 ? 0 : 2l * C) : 0, N);
   for (int r0 = 0; r0 < N; r0 += rows) {
     int n = std::min(rows, N - r0);
     Act d = at(dout, (long)r0 * OC), x = at(inp, (long)r0 * C);
@@ -191,12 +212,7 @@ EXPORT(CuMatmulBackward) {
     if (dinp.p) product(false, false, C, n, OC, 1.0f, weight, C, d, OC, 0.0f, at(dinp, (long)r0 * C), C);
     product(false, true, C, OC, n, 1.0f, x, C, d, OC, 1.0f, Act{dweight, 0}, C);
   }
-  if (dbias) {
-    unsigned gy = std::min<unsigned>(blocks(N, 8), 64);
-    CUdeviceptr part = grow(g_gpu.columnParts, g_gpu.columnPartsCap, (size_t)gy * OC * 4);
-    launch("bias_backward", {blocks(OC, 32), gy}, {32, 8}, 0, part, dout, N, OC);
-    column_sums_finish(dbias, part, gy, OC, OC);
-  }
+  if (dbias) column_sums(dbias, dout, N, OC);
   return undefined_value(env);
 }
 
@@ -353,7 +369,7 @@ EXPORT(CuSumSquares) {
   Tensors t(a, kSumSquaresArgs);
   long n = a.lng(1);
   unsigned grid = std::max(1u, std::min<unsigned>(kPartials, blocks(n, 256)));
-  launch("sum_squares", {grid}, {256}, 0, g_gpu.partial, t.f32(0), n);
+  launch("sum_squares", {grid}, {256}, 0, g_gpu.partial, t.act(0), n);
   double part[kPartials];
   check(g_cu.memcpyDtoH(part, g_gpu.partial, grid * sizeof(double)), "copy to host");
   double s = 0;

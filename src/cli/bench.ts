@@ -46,8 +46,10 @@ export async function benchCommand(argv: string[]): Promise<void> {
   // -r 1 as gpt2 train and llm.c default to: GELU recomputed in backward
   const recompute = num(values.recompute, "recompute", 1, { int: true, min: 0, max: 2 }) as RecomputeLevel;
   const dtype = (values.dtype as string | undefined) ?? "fp32";
-  // generation with --dtype bf16 is inference on bf16 weights (as gpt2 sample --dtype bf16), on float32 kernels
-  const backend = values.generate && dtype === "bf16" ? await backendFromFlags({ backend: values.backend, threads: values.threads }) : await backendFromFlags(values);
+  // generation with --dtype bf16 is inference on bf16 weights (as gpt2 sample --dtype bf16): on float32 kernels on a
+  // CPU, on the bf16 backend on CUDA (src/cli/common.ts, inferenceModel)
+  const host = values.generate && dtype === "bf16" ? await backendFromFlags({ backend: values.backend, threads: values.threads }) : null;
+  const backend = host && host.name !== "cuda" ? host : await backendFromFlags(values);
   const config = makeConfig(preset);
   const { addon } = loadNativeAddon();
   // vdpbf16ps does two multiply-adds per fp32 lane: the bf16 peak is twice the fp32 one
@@ -64,7 +66,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
     const tokens = num(values.tokens, "tokens", 64, { int: true, min: 2 });
     const promptLen = num(values.prompt, "prompt", 16, { int: true, min: 1 });
     log(`generating ${tokens} tokens after a ${promptLen}-token prompt with ${preset}, batch 1, KV cache (prefill included)`);
-    r = await benchGenerate(config, backend, tokens, peak, promptLen, 3, dtype === "bf16" && backend.name !== "cuda" ? "bf16" : "f32");
+    r = await benchGenerate(config, backend, tokens, peak, promptLen, 3, dtype === "bf16" ? "bf16" : "f32");
   } else {
     log(`training ${preset} at B=${B}, T=${T} on random tokens, ${steps} timed steps (+1 warm-up)`);
     r = await benchTrain(config, backend, B, T, steps, peak, recompute, (i, ms) => log(`  step ${i}: ${ms.toFixed(0)} ms${i === 0 ? " (warm-up)" : ""}`));

@@ -61,7 +61,7 @@ export const INFERENCE_OPTIONS = {
   backend: BACKEND_OPTIONS.backend, threads: BACKEND_OPTIONS.threads,
   dtype: {
     type: "string", arg: "fp32|bf16", shown: "fp32",
-    help: "bf16: the matmul weights kept in bf16, half the bytes read per generated token (float32 arithmetic on a CPU; bf16 products and activations on CUDA)",
+    help: "bf16: the matmul weights kept in bf16, half the bytes read per generated token (float32 arithmetic on a CPU; bf16 products on CUDA)",
   },
 } as const satisfies Record<string, Flag>;
 
@@ -70,8 +70,8 @@ export async function inferenceModel(file: string, values: { backend?: string; t
   const dtype = values.dtype ?? "fp32";
   if (dtype !== "fp32" && dtype !== "bf16") throw new UsageError(`--dtype expects fp32 or bf16, got "${dtype}"`);
   const host = await backendFromFlags({ backend: values.backend, threads: values.threads });
-  // on CUDA, bf16 weights go with the bf16 backend (bf16 products and activations): cuBLAS multiplies operands of one
-  // storage, so a float32 backend would round its activations to bf16 for every product anyway
+  // on CUDA, bf16 weights go with the bf16 backend (bf16 products): cuBLAS multiplies operands of one storage, so the
+  // float32 activations of generation are rounded to bf16 for each product anyway
   const backend = dtype === "bf16" && host.name === "cuda" ? await backendFromFlags(values) : host;
   const model = await loadModel(file, backend, expect);
   if (dtype === "bf16") model.useBf16Weights();

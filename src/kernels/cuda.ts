@@ -142,6 +142,7 @@ export class CudaBackend implements Backend {
       try { makeDir(dir); } catch { /* the cache is optional */ }
       initialized = this.cu.cudaInit(cudaKernelSource(), dir, device)!;
     }
+    if (dtype !== "bf16" && activations === "bf16") throw new RangeError("bf16 activations need --dtype bf16 on the CUDA backend");
     this.precision = dtype === "bf16" ? "bf16" : "fp32";
     // GPT2_ACTIVATIONS=f32 under --dtype bf16: float32 activations, bf16 products (src/kernels/select.ts)
     this.activationDtype = dtype === "bf16" ? activations ?? "bf16" : "f32";

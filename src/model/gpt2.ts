@@ -112,9 +112,10 @@ export class GPT2 {
 
   /**
    * Inference on bf16 weights: the matmul weights (the four of every block and the tied lm_head) are copied to bf16
-   * and every forward from now on multiplies with them, in float32 arithmetic. Generating a token reads every weight
-   * once, so this reads half the bytes (the LayerNorms, biases and embedding lookups stay float32). Training needs
-   * the float32 weights: a model in this mode refuses gradients. Host backends and WebGPU (the CUDA backend throws).
+   * and every forward from now on multiplies with them (in float32 arithmetic on host backends and WebGPU; in bf16
+   * products on CUDA). Generating a token reads every weight once, so this reads half the bytes (the LayerNorms,
+   * biases and embedding lookups stay float32). Training needs the float32 weights: a model in this mode refuses
+   * gradients.
    */
   useBf16Weights(): void {
     const be = this.backend;

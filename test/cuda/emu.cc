@@ -155,6 +155,7 @@ inline int linearTid() { return (int)(tIdx.x + bDim.x * (tIdx.y + bDim.y * tIdx.
 #define gridDim emu::gDim
 
 inline void __syncthreads() { emu::wait_in(emu::State::BlockWait); }
+inline void __syncwarp() { emu::wait_in(emu::State::WarpWait); }
 template <typename T>
 T __shfl_xor_sync(unsigned, T v, int offset) {
   static_assert(sizeof(T) <= 8, "shuffle of a value up to 8 bytes");
@@ -208,7 +209,7 @@ std::map<std::string, Kernel>& kernels() {
   static std::map<std::string, Kernel> k = {
 #define SEQ(name) {#name, {#name, invoker(&name), false}}
 #define THR(name) {#name, {#name, invoker(&name), true}}
-      SEQ(encoder_forward),  SEQ(encoder_backward_wpe), SEQ(encoder_backward_wte), THR(layernorm_forward),
+      SEQ(encoder_forward),  SEQ(encoder_backward_wte), THR(layernorm_forward),
       THR(layernorm_backward), SEQ(column_sums_finish), SEQ(matmul_epilogue), THR(bias_backward),
       SEQ(convert),          SEQ(fill_value),
       SEQ(qkv_split),        SEQ(qkv_split_bf16),

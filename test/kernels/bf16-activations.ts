@@ -149,6 +149,12 @@ export async function runBf16Activations(backend: Backend,
     ref.encoderBackward(dwte[0], dwpe[0], enc[0], ids[0], B, T, C); backend.encoderBackward(dwte[1], dwpe[1], enc[1], ids[1], B, T, C);
     await check(dwte, 1e-5, "encoderBackward dwte (bf16 dout)"); await check(dwpe, 1e-5, "encoderBackward dwpe (bf16 dout)");
   }
+  // the sum of squares over a bf16 tensor (the non-finite search reads activations with it)
+  {
+    const x = both(rand(1000, 3), "bf16");
+    const want = await ref.sumSquaresAsync(x[0], 1000), got = await backend.sumSquaresAsync(x[1], 1000);
+    assert.ok(Math.abs(got - want) <= 1e-5 * want, `sumSquares over bf16: ${got} vs ${want}`);
+  }
   // the classifier: bf16 logits, dlogits written over them
   for (const [N, V, Vp] of [[1, 3, 8], [9, 100, 128], [5, 1000, 1024]]) {
     const logits = rand(N * Vp, 3), targets = idsOn(Int32Array.from({ length: N }, (_, i) => (i === 1 ? -1 : rng.int(V))));

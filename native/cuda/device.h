@@ -34,8 +34,6 @@ struct Gpu {
   // bf16 copies of a product's float32 operands, when the other operand is bf16 (a weight, an activation or gradient)
   CUdeviceptr castW = 0, castX = 0, castY = 0;
   size_t castWCap = 0, castXCap = 0, castYCap = 0;
-  CUdeviceptr epilogue = 0;  // float32 products of a bf16 output with a bias, rounded once after the bias is added
-  size_t epilogueCap = 0;
 };
 extern Gpu g_gpu;
 

@@ -185,11 +185,12 @@ extern "C" __global__ void column_sums_finish(float* dst, const float* part, int
 
 // ---------------------------------------------------------------- matmul helpers (the products are cuBLAS's)
 
-// out (N,OC) = y + bias (broadcast over rows; none when null): y is the product in float32 (out itself when out is
-// float32), rounded once into a bf16 out
-extern "C" __global__ void matmul_epilogue(Act out, const float* y, const float* bias, int N, int OC) {
+// out (N,OC) = bias, broadcast over rows: the product then adds onto it (cuBLAS's beta = 1), so that a bf16 output
+// is written once, in the product's own epilogue (as a cuBLASLt bias epilogue would; the bias is rounded to out's
+// storage first, as llm.c's bf16 biases are)
+extern "C" __global__ void bias_fill(Act out, const float* bias, int N, int OC) {
   long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
-  if (i < (long)N * OC) st(out, i, y[i] + (bias ? bias[i % OC] : 0.0f));
+  if (i < (long)N * OC) st(out, i, bias[i % OC]);
 }
 
 // part[blockIdx.y] (OC) = column sums of dout (N,OC) over the rows blockIdx.y*8 + threadIdx.y, stepping

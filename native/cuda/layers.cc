@@ -41,7 +41,7 @@ struct Tensors {
   }
 };
 
-/** bytes of the bf16 copies and float32 products a matmul makes at a time (GPT2_CUDA_CHUNK_BYTES lowers it, for tests) */
+/** bytes of the bf16 copies a matmul makes at a time (GPT2_CUDA_CHUNK_BYTES lowers it, for tests) */
 long chunk_bytes() {
   const char* env = std::getenv("GPT2_CUDA_CHUNK_BYTES");
   return env ? std::max(1l, std::atol(env)) : 64l << 20;
@@ -166,9 +166,9 @@ EXPORT(CuLayernormBackward) {
   column_sums_finish(dweight, part + (CUdeviceptr)C * 4, grid, 2 * C, C);
   return undefined_value(env);
 }
-// out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias. With a bf16 operand, the other is rounded to bf16 too (as cuBLAS's
-// bf16 compute type rounds float32 inputs); a bf16 out with a bias gets the float32 product, a chunk of rows at a
-// time, and the bias before its one rounding.
+// out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias: the bias first, the product added onto it (kernels.cu, bias_fill).
+// With a bf16 operand the other is rounded to bf16 too (as cuBLAS's bf16 compute type rounds float32 inputs), a
+// chunk of rows at a time when the input is copied.
 EXPORT(CuMatmulForward) {
   require_ready();
   Tensors t(a, kMatmulForwardArgs);
@@ -176,17 +176,15 @@ EXPORT(CuMatmulForward) {
   CUdeviceptr bias = t.f32(3);
   int N = a.integer(4), C = a.integer(5), OC = a.integer(6);
   if (N == 0) return undefined_value(env);
-  const bool bf = inp.bf16 || weight.bf16 || out.bf16, viaF32 = out.bf16 && bias;
+  const bool bf = inp.bf16 || weight.bf16 || out.bf16;
   if (bf) weight = as_bf16(weight, (long)OC * C, g_gpu.castW, g_gpu.castWCap);
-  // a chunk of rows at a time when copies are made: 64 MiB of bf16 inputs and float32 products at most
-  const int rows = chunk_rows((bf && !inp.bf16 ? 2l * C : 0) + (viaF32 ? 4l * OC : 0), N);
-  Act y{viaF32 ? grow(g_gpu.epilogue, g_gpu.epilogueCap, (size_t)std::min(rows, N) * OC * 4) : 0, 0};
+  if (bias) launch("bias_fill", {blocks((long)N * OC, 256)}, {256}, 0, out, bias, N, OC);
+  const int rows = chunk_rows(bf && !inp.bf16 ? 2l * C : 0, N);
   for (int r0 = 0; r0 < N; r0 += rows) {
     int n = std::min(rows, N - r0);
-    Act x = at(inp, (long)r0 * C), o = at(out, (long)r0 * OC);
+    Act x = at(inp, (long)r0 * C);
     if (bf) x = as_bf16(x, (long)n * C, g_gpu.castX, g_gpu.castXCap);
-    product(true, false, OC, n, C, 1.0f, weight, C, x, C, 0.0f, viaF32 ? y : o, OC);
-    if (bias) launch("matmul_epilogue", {blocks((long)n * OC, 256)}, {256}, 0, o, viaF32 ? y.p : o.p, bias, n, OC);
+    product(true, false, OC, n, C, 1.0f, weight, C, x, C, bias ? 1.0f : 0.0f, at(out, (long)r0 * OC), OC);
   }
   return undefined_value(env);
 }

@@ -23,7 +23,7 @@ export const ENV_VARS = {
   GPT2_CUDA_LIBDIR: "a folder with libcuda, NVRTC and cuBLAS(Lt), searched first (read by the native code)",
   GPT2_CUDA_PROFILE: "set: print where a CUDA run's time went, per kernel and cuBLAS call (read by the native code)",
   GPT2_CUDA_ATTN_SCORES: "floats of attention scores per chunk on the GPU (default 1 GiB; tests lower it) (read by the native code)",
-  GPT2_CUDA_CHUNK_BYTES: "bytes of bf16 copies and float32 products a GPU matmul makes at a time under --dtype bf16 (default 64 MiB; tests lower it) (read by the native code)",
+  GPT2_CUDA_CHUNK_BYTES: "bytes of bf16 copies a GPU matmul makes at a time under --dtype bf16 (default 64 MiB; tests lower it) (read by the native code)",
   CUDA_HOME: "the CUDA toolkit, whose lib64/ is searched for NVRTC and cuBLAS after the loader's path (read by the native code)",
   XDG_CACHE_HOME: "the base of the cache folder when GPT2_CACHE is not set",
   LD_LIBRARY_PATH: "folders searched for shared libraries (the WebGPU backend looks there for the Vulkan loader)",

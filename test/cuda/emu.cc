@@ -210,7 +210,7 @@ std::map<std::string, Kernel>& kernels() {
 #define SEQ(name) {#name, {#name, invoker(&name), false}}
 #define THR(name) {#name, {#name, invoker(&name), true}}
       SEQ(encoder_forward),  SEQ(encoder_backward_wte), THR(layernorm_forward),
-      THR(layernorm_backward), SEQ(column_sums_finish), SEQ(matmul_epilogue), THR(bias_backward),
+      THR(layernorm_backward), SEQ(column_sums_finish), SEQ(bias_fill), THR(bias_backward),
       SEQ(convert),          SEQ(fill_value),
       SEQ(qkv_split),        SEQ(qkv_split_bf16),
       SEQ(qkv_merge),        SEQ(heads_merge),       SEQ(heads_split),           SEQ(heads_split_bf16),

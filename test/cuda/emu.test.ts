@@ -28,10 +28,31 @@ test("emulated CUDA: matmuls with bf16 inputs against the reference", { skip }, 
 test("emulated CUDA --dtype bf16: activations stored in bf16, every kernel against the reference's bf16 storage", { skip }, () =>
   runBf16Activations(new CudaBackend("bf16"), { matmulTol: 2e-2, bf16Attention: true, bf16Scores: true }));
 
-test("emulated CUDA --dtype bf16: matmuls a few rows at a time (as when their bf16 copies pass 64 MiB) against the reference", { skip }, async () => {
-  process.env.GPT2_CUDA_CHUNK_BYTES = "4096";
+test("emulated CUDA --dtype bf16: matmuls a few rows at a time (as when their bf16 copies pass 64 MiB) against the reference, and against themselves in one piece", { skip }, async () => {
+  const be = new CudaBackend("bf16");
+  // float32 inputs and gradients beside bf16 weights and outputs: every operand that is copied to bf16, in chunks
+  const N = 37, C = 70, OC = 50, rng = (i: number) => Math.sin(i * 12.9898) * 2;
+  const make = (n: number, dtype: "f32" | "bf16", seed: number) => {
+    const t = be.alloc(n, dtype);
+    be.write(t, Float32Array.from({ length: n }, (_, i) => rng(i + seed)));
+    return t;
+  };
+  const inp = make(N * C, "f32", 1), w = make(OC * C, "bf16", 2), bias = make(OC, "f32", 3), dout = make(N * OC, "f32", 4);
+  const run = () => {
+    const out = be.alloc(N * OC, "bf16"), dinp = be.alloc(N * C), dw = be.alloc(OC * C), db = be.alloc(OC);
+    be.matmulForward(out, inp, w, bias, N, C, OC);
+    be.matmulBackward(dinp, dw, db, dout, inp, w, N, C, OC);
+    return [out, dinp, dw, db].map((t) => be.read(t));
+  };
+  const whole = run();
+  process.env.GPT2_CUDA_CHUNK_BYTES = "4096"; // 29 rows of the 140-byte bf16 input, 40 of the 100-byte gradient
   try {
-    await runBf16Activations(new CudaBackend("bf16"), { matmulTol: 2e-2, bf16Attention: true, bf16Scores: true });
+    const [out, dinp, dw, db] = run();
+    assert.deepEqual(out, whole[0], "forward: each row's products are the same sums");
+    assert.deepEqual(dinp, whole[1], "dinp");
+    assert.deepEqual(db, whole[3], "dbias");
+    dw.forEach((v, i) => assert.ok(Math.abs(v - whole[2][i]) <= 1e-5 * (1 + Math.abs(v)), `dweight ${i}: ${v} vs ${whole[2][i]} (the chunks' sums added)`));
+    await runBf16Activations(be, { matmulTol: 2e-2, bf16Attention: true, bf16Scores: true });
   } finally {
     delete process.env.GPT2_CUDA_CHUNK_BYTES;
   }

@@ -63,7 +63,7 @@ __device__ __forceinline__ void store(bf16* p, float x) {
 }
 
 // An activation (or a gradient, or a table a kernel may meet in either storage): float32, or bf16 under --dtype bf16,
-// said per tensor by the host (native/cuda/layers.cc). Every thread takes the same branch.
+// said per tensor by the host (native/cuda/kernel_args.h). Every thread takes the same branch.
 struct Act {
   void* p;
   int bf16;

@@ -6,7 +6,7 @@
 
 void register_cpu(napi_env env, napi_value exports);   // cpu/bindings.cc: the CPU kernels, threads, peak
 void register_mpi(napi_env env, napi_value exports);   // mpi/mpi.cc: MPI, loaded at run time
-void register_cuda(napi_env env, napi_value exports);  // cuda/cuda.cc (+ layers.cc): the CUDA backend
+void register_cuda(napi_env env, napi_value exports);  // cuda/cuda.cc (+ layers.cc, attention.cc): the CUDA backend
 void register_nccl(napi_env env, napi_value exports);  // cuda/nccl.cc: NCCL, loaded at run time
 
 /** kernelList: {name: {cpu, cuda, args}} for every line of kernels.def, which the TypeScript backends forward by */

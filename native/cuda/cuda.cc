@@ -1,5 +1,5 @@
 // The GPU backend's native half: the device in use, its memory, kernel launches and cuBLAS products, and the
-// set-up and memory bindings (layers.cc binds the layers; libs.cc loads the libraries; nccl.cc is NCCL). The CUDA
+// set-up and memory bindings (layers.cc and attention.cc bind the layers; libs.cc loads the libraries; nccl.cc is NCCL). The CUDA
 // libraries are loaded with dlopen() when a run asks for the GPU, so the addon builds and every test runs on
 // machines without CUDA. Kernels (native/cuda/kernels.cu) are compiled by NVRTC for the GPU found, and the CUBIN is
 // cached on disk keyed by source, architecture and driver.

@@ -90,8 +90,8 @@ inline napi_value str_value(napi_env env, const std::string& s) {
 
 inline void set(napi_env env, napi_value obj, const char* key, napi_value v) { napi_set_named_property(env, obj, key, v); }
 
-// defines `napi_value name(env, info)` around a body that reads its arguments from `a`; use inside an anonymous
-// namespace
+// defines `napi_value name(env, info)` around a body that reads its arguments from `a`: inside an anonymous namespace,
+// or in gpt2cuda for the kernel bindings that kernel_args.h declares
 #define EXPORT(name)                                               \
   napi_value name##_body(napi_env env, Args& a);                   \
   napi_value name(napi_env env, napi_callback_info info) {         \

@@ -1,5 +1,5 @@
 // The device in use and how work reaches it: state, allocation, kernel launches and cuBLAS products, shared by the
-// CUDA backend's binding files (cuda.cc: set-up and memory; layers.cc: the layers).
+// CUDA backend's binding files (cuda.cc: set-up and memory; layers.cc and attention.cc: the layers).
 #pragma once
 
 #include <chrono>

@@ -96,7 +96,7 @@ export interface Backend {
   layernormBackward(dinp: Tensor, dweight: Tensor, dbias: Tensor, dout: Tensor, inp: Tensor, weight: Tensor,
     mean: Tensor, rstd: Tensor, N: number, C: number): void;
 
-  /** out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC) */
+  /** out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC); out overlaps neither inp nor weight */
   matmulForward(out: Tensor, inp: Tensor, weight: Tensor, bias: Tensor | null, N: number, C: number, OC: number): void;
   /** dinp (N,C) = dout @ weight; dweight (OC,C) += dout^T @ inp; dbias += sum over rows of dout. dinp may be null. */
   matmulBackward(dinp: Tensor | null, dweight: Tensor, dbias: Tensor | null, dout: Tensor, inp: Tensor, weight: Tensor,

@@ -366,7 +366,9 @@ void save(void* m, long e, int type, float x) {
   }
   uint32_t u;
   std::memcpy(&u, &x, 4);
-  ((unsigned short*)m)[e] = (unsigned short)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
+  if ((u & 0x7fffffffu) > 0x7f800000u) u |= 0x400000u;  // NaN stays NaN (quiet), as cuBLAS keeps it
+  else u += 0x7fff + ((u >> 16) & 1);
+  ((unsigned short*)m)[e] = (unsigned short)(u >> 16);
 }
 void gemm(int opA, int opB, int m, int n, int k, float alpha, const void* A, int lda, const void* B, int ldb,
           float beta, void* C, int ldc, int abType, int cType, int compute) {

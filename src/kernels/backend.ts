@@ -55,6 +55,13 @@ export interface Backend {
    * the classifier's dlogits, written over the bf16 logits (as llm.c does; the bf16 product rounds them anyway).
    */
   readonly activationDtype?: "f32" | "bf16";
+  /**
+   * The dtype of a block's backward scratch (d(GELU output), d(fch), d(atty), d(qkv); default "f32"): "bf16" on the
+   * CUDA backend under bf16 activations, as llm.c keeps activation gradients, so that its bf16 weight-gradient
+   * products take them as they are (cuBLAS rounds float32 operands to bf16 for those products anyway). The residual
+   * stream's gradient and the LayerNorms' input gradients stay float32: they accumulate.
+   */
+  readonly activationGradDtype?: "f32" | "bf16";
 
   // ---- memory
   /**

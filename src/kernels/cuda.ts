@@ -127,6 +127,8 @@ export class CudaBackend implements Backend {
    * AdamW's state stay float32), else float32.
    */
   readonly activationDtype: "f32" | "bf16";
+  /** a block's backward scratch: bf16 with bf16 activations (Backend.activationGradDtype) */
+  readonly activationGradDtype: "f32" | "bf16";
 
   /**
    * `dtype` bf16: activations stored in bf16 (`activations` "f32": float32) and cuBLAS's products on bf16 operands
@@ -146,6 +148,7 @@ export class CudaBackend implements Backend {
     this.precision = dtype === "bf16" ? "bf16" : "fp32";
     // GPT2_ACTIVATIONS=f32 under --dtype bf16: float32 activations, bf16 products (src/kernels/select.ts)
     this.activationDtype = dtype === "bf16" ? activations ?? "bf16" : "f32";
+    this.activationGradDtype = this.activationDtype;
     void this.k;
     // every listed kernel is a call with device addresses (and which of them hold bf16), on cuBLAS set to this
     // backend's precision

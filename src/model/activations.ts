@@ -19,8 +19,8 @@ export type RecomputeLevel = 0 | 1 | 2;
  * The activation buffers, one table for the allocation (GPT2.allocate) and the memory plan (GPT2.activationBytes,
  * the estimator, the check before a run starts). `layers`: per layer (L copies), or one buffer every layer reuses
  * (scratch, or what the recompute level `-r` recomputes in backward instead of keeping). `dtype`: "f32", stored in
- * float32 whatever the activation dtype (statistics, losses, and the gradients, which accumulate), or "i32" (token ids);
- * the others take the activation dtype (bf16 under --dtype bf16 on a backend whose activationDtype says so), the
+ * float32 whatever the activation dtype (statistics, losses, and the gradients, which accumulate), "grad" (a block's backward scratch: the
+ * backend's activationGradDtype, float32 unless it says bf16), or "i32" (token ids); the others take the activation dtype (bf16 under --dtype bf16 on a backend whose activationDtype says so), the
  * logits too, and with them the dlogits written over them. Shapes count values.
  */
 const ACTIVATIONS = {
@@ -51,7 +51,7 @@ const ACTIVATIONS = {
   dres: { shape: (d: ActDims) => [d.BT, d.C], layers: () => 1, dtype: "f32", doc: "backward: gradient of the residual stream" },
   dln: { shape: (d: ActDims) => [d.BT, d.C], layers: () => 1, dtype: "f32", doc: "backward scratch" },
   dblock: {
-    shape: (d: ActDims) => [d.BT, 4 * d.C], layers: () => 1, dtype: "f32",
+    shape: (d: ActDims) => [d.BT, 4 * d.C], layers: () => 1, dtype: "grad",
     doc: "backward scratch of a block, used twice: d(GELU output), then d(fch) over it (GELU's backward in place); then d(atty) in its first BT x C values and d(qkv) in the 3 BT x C after",
   },
   zeroRow: { shape: (d: ActDims) => [d.C], layers: () => 1, dtype: "f32", doc: "zeros: the position table when the encoder gathers rows" },
@@ -69,11 +69,11 @@ export interface ActivationEntry { name: ActName; shape: number[]; layers: numbe
  * `dtype` (GPT2.allocate uses it; `floats` counts values of the entry's dtype, `bytes` follows from it).
  */
 export function activationTable(c: GPT2Config, B: number, T: number, recompute: RecomputeLevel, chunk = CLASSIFIER_CHUNK,
-  dtype: "f32" | "bf16" = "f32"): ActivationEntry[] {
+  dtype: "f32" | "bf16" = "f32", gradDtype: "f32" | "bf16" = "f32"): ActivationEntry[] {
   const d: ActDims = { L: c.nLayer, B, T, BT: B * T, C: c.nEmbd, NH: c.nHead, Vp: c.paddedVocabSize, chunk, recompute };
   return (Object.keys(ACTIVATIONS) as ActName[]).map((name) => {
-    const e: { shape: (d: ActDims) => number[]; layers: (d: ActDims) => number; dtype?: "f32" | "i32"; doc: string } = ACTIVATIONS[name];
-    const shape = e.shape(d), layers = e.layers(d), dt = e.dtype ?? dtype;
+    const e: { shape: (d: ActDims) => number[]; layers: (d: ActDims) => number; dtype?: "f32" | "i32" | "grad"; doc: string } = ACTIVATIONS[name];
+    const shape = e.shape(d), layers = e.layers(d), dt = e.dtype === "grad" ? gradDtype : e.dtype ?? dtype;
     const floats = layers * shape.reduce((x, y) => x * y, 1);
     return { name, shape, layers, floats, bytes: floats * DTYPE_BYTES[dt], dtype: dt, doc: e.doc };
   });

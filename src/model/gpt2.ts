@@ -167,15 +167,16 @@ export class GPT2 {
 
   /**
    * Bytes of activations for B x T at a recompute level, `chunk` rows of logits at a time, activations stored in
-   * `dtype` (the activation table's sum)
+   * `dtype` and a block's backward scratch in `gradDtype` (the activation table's sum)
    */
   static activationBytes(c: GPT2Config, B: number, T: number, recompute: RecomputeLevel, chunk = CLASSIFIER_CHUNK,
-    dtype: "f32" | "bf16" = "f32"): number {
-    return activationBytes(activationTable(c, B, T, recompute, chunk, dtype));
+    dtype: "f32" | "bf16" = "f32", gradDtype: "f32" | "bf16" = "f32"): number {
+    return activationBytes(activationTable(c, B, T, recompute, chunk, dtype, gradDtype));
   }
 
   private makeActivations(B: number, T: number): Activations {
-    const table = activationTable(this.config, B, T, this.recompute, this.classifierRows, this.activationDtype);
+    const table = activationTable(this.config, B, T, this.recompute, this.classifierRows, this.activationDtype,
+      this.backend.activationGradDtype);
     const bufs = Object.fromEntries(table.map((e) => [e.name, allocOrExplain(this.backend, e.floats, `activation ${e.name}`, e.dtype)])) as Record<ActName, Tensor>;
     return { ...bufs, B, T, bytes: activationBytes(table) };
   }

@@ -59,11 +59,12 @@ export async function initModel(cfg: TrainConfig, backend: Backend, tokenizer: T
 }
 
 /** The run's memory plan in bytes per rank, computed before anything big is allocated (ZeRO-1 shards AdamW). */
-export function memoryPlan(config: GPT2Config, cfg: TrainConfig, ranks = 1, on: Pick<Backend, "classifierRows" | "activationDtype"> = {},
+export function memoryPlan(config: GPT2Config, cfg: TrainConfig, ranks = 1, on: Pick<Backend, "classifierRows" | "activationDtype" | "activationGradDtype"> = {},
   samplePromptLength = 1): { params: number; grads: number; adamw: number; activations: number; kvcache: number; total: number } {
   const n = paramLayout(config).total;
   const adamw = cfg.zero && ranks > 1 ? Math.ceil(n / ranks) * 8 : n * 8;
-  const acts = GPT2.activationBytes(config, cfg.batchSize, cfg.seqLen, cfg.recompute, on.classifierRows ?? CLASSIFIER_CHUNK, on.activationDtype);
+  const acts = GPT2.activationBytes(config, cfg.batchSize, cfg.seqLen, cfg.recompute, on.classifierRows ?? CLASSIFIER_CHUNK, on.activationDtype,
+    on.activationGradDtype);
   const kv = cfg.sampleEvery > 0 ? 2 * config.nLayer * sampleCacheLength(Math.min(config.blockSize, cfg.seqLen), cfg, samplePromptLength) * config.nEmbd * 4 * 2 : 0;
   const plan = { params: n * 4, grads: n * 4, adamw, activations: acts, kvcache: kv, total: 0 };
   plan.total = plan.params + plan.grads + plan.adamw + plan.activations + plan.kvcache;

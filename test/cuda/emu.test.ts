@@ -58,6 +58,22 @@ test("emulated CUDA --dtype bf16: matmuls a few rows at a time (as when their bf
   }
 });
 
+test("emulated CUDA --dtype bf16: activations and a block's backward scratch allocated in bf16, as the memory plan counts them", { skip }, async () => {
+  const { GPT2 } = await import("../../src/model/gpt2.js");
+  const { makeConfig } = await import("../../src/model/config.js");
+  const { activationTable } = await import("../../src/model/activations.js");
+  const config = makeConfig("tiny", { nLayer: 2, nHead: 2, nEmbd: 64, blockSize: 32, vocabSize: 200 });
+  const be = new CudaBackend("bf16");
+  assert.equal(be.activationGradDtype, "bf16");
+  const model = new GPT2(config, be, 1);
+  model.allocate(2, 32);
+  const table = activationTable(config, 2, 32, 1, be.classifierRows, "bf16", "bf16");
+  assert.equal(table.find((e) => e.name === "dblock")!.dtype, "bf16");
+  assert.equal(model.activationBytes, GPT2.activationBytes(config, 2, 32, 1, be.classifierRows, "bf16", "bf16"));
+  assert.ok(model.activationBytes < GPT2.activationBytes(config, 2, 32, 1, be.classifierRows, "bf16", "f32"));
+  assert.equal(new CudaBackend("bf16", 0, "f32").activationGradDtype, "f32"); // GPT2_ACTIVATIONS=f32: all float32
+});
+
 test("emulated CUDA: settings are per backend (cuBLAS's precision follows the backend whose kernel runs)", { skip }, () =>
   assertSettingsPerBackend(() => new CudaBackend("fp32"), () => new CudaBackend("bf16")));
 

@@ -430,24 +430,52 @@ extern "C" __global__ void scale_kernel(float* x, long n, float s) {
 
 // ---------------------------------------------------------------- classifier
 
+/**
+ * (m, s) merged with (m2, s2): the max, and the sum of exponentials relative to it. A side with no finite value has
+ * m = -inf and s = 0, or NaN when it saw a NaN: exp(-inf) = 0 scales it to 0 or keeps the NaN.
+ */
+__device__ __forceinline__ void softmax_merge(float& m, float& s, float m2, float s2) {
+  float mm = fmaxf(m, m2);
+  s = mm == NEG_INF ? s + s2 : s * __expf(m - mm) + s2 * __expf(m2 - mm);
+  m = mm;
+}
+/** the block's (max, sum of exponentials) from every thread's pair, in a fixed order; every thread gets it */
+__device__ void softmax_stats_block(float& m, float& s, float* redM, float* redS) {
+  const int lane = threadIdx.x % WARP, warp = threadIdx.x / WARP, warps = blockDim.x / WARP;
+  for (int o = 16; o > 0; o >>= 1) softmax_merge(m, s, __shfl_xor_sync(FULL_MASK, m, o), __shfl_xor_sync(FULL_MASK, s, o));
+  __syncthreads();
+  if (lane == 0) redM[warp] = m, redS[warp] = s;
+  __syncthreads();
+  m = lane < warps ? redM[lane] : NEG_INF;
+  s = lane < warps ? redS[lane] : 0.0f;
+  for (int o = 16; o > 0; o >>= 1) softmax_merge(m, s, __shfl_xor_sync(FULL_MASK, m, o), __shfl_xor_sync(FULL_MASK, s, o));
+}
+
 // One block per row: losses[row] = logsumexp(logits[:V]) - logits[target]; with dlogits (may alias logits),
 // dlogits = (softmax - onehot) * grad_scale (* weights[row] when weights is not null) over V columns and 0 in the
 // padded ones. target < 0: loss 0, grad 0. A target >= V (the model refuses those before they get here) gives a NaN
-// loss rather than a read outside the row.
+// loss rather than a read outside the row. The logits are read twice (the max and the sum of exponentials together,
+// then the gradient) and the gradient written once, over them.
 extern "C" __global__ void cross_entropy(float* losses, Act dlogits, Act logits, const int* targets, int N, int V,
                                          int Vp, float scale, const float* weights) {
-  __shared__ float red[32];
+  __shared__ float red[64];
   int row = blockIdx.x;
   if (row >= N) return;
   const long x = (long)row * Vp;
   int target = targets[row];
   const float grad_scale = weights ? scale * weights[row] : scale;
-  float m = NEG_INF;
-  for (int j = threadIdx.x; j < V; j += blockDim.x) m = fmaxf(m, ld(logits, x + j));
-  m = block_max(m, red);
-  float s = 0.0f;
-  for (int j = threadIdx.x; j < V; j += blockDim.x) s += __expf(ld(logits, x + j) - m);
-  s = block_sum(s, red);
+  // the row's max and sum of exponentials in one read (online softmax): each thread's running pair, then the block's
+  float m = NEG_INF, s = 0.0f;
+  for (int j = threadIdx.x; j < V; j += blockDim.x) {
+    float v = ld(logits, x + j);
+    if (v > m) {
+      s = s * __expf(m - v) + 1.0f;  // m = -inf: s is 0, and 0 * 0 stays 0
+      m = v;
+    } else if (v != NEG_INF) {
+      s += __expf(v - m);  // a NaN v lands here and makes s NaN, as it makes the reference's loss NaN
+    }
+  }
+  softmax_stats_block(m, s, red, red + 32);
   float lse = m + __logf(s);
   if (threadIdx.x == 0) losses[row] = target < 0 ? 0.0f : target >= V ? __int_as_float(0x7fc00000) : lse - ld(logits, x + target);
   if (dlogits.p == 0) return;

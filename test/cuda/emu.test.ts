@@ -7,7 +7,7 @@ import { useCudaEmulator } from "./emulator.js";
 const emu = useCudaEmulator(); // before anything loads the CUDA driver
 const skip = "skip" in emu ? emu.skip : undefined;
 const { CudaBackend } = await import("../../src/kernels/cuda.js");
-const { assertSettingsPerBackend, runConformance } = await import("../kernels/suite.js");
+const { assertCrossEntropyEdges, assertSettingsPerBackend, runConformance } = await import("../kernels/suite.js");
 const { runBf16Activations } = await import("../kernels/bf16-activations.js");
 const suite = await import("./suite.js");
 
@@ -157,6 +157,11 @@ test("emulated NCCL, one rank: every collective leaves device and host buffers a
 
 test("emulated NCCL with one rank (-pi fs -pn 1) trains the same steps as the single-process CUDA path, -z 0 and -z 1", { skip }, () =>
   suite.ncclOneRankMatchesSingle());
+
+test("emulated CUDA: cross-entropy's edges as the reference's (a NaN logit makes its row NaN; masked -Infinity columns stay finite), float32 and bf16 logits", { skip }, async () => {
+  await assertCrossEntropyEdges(new CudaBackend("fp32"));
+  await assertCrossEntropyEdges(new CudaBackend("bf16"), "bf16");
+});
 
 test("emulated CUDA: a target id past the vocabulary gives a NaN loss, not a read outside its row (the model refuses such ids first)", { skip }, async () => {
   const be = new CudaBackend("fp32");

@@ -8,7 +8,7 @@ import { JsBackend } from "../../src/kernels/js/backend.js";
 import { HostF32 } from "../../src/kernels/host.js";
 import { createWebGPUBackend } from "../../src/kernels/webgpu/node.js";
 import assert from "node:assert/strict";
-import { assertSettingsPerBackend, runConformance, type HostBackend } from "./suite.js";
+import { assertCrossEntropyEdges, assertSettingsPerBackend, runConformance, type HostBackend } from "./suite.js";
 import { runBf16Activations } from "./bf16-activations.js";
 
 const { addon, error } = loadNativeAddon();
@@ -52,27 +52,9 @@ for (const [name, make, matmulTol, bf16Attention, skip] of [
     () => runBf16Activations(make(), { matmulTol, bf16Attention }));
 }
 
-test("native cross-entropy: a NaN logit anywhere in a row makes its loss and gradient NaN, as the reference's", { skip: addon ? undefined : error }, () => {
+test("native cross-entropy: a NaN logit anywhere in a row makes its loss and gradient NaN, as the reference's; masked (-Infinity) columns stay finite", { skip: addon ? undefined : error }, async () => {
   // the AVX-512 row's max (vmaxps drops a NaN operand) and exponential (clamped from below) would each lose it
-  const ref = new JsBackend();
-  for (const be of [new NativeBackend(addon!, 2), new NativeBackend(addon!, 1)]) {
-    for (const V of [50, 64]) {
-      for (const at of [0, 20, V - 1]) {
-        const N = 2, logits = Float32Array.from({ length: N * V }, (_, i) => Math.sin(i));
-        logits[at] = NaN; // row 0 only
-        for (const b of [be, ref]) {
-          const x = b.alloc(N * V), losses = b.alloc(N), targets = b.alloc(N, "i32");
-          b.write(x, logits);
-          b.write(targets, Int32Array.from([3, 5]));
-          b.crossEntropy(losses, x, x, targets, N, V, V, 0.5);
-          const l = b.read(losses), d = b.read(x);
-          assert.ok(Number.isNaN(l[0]), `${b.name} V=${V}, NaN at ${at}: loss ${l[0]}`);
-          assert.ok(Number.isFinite(l[1]), `${b.name} V=${V}: the other row's loss ${l[1]}`);
-          assert.ok(d.subarray(0, V).every(Number.isNaN), `${b.name} V=${V}, NaN at ${at}: a gradient is not NaN`);
-        }
-      }
-    }
-  }
+  for (const be of [new NativeBackend(addon!, 2), new NativeBackend(addon!, 1)]) await assertCrossEntropyEdges(be);
 });
 
 test("native bf16: a bf16 output of any width reads its bias up to its last value, no further", { skip: noBf16 || undefined }, () => {

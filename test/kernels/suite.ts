@@ -295,3 +295,31 @@ export async function assertSettingsPerBackend(makeFp32: () => Backend, makeBf16
   }
   assert.deepEqual(await run(bf16), rounded, "the bf16 backend's results changed after the fp32 one ran");
 }
+
+/**
+ * Cross-entropy on rows the reference takes apart: a NaN logit anywhere makes its row's loss and every gradient of it
+ * NaN (a max that drops NaN operands, or an exponential clamped from below, would each lose it), and a row that starts
+ * with -Infinity logits (masked columns) keeps a finite loss, with zero gradient there. `dtype`: the logits' storage.
+ */
+export async function assertCrossEntropyEdges(be: Backend, dtype: "f32" | "bf16" = "f32"): Promise<void> {
+  const ref = new JsBackend(dtype);
+  for (const V of [50, 64, 3000]) {
+    for (const at of [0, 20, V - 1]) {
+      const N = 3, logits = Float32Array.from({ length: N * V }, (_, i) => Math.sin(i));
+      logits[at] = NaN; // row 0 only
+      for (let j = 0; j < Math.min(V, 40); j++) logits[2 * V + j] = -Infinity; // row 2: masked columns first
+      for (const b of [be, ref]) {
+        const x = b.alloc(N * V, dtype), losses = b.alloc(N), targets = b.alloc(N, "i32");
+        b.write(x, logits);
+        b.write(targets, Int32Array.from([3, 5, V - 2]));
+        b.crossEntropy(losses, x, x, targets, N, V, V, 0.5);
+        const l = await b.readAsync(losses), d = await b.readAsync(x);
+        assert.ok(Number.isNaN(l[0]), `${b.name} V=${V}, NaN at ${at}: loss ${l[0]}`);
+        assert.ok(Number.isFinite(l[1]), `${b.name} V=${V}: the other row's loss ${l[1]}`);
+        assert.ok(d.subarray(0, V).every(Number.isNaN), `${b.name} V=${V}, NaN at ${at}: a gradient is not NaN`);
+        assert.ok(Number.isFinite(l[2]), `${b.name} V=${V}: the masked row's loss ${l[2]}`);
+        assert.ok(d.subarray(2 * V, 2 * V + Math.min(V, 40)).every((g) => g === 0), `${b.name} V=${V}: a masked column's gradient is not 0`);
+      }
+    }
+  }
+}
